@@ -1,0 +1,92 @@
+//! The library's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in ctxwin, with variants a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pinned layers plus the window's fixed framing do not fit the budget.
+    #[error(
+        "budget of {budget} tokens is too small: pinned layers and framing need {needed} tokens ({shortfall} short)"
+    )]
+    BudgetBelowPins {
+        /// The budget that was asked for.
+        budget: usize,
+        /// Tokens the pins and framing need on their own.
+        needed: usize,
+        /// `needed - budget`.
+        shortfall: usize,
+    },
+    /// A transcript file could not be parsed.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// 1-based column (0 when unknown).
+        column: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// A policy file or value is invalid.
+    #[error("invalid policy{}: {message}", source_name.as_ref().map(|s| format!(" in {s}")).unwrap_or_default())]
+    Policy {
+        /// The file (or preset) the policy came from, when known.
+        source_name: Option<String>,
+        /// What was wrong, naming the field.
+        message: String,
+    },
+    /// A turn handed to `push` breaks the turn model (e.g. a duplicate tool call id).
+    #[error("invalid turn: {0}")]
+    InvalidTurn(String),
+    /// A user-given path is not acceptable.
+    #[error("invalid path {}: {message}", path.display())]
+    InvalidPath {
+        /// The path.
+        path: PathBuf,
+        /// Why it was refused.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The full-text index failed.
+    #[error("lexical index: {0}")]
+    Index(String),
+    /// The dense embedding backend failed or is unavailable.
+    #[error("embeddings: {0}")]
+    Embeddings(String),
+}
+
+/// `Result` with ctxwin's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A `Malformed` error for `path` at `line:column`.
+    pub fn malformed(path: impl Into<PathBuf>, line: usize, column: usize, message: impl Into<String>) -> Self {
+        Error::Malformed { path: path.into(), line, column, message: message.into() }
+    }
+
+    /// A `Malformed` error from a serde_json error (which carries line and column).
+    pub fn from_json(path: impl Into<PathBuf>, err: &serde_json::Error) -> Self {
+        Error::Malformed { path: path.into(), line: err.line(), column: err.column(), message: err.to_string() }
+    }
+
+    /// An `Io` error for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+impl From<tantivy::TantivyError> for Error {
+    fn from(e: tantivy::TantivyError) -> Self {
+        Error::Index(e.to_string())
+    }
+}

@@ -1,0 +1,10 @@
+//! Loader for the claude_code format (not yet written).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::replay::transcript::Transcript;
+
+pub(super) fn load(path: &Path, _text: &str) -> Result<Vec<Transcript>> {
+    Err(Error::malformed(path, 0, 0, "the claude_code loader is not available yet"))
+}

@@ -1,0 +1,205 @@
+//! Transcript loaders, one file per format, with format detection.
+//!
+//! Every loader reads a file, returns one [`Transcript`] per conversation/session in it, and reports
+//! bad input as [`Error::Malformed`] naming the file, line and column. Nothing a loader cannot place is
+//! dropped silently: it is kept as an opaque text turn or counted in [`crate::replay::LoadNotes`].
+
+mod aider;
+mod anthropic;
+mod claude_code;
+mod locomo;
+mod longmemeval;
+mod mini_swe_agent;
+mod openai_chat;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::replay::transcript::Transcript;
+
+/// A transcript format ctxbench can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Detect from the file's content.
+    Auto,
+    /// LoCoMo (`locomo10.json`).
+    Locomo,
+    /// LongMemEval-S (and the derived haystack files).
+    LongMemEval,
+    /// OpenAI chat messages with `tool_calls` / `role: tool`: a messages array, an object with
+    /// `messages`, tau-bench runs (`traj`), or SWE-agent `.traj` (`history`).
+    OpenAiChat,
+    /// mini-swe-agent trajectories (`messages` with bash blocks and `<returncode>` results).
+    MiniSweAgent,
+    /// Claude Code session JSONL.
+    ClaudeCode,
+    /// Anthropic Messages JSON (`system` + `messages` with `tool_use` / `tool_result` blocks).
+    AnthropicMessages,
+    /// Aider `.aider.chat.history.md`.
+    Aider,
+}
+
+impl Format {
+    /// Parses a `--format` value.
+    pub fn parse(s: &str) -> Option<Format> {
+        Some(match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "auto" => Format::Auto,
+            "locomo" => Format::Locomo,
+            "longmemeval" | "longmemeval-s" => Format::LongMemEval,
+            "openai" | "openai-chat" | "tau-bench" | "taubench" | "swe-agent" | "sweagent" => Format::OpenAiChat,
+            "mini-swe-agent" | "minisweagent" => Format::MiniSweAgent,
+            "claude-code" | "claudecode" => Format::ClaudeCode,
+            "anthropic" | "anthropic-messages" => Format::AnthropicMessages,
+            "aider" => Format::Aider,
+            _ => return None,
+        })
+    }
+
+    /// Names accepted by [`Format::parse`] (canonical ones).
+    pub const NAMES: &'static [&'static str] =
+        &["auto", "locomo", "longmemeval", "openai-chat", "mini-swe-agent", "claude-code", "anthropic", "aider"];
+}
+
+/// Largest file a loader reads (1 GiB): a guard against pointing ctxbench at the wrong thing.
+const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Reads a file as UTF-8, with errors naming it.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::InvalidPath { path: path.to_path_buf(), message: "not a regular file".into() });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Error::InvalidPath { path: path.to_path_buf(), message: format!("larger than {MAX_FILE_BYTES} bytes") });
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let (line, col) = line_col(&[], e.utf8_error().valid_up_to());
+        Error::malformed(path, line, col, format!("not UTF-8 at byte {}", e.utf8_error().valid_up_to()))
+    })
+}
+
+/// 1-based line and column of byte `offset` in `bytes` (line 0 when the bytes are not given).
+pub(crate) fn line_col(bytes: &[u8], offset: usize) -> (usize, usize) {
+    if bytes.is_empty() {
+        return (0, 0);
+    }
+    let upto = &bytes[..offset.min(bytes.len())];
+    let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = upto.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, col)
+}
+
+/// Parses JSON, mapping errors to `Malformed` with the file's line and column.
+pub(crate) fn parse_json(path: &Path, text: &str) -> Result<serde_json::Value> {
+    if text.trim().is_empty() {
+        return Err(Error::malformed(path, 1, 1, "empty file"));
+    }
+    serde_json::from_str(text).map_err(|e| Error::from_json(path, &e))
+}
+
+/// Guesses the format of a file from its name and first bytes / parsed shape.
+pub fn detect(path: &Path, text: &str) -> Result<Format> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if name.ends_with(".md") {
+        return Ok(Format::Aider);
+    }
+    if name.ends_with(".jsonl") {
+        return Ok(Format::ClaudeCode);
+    }
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(Error::malformed(path, 1, 1, "empty file"));
+    }
+    if trimmed.starts_with("# aider chat started at") {
+        return Ok(Format::Aider);
+    }
+    let v = match parse_json(path, text) {
+        Ok(v) => v,
+        Err(e) => {
+            // JSON Lines: every line its own object.
+            let first = trimmed.lines().next().unwrap_or_default();
+            if serde_json::from_str::<serde_json::Value>(first).is_ok_and(|v| v.is_object()) {
+                return Ok(Format::ClaudeCode);
+            }
+            return Err(e);
+        }
+    };
+    let first = match &v {
+        serde_json::Value::Array(a) => a.first(),
+        other => Some(other),
+    };
+    let Some(first) = first else {
+        return Err(Error::malformed(path, 1, 1, "empty JSON array: nothing to load"));
+    };
+    let has = |k: &str| first.get(k).is_some();
+    Ok(if has("conversation") && has("qa") {
+        Format::Locomo
+    } else if has("haystack_sessions") {
+        Format::LongMemEval
+    } else if has("traj") || has("history") {
+        Format::OpenAiChat
+    } else if has("messages") && has("instance_id") {
+        Format::MiniSweAgent
+    } else if has("messages") && (has("system") || anthropic::looks_like(first)) {
+        Format::AnthropicMessages
+    } else if has("messages") || has("role") {
+        Format::OpenAiChat
+    } else if has("type") && (has("sessionId") || has("uuid")) {
+        Format::ClaudeCode
+    } else {
+        return Err(Error::malformed(path, 1, 1, "unrecognized transcript format (pass --format)"));
+    })
+}
+
+/// Loads every transcript in one file.
+pub fn load_file(path: &Path, format: Format) -> Result<Vec<Transcript>> {
+    let text = read_text(path)?;
+    let format = if format == Format::Auto { detect(path, &text)? } else { format };
+    match format {
+        Format::Auto => Err(Error::malformed(path, 1, 1, "format could not be detected")),
+        Format::Locomo => locomo::load(path, &text),
+        Format::LongMemEval => longmemeval::load(path, &text),
+        Format::OpenAiChat => openai_chat::load(path, &text),
+        Format::MiniSweAgent => mini_swe_agent::load(path, &text),
+        Format::ClaudeCode => claude_code::load(path, &text),
+        Format::AnthropicMessages => anthropic::load(path, &text),
+        Format::Aider => aider::load(path, &text),
+    }
+}
+
+/// File endings a directory scan picks up.
+const KNOWN_ENDINGS: &[&str] = &[".json", ".jsonl", ".traj", ".md"];
+
+/// Loads a file, or every recognized file in a directory (sorted by name; not recursive). In a
+/// directory, files that are not transcripts (READMEs, licences) are skipped when `format` is
+/// `Auto`; a file that looks like a transcript but fails to parse is an error.
+pub fn load_path(path: &Path, format: Format) -> Result<Vec<Transcript>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_file() {
+        return load_file(path, format);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::io(path, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            KNOWN_ENDINGS.iter().any(|e| n.ends_with(e)) && !is_doc_file(n)
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::InvalidPath { path: path.to_path_buf(), message: "no transcript files in this directory".into() });
+    }
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(load_file(&f, format)?);
+    }
+    Ok(out)
+}
+
+fn is_doc_file(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.starts_with("README") || upper.starts_with("LICENSE") || upper.starts_with("CHANGELOG")
+}

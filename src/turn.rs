@@ -1,0 +1,367 @@
+//! The turn model: roles, content blocks, provenance, and the one `normalize` step that keeps
+//! tool calls and their results paired.
+
+use serde::{Deserialize, Serialize};
+
+/// Position of a turn in an engine's history (0-based, in push order).
+pub type TurnId = usize;
+
+/// Who a turn is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A system message found in a transcript. It is kept as history, never promoted to a pin.
+    System,
+    /// The user (or, in a two-person chat, the first speaker).
+    User,
+    /// The model (or the second speaker).
+    Assistant,
+    /// A tool's output.
+    Tool,
+}
+
+impl Role {
+    /// Lower-case name, as in the OpenAI chat format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// Where a turn's content came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Provenance {
+    /// Given by the host application or the person using it.
+    #[default]
+    Host,
+    /// Produced by a model.
+    Model,
+    /// Produced by a tool.
+    Tool,
+}
+
+/// One piece of a turn's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Block {
+    /// Plain text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// A call of a tool by the model.
+    ToolCall {
+        /// The id that joins the call to its result.
+        call_id: String,
+        /// The tool's name.
+        name: String,
+        /// The arguments, as JSON.
+        arguments: serde_json::Value,
+    },
+    /// A tool's result.
+    ToolResult {
+        /// The id of the call this answers.
+        call_id: String,
+        /// The output.
+        content: String,
+        /// Whether the tool reported an error.
+        is_error: bool,
+    },
+}
+
+impl Block {
+    /// A text block.
+    pub fn text(text: impl Into<String>) -> Self {
+        Block::Text { text: text.into() }
+    }
+}
+
+/// One turn of a conversation or agent session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    role: Role,
+    blocks: Vec<Block>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timestamp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    speaker: Option<String>,
+    #[serde(default)]
+    provenance: Provenance,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source_id: Option<String>,
+    #[serde(default)]
+    priority: f32,
+}
+
+impl Turn {
+    /// A turn with the given role and blocks. Provenance defaults by role: user and system turns are
+    /// host-given, assistant turns model-produced, tool turns tool-produced.
+    pub fn new(role: Role, blocks: Vec<Block>) -> Self {
+        let provenance = match role {
+            Role::System | Role::User => Provenance::Host,
+            Role::Assistant => Provenance::Model,
+            Role::Tool => Provenance::Tool,
+        };
+        Turn { role, blocks, timestamp: None, speaker: None, provenance, tags: Vec::new(), source_id: None, priority: 0.0 }
+    }
+
+    /// A user turn holding one text block.
+    pub fn user(text: impl Into<String>) -> Self {
+        Turn::new(Role::User, vec![Block::text(text)])
+    }
+
+    /// An assistant turn holding one text block.
+    pub fn assistant(text: impl Into<String>) -> Self {
+        Turn::new(Role::Assistant, vec![Block::text(text)])
+    }
+
+    /// An assistant turn that calls one tool (with optional text before the call).
+    pub fn tool_call(
+        text: Option<String>,
+        call_id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: serde_json::Value,
+    ) -> Self {
+        let mut blocks = Vec::new();
+        if let Some(t) = text.filter(|t| !t.is_empty()) {
+            blocks.push(Block::Text { text: t });
+        }
+        blocks.push(Block::ToolCall { call_id: call_id.into(), name: name.into(), arguments });
+        Turn::new(Role::Assistant, blocks)
+    }
+
+    /// A tool turn holding the result of one call.
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>, is_error: bool) -> Self {
+        Turn::new(Role::Tool, vec![Block::ToolResult { call_id: call_id.into(), content: content.into(), is_error }])
+    }
+
+    /// Sets the timestamp (free text, shown as the transcript gives it).
+    pub fn with_timestamp(mut self, ts: impl Into<String>) -> Self {
+        self.timestamp = Some(ts.into());
+        self
+    }
+
+    /// Sets the speaker's name, shown as `name: text`.
+    pub fn with_speaker(mut self, name: impl Into<String>) -> Self {
+        self.speaker = Some(name.into());
+        self
+    }
+
+    /// Sets the provenance.
+    pub fn with_provenance(mut self, p: Provenance) -> Self {
+        self.provenance = p;
+        self
+    }
+
+    /// Adds a tag.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Sets the id the turn had in its source transcript (e.g. LoCoMo's `D1:3`).
+    pub fn with_source_id(mut self, id: impl Into<String>) -> Self {
+        self.source_id = Some(id.into());
+        self
+    }
+
+    /// Sets a host-given priority in `[0, 1]` that the scorer adds (weighted) to the turn's score.
+    /// Values outside the range are clamped; NaN becomes 0.
+    pub fn with_priority(mut self, p: f32) -> Self {
+        self.priority = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
+        self
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// The content blocks.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+    /// The timestamp, if any.
+    pub fn timestamp(&self) -> Option<&str> {
+        self.timestamp.as_deref()
+    }
+    /// The speaker's name, if any.
+    pub fn speaker(&self) -> Option<&str> {
+        self.speaker.as_deref()
+    }
+    /// The provenance.
+    pub fn provenance(&self) -> Provenance {
+        self.provenance
+    }
+    /// The tags.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+    /// The id in the source transcript, if any.
+    pub fn source_id(&self) -> Option<&str> {
+        self.source_id.as_deref()
+    }
+    /// The host-given priority in `[0, 1]`.
+    pub fn priority(&self) -> f32 {
+        self.priority
+    }
+
+    /// Ids of the tool calls this turn makes.
+    pub fn call_ids(&self) -> impl Iterator<Item = &str> {
+        self.blocks.iter().filter_map(|b| match b {
+            Block::ToolCall { call_id, .. } => Some(call_id.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Ids of the calls this turn holds results for.
+    pub fn result_ids(&self) -> impl Iterator<Item = &str> {
+        self.blocks.iter().filter_map(|b| match b {
+            Block::ToolResult { call_id, .. } => Some(call_id.as_str()),
+            _ => None,
+        })
+    }
+
+    /// All the turn's searchable text: text blocks, tool names and arguments, tool outputs.
+    pub fn plain_text(&self) -> String {
+        let mut out = String::new();
+        for b in &self.blocks {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            match b {
+                Block::Text { text } => out.push_str(text),
+                Block::ToolCall { name, arguments, .. } => {
+                    out.push_str(name);
+                    out.push(' ');
+                    out.push_str(&arguments.to_string());
+                }
+                Block::ToolResult { content, .. } => out.push_str(content),
+            }
+        }
+        out
+    }
+
+    pub(crate) fn blocks_mut(&mut self) -> &mut Vec<Block> {
+        &mut self.blocks
+    }
+}
+
+/// What [`normalize`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NormalizeReport {
+    /// Results whose call was never seen: turned into text so nothing is lost.
+    pub orphan_results: usize,
+    /// Calls that never got a result: a synthetic error result was added right after them.
+    pub missing_results: usize,
+    /// Results that arrived after an unrelated turn: moved up to follow their call.
+    pub moved_results: usize,
+    /// Turns with no content blocks, removed.
+    pub empty_turns: usize,
+}
+
+/// The text of the synthetic result added for a call that never got one.
+pub const MISSING_RESULT_TEXT: &str = "[no result was recorded for this tool call]";
+
+/// Enforces the tool-pair invariant on a transcript, as codex-rs's context manager does:
+/// every call is followed (after its own turn, before any unrelated turn) by its result;
+/// a result without a call is turned into plain text (kept, counted); a call without a result
+/// gets a synthetic error result; empty turns are removed. Returns the normalized turns and a report.
+pub fn normalize(turns: Vec<Turn>) -> (Vec<Turn>, NormalizeReport) {
+    use std::collections::{HashMap, HashSet};
+    let mut report = NormalizeReport::default();
+    // Where each result lives (turn index, block index), for moving results up.
+    let mut all_call_ids: HashSet<String> = HashSet::new();
+    for t in &turns {
+        for id in t.call_ids() {
+            all_call_ids.insert(id.to_string());
+        }
+    }
+    // Results by call id, taken out of their turns.
+    let mut results: HashMap<String, (Turn, usize)> = HashMap::new();
+    let mut staged: Vec<Option<Turn>> = Vec::with_capacity(turns.len());
+    for t in turns {
+        if t.blocks.is_empty() {
+            report.empty_turns += 1;
+            continue;
+        }
+        if t.result_ids().next().is_some() {
+            // Split a multi-result turn into its results; turn orphans into text.
+            let mut rest = Vec::new();
+            for b in t.blocks.iter() {
+                match b {
+                    Block::ToolResult { call_id, content, is_error } if all_call_ids.contains(call_id) => {
+                        if results.contains_key(call_id) {
+                            // A second result for the same call: keep it as text.
+                            report.orphan_results += 1;
+                            rest.push(Block::text(format!("[extra tool result for call {call_id}] {content}")));
+                        } else {
+                            let mut r = t.clone();
+                            r.blocks = vec![Block::ToolResult { call_id: call_id.clone(), content: content.clone(), is_error: *is_error }];
+                            r.role = Role::Tool;
+                            results.insert(call_id.clone(), (r, staged.len()));
+                        }
+                    }
+                    Block::ToolResult { call_id, content, .. } => {
+                        report.orphan_results += 1;
+                        rest.push(Block::text(format!("[tool result for unknown call {call_id}] {content}")));
+                    }
+                    other => rest.push(other.clone()),
+                }
+            }
+            if !rest.is_empty() {
+                let mut r = t.clone();
+                r.blocks = rest;
+                if r.role == Role::Tool {
+                    r.role = Role::User;
+                }
+                staged.push(Some(r));
+            }
+            continue;
+        }
+        staged.push(Some(t));
+    }
+    // Re-emit: each call turn followed by its results in call order.
+    let mut out = Vec::with_capacity(staged.len() + results.len());
+    let mut seen_positions: HashMap<String, usize> = HashMap::new();
+    for (i, t) in staged.iter().enumerate() {
+        if let Some(t) = t {
+            for id in t.call_ids() {
+                seen_positions.entry(id.to_string()).or_insert(i);
+            }
+        }
+    }
+    for t in staged.into_iter().flatten() {
+        let ids: Vec<String> = t.call_ids().map(str::to_string).collect();
+        out.push(t);
+        for id in ids {
+            match results.remove(&id) {
+                Some((r, staged_at)) => {
+                    if seen_positions.get(&id).is_some_and(|&p| staged_at > p + 1) {
+                        report.moved_results += 1;
+                    }
+                    out.push(r)
+                }
+                None => {
+                    report.missing_results += 1;
+                    out.push(Turn::tool_result(id, MISSING_RESULT_TEXT, true));
+                }
+            }
+        }
+    }
+    // Whatever is left in `results` had a call id that appeared only in a duplicate position; keep as text.
+    let mut left: Vec<(String, (Turn, usize))> = results.into_iter().collect();
+    left.sort_by(|a, b| a.0.cmp(&b.0));
+    for (id, (r, _)) in left {
+        report.orphan_results += 1;
+        let text = r.plain_text();
+        out.push(Turn::user(format!("[tool result for unknown call {id}] {text}")));
+    }
+    (out, report)
+}

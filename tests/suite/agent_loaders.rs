@@ -1,0 +1,1 @@
+//! Loader tests for agent transcript formats (written with the loaders).

@@ -1,0 +1,3 @@
+//! ctxwin's one integration-test binary; each module tests one area.
+
+mod suite;
