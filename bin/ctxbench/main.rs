@@ -1,1 +1,185 @@
-fn main(){}
+//! ctxbench: replays transcripts through ctxwin and the peers' policies, and measures the windows.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use ctxwin::replay::{compare, BudgetSpec, CompareConfig, CompareReport, Format};
+use ctxwin::{Encoding, Policy};
+
+#[derive(Parser)]
+#[command(name = "ctxbench", version, about = "Replay transcripts through context-window policies and measure the windows")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Transcript file or folder (every recognized file in it); repeat for several.
+    #[arg(long = "dataset", required = true)]
+    datasets: Vec<PathBuf>,
+    /// Transcript format: auto, locomo, longmemeval, openai-chat, mini-swe-agent, claude-code, anthropic, aider.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Token encoding: o200k_base or cl100k_base.
+    #[arg(long, default_value = "o200k_base")]
+    encoding: String,
+    /// Write the runs as JSON (`{"runs": [...]}`) to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the runs as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Override a policy knob for every policy: KEY=VALUE (e.g. weights.bm25=0.8); repeatable.
+    #[arg(long = "set")]
+    sets: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compare several policies at several budgets.
+    Compare {
+        #[command(flatten)]
+        common: Common,
+        /// Comma-separated presets or policy files (.toml/.json).
+        #[arg(long, default_value = "ctxwin,recency,rag")]
+        policies: String,
+        /// Comma-separated budgets: tokens (2000) or shares of each transcript (10%).
+        #[arg(long, default_value = "1000,2000,4000,8000")]
+        budgets: String,
+    },
+    /// Print one window: its messages one line each, then the report of what was left out.
+    Window {
+        /// Transcript file or folder.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Transcript format.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// Which transcript of the dataset (0-based).
+        #[arg(long, default_value_t = 0)]
+        transcript: usize,
+        /// Which QA item is the query (0-based); without it, the default per-turn query.
+        #[arg(long)]
+        question: Option<usize>,
+        /// A preset or a policy file.
+        #[arg(long, default_value = "ctxwin")]
+        policy: String,
+        /// Budget in tokens.
+        #[arg(long, default_value_t = 2000)]
+        budget: usize,
+        /// Print the request as JSON in this shape instead: openai or anthropic.
+        #[arg(long)]
+        render: Option<String>,
+    },
+    /// Replay one policy at one budget.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// A preset or a policy file.
+        #[arg(long, default_value = "ctxwin")]
+        policy: String,
+        /// Budget: tokens or a share (10%).
+        #[arg(long, default_value = "2000")]
+        budget: String,
+    },
+}
+
+fn load_policy(spec: &str, sets: &[String]) -> anyhow::Result<(String, Policy)> {
+    let path = PathBuf::from(spec);
+    let (name, mut policy) = if ctxwin::PRESETS.contains(&spec) {
+        (spec.to_string(), Policy::preset(spec)?)
+    } else if path.extension().is_some_and(|e| e == "toml" || e == "json") {
+        if !path.is_file() {
+            bail!("policy file {} does not exist", path.display());
+        }
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or(spec).to_string();
+        (name, Policy::load(&path)?)
+    } else {
+        bail!("unknown policy `{spec}`: use a preset ({}) or a .toml/.json file", ctxwin::PRESETS.join(", "));
+    };
+    for s in sets {
+        let (k, v) = s.split_once('=').with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
+        policy.set(k.trim(), v.trim())?;
+    }
+    Ok((name, policy))
+}
+
+fn budgets(spec: &str) -> anyhow::Result<Vec<BudgetSpec>> {
+    spec.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| BudgetSpec::parse(s).with_context(|| format!("budget `{s}`: expected tokens (2000) or a share (10%)")))
+        .collect()
+}
+
+fn run(common: &Common, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> anyhow::Result<CompareReport> {
+    let format = Format::parse(&common.format)
+        .with_context(|| format!("unknown --format `{}` (one of: {})", common.format, Format::NAMES.join(", ")))?;
+    let encoding = Encoding::parse(&common.encoding).with_context(|| format!("unknown --encoding `{}`", common.encoding))?;
+    for d in &common.datasets {
+        if !d.exists() {
+            bail!("dataset {} does not exist", d.display());
+        }
+    }
+    let cfg = CompareConfig::new(common.datasets.clone(), policies, budgets).format(format).encoding(encoding);
+    let report = compare(&cfg)?;
+    print!("{}", report.table());
+    if let Some(p) = &common.json {
+        std::fs::write(p, report.to_json()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &common.csv {
+        std::fs::write(p, report.to_csv()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(report)
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ctxbench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn try_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let report = match &cli.cmd {
+        Cmd::Compare { common, policies, budgets: b } => {
+            let ps = policies.split(',').filter(|s| !s.trim().is_empty()).map(|s| load_policy(s.trim(), &common.sets)).collect::<anyhow::Result<Vec<_>>>()?;
+            run(common, ps, budgets(b)?)?
+        }
+        Cmd::Window { dataset, format, transcript, question, policy, budget, render } => {
+            let format = Format::parse(format).with_context(|| format!("unknown --format `{format}`"))?;
+            let (_, p) = load_policy(policy, &[])?;
+            let (w, mut e, qa) = ctxwin::replay::inspect_window(dataset, format, *transcript, *question, &p, *budget, Encoding::O200kBase)?;
+            match render.as_deref() {
+                Some("openai") => println!("{}", serde_json::to_string_pretty(&w.to_openai())?),
+                Some("anthropic") => println!("{}", serde_json::to_string_pretty(&w.to_anthropic())?),
+                Some(other) => bail!("unknown --render `{other}` (openai or anthropic)"),
+                None => {
+                    if let Some(q) = &qa {
+                        println!("question: {}
+answer: {:?}
+evidence: {:?}", q.question(), q.answer(), q.evidence());
+                    }
+                    print!("{}", w.outline(e.counter()));
+                    let kept = w.kept_turns().count();
+                    println!("total {} / budget {} tokens; {} turns kept, {} summaries, {} turns in history", w.total_tokens(), w.budget(), kept, w.summaries().len(), w.report().len());
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Replay { common, policy, budget } => run(common, vec![load_policy(policy, &common.sets)?], budgets(budget)?)?,
+    };
+    // Validity is part of the result: a window over budget or a split tool pair fails the run.
+    let bad: usize = report.runs.iter().map(|r| r.budget_violations + r.pair_violations).sum();
+    if bad > 0 {
+        eprintln!("ctxbench: {bad} invalid windows (over budget or split tool pairs)");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

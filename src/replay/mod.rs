@@ -1,6 +1,133 @@
-//! The replay side: loaders, probes, metrics, reports (what ctxbench runs).
+//! The replay side (what ctxbench runs): loaders, probes, metrics, reports, and [`compare`].
 
 pub mod loaders;
+mod metrics;
+mod probes;
+mod report;
 mod transcript;
 
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+pub use loaders::Format;
+pub use metrics::{answer_present, normalize_answer, pair_violations, Percentiles};
+pub use probes::BudgetSpec;
+pub use report::{CategoryResult, CompareReport, RunResult};
 pub use transcript::{GoldAction, LoadNotes, QaItem, Transcript};
+
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::tokens::Encoding;
+
+/// What to compare: datasets × policies × budgets.
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    datasets: Vec<PathBuf>,
+    format: Format,
+    policies: Vec<(String, Policy)>,
+    budgets: Vec<BudgetSpec>,
+    encoding: Encoding,
+}
+
+impl CompareConfig {
+    /// A comparison of `policies` (name, policy) at `budgets` over `datasets` (files or folders).
+    pub fn new(datasets: Vec<PathBuf>, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> Self {
+        CompareConfig { datasets, format: Format::Auto, policies, budgets, encoding: Encoding::O200kBase }
+    }
+    /// The transcript format (default: detect).
+    pub fn format(mut self, f: Format) -> Self {
+        self.format = f;
+        self
+    }
+    /// The token encoding (default `o200k_base`).
+    pub fn encoding(mut self, e: Encoding) -> Self {
+        self.encoding = e;
+        self
+    }
+}
+
+/// The dataset's display name: the file or folder name.
+fn dataset_name(p: &Path) -> String {
+    p.file_name().and_then(|n| n.to_str()).map(str::to_string).unwrap_or_else(|| p.display().to_string())
+}
+
+/// Replays every transcript of every dataset with every policy at every budget, in parallel across
+/// transcripts (rayon); results are deterministic (merged in a fixed order).
+pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
+    if cfg.policies.is_empty() || cfg.budgets.is_empty() || cfg.datasets.is_empty() {
+        return Err(Error::Policy { source_name: None, message: "compare needs at least one dataset, policy and budget".into() });
+    }
+    let start = Instant::now();
+    let mut runs = Vec::new();
+    for path in &cfg.datasets {
+        let transcripts = loaders::load_path(path, cfg.format)?;
+        let mut notes = LoadNotes::default();
+        for t in &transcripts {
+            notes.add(t.notes());
+        }
+        let per: Vec<Vec<probes::Partial>> = transcripts
+            .par_iter()
+            .map(|t| {
+                if t.qa().is_empty() {
+                    probes::run_hindsight(t, &cfg.policies, &cfg.budgets, cfg.encoding)
+                } else {
+                    probes::run_qa(t, &cfg.policies, &cfg.budgets, cfg.encoding)
+                }
+            })
+            .collect::<Result<_>>()?;
+        let n_combos = cfg.policies.len() * cfg.budgets.len();
+        let mut merged: Vec<probes::Partial> = vec![probes::Partial::default(); n_combos];
+        for parts in per {
+            for (m, p) in merged.iter_mut().zip(parts) {
+                m.merge(p);
+            }
+        }
+        let name = dataset_name(path);
+        for (k, m) in merged.into_iter().enumerate() {
+            let (pi, bi) = (k / cfg.budgets.len(), k % cfg.budgets.len());
+            runs.push(RunResult::from_partial(
+                &name,
+                &cfg.policies[pi].0,
+                cfg.budgets[bi].label(),
+                m,
+                transcripts.len(),
+                "lexical",
+                &notes,
+            ));
+        }
+    }
+    Ok(CompareReport { runs, wall_s: start.elapsed().as_secs_f64(), encoding: cfg.encoding.as_str().to_string() })
+}
+
+/// Assembles one window for inspection: transcript `index` of the dataset at `path`, pushed
+/// whole, then `assemble(query, budget)` — the query being QA item `question` of the transcript
+/// when given, else the default per-turn query. Returns the window and its engine (to render or
+/// outline it).
+pub fn inspect_window(
+    path: &Path,
+    format: Format,
+    index: usize,
+    question: Option<usize>,
+    policy: &Policy,
+    budget: usize,
+    encoding: Encoding,
+) -> Result<(crate::window::Window, crate::engine::Engine, Option<QaItem>)> {
+    let transcripts = loaders::load_path(path, format)?;
+    let t = transcripts.get(index).ok_or_else(|| Error::InvalidPath {
+        path: path.to_path_buf(),
+        message: format!("transcript {index} does not exist ({} transcripts)", transcripts.len()),
+    })?;
+    let mut e = crate::engine::Engine::new(crate::engine::EngineConfig::default().encoding(encoding))?;
+    for (layer, text) in t.pins() {
+        e.pin(*layer, text.clone(), 0);
+    }
+    for turn in t.turns() {
+        e.push(turn.clone())?;
+    }
+    let qa = question.and_then(|q| t.qa().get(q).cloned());
+    let mut a = crate::engine::Assembler::new(policy.clone());
+    let w = e.assemble_with(&mut a, budget, qa.as_ref().map(|q| q.question()))?;
+    Ok((w, e, qa))
+}

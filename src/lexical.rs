@@ -1,0 +1,340 @@
+//! The lexical index: Tantivy BM25 over each turn's rendered text, English stemming and stop words.
+//!
+//! Committing a Tantivy index costs milliseconds (with occasional ~100 ms stalls on the index lock),
+//! so `add` does not commit per turn: documents go to the writer at once and are committed in
+//! batches of `commit_every`. Turns not yet committed are kept here, analyzed, and scored in memory
+//! with the same BM25 formula (Tantivy's, including its quantized field norms) over the statistics
+//! of committed + pending documents — Tantivy itself scores committed documents with those same
+//! combined statistics — so every pushed turn is findable by the very next query.
+
+use std::path::Path;
+
+use rustc_hash::FxHashMap;
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::query::{BooleanQuery, Bm25StatisticsProvider, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED};
+use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader, Term, TantivyDocument};
+
+use crate::error::{Error, Result};
+use crate::turn::TurnId;
+
+const TOKENIZER: &str = "ctxwin_en";
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+/// Indexing memory per engine (Tantivy's minimum arena for one thread).
+const WRITER_MEMORY: usize = 15_000_000;
+
+/// The analyzer: simple tokenizer, drop tokens over 40 bytes, lower-case, English stop words,
+/// English (Porter/Snowball) stemming.
+fn analyzer() -> TextAnalyzer {
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser);
+    match StopWordFilter::new(Language::English) {
+        Some(stop) => builder.filter(stop).filter(Stemmer::new(Language::English)).build(),
+        None => builder.filter(Stemmer::new(Language::English)).build(),
+    }
+}
+
+struct PendingDoc {
+    id: TurnId,
+    len: u32,
+    tf: FxHashMap<String, u32>,
+}
+
+/// Tantivy index plus in-memory scoring of not-yet-committed documents.
+pub(crate) struct LexicalIndex {
+    index: Index,
+    writer: IndexWriter<TantivyDocument>,
+    reader: IndexReader,
+    id_field: Field,
+    text_field: Field,
+    analyzer: TextAnalyzer,
+    pending: Vec<PendingDoc>,
+    pending_df: FxHashMap<String, u64>,
+    pending_tokens: u64,
+    commit_every: usize,
+    commits: u64,
+}
+
+impl std::fmt::Debug for LexicalIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LexicalIndex").field("pending", &self.pending.len()).field("commits", &self.commits).finish()
+    }
+}
+
+/// Statistics over committed (from the searcher) plus pending documents.
+struct CombinedStats<'a> {
+    searcher: &'a tantivy::Searcher,
+    pending_docs: u64,
+    pending_tokens: u64,
+    pending_df: &'a FxHashMap<String, u64>,
+}
+
+impl Bm25StatisticsProvider for CombinedStats<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        Ok(Bm25StatisticsProvider::total_num_tokens(self.searcher, field)? + self.pending_tokens)
+    }
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(Bm25StatisticsProvider::total_num_docs(self.searcher)? + self.pending_docs)
+    }
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let extra = term.value().as_str().and_then(|s| self.pending_df.get(s)).copied().unwrap_or(0);
+        Ok(self.searcher.doc_freq(term)? + extra)
+    }
+}
+
+/// Collects every matching document's turn id and score.
+struct AllScores;
+struct AllScoresSegment {
+    ids: Column<u64>,
+    out: Vec<(u64, Score)>,
+}
+
+impl Collector for AllScores {
+    type Fruit = Vec<(u64, Score)>;
+    type Child = AllScoresSegment;
+    fn for_segment(&self, _ord: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<AllScoresSegment> {
+        Ok(AllScoresSegment { ids: segment.fast_fields().u64("id")?, out: Vec::new() })
+    }
+    fn requires_scoring(&self) -> bool {
+        true
+    }
+    fn merge_fruits(&self, fruits: Vec<Vec<(u64, Score)>>) -> tantivy::Result<Vec<(u64, Score)>> {
+        Ok(fruits.into_iter().flatten().collect())
+    }
+}
+
+impl SegmentCollector for AllScoresSegment {
+    type Fruit = Vec<(u64, Score)>;
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if let Some(id) = self.ids.first(doc) {
+            self.out.push((id, score));
+        }
+    }
+    fn harvest(self) -> Vec<(u64, Score)> {
+        self.out
+    }
+}
+
+impl LexicalIndex {
+    /// A new index in RAM, or in `dir` (which must not already hold an index).
+    pub(crate) fn new(dir: Option<&Path>, commit_every: usize) -> Result<Self> {
+        let mut schema = Schema::builder();
+        let id_field = schema.add_u64_field("id", FAST | INDEXED);
+        let text_opts = TextOptions::default()
+            .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs));
+        let text_field = schema.add_text_field("text", text_opts);
+        let schema = schema.build();
+        let index = match dir {
+            None => Index::create_in_ram(schema),
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+                Index::create_in_dir(d, schema).map_err(|e| Error::InvalidPath {
+                    path: d.to_path_buf(),
+                    message: format!("cannot create a lexical index here: {e}"),
+                })?
+            }
+        };
+        index.tokenizers().register(TOKENIZER, analyzer());
+        let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(LexicalIndex {
+            index,
+            writer,
+            reader,
+            id_field,
+            text_field,
+            analyzer: analyzer(),
+            pending: Vec::new(),
+            pending_df: FxHashMap::default(),
+            pending_tokens: 0,
+            commit_every: commit_every.max(1),
+            commits: 0,
+        })
+    }
+
+    /// The analyzed terms of `text`, in order (with repeats).
+    pub(crate) fn analyze(&mut self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stream = self.analyzer.token_stream(text);
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    /// Adds a turn's text. Commits when `commit_every` documents are pending.
+    pub(crate) fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
+        let mut doc = TantivyDocument::default();
+        doc.add_u64(self.id_field, id as u64);
+        doc.add_text(self.text_field, text);
+        self.writer.add_document(doc)?;
+        let terms = self.analyze(text);
+        let mut tf: FxHashMap<String, u32> = FxHashMap::default();
+        for t in terms.iter() {
+            *tf.entry(t.clone()).or_insert(0) += 1;
+        }
+        for t in tf.keys() {
+            *self.pending_df.entry(t.clone()).or_insert(0) += 1;
+        }
+        self.pending_tokens += terms.len() as u64;
+        self.pending.push(PendingDoc { id, len: u32::try_from(terms.len()).unwrap_or(u32::MAX), tf });
+        if self.pending.len() >= self.commit_every {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Commits pending documents and makes them visible to the searcher.
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.writer.commit()?;
+        self.reader.reload()?;
+        self.pending.clear();
+        self.pending_df.clear();
+        self.pending_tokens = 0;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Number of commits so far.
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// BM25 score of every turn matching any of `terms` (analyzed, deduplicated), committed and pending.
+    pub(crate) fn scores(&mut self, terms: &[String]) -> Result<Vec<(TurnId, f32)>> {
+        let mut uniq: Vec<&String> = terms.iter().collect();
+        uniq.sort();
+        uniq.dedup();
+        if uniq.is_empty() {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let stats = CombinedStats {
+            searcher: &searcher,
+            pending_docs: self.pending.len() as u64,
+            pending_tokens: self.pending_tokens,
+            pending_df: &self.pending_df,
+        };
+        let mut out: Vec<(TurnId, f32)> = Vec::new();
+        if searcher.num_docs() > 0 {
+            let clauses: Vec<(Occur, Box<dyn Query>)> = uniq
+                .iter()
+                .map(|t| {
+                    let term = Term::from_field_text(self.text_field, t);
+                    (Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)) as Box<dyn Query>)
+                })
+                .collect();
+            let query = BooleanQuery::new(clauses);
+            for (id, s) in searcher.search_with_statistics_provider(&query, &AllScores, &stats)? {
+                out.push((id as TurnId, s));
+            }
+        }
+        if !self.pending.is_empty() {
+            let n = stats.total_num_docs()?;
+            let avg = stats.total_num_tokens(self.text_field)? as f32 / n.max(1) as f32;
+            let idfs: Vec<(&str, f32)> = uniq
+                .iter()
+                .map(|t| {
+                    let df = stats.doc_freq(&Term::from_field_text(self.text_field, t)).unwrap_or(0);
+                    (t.as_str(), idf(df, n))
+                })
+                .collect();
+            for d in &self.pending {
+                let norm = FieldNormReader::id_to_fieldnorm(FieldNormReader::fieldnorm_to_id(d.len)) as f32;
+                let denom_extra = K1 * (1.0 - B + B * norm / avg.max(f32::MIN_POSITIVE));
+                let mut s = 0.0;
+                for (t, w) in &idfs {
+                    if let Some(&tf) = d.tf.get(*t) {
+                        let tf = tf as f32;
+                        s += w * (1.0 + K1) * tf / (tf + denom_extra);
+                    }
+                }
+                if s > 0.0 {
+                    out.push((d.id, s));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The index, for tests.
+    #[cfg(test)]
+    pub(crate) fn num_committed(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    #[allow(dead_code)]
+    fn index(&self) -> &Index {
+        &self.index
+    }
+}
+
+fn idf(df: u64, n: u64) -> f32 {
+    let df = df.min(n);
+    let x = ((n - df) as f32 + 0.5) / (df as f32 + 0.5);
+    (1.0 + x).ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts() -> Vec<&'static str> {
+        vec![
+            "Caroline went to the LGBTQ support group yesterday",
+            "Melanie painted a sunrise over the lake",
+            "The support group was powerful and supportive",
+            "We talked about adoption agencies and counseling",
+            "Melanie's kids love the beach and camping",
+            "Caroline is researching counseling certifications",
+        ]
+    }
+
+    /// Pending scoring must agree with Tantivy's own scoring of the same documents once committed.
+    #[test]
+    fn pending_scores_match_committed_scores() -> Result<()> {
+        let mut pending = LexicalIndex::new(None, 1000)?;
+        let mut committed = LexicalIndex::new(None, 1000)?;
+        for (i, t) in texts().into_iter().enumerate() {
+            pending.add(i, t)?;
+            committed.add(i, t)?;
+        }
+        committed.commit()?;
+        assert_eq!(committed.num_committed(), 6);
+        assert_eq!(pending.num_committed(), 0);
+        let q = pending.analyze("Which support group did Caroline attend? counseling");
+        let mut a = pending.scores(&q)?;
+        let mut b = committed.scores(&q)?;
+        a.sort_by_key(|x| x.0);
+        b.sort_by_key(|x| x.0);
+        assert_eq!(a.len(), b.len());
+        for ((ia, sa), (ib, sb)) in a.iter().zip(&b) {
+            assert_eq!(ia, ib);
+            assert!((sa - sb).abs() < 1e-4, "turn {ia}: pending {sa} vs committed {sb}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn half_committed_is_consistent_and_stems() -> Result<()> {
+        let mut idx = LexicalIndex::new(None, 3)?;
+        for (i, t) in texts().into_iter().enumerate() {
+            idx.add(i, t)?;
+        }
+        // 6 docs with commit_every 3: two commits, nothing pending.
+        assert_eq!(idx.commits(), 2);
+        idx.add(6, "painting sunrises is relaxing")?;
+        let q = idx.analyze("paints sunrise");
+        let s = idx.scores(&q)?;
+        let ids: Vec<TurnId> = s.iter().map(|x| x.0).collect();
+        assert!(ids.contains(&1) && ids.contains(&6), "{ids:?}");
+        assert!(!ids.contains(&0));
+        Ok(())
+    }
+}

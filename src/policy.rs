@@ -1,0 +1,381 @@
+//! Policies: every knob of window assembly as serde data (TOML or JSON), with named presets.
+//!
+//! A policy file names a `preset` and overrides any knob; unknown fields, wrong types and values out
+//! of range are errors naming the field. Presets:
+//! - `ctxwin` — ctxwin's own: scored selection (BM25 + references + recency + role + priority),
+//!   contiguous spans around the best turns, a short recent tail, extractive summaries of what is
+//!   left out, head+tail of long tool outputs, old tool outputs cleared to placeholders, and a stable
+//!   prefix across turns (evictions batched).
+//! - `recency` — LangChain `trim_messages(strategy="last")`: pins plus as many latest turns as fit.
+//! - `rag` — BM25 top-k only, in chronological order.
+//! - `compaction` — Claude Code / Codex: once history passes 90% of the budget, everything but the
+//!   most recent user messages (up to 20% of the budget) becomes one summary; pins re-applied.
+//! - `tool-clearing` — Anthropic `clear_tool_uses`: keep the last 3 tool results, placeholders for
+//!   older ones, otherwise recency.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How a policy selects what goes into the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Scored spans + tail + summaries (ctxwin).
+    Scored,
+    /// Latest turns that fit.
+    Recency,
+    /// BM25 top-k, chronological.
+    Rag,
+    /// One summary plus the latest user messages once the history passes a threshold.
+    Compaction,
+    /// Recency, with all but the last N tool results cleared to placeholders.
+    ToolClearing,
+}
+
+/// Weights of the score components (each component is in `[0, 1]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    /// BM25 relevance to the query, divided by the best BM25 score among the turns.
+    pub bm25: f32,
+    /// Dense (embedding) similarity to the query, fused by rank with BM25 when embeddings are on.
+    pub dense: f32,
+    /// Shared references (names, dates, numbers, identifiers, paths) with the query.
+    pub references: f32,
+    /// Recency: `0.5^(age / recency_half_life)` with age in turns.
+    pub recency: f32,
+    /// Role (see `role_*` in the policy).
+    pub role: f32,
+    /// Host-given turn priority.
+    pub priority: f32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights { bm25: 1.0, dense: 0.0, references: 0.35, recency: 0.05, role: 0.05, priority: 0.5 }
+    }
+}
+
+/// Every knob of window assembly. Build one with [`Policy::preset`] or [`Policy::from_toml_str`] /
+/// [`Policy::from_json_str`] / [`Policy::load`]; change knobs with [`Policy::set`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Preset the policy starts from (a file's other fields override it).
+    pub(crate) preset: String,
+    /// Selection strategy.
+    pub(crate) strategy: Strategy,
+    /// Score weights.
+    pub(crate) weights: Weights,
+    /// Turns after which the recency component halves.
+    pub(crate) recency_half_life: f32,
+    /// Role component for user turns.
+    pub(crate) role_user: f32,
+    /// Role component for assistant turns.
+    pub(crate) role_assistant: f32,
+    /// Role component for tool turns.
+    pub(crate) role_tool: f32,
+    /// Role component for system turns found in a transcript.
+    pub(crate) role_system: f32,
+    /// Recent tail: at most this many latest turns are kept before scored selection.
+    pub(crate) tail_turns: usize,
+    /// Recent tail: at most this share of the budget left after pins.
+    pub(crate) tail_share: f32,
+    /// Span expansion: turns on each side of a selected turn that become candidates.
+    pub(crate) neighbours: usize,
+    /// Span expansion: a neighbour at distance d gets the selected turn's score × decay^d.
+    pub(crate) neighbour_decay: f32,
+    /// Share of the budget left after pins reserved for summaries of left-out runs.
+    pub(crate) summary_share: f32,
+    /// Largest summary of one run, in tokens.
+    pub(crate) summary_max_tokens: usize,
+    /// Smallest summary worth writing; below this a run gets a one-line marker.
+    pub(crate) summary_min_tokens: usize,
+    /// Tool outputs longer than this many tokens are shown head + tail (0: never).
+    pub(crate) tool_output_max_tokens: usize,
+    /// Keep this many latest tool results as they are; older ones are cleared to placeholders
+    /// naming the tool and call (absent: never clear).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) keep_tool_results: Option<usize>,
+    /// `rag`: number of turns to take (0: as many as fit).
+    pub(crate) rag_top_k: usize,
+    /// `compaction`: history share of the budget that triggers a compaction.
+    pub(crate) compaction_threshold: f32,
+    /// `compaction`: share of the budget for the latest user messages kept verbatim.
+    pub(crate) compaction_user_share: f32,
+    /// `compaction`: share of the budget the summary may take.
+    pub(crate) compaction_summary_share: f32,
+    /// Keep the previous window's prefix and append new turns while they fit (per-turn windows
+    /// without an explicit query); when they do not, re-select down to `refill_target`.
+    pub(crate) stable_prefix: bool,
+    /// Share of the budget a re-selection fills, leaving room to append before the next one.
+    pub(crate) refill_target: f32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            preset: "ctxwin".into(),
+            strategy: Strategy::Scored,
+            weights: Weights::default(),
+            recency_half_life: 40.0,
+            role_user: 1.0,
+            role_assistant: 0.8,
+            role_tool: 0.4,
+            role_system: 1.0,
+            tail_turns: 2,
+            tail_share: 0.15,
+            neighbours: 1,
+            neighbour_decay: 0.8,
+            summary_share: 0.02,
+            summary_max_tokens: 200,
+            summary_min_tokens: 24,
+            tool_output_max_tokens: 600,
+            keep_tool_results: None,
+            rag_top_k: 0,
+            compaction_threshold: 0.9,
+            compaction_user_share: 0.2,
+            compaction_summary_share: 0.15,
+            stable_prefix: true,
+            refill_target: 0.6,
+        }
+    }
+}
+
+/// Names of the built-in presets.
+pub const PRESETS: &[&str] = &["ctxwin", "recency", "rag", "compaction", "tool-clearing"];
+
+impl Policy {
+    /// A built-in preset by name (see [`PRESETS`]).
+    pub fn preset(name: &str) -> Result<Policy> {
+        let base = Policy::default();
+        let plain = Policy {
+            preset: name.to_string(),
+            weights: Weights { bm25: 0.0, dense: 0.0, references: 0.0, recency: 0.0, role: 0.0, priority: 0.0 },
+            tail_turns: 0,
+            tail_share: 0.0,
+            neighbours: 0,
+            summary_share: 0.0,
+            tool_output_max_tokens: 0,
+            keep_tool_results: None,
+            stable_prefix: false,
+            ..base.clone()
+        };
+        Ok(match name {
+            "ctxwin" => base,
+            "recency" => Policy { strategy: Strategy::Recency, ..plain },
+            "rag" => Policy {
+                strategy: Strategy::Rag,
+                weights: Weights { bm25: 1.0, ..plain.weights.clone() },
+                ..plain
+            },
+            "compaction" => Policy { strategy: Strategy::Compaction, ..plain },
+            "tool-clearing" => Policy { strategy: Strategy::ToolClearing, keep_tool_results: Some(3), ..plain },
+            other => {
+                return Err(Error::Policy {
+                    source_name: None,
+                    message: format!("unknown preset `{other}` (known: {})", PRESETS.join(", ")),
+                });
+            }
+        })
+    }
+
+    /// Parses a policy from TOML: `preset = "…"` first, then any knob.
+    pub fn from_toml_str(text: &str, source_name: Option<&str>) -> Result<Policy> {
+        let value: toml::Value = toml::from_str(text).map_err(|e| policy_error(source_name, e.to_string()))?;
+        let json = serde_json::to_value(value).map_err(|e| policy_error(source_name, e.to_string()))?;
+        Policy::from_value(json, source_name)
+    }
+
+    /// Parses a policy from JSON.
+    pub fn from_json_str(text: &str, source_name: Option<&str>) -> Result<Policy> {
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| policy_error(source_name, e.to_string()))?;
+        Policy::from_value(json, source_name)
+    }
+
+    /// Loads a `.toml` or `.json` policy file.
+    pub fn load(path: &Path) -> Result<Policy> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let name = path.display().to_string();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Policy::from_json_str(&text, Some(&name)),
+            _ => Policy::from_toml_str(&text, Some(&name)),
+        }
+    }
+
+    /// Builds a policy from a JSON value: starts from the named preset and overlays the fields.
+    fn from_value(value: serde_json::Value, source_name: Option<&str>) -> Result<Policy> {
+        let serde_json::Value::Object(fields) = value else {
+            return Err(policy_error(source_name, "a policy must be a table/object".into()));
+        };
+        let preset = match fields.get("preset") {
+            None => "ctxwin".to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(_) => return Err(policy_error(source_name, "field `preset` must be a string".into())),
+        };
+        let base = Policy::preset(&preset).map_err(|e| policy_error(source_name, e.to_string()))?;
+        let mut merged = serde_json::to_value(&base).map_err(|e| policy_error(source_name, e.to_string()))?;
+        overlay(&mut merged, serde_json::Value::Object(fields));
+        let policy: Policy = serde_json::from_value(merged).map_err(|e| policy_error(source_name, e.to_string()))?;
+        policy.validate().map_err(|m| policy_error(source_name, m))?;
+        Ok(policy)
+    }
+
+    /// Sets one knob by its dotted name (`weights.bm25`, `tail_turns`, …) from a TOML/JSON literal.
+    pub fn set(&mut self, key: &str, literal: &str) -> Result<()> {
+        let value: serde_json::Value = serde_json::from_str(literal)
+            .or_else(|_| toml::from_str::<toml::Value>(&format!("v = {literal}")).map(|t| serde_json::to_value(&t["v"]).unwrap_or_default()))
+            .unwrap_or_else(|_| serde_json::Value::String(literal.to_string()));
+        let mut patch = value;
+        for part in key.split('.').rev() {
+            let mut m = serde_json::Map::new();
+            m.insert(part.to_string(), patch);
+            patch = serde_json::Value::Object(m);
+        }
+        let mut merged = serde_json::to_value(&*self).map_err(|e| policy_error(None, e.to_string()))?;
+        overlay(&mut merged, patch);
+        let p: Policy = serde_json::from_value(merged).map_err(|e| policy_error(None, format!("{key}: {e}")))?;
+        p.validate().map_err(|m| policy_error(None, m))?;
+        *self = p;
+        Ok(())
+    }
+
+    /// The policy as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// The preset it started from.
+    pub fn preset_name(&self) -> &str {
+        &self.preset
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The score weights.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let unit = |name: &str, v: f32| -> std::result::Result<(), String> {
+            if (0.0..=1.0).contains(&v) { Ok(()) } else { Err(format!("field `{name}` must be within 0..=1, got {v}")) }
+        };
+        let nonneg = |name: &str, v: f32| -> std::result::Result<(), String> {
+            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(format!("field `{name}` must be a finite number ≥ 0, got {v}")) }
+        };
+        let w = &self.weights;
+        for (n, v) in [
+            ("weights.bm25", w.bm25),
+            ("weights.dense", w.dense),
+            ("weights.references", w.references),
+            ("weights.recency", w.recency),
+            ("weights.role", w.role),
+            ("weights.priority", w.priority),
+            ("role_user", self.role_user),
+            ("role_assistant", self.role_assistant),
+            ("role_tool", self.role_tool),
+            ("role_system", self.role_system),
+        ] {
+            nonneg(n, v)?;
+        }
+        if !(self.recency_half_life.is_finite() && self.recency_half_life > 0.0) {
+            return Err(format!("field `recency_half_life` must be > 0, got {}", self.recency_half_life));
+        }
+        unit("tail_share", self.tail_share)?;
+        unit("neighbour_decay", self.neighbour_decay)?;
+        unit("summary_share", self.summary_share)?;
+        unit("compaction_threshold", self.compaction_threshold)?;
+        unit("compaction_user_share", self.compaction_user_share)?;
+        unit("compaction_summary_share", self.compaction_summary_share)?;
+        unit("refill_target", self.refill_target)?;
+        if self.summary_min_tokens > self.summary_max_tokens {
+            return Err(format!(
+                "field `summary_min_tokens` ({}) must not exceed `summary_max_tokens` ({})",
+                self.summary_min_tokens, self.summary_max_tokens
+            ));
+        }
+        if self.tool_output_max_tokens != 0 && self.tool_output_max_tokens < 32 {
+            return Err(format!("field `tool_output_max_tokens` must be 0 (off) or ≥ 32, got {}", self.tool_output_max_tokens));
+        }
+        Ok(())
+    }
+}
+
+fn policy_error(source_name: Option<&str>, message: String) -> Error {
+    Error::Policy { source_name: source_name.map(str::to_string), message }
+}
+
+/// Deep-merges `patch` into `base` (objects merge key by key; anything else replaces).
+fn overlay(base: &mut serde_json::Value, patch: serde_json::Value) {
+    match (base, patch) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                match b.get_mut(&k) {
+                    Some(slot) => overlay(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_load_and_round_trip() -> Result<()> {
+        for name in PRESETS {
+            let p = Policy::preset(name)?;
+            let again = Policy::from_toml_str(&p.to_toml(), None)?;
+            assert_eq!(p, again, "{name}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn file_overrides_preset() -> Result<()> {
+        let p = Policy::from_toml_str("preset = \"rag\"\nrag_top_k = 7\n[weights]\nreferences = 0.5\n", None)?;
+        assert_eq!(p.strategy, Strategy::Rag);
+        assert_eq!(p.rag_top_k, 7);
+        assert_eq!(p.weights.references, 0.5);
+        assert_eq!(p.weights.bm25, 1.0);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = Policy::from_toml_str("tail_turnz = 3", Some("p.toml")).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("tail_turnz") && e.contains("p.toml"), "{e}");
+        let e = Policy::from_toml_str("tail_turns = \"many\"", None).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("tail_turns") || e.contains("invalid type"), "{e}");
+        let e = Policy::from_json_str("{\"summary_share\": 1.5}", None).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("summary_share"), "{e}");
+        let e = Policy::from_toml_str("preset = \"nope\"", None).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("unknown preset `nope`"), "{e}");
+        let e = Policy::from_toml_str("[weights]\nbm26 = 1", None).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("bm26"), "{e}");
+    }
+
+    #[test]
+    fn set_by_dotted_key() -> Result<()> {
+        let mut p = Policy::default();
+        p.set("weights.recency", "0.3")?;
+        p.set("tail_turns", "9")?;
+        assert_eq!(p.weights.recency, 0.3);
+        assert_eq!(p.tail_turns, 9);
+        assert!(p.set("weights.recency", "-1").is_err());
+        assert!(p.set("nope", "1").is_err());
+        Ok(())
+    }
+}

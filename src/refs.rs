@@ -1,0 +1,171 @@
+//! References: the names, dates, numbers, identifiers and paths a text mentions.
+//!
+//! Two extractors share one word scanner: [`references`] feeds the scorer's shared-reference
+//! component and the summarizer's information measure; [`salient_terms`] is the hindsight probe's
+//! definition of what a later turn actually used (paths, identifiers with `_`, `::`, `.` or
+//! camelCase, numbers of 3+ digits, quoted strings; 4+ characters).
+
+use std::hash::{Hash, Hasher};
+
+/// Capitalized words that start sentences or questions rather than name something.
+const NOT_NAMES: &[&str] = &[
+    "i", "i'm", "i've", "i'll", "i'd", "the", "a", "an", "and", "but", "or", "so", "if", "it", "it's", "its", "is", "are",
+    "was", "were", "what", "when", "where", "who", "whom", "whose", "why", "how", "which", "did", "do", "does", "has",
+    "have", "had", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "that", "this", "these",
+    "those", "there", "here", "then", "they", "them", "their", "we", "you", "your", "he", "she", "his", "her", "my",
+    "our", "me", "us", "yes", "no", "not", "oh", "hey", "hi", "hello", "thanks", "thank", "wow", "yeah", "ok", "okay",
+    "sure", "well", "just", "also", "great", "good", "nice", "let", "let's", "that's", "in", "on", "at", "for", "to",
+    "of", "with", "from", "by", "as", "be", "been", "all", "some", "any", "one", "now", "after", "before", "since",
+    "because", "while", "about", "into", "over", "again", "very", "really", "still",
+];
+
+/// Splits `text` into candidate words: runs of letters, digits and `_ . / : - '`, trimmed of
+/// punctuation at both ends.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '/' | ':' | '-' | '\'')))
+        .map(|w| w.trim_matches(|c: char| matches!(c, '.' | ':' | '-' | '\'' | '/')))
+        .filter(|w| !w.is_empty())
+}
+
+fn has_inner(w: &str, sep: &str) -> bool {
+    w.split(sep).filter(|p| !p.is_empty()).count() >= 2
+}
+
+fn is_camel(w: &str) -> bool {
+    let b = w.as_bytes();
+    b.windows(2).any(|p| p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase())
+}
+
+/// Identifier-like: `snake_case`, `a::b`, `a.b` (both sides alphanumeric), camelCase, or a path.
+fn is_identifier(w: &str) -> bool {
+    w.contains('_')
+        || has_inner(w, "::")
+        || w.contains('/') && w.chars().any(char::is_alphanumeric)
+        || (has_inner(w, ".") && w.split('.').all(|p| !p.is_empty()) && w.chars().any(|c| c.is_ascii_alphabetic()))
+        || is_camel(w)
+}
+
+fn hash_key(s: &str) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// Hashes of the references in `text`, sorted and deduplicated: capitalized names (lower-cased),
+/// numbers of 2+ digits, identifiers and paths.
+pub(crate) fn references(text: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for w in words(text) {
+        let first = w.chars().next().unwrap_or(' ');
+        let digits = w.chars().filter(char::is_ascii_digit).count();
+        if is_identifier(w) {
+            out.push(hash_key(&w.to_lowercase()));
+        } else if digits == w.len() {
+            if digits >= 2 {
+                out.push(hash_key(w));
+            }
+        } else if first.is_uppercase() && w.chars().count() >= 2 {
+            let lower = w.to_lowercase();
+            let base = lower.strip_suffix("'s").unwrap_or(&lower);
+            if !NOT_NAMES.contains(&base) {
+                out.push(hash_key(base));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The salient terms of `text` (hindsight probes): paths, identifiers with `_`, `::`, `.` or
+/// camelCase, numbers of 3+ digits, and quoted strings, each of 4+ characters; deduplicated, in
+/// order of first appearance.
+pub fn salient_terms(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |s: &str| {
+        if s.chars().count() >= 4 && !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    };
+    for w in words(text) {
+        let all_digits = w.bytes().all(|b| b.is_ascii_digit());
+        if (all_digits && w.len() >= 3) || (!all_digits && is_identifier(w)) {
+            push(w);
+        }
+    }
+    for q in quoted(text) {
+        push(q);
+    }
+    out
+}
+
+/// Contents of "double", 'single' and `backtick` quotes on one line, 1–120 characters long.
+fn quoted(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        for quote in ['"', '`', '\''] {
+            let mut rest = line;
+            while let Some(start) = rest.find(quote) {
+                let after = &rest[start + quote.len_utf8()..];
+                let Some(end) = after.find(quote) else { break };
+                let inner = &after[..end];
+                // A single quote inside a word is an apostrophe, not a quote.
+                let apostrophe = quote == '\''
+                    && (rest[..start].chars().next_back().is_some_and(char::is_alphanumeric)
+                        || inner.starts_with(char::is_whitespace));
+                if !apostrophe && !inner.is_empty() && inner.chars().count() <= 120 && !inner.trim().is_empty() {
+                    out.push(inner);
+                }
+                rest = &after[end + quote.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
+/// Size of the intersection of two sorted, deduplicated lists.
+pub(crate) fn overlap(a: &[u64], b: &[u64]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salient_terms_follow_the_definition() {
+        let t = "Edit src/engine/mod.rs: call `normalize_turns` in Engine::push, see parseConfig and 12345 or 42; \"exact match\" it's";
+        let s = salient_terms(t);
+        assert_eq!(
+            s,
+            vec!["src/engine/mod.rs", "normalize_turns", "Engine::push", "parseConfig", "12345", "exact match"]
+        );
+    }
+
+    #[test]
+    fn references_find_names_numbers_and_identifiers() {
+        let a = references("When did Caroline go to the LGBTQ support group in 2023?");
+        let b = references("Caroline: I went to a LGBTQ support group on 7 May 2023.");
+        assert_eq!(overlap(&a, &b), 3, "caroline, lgbtq, 2023");
+        assert!(references("What is it? The thing.").is_empty());
+        assert_eq!(references("foo_bar Foo_Bar").len(), 1);
+    }
+
+    #[test]
+    fn overlap_counts_common_items() {
+        assert_eq!(overlap(&[1, 3, 5, 7], &[2, 3, 7, 9]), 2);
+        assert_eq!(overlap(&[], &[1]), 0);
+    }
+}

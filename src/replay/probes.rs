@@ -1,0 +1,350 @@
+//! Probes: replaying a transcript through the engine and measuring each window.
+//!
+//! - **QA probes** (transcripts with questions: LoCoMo, LongMemEval): the whole conversation is
+//!   pushed, then for each question `assemble(query = question, budget)`. *Evidence recall* is the
+//!   share of the question's evidence groups present verbatim; *answer presence* whether the
+//!   normalized gold answer occurs in the window text (summaries included).
+//! - **Hindsight probes** (transcripts without labels: agent sessions, chats): at every assistant
+//!   turn t the window is built from the turns before t. The salient terms of turn t that occur
+//!   earlier in the session (pins included) are what the model actually used; *reference recall* is
+//!   the share of them present in the window, *long-range recall* the same for terms whose earlier
+//!   occurrences all lie outside the last 4 turns. With gold tool calls (tau-bench), *gold-args
+//!   recall* is the share of a gold call's argument values present in the window at the turn where
+//!   the agent makes that call. Consecutive windows also give *prefix reuse* and cache-priced cost.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::engine::{Assembler, Engine, EngineConfig};
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::refs::salient_terms;
+use crate::replay::metrics::{answer_present, common_prefix_tokens, cost_units, normalize_answer, pair_violations};
+use crate::replay::transcript::Transcript;
+use crate::tokens::{Encoding, MESSAGE_OVERHEAD, REPLY_PRIMING};
+use crate::turn::{Block, Role};
+use crate::window::{Fate, Window};
+
+/// A budget: absolute tokens, or a share of the transcript's tokens on top of its pins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BudgetSpec {
+    /// This many tokens.
+    Tokens(usize),
+    /// Pins + framing + this share (0–1) of the transcript's other tokens.
+    Share(f32),
+}
+
+impl BudgetSpec {
+    /// Parses `2000` or `10%`.
+    pub fn parse(s: &str) -> Option<BudgetSpec> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f32 = p.trim().parse().ok()?;
+            return (v > 0.0 && v <= 1000.0).then_some(BudgetSpec::Share(v / 100.0));
+        }
+        s.replace('_', "").parse().ok().filter(|&n: &usize| n > 0).map(BudgetSpec::Tokens)
+    }
+
+    /// As shown in reports: a number, or `"10%"`.
+    pub fn label(&self) -> Value {
+        match self {
+            BudgetSpec::Tokens(n) => Value::from(*n),
+            BudgetSpec::Share(f) => Value::from(format!("{}%", (f * 100.0 * 1000.0).round() / 1000.0)),
+        }
+    }
+
+    fn resolve(&self, pin_tokens: usize, history_tokens: usize) -> usize {
+        match self {
+            BudgetSpec::Tokens(n) => *n,
+            BudgetSpec::Share(f) => pin_tokens + REPLY_PRIMING + (history_tokens as f64 * f64::from(*f)).round() as usize,
+        }
+    }
+}
+
+/// Sums for one category of QA probes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CatAcc {
+    pub(crate) probes: usize,
+    pub(crate) recall_sum: f64,
+    pub(crate) answer_sum: f64,
+    pub(crate) answer_n: usize,
+}
+
+/// What one transcript contributes to one (policy, budget) run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Partial {
+    pub(crate) probes: usize,
+    pub(crate) recall_sum: f64,
+    pub(crate) recall_n: usize,
+    pub(crate) answer_sum: f64,
+    pub(crate) answer_n: usize,
+    pub(crate) by_category: BTreeMap<String, CatAcc>,
+    pub(crate) windows: usize,
+    pub(crate) budget_violations: usize,
+    pub(crate) pair_violations: usize,
+    pub(crate) budget_errors: usize,
+    pub(crate) tokens_sum: f64,
+    pub(crate) assemble_us: Vec<f64>,
+    pub(crate) push_us: Vec<f64>,
+    pub(crate) time_s: f64,
+    pub(crate) ref_sum: f64,
+    pub(crate) ref_n: usize,
+    pub(crate) long_sum: f64,
+    pub(crate) long_n: usize,
+    pub(crate) gold_sum: f64,
+    pub(crate) gold_n: usize,
+    pub(crate) reuse_sum: f64,
+    pub(crate) reuse_n: usize,
+    pub(crate) cost_sum: f64,
+    pub(crate) cost_n: usize,
+}
+
+impl Partial {
+    pub(crate) fn merge(&mut self, o: Partial) {
+        self.probes += o.probes;
+        self.recall_sum += o.recall_sum;
+        self.recall_n += o.recall_n;
+        self.answer_sum += o.answer_sum;
+        self.answer_n += o.answer_n;
+        for (k, v) in o.by_category {
+            let c = self.by_category.entry(k).or_default();
+            c.probes += v.probes;
+            c.recall_sum += v.recall_sum;
+            c.answer_sum += v.answer_sum;
+            c.answer_n += v.answer_n;
+        }
+        self.windows += o.windows;
+        self.budget_violations += o.budget_violations;
+        self.pair_violations += o.pair_violations;
+        self.budget_errors += o.budget_errors;
+        self.tokens_sum += o.tokens_sum;
+        self.assemble_us.extend(o.assemble_us);
+        self.push_us.extend(o.push_us);
+        self.time_s += o.time_s;
+        self.ref_sum += o.ref_sum;
+        self.ref_n += o.ref_n;
+        self.long_sum += o.long_sum;
+        self.long_n += o.long_n;
+        self.gold_sum += o.gold_sum;
+        self.gold_n += o.gold_n;
+        self.reuse_sum += o.reuse_sum;
+        self.reuse_n += o.reuse_n;
+        self.cost_sum += o.cost_sum;
+        self.cost_n += o.cost_n;
+    }
+
+    fn record_window(&mut self, w: &Window, budget: usize, us: f64) {
+        self.windows += 1;
+        self.assemble_us.push(us);
+        self.time_s += us / 1e6;
+        self.tokens_sum += w.total_tokens() as f64;
+        if w.total_tokens() > budget {
+            self.budget_violations += 1;
+        }
+        self.pair_violations += pair_violations(w.messages());
+    }
+}
+
+/// Whether a window holds a turn verbatim.
+fn kept(w: &Window, id: usize) -> bool {
+    w.report().get(id).is_some_and(|l| l.fate == Fate::Kept)
+}
+
+/// A fresh engine holding the transcript's pins.
+fn engine_for(t: &Transcript, encoding: Encoding) -> Result<Engine> {
+    let mut e = Engine::new(EngineConfig::default().encoding(encoding))?;
+    for (layer, text) in t.pins() {
+        e.pin(*layer, text.clone(), 0);
+    }
+    Ok(e)
+}
+
+fn pin_tokens(e: &mut Engine) -> usize {
+    let texts: Vec<String> = e.pins().iter().map(|p| p.text().to_string()).collect();
+    if texts.is_empty() {
+        return 0;
+    }
+    MESSAGE_OVERHEAD + e.counter().count(&texts.join("\n\n"))
+}
+
+/// QA probes over one transcript for every (policy, budget); results in `policies × budgets` order.
+pub(crate) fn run_qa(t: &Transcript, policies: &[(String, Policy)], budgets: &[BudgetSpec], encoding: Encoding) -> Result<Vec<Partial>> {
+    let mut e = engine_for(t, encoding)?;
+    let mut push_us = Vec::with_capacity(t.turns().len());
+    for turn in t.turns() {
+        let t0 = Instant::now();
+        e.push(turn.clone())?;
+        push_us.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    let pins = pin_tokens(&mut e);
+    let history: usize = (0..e.len()).filter_map(|i| e.turn_tokens(i)).sum();
+    let mut out = Vec::with_capacity(policies.len() * budgets.len());
+    for (_, policy) in policies {
+        for b in budgets {
+            let budget = b.resolve(pins, history);
+            let mut p = Partial { push_us: push_us.clone(), ..Partial::default() };
+            for q in t.qa() {
+                let mut a = Assembler::new(policy.clone());
+                let t0 = Instant::now();
+                let w = match e.assemble_with(&mut a, budget, Some(q.question())) {
+                    Ok(w) => w,
+                    Err(Error::BudgetBelowPins { .. }) => {
+                        p.budget_errors += 1;
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                };
+                let us = t0.elapsed().as_secs_f64() * 1e6;
+                p.record_window(&w, budget, us);
+                p.probes += 1;
+                let groups = q.evidence();
+                let hit = groups.iter().filter(|g| g.iter().any(|&id| kept(&w, id))).count();
+                let recall = if groups.is_empty() { 0.0 } else { hit as f64 / groups.len() as f64 };
+                let answer = q.answer().map(|a| answer_present(&normalize_answer(&w.text()), a));
+                let cat = p.by_category.entry(q.category().to_string()).or_default();
+                cat.probes += 1;
+                cat.recall_sum += recall;
+                if let Some(a) = answer {
+                    cat.answer_sum += f64::from(u8::from(a));
+                    cat.answer_n += 1;
+                }
+                if q.headline() {
+                    p.recall_sum += recall;
+                    p.recall_n += 1;
+                    if let Some(a) = answer {
+                        p.answer_sum += f64::from(u8::from(a));
+                        p.answer_n += 1;
+                    }
+                }
+            }
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Values of a gold call's arguments, as strings to look for (nested arrays/objects flattened).
+fn arg_values(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(a) => a.iter().for_each(|x| arg_values(x, out)),
+        Value::Object(o) => o.values().for_each(|x| arg_values(x, out)),
+        _ => {}
+    }
+}
+
+/// Hindsight probes over one agent/chat transcript for every (policy, budget).
+pub(crate) fn run_hindsight(
+    t: &Transcript,
+    policies: &[(String, Policy)],
+    budgets: &[BudgetSpec],
+    encoding: Encoding,
+) -> Result<Vec<Partial>> {
+    let mut e = engine_for(t, encoding)?;
+    let pins = pin_tokens(&mut e);
+    let turns = t.turns();
+    // Budgets resolve against the whole session's tokens (known to the replay, as in the issue's
+    // definition); count them with a scratch counter.
+    let mut scratch = crate::tokens::TokenCounter::new(encoding, 1 << 14);
+    let history: usize = {
+        let mut tmp = Engine::new(EngineConfig::default().encoding(encoding))?;
+        for turn in turns {
+            tmp.push(turn.clone())?;
+        }
+        (0..tmp.len()).filter_map(|i| tmp.turn_tokens(i)).sum()
+    };
+    let pin_text: String = t.pins().iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join("\n");
+    let texts: Vec<String> = turns.iter().map(|x| x.plain_text()).collect();
+
+    // Gold calls matched to the turn where the agent makes them (first unused call of that name).
+    let mut gold_at: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut used_turns = std::collections::HashSet::new();
+    for g in t.gold_actions() {
+        let at = turns.iter().enumerate().position(|(i, turn)| {
+            !used_turns.contains(&i)
+                && turn.blocks().iter().any(|b| matches!(b, Block::ToolCall { name, .. } if name == g.name()))
+        });
+        if let Some(i) = at {
+            used_turns.insert(i);
+            let mut vals = Vec::new();
+            arg_values(g.arguments(), &mut vals);
+            if !vals.is_empty() {
+                gold_at.push((i, vals));
+            }
+        }
+    }
+
+    let combos: Vec<(usize, usize)> = (0..policies.len()).flat_map(|p| (0..budgets.len()).map(move |b| (p, b))).collect();
+    let mut assemblers: Vec<Assembler> = combos.iter().map(|&(p, _)| Assembler::new(policies[p].1.clone())).collect();
+    let mut prev: Vec<Option<Window>> = vec![None; combos.len()];
+    let mut parts: Vec<Partial> = vec![Partial::default(); combos.len()];
+    let mut push_us = Vec::with_capacity(turns.len());
+
+    for (i, turn) in turns.iter().enumerate() {
+        if i > 0 && turn.role() == Role::Assistant {
+            // What turn i used: its salient terms that occur earlier.
+            let terms = salient_terms(&texts[i]);
+            let recent_from = i.saturating_sub(4);
+            let mut needed: Vec<(&str, bool)> = Vec::new();
+            for term in &terms {
+                let in_recent = texts[recent_from..i].iter().any(|x| x.contains(term.as_str()));
+                let in_old = pin_text.contains(term.as_str()) || texts[..recent_from].iter().any(|x| x.contains(term.as_str()));
+                if in_recent || in_old {
+                    needed.push((term.as_str(), !in_recent));
+                }
+            }
+            let golds: Vec<&Vec<String>> = gold_at.iter().filter(|(at, _)| *at == i).map(|(_, v)| v).collect();
+            for (k, &(_, b)) in combos.iter().enumerate() {
+                let budget = budgets[b].resolve(pins, history);
+                let t0 = Instant::now();
+                let w = match e.assemble_with(&mut assemblers[k], budget, None) {
+                    Ok(w) => w,
+                    Err(Error::BudgetBelowPins { .. }) => {
+                        parts[k].budget_errors += 1;
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                };
+                let us = t0.elapsed().as_secs_f64() * 1e6;
+                let p = &mut parts[k];
+                p.record_window(&w, budget, us);
+                p.probes += 1;
+                let text = w.text();
+                if !needed.is_empty() {
+                    let present = needed.iter().filter(|(s, _)| text.contains(*s)).count();
+                    p.ref_sum += present as f64 / needed.len() as f64;
+                    p.ref_n += 1;
+                    let long: Vec<&&str> = needed.iter().filter(|(_, l)| *l).map(|(s, _)| s).collect();
+                    if !long.is_empty() {
+                        let lp = long.iter().filter(|s| text.contains(**s)).count();
+                        p.long_sum += lp as f64 / long.len() as f64;
+                        p.long_n += 1;
+                    }
+                }
+                for vals in &golds {
+                    let present = vals.iter().filter(|v| text.contains(v.as_str())).count();
+                    p.gold_sum += present as f64 / vals.len() as f64;
+                    p.gold_n += 1;
+                }
+                let prefix = prev[k].as_ref().map_or(0, |pw| common_prefix_tokens(pw, &w, &mut scratch));
+                if prev[k].is_some() && w.total_tokens() > 0 {
+                    p.reuse_sum += prefix as f64 / w.total_tokens() as f64;
+                    p.reuse_n += 1;
+                }
+                p.cost_sum += cost_units(prefix, w.total_tokens());
+                p.cost_n += 1;
+                prev[k] = Some(w);
+            }
+        }
+        let t0 = Instant::now();
+        e.push(turn.clone())?;
+        push_us.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    for p in &mut parts {
+        p.push_us = push_us.clone();
+    }
+    Ok(parts)
+}

@@ -1,0 +1,272 @@
+//! The selector: given each unit's cost and score, chooses what goes into the window under the
+//! budget. It only chooses; the engine renders. Units (a turn, or a tool call with its results) are
+//! atomic, so a call is never separated from its result.
+//!
+//! Costs are exact token counts of the units as rendered, plus the timestamp header a unit's first
+//! turn needs when its date differs from the unit before it in the window, plus an upper bound of
+//! the marker that stands in for each gap. The engine recounts the built window exactly.
+
+use std::collections::{BTreeSet, BinaryHeap};
+
+/// Per-unit facts the selector needs.
+#[derive(Debug, Clone)]
+pub(crate) struct UnitCost {
+    /// Tokens of the unit's messages with headers inside the unit, without its first header.
+    pub(crate) cost: usize,
+    /// Extra tokens of the first turn's header, if the unit's first date is shown.
+    pub(crate) first_header: usize,
+    /// Date of the unit's first turn.
+    pub(crate) first_ts: Option<u32>,
+    /// Date of the unit's last turn.
+    pub(crate) last_ts: Option<u32>,
+    /// Number of turns.
+    pub(crate) turns: usize,
+}
+
+/// A set of selected units with its exact-or-upper-bound cost.
+pub(crate) struct Selection<'a> {
+    units: &'a [UnitCost],
+    set: BTreeSet<usize>,
+    used: usize,
+    /// Upper bound of one gap marker's tokens; 0 when gaps are not marked (peer baselines).
+    marker: usize,
+}
+
+impl<'a> Selection<'a> {
+    pub(crate) fn new(units: &'a [UnitCost], marker: usize) -> Self {
+        // With nothing selected, the whole history is one gap.
+        let used = if units.is_empty() { 0 } else { marker };
+        Selection { units, set: BTreeSet::new(), used, marker }
+    }
+
+    pub(crate) fn used(&self) -> usize {
+        self.used
+    }
+
+    pub(crate) fn contains(&self, u: usize) -> bool {
+        self.set.contains(&u)
+    }
+
+    pub(crate) fn selected(&self) -> impl Iterator<Item = usize> + '_ {
+        self.set.iter().copied()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn header(&self, u: usize, prev: Option<usize>) -> usize {
+        let unit = &self.units[u];
+        match (unit.first_ts, prev.and_then(|p| self.units[p].last_ts)) {
+            (Some(a), Some(b)) if a == b => 0,
+            (Some(_), _) => unit.first_header,
+            (None, _) => 0,
+        }
+    }
+
+    /// Gaps (runs of unselected units) among `lo..=hi` bounded by selected `pred` and `succ`.
+    fn gaps(&self, pred: Option<usize>, succ: Option<usize>) -> usize {
+        let n = self.units.len();
+        match (pred, succ) {
+            (None, None) => usize::from(n > 0),
+            (None, Some(s)) => usize::from(s > 0),
+            (Some(p), None) => usize::from(p + 1 < n),
+            (Some(p), Some(s)) => usize::from(s > p + 1),
+        }
+    }
+
+    /// Tokens that selecting `u` adds (negative changes are possible: it can close a gap).
+    pub(crate) fn marginal(&self, u: usize) -> isize {
+        let pred = self.set.range(..u).next_back().copied();
+        let succ = self.set.range(u + 1..).next().copied();
+        let mut d = self.units[u].cost as isize + self.header(u, pred) as isize;
+        if let Some(s) = succ {
+            d += self.header(s, Some(u)) as isize - self.header(s, pred) as isize;
+        }
+        let before = self.gaps(pred, succ) as isize;
+        let after = self.gaps(pred, Some(u)) as isize + self.gaps(Some(u), succ) as isize;
+        d + self.marker as isize * (after - before)
+    }
+
+    /// Selects `u` if it fits in `limit`; returns whether it did.
+    pub(crate) fn try_add(&mut self, u: usize, limit: usize) -> bool {
+        if self.set.contains(&u) {
+            return true;
+        }
+        let m = self.marginal(u);
+        let new = self.used as isize + m;
+        if new < 0 || new as usize > limit {
+            return false;
+        }
+        self.used = new as usize;
+        self.set.insert(u);
+        true
+    }
+
+    /// Removes `u`.
+    pub(crate) fn remove(&mut self, u: usize) {
+        if self.set.remove(&u) {
+            let m = self.marginal(u);
+            self.used = (self.used as isize - m).max(0) as usize;
+        }
+    }
+}
+
+/// Takes units from the newest back while they fit in `limit`, at most `max_turns` turns
+/// (`usize::MAX`: no limit); stops at the first that does not fit (a contiguous suffix).
+pub(crate) fn take_tail(sel: &mut Selection<'_>, max_turns: usize, limit: usize) {
+    let mut turns = 0;
+    for u in (0..sel.units.len()).rev() {
+        let t = sel.units[u].turns;
+        if turns > 0 && turns + t > max_turns {
+            break;
+        }
+        if !sel.try_add(u, limit) {
+            break;
+        }
+        turns += t;
+        if turns >= max_turns {
+            break;
+        }
+    }
+}
+
+#[derive(PartialEq)]
+struct Cand {
+    score: f32,
+    unit: usize,
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Higher score first; on ties the later unit (more recent) first.
+        self.score.total_cmp(&o.score).then(self.unit.cmp(&o.unit))
+    }
+}
+
+/// Greedy best-first selection of units by score with span expansion: when a unit is taken, its
+/// neighbours within `neighbours` units become candidates at `score × decay^distance` (if that beats
+/// their own score). Units with a score ≤ 0 are never taken. Returns each unit's effective score.
+pub(crate) fn fill_by_score(
+    sel: &mut Selection<'_>,
+    scores: &[f32],
+    neighbours: usize,
+    decay: f32,
+    limit: usize,
+    top_k: usize,
+) -> Vec<f32> {
+    let n = scores.len();
+    let mut eff: Vec<f32> = scores.to_vec();
+    let mut heap: BinaryHeap<Cand> = (0..n).filter(|&u| scores[u] > 0.0 && !sel.contains(u)).map(|u| Cand { score: scores[u], unit: u }).collect();
+    let min_cost = sel.units.iter().map(|u| u.cost).min().unwrap_or(0);
+    let mut taken = 0;
+    while let Some(Cand { score, unit }) = heap.pop() {
+        if sel.contains(unit) || score < eff[unit] {
+            continue; // stale entry
+        }
+        if sel.used() + min_cost > limit || (top_k > 0 && taken >= top_k) {
+            break;
+        }
+        if !sel.try_add(unit, limit) {
+            continue;
+        }
+        taken += 1;
+        let mut s = score;
+        for d in 1..=neighbours {
+            s *= decay;
+            for v in [unit.checked_sub(d), unit.checked_add(d).filter(|&v| v < n)].into_iter().flatten() {
+                if !sel.contains(v) && s > eff[v] {
+                    eff[v] = s;
+                    heap.push(Cand { score: s, unit: v });
+                }
+            }
+        }
+    }
+    eff
+}
+
+/// Runs of unselected units between selected ones: `(first_unit, last_unit)`, in order.
+pub(crate) fn gaps(sel: &Selection<'_>, n_units: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut next = 0;
+    for u in sel.selected() {
+        if u > next {
+            out.push((next, u - 1));
+        }
+        next = u + 1;
+    }
+    if next < n_units {
+        out.push((next, n_units - 1));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn units(costs: &[usize]) -> Vec<UnitCost> {
+        costs.iter().map(|&c| UnitCost { cost: c, first_header: 0, first_ts: None, last_ts: None, turns: 1 }).collect()
+    }
+
+    /// The incremental cost equals a from-scratch sum for every subset (naive oracle).
+    #[test]
+    fn marginal_costs_match_naive_totals() {
+        let u = units(&[5, 7, 3, 9, 4]);
+        let marker = 2;
+        for mask in 0u32..32 {
+            let mut sel = Selection::new(&u, marker);
+            for i in 0..5 {
+                if mask & (1 << i) != 0 {
+                    assert!(sel.try_add(i, usize::MAX));
+                }
+            }
+            let chosen: Vec<usize> = (0..5).filter(|i| mask & (1 << i) != 0).collect();
+            let naive: usize = chosen.iter().map(|&i| u[i].cost).sum::<usize>() + marker * gaps(&sel, 5).len();
+            assert_eq!(sel.used(), naive, "mask {mask:05b}");
+        }
+    }
+
+    #[test]
+    fn headers_are_paid_once_per_date_run() {
+        let mut u = units(&[10, 10, 10]);
+        for (i, ts) in [1, 1, 2].into_iter().enumerate() {
+            u[i].first_ts = Some(ts);
+            u[i].last_ts = Some(ts);
+            u[i].first_header = 4;
+        }
+        let mut sel = Selection::new(&u, 0);
+        assert!(sel.try_add(1, usize::MAX));
+        assert_eq!(sel.used(), 14);
+        assert!(sel.try_add(0, usize::MAX)); // unit 1 loses its header, unit 0 gets one
+        assert_eq!(sel.used(), 24);
+        assert!(sel.try_add(2, usize::MAX)); // new date: header
+        assert_eq!(sel.used(), 38);
+        sel.remove(0);
+        assert_eq!(sel.used(), 28);
+    }
+
+    #[test]
+    fn best_first_with_neighbours() {
+        let u = units(&[10, 10, 10, 10, 10, 10]);
+        let mut sel = Selection::new(&u, 0);
+        let scores = [0.1, 0.0, 0.0, 1.0, 0.0, 0.2];
+        fill_by_score(&mut sel, &scores, 1, 0.8, 30, 0);
+        let got: Vec<usize> = sel.selected().collect();
+        // 3 first, then its neighbours 2 and 4 at 0.8 beat 5 (0.2) and 0 (0.1).
+        assert_eq!(got, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn tail_is_a_contiguous_suffix() {
+        let u = units(&[10, 50, 10, 10]);
+        let mut sel = Selection::new(&u, 0);
+        take_tail(&mut sel, usize::MAX, 40);
+        assert_eq!(sel.selected().collect::<Vec<_>>(), vec![2, 3]);
+    }
+}

@@ -1,0 +1,280 @@
+//! The store: every pushed turn, as given, with what is computed once per turn — its rendered
+//! messages, exact token counts, references — and the atomic units (a tool call with its results).
+//!
+//! The store only stores and finds; it never decides what goes into a window. It keeps the whole
+//! history in one process; scaling out is sharding conversations across processes (each engine is
+//! independent), and a store that outgrows a process maps onto Quickwit (lexical) and a vector
+//! database (dense) behind the same push / get / score interface.
+
+use std::cell::OnceCell;
+use std::collections::HashSet;
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::refs::references;
+use crate::tokens::TokenCounter;
+use crate::turn::{Block, Role, Turn, TurnId, MISSING_RESULT_TEXT};
+
+/// Shown for a call whose result has not been pushed yet when a window is assembled.
+pub(crate) const PENDING_RESULT_TEXT: &str = "[tool result pending]";
+use crate::window::{Message, Origin, ToolCallOut};
+
+/// A sentence (or line) of a turn with what the extractive summarizer needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Sentence {
+    /// Byte range in the turn's `text`.
+    pub(crate) range: Range<usize>,
+    /// Exact tokens of the sentence.
+    pub(crate) tokens: usize,
+    /// Information measure (references, numbers, decisions), per the summarizer.
+    pub(crate) info: f32,
+}
+
+/// A turn and what is computed once for it.
+#[derive(Debug)]
+pub(crate) struct StoredTurn {
+    pub(crate) turn: Turn,
+    /// What the model reads of it, as one text (speaker prefix included); indexed and summarized.
+    pub(crate) text: String,
+    /// Its messages, rendered verbatim without a timestamp header.
+    pub(crate) messages: Vec<Message>,
+    /// Exact tokens of `messages` (framing included).
+    pub(crate) tokens: usize,
+    /// Extra tokens when its first message carries the `[timestamp] ` header.
+    pub(crate) header_extra: usize,
+    /// Reference hashes of `text`.
+    pub(crate) refs: Vec<u64>,
+    /// Tokens of its tool output (0 when it has none).
+    pub(crate) tool_output_tokens: usize,
+    /// Index of its unit.
+    pub(crate) unit: usize,
+    /// Sentences, computed on first summarization.
+    pub(crate) sentences: OnceCell<Vec<Sentence>>,
+}
+
+impl StoredTurn {
+    /// Whether the turn holds tool results.
+    pub(crate) fn has_results(&self) -> bool {
+        self.turn.result_ids().next().is_some()
+    }
+}
+
+/// The history, in push order, grouped into atomic units.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    turns: Vec<StoredTurn>,
+    units: Vec<Range<TurnId>>,
+    /// Calls of the last unit still waiting for their results.
+    open_calls: HashSet<String>,
+    all_calls: HashSet<String>,
+    /// Turns mentioning each reference (for its inverse document frequency).
+    ref_df: rustc_hash::FxHashMap<u64, u32>,
+    /// References that are speakers' names: shared by most turns, they carry no signal.
+    speakers: HashSet<u64>,
+}
+
+/// The `[timestamp] ` header shown on the first turn of each date in a window.
+pub(crate) fn header(ts: &str) -> String {
+    format!("[{ts}] ")
+}
+
+/// Renders a turn into messages (no header). User-visible text gets the `speaker: ` prefix.
+pub(crate) fn render_turn(id: TurnId, turn: &Turn) -> (Vec<Message>, String) {
+    let prefix = turn.speaker().map(|s| format!("{s}: ")).unwrap_or_default();
+    let origin = Origin::Turn { turn: id };
+    let mut texts: Vec<&str> = Vec::new();
+    let mut calls = Vec::new();
+    let mut results = Vec::new();
+    for b in turn.blocks() {
+        match b {
+            Block::Text { text } => texts.push(text),
+            Block::ToolCall { call_id, name, arguments } => {
+                calls.push(ToolCallOut { id: call_id.clone(), name: name.clone(), arguments: arguments.to_string() })
+            }
+            Block::ToolResult { call_id, content, is_error } => results.push(Message {
+                role: Role::Tool,
+                content: content.clone(),
+                tool_calls: Vec::new(),
+                tool_call_id: Some(call_id.clone()),
+                is_error: *is_error,
+                origin: origin.clone(),
+            }),
+        }
+    }
+    let body = texts.join("\n");
+    let mut msgs = results;
+    if !body.is_empty() || !calls.is_empty() {
+        let content = if body.is_empty() {
+            String::new()
+        } else if turn.role() == Role::System {
+            format!("[system note] {prefix}{body}")
+        } else {
+            format!("{prefix}{body}")
+        };
+        let role = match turn.role() {
+            Role::Tool => Role::User,
+            r => r,
+        };
+        msgs.push(Message { role, content, tool_calls: calls, tool_call_id: None, is_error: false, origin });
+    }
+    let mut text = String::new();
+    for m in &msgs {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&m.content);
+        for c in &m.tool_calls {
+            text.push_str(&format!("\n{} {}", c.name, c.arguments));
+        }
+    }
+    (msgs, text)
+}
+
+impl Store {
+    /// Validates and stores a turn, counting it once. Returns its id.
+    pub(crate) fn push(&mut self, turn: Turn, counter: &mut TokenCounter) -> Result<TurnId> {
+        if turn.blocks().is_empty() {
+            return Err(Error::InvalidTurn("a turn needs at least one content block".into()));
+        }
+        // Tool-pair invariant: results answer open calls of the latest unit; call ids are unique.
+        let results: Vec<&str> = turn.result_ids().collect();
+        for r in &results {
+            if !self.open_calls.contains(*r) {
+                return Err(Error::InvalidTurn(format!(
+                    "tool result for call `{r}` does not follow that call (results must come right after their call; run `normalize` on transcripts)"
+                )));
+            }
+        }
+        for c in turn.call_ids() {
+            if self.all_calls.contains(c) {
+                return Err(Error::InvalidTurn(format!("tool call id `{c}` was already used")));
+            }
+        }
+        let id = self.turns.len();
+        let (messages, text) = render_turn(id, &turn);
+        let tokens: usize = messages.iter().map(|m| m.tokens(counter)).sum();
+        let header_extra = match (turn.timestamp(), messages.last()) {
+            (Some(ts), Some(first)) => {
+                let first = messages.iter().find(|m| m.tool_call_id.is_none()).unwrap_or(first);
+                let with = format!("{}{}", header(ts), first.content);
+                counter.count(&with).saturating_sub(counter.count(&first.content))
+            }
+            _ => 0,
+        };
+        let tool_output_tokens = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
+        // References of what was said (not of the speaker label, which half the turns share).
+        if let Some(sp) = turn.speaker() {
+            for r in references(sp) {
+                self.speakers.insert(r);
+            }
+        }
+        let mut refs = references(&turn.plain_text());
+        refs.retain(|r| !self.speakers.contains(r));
+        for r in &refs {
+            *self.ref_df.entry(*r).or_insert(0) += 1;
+        }
+        // Units: results extend the open unit; anything else starts a new one and closes calls
+        // still open with a synthetic error result (their results can no longer arrive in order).
+        if results.is_empty() {
+            self.close_open_calls(counter);
+            self.units.push(id..id + 1);
+        } else {
+            for r in &results {
+                self.open_calls.remove(*r);
+            }
+            if let Some(u) = self.units.last_mut() {
+                u.end = id + 1;
+            }
+        }
+        for c in turn.call_ids() {
+            self.open_calls.insert(c.to_string());
+            self.all_calls.insert(c.to_string());
+        }
+        let unit = self.units.len() - 1;
+        self.turns.push(StoredTurn {
+            turn,
+            text,
+            messages,
+            tokens,
+            header_extra,
+            refs,
+            tool_output_tokens,
+            unit,
+            sentences: OnceCell::new(),
+        });
+        Ok(id)
+    }
+
+    /// Gives every open call a synthetic "no result" tool message, appended to the open unit's
+    /// last turn so that call and result stay together.
+    fn close_open_calls(&mut self, counter: &mut TokenCounter) {
+        if self.open_calls.is_empty() {
+            return;
+        }
+        let Some(unit) = self.units.last() else { return };
+        let Some(first) = self.turns.get(unit.start) else { return };
+        // In call order.
+        let order: Vec<String> = first.turn.call_ids().filter(|c| self.open_calls.contains(*c)).map(str::to_string).collect();
+        let last_id = unit.end - 1;
+        if let Some(last) = self.turns.get_mut(last_id) {
+            for c in order {
+                let m = Message {
+                    role: Role::Tool,
+                    content: MISSING_RESULT_TEXT.to_string(),
+                    tool_calls: Vec::new(),
+                    tool_call_id: Some(c),
+                    is_error: true,
+                    origin: Origin::Turn { turn: last_id },
+                };
+                last.tokens += m.tokens(counter);
+                last.messages.push(m);
+            }
+        }
+        self.open_calls.clear();
+    }
+
+    /// Synthetic "pending" results for calls still open, to render after the last unit.
+    pub(crate) fn pending_results(&self) -> Vec<Message> {
+        let Some(unit) = self.units.last() else { return Vec::new() };
+        let Some(first) = self.turns.get(unit.start) else { return Vec::new() };
+        first
+            .turn
+            .call_ids()
+            .filter(|c| self.open_calls.contains(*c))
+            .map(|c| Message {
+                role: Role::Tool,
+                content: PENDING_RESULT_TEXT.to_string(),
+                tool_calls: Vec::new(),
+                tool_call_id: Some(c.to_string()),
+                is_error: false,
+                origin: Origin::Turn { turn: unit.end - 1 },
+            })
+            .collect()
+    }
+
+    /// Inverse document frequency of a reference, `ln(1 + N / df)`; 0 for speakers' names.
+    pub(crate) fn ref_idf(&self, r: u64) -> f32 {
+        if self.speakers.contains(&r) {
+            return 0.0;
+        }
+        let df = self.ref_df.get(&r).copied().unwrap_or(0) as f32;
+        (1.0 + self.turns.len() as f32 / (df + 1.0)).ln()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.turns.len()
+    }
+
+    pub(crate) fn get(&self, id: TurnId) -> Option<&StoredTurn> {
+        self.turns.get(id)
+    }
+
+    pub(crate) fn turns(&self) -> &[StoredTurn] {
+        &self.turns
+    }
+
+    pub(crate) fn units(&self) -> &[Range<TurnId>] {
+        &self.units
+    }
+
+}

@@ -1,0 +1,177 @@
+//! Exact token counts.
+//!
+//! Counting uses `bpe-openai` on the hot path (it gives the same counts as tiktoken, faster); the
+//! equivalence is checked against `tiktoken-rs` in the tests, and [`count_reference`] exposes the
+//! tiktoken-rs count for recounts. Each distinct text is counted once: counts are cached by content
+//! hash in an LRU.
+//!
+//! # Chat framing
+//! A window's size is what the OpenAI chat format bills for it: every message costs
+//! [`MESSAGE_OVERHEAD`] tokens (`<|im_start|>`, the role, `<|im_sep|>`/`<|im_end|>`) plus its content,
+//! and the whole request [`REPLY_PRIMING`] tokens for the assistant reply's start — the constants of
+//! OpenAI's published counting recipe for gpt-4o-class models. A tool call adds
+//! [`TOOL_CALL_OVERHEAD`] tokens plus its name and JSON arguments. Provider-side tool formatting is not
+//! published, so the tool-call term is ctxwin's accounting; it is exact against ctxwin's own recount.
+//! The Anthropic rendering merges consecutive same-role messages, so it never needs more framing.
+
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+
+/// Tokens each message costs beyond its content.
+pub const MESSAGE_OVERHEAD: usize = 3;
+/// Tokens a request costs once, for priming the reply.
+pub const REPLY_PRIMING: usize = 3;
+/// Tokens a tool call costs beyond its name and arguments.
+pub const TOOL_CALL_OVERHEAD: usize = 3;
+
+/// A BPE encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// `o200k_base` (gpt-4o, gpt-4.1, o-series).
+    #[default]
+    O200kBase,
+    /// `cl100k_base` (gpt-4, gpt-3.5).
+    Cl100kBase,
+}
+
+impl Encoding {
+    /// Parses `o200k_base` / `o200k` / `cl100k_base` / `cl100k`.
+    pub fn parse(s: &str) -> Option<Encoding> {
+        match s {
+            "o200k_base" | "o200k" => Some(Encoding::O200kBase),
+            "cl100k_base" | "cl100k" => Some(Encoding::Cl100kBase),
+            _ => None,
+        }
+    }
+
+    /// The encoding's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::O200kBase => "o200k_base",
+            Encoding::Cl100kBase => "cl100k_base",
+        }
+    }
+
+    fn bpe(self) -> &'static bpe_openai::Tokenizer {
+        match self {
+            Encoding::O200kBase => bpe_openai::o200k_base(),
+            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
+        }
+    }
+}
+
+/// Counts tokens with an LRU cache keyed by a 128-bit content hash.
+pub struct TokenCounter {
+    encoding: Encoding,
+    bpe: &'static bpe_openai::Tokenizer,
+    cache: LruCache<u128, u32>,
+}
+
+impl std::fmt::Debug for TokenCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCounter").field("encoding", &self.encoding).field("cached", &self.cache.len()).finish()
+    }
+}
+
+/// 128-bit content hash (two independent 64-bit hashes) used as a cache key.
+pub(crate) fn content_hash(text: &str) -> u128 {
+    let mut a = rustc_hash::FxHasher::default();
+    text.hash(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+impl TokenCounter {
+    /// A counter for `encoding` caching up to `capacity` distinct texts (at least 1).
+    pub fn new(encoding: Encoding, capacity: usize) -> Self {
+        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        TokenCounter { encoding, bpe: encoding.bpe(), cache: LruCache::new(cap) }
+    }
+
+    /// The encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// Exact count of `text`, cached.
+    pub fn count(&mut self, text: &str) -> usize {
+        if text.is_empty() {
+            return 0;
+        }
+        // Short texts are cheaper to count than to hash twice and look up.
+        if text.len() <= 16 {
+            return self.bpe.count(text);
+        }
+        let key = content_hash(text);
+        if let Some(&n) = self.cache.get(&key) {
+            return n as usize;
+        }
+        let n = self.bpe.count(text);
+        self.cache.put(key, u32::try_from(n).unwrap_or(u32::MAX));
+        n
+    }
+
+    /// Exact count of `text`, not cached.
+    pub fn count_uncached(&self, text: &str) -> usize {
+        self.bpe.count(text)
+    }
+
+    /// Token ids of `text` (for head/tail truncation).
+    pub(crate) fn encode(&self, text: &str) -> Vec<u32> {
+        self.bpe.encode(text)
+    }
+
+    /// Text of token ids; `None` if they split a UTF-8 character.
+    pub(crate) fn decode(&self, tokens: &[u32]) -> Option<String> {
+        self.bpe.decode(tokens)
+    }
+}
+
+/// The tiktoken-rs count of `text` (the reference implementation), for recounts and tests.
+pub fn count_reference(encoding: Encoding, text: &str) -> usize {
+    let bpe = match encoding {
+        Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+        Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+    };
+    bpe.encode_ordinary(text).len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_tiktoken_on_mixed_text() {
+        let samples = [
+            "Hello, world!",
+            "fn main() { println!(\"{}\", x.unwrap_or(42)); }",
+            "  indented\n\tand tabs\r\nCRLF   trailing   ",
+            "Ünïcödé — “quotes” and emoji 🎉🚀 and CJK 漢字かなカナ",
+            "/usr/local/lib/python3.11/site-packages/foo_bar/baz.py:123: DeprecationWarning",
+            "12345678901234567890 3.14159 1e-9 0xDEADBEEF",
+            "[1:56 pm on 8 May, 2023] Caroline: I went to a LGBTQ support group yesterday.",
+            "",
+            " ",
+            "a",
+        ];
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            let mut c = TokenCounter::new(enc, 16);
+            for s in samples {
+                assert_eq!(c.count(s), count_reference(enc, s), "{enc:?} {s:?}");
+                assert_eq!(c.count(s), count_reference(enc, s), "cached {enc:?} {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn encode_decode_roundtrip() {
+        let c = TokenCounter::new(Encoding::O200kBase, 4);
+        let t = "some text with ümlauts and 🎉";
+        assert_eq!(c.decode(&c.encode(t)).as_deref(), Some(t));
+    }
+}
