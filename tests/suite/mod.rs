@@ -1,1 +1,4 @@
 mod agent_loaders;
+mod engine;
+mod props;
+mod qa_loaders;

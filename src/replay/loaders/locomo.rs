@@ -108,15 +108,14 @@ fn load_sample(path: &Path, index: usize, s: &Value) -> Result<Transcript> {
                     continue;
                 };
                 let parts: Vec<&str> = e.split(|c: char| c == ';' || c.is_whitespace()).filter(|p| !p.is_empty()).collect();
-                let well_formed = parts.len() == 1 && is_dia_id(parts[0]);
+                let well_formed = parts.len() == 1 && is_dia_id(parts[0]) && canonical(parts[0]).as_deref() == Some(parts[0]);
                 if !well_formed {
                     t.notes.malformed_evidence += 1;
                 }
                 for p in parts {
-                    if !is_dia_id(p) {
-                        continue;
-                    }
-                    match dia_index.get(p) {
+                    // Repairs `D:11:26` and zero-padded `D30:05`; junk like `D` is dropped (counted above).
+                    let Some(p) = canonical(p) else { continue };
+                    match dia_index.get(&p) {
                         Some(&i) => {
                             if !evidence.contains(&vec![i]) {
                                 evidence.push(vec![i]);
@@ -135,6 +134,17 @@ fn load_sample(path: &Path, index: usize, s: &Value) -> Result<Transcript> {
         t.qa.push(QaItem { question, answer: if headline { answer } else { None }, evidence, category, headline });
     }
     Ok(t)
+}
+
+/// The canonical `D<session>:<turn>` form of an evidence id (`D:11:26` → `D11:26`, `D30:05` →
+/// `D30:5`), or `None` for junk.
+fn canonical(s: &str) -> Option<String> {
+    let rest = s.strip_prefix('D')?;
+    let nums: Vec<u32> = rest.split(':').filter(|p| !p.is_empty()).map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    match nums.as_slice() {
+        [a, b] => Some(format!("D{a}:{b}")),
+        _ => None,
+    }
 }
 
 /// `D<digits>:<digits>`.
@@ -157,5 +167,14 @@ mod tests {
         assert!(!is_dia_id("D:11:26"));
         assert!(!is_dia_id("D1:"));
         assert!(!is_dia_id("d1:2"));
+    }
+
+    #[test]
+    fn evidence_ids_are_repaired_where_possible() {
+        assert_eq!(canonical("D:11:26").as_deref(), Some("D11:26"));
+        assert_eq!(canonical("D30:05").as_deref(), Some("D30:5"));
+        assert_eq!(canonical("D1:3").as_deref(), Some("D1:3"));
+        assert_eq!(canonical("D"), None);
+        assert_eq!(canonical("D1:2:3"), None);
     }
 }
