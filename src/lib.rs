@@ -1,4 +1,37 @@
-//! ctxwin: token-budgeted context windows, assembled on every turn.
+//! ctxwin decides, on every turn of an LLM conversation or agent session, what goes into the
+//! model's context window: `push` each turn, `pin` the instruction layers, and before each model call
+//! `assemble` a window that fits an exact token budget — pinned layers, the recent tail, the older
+//! spans that matter now, and summaries standing in for what is left out — then render it as OpenAI
+//! or Anthropic request messages.
+//!
+//! ```
+//! use ctxwin::{Engine, EngineConfig, PinLayer, Turn, Fate};
+//! use serde_json::json;
+//!
+//! # fn main() -> ctxwin::Result<()> {
+//! let mut engine = Engine::new(EngineConfig::default())?; // the `ctxwin` policy, o200k_base
+//! engine.pin(PinLayer::System, "You are a careful coding agent.", 0);
+//! engine.pin(PinLayer::Task, "Fix the failing parser test.", 0);
+//!
+//! engine.push(Turn::user("The test parse_expr_nested fails since yesterday."))?;
+//! engine.push(Turn::tool_call(None, "call_1", "bash", json!({"command": "cargo test parse_expr"})))?;
+//! engine.push(Turn::tool_result("call_1", "test parse_expr_nested ... FAILED\n".repeat(300), true))?;
+//! engine.push(Turn::assistant("The nested case overflows the stack; I will make it iterative."))?;
+//!
+//! let window = engine.assemble(600)?;            // never over budget, pairs intact
+//! assert!(window.total_tokens() <= 600);
+//! let request = window.to_openai();              // or window.to_anthropic()
+//! assert_eq!(request[0]["role"], "system");
+//! // Every turn's fate is in the report; the long tool output is shown head + tail.
+//! assert!(window.report().iter().any(|line| line.fate == Fate::Truncated));
+//! // And anything left out can be recalled from the store.
+//! assert_eq!(engine.search("nested FAILED", 1)?[0].turn_id, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `ctxbench` (in `bin/`) replays real transcripts through the engine and the peers' policies (see
+//! [`replay`]).
 #![deny(missing_docs)]
 
 mod error;
