@@ -213,11 +213,9 @@ fn load_event(path: &Path, e: &Event<'_>, t: &mut Transcript, by_message_id: &mu
             }
         }
         let message_id = message.get("id").and_then(Value::as_str);
-        if let Some(&idx) = message_id.and_then(|id| by_message_id.get(id)) {
-            if let Some(turn) = t.turns.get_mut(idx) {
-                turn.blocks_mut().extend(out);
-                return Ok(());
-            }
+        if let Some(turn) = message_id.and_then(|id| by_message_id.get(id)).and_then(|&idx| t.turns.get_mut(idx)) {
+            turn.blocks_mut().extend(out);
+            return Ok(());
         }
         if out.is_empty() {
             return Ok(());
@@ -301,7 +299,7 @@ fn result_text(e: &Event<'_>, path: &Path, at: &[Seg<'_>], content: Option<&Valu
             for p in parts {
                 match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
                     (_, Some(s)) => texts.push(s.to_string()),
-                    (Some(k), None) if k == "image" => texts.push("[image]".to_string()),
+                    (Some("image"), None) => texts.push("[image]".to_string()),
                     (Some(k), None) => texts.push(format!("[{k}]")),
                     (None, None) => texts.push(excerpt(p, EXCERPT_CHARS)),
                 }
