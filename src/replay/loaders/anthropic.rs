@@ -1,11 +1,250 @@
-//! Loader for the anthropic format (not yet written).
+//! Anthropic Messages JSON: an object `{system?, messages[{role, content}]}` (a request body, with
+//! `model`, `tools`… ignored), or an array of such objects (`<stem>#<n>`; a single object takes the
+//! file stem, or its `id`).
+//!
+//! Mapping: `system` (a string or a list of text blocks) → the System pin. `content` is a string or
+//! a list of blocks: `text` → text; `tool_use{id, name, input}` → a `ToolCall` in the assistant's
+//! turn; `tool_result{tool_use_id, content, is_error}` (content a string or text/image blocks) → a
+//! tool-result turn, placed in block order around the message's other blocks; `image` →
+//! `[image]`, `document` → `[document]`; `thinking` / `redacted_thinking` → not shown, counted in
+//! `notes.skipped_items`; other block types → `[<type> block] <excerpt>`, counted in
+//! `notes.opaque_items`. A message of another role than user/assistant is kept as an opaque user
+//! turn (counted).
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::replay::transcript::Transcript;
+use serde_json::Value;
 
-pub(super) fn load(path: &Path, _text: &str) -> Result<Vec<Transcript>> {
-    Err(Error::malformed(path, 0, 0, "the anthropic loader is not available yet"))
+use crate::error::{Error, Result};
+use crate::pins::PinLayer;
+use crate::replay::loaders::json_path::{Seg, error_at, excerpt, file_stem};
+use crate::replay::loaders::parse_json;
+use crate::replay::transcript::{LoadNotes, Transcript};
+use crate::turn::{Block, Role, Turn};
+
+const FORMAT: &str = "anthropic";
+const EXCERPT_CHARS: usize = 240;
+
+/// Whether a parsed value looks like an Anthropic Messages object: its first message's content is a
+/// list of blocks (used by format detection when there is no `system` key).
+pub(super) fn looks_like(v: &Value) -> bool {
+    v.get("messages").and_then(|m| m.as_array()).and_then(|m| m.first()).and_then(|m| m.get("content")).is_some_and(|c| c.is_array())
 }
-pub(super) fn looks_like(v: &serde_json::Value) -> bool { v.get("messages").and_then(|m| m.as_array()).and_then(|m| m.first()).and_then(|m| m.get("content")).is_some_and(|c| c.is_array()) }
+
+pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
+    let v = parse_json(path, text)?;
+    let doc = Doc { path, text };
+    let stem = file_stem(path);
+    match &v {
+        Value::Object(_) => {
+            let id = v.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or(stem);
+            Ok(vec![doc.conversation(&[], &v, id)?])
+        }
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let id = c.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("{stem}#{}", i + 1));
+                doc.conversation(&[Seg::Idx(i)], c, id)
+            })
+            .collect(),
+        _ => Err(doc.err(&[], &[], "expected an object {system?, messages} or a non-empty array of them")),
+    }
+}
+
+struct Doc<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Doc<'_> {
+    fn err(&self, base: &[Seg<'_>], extra: &[Seg<'_>], msg: impl std::fmt::Display) -> Error {
+        error_at(self.path, self.text, &[base, extra].concat(), msg)
+    }
+
+    fn conversation(&self, at: &[Seg<'_>], c: &Value, id: String) -> Result<Transcript> {
+        if !c.is_object() {
+            return Err(self.err(at, &[], "expected an object {system?, messages}"));
+        }
+        let mut t = Transcript::new(id, self.path, FORMAT);
+        match c.get("system") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                if !s.trim().is_empty() {
+                    t.pins.push((PinLayer::System, s.clone()));
+                }
+            }
+            Some(Value::Array(blocks)) => {
+                let mut parts = Vec::with_capacity(blocks.len());
+                for (i, b) in blocks.iter().enumerate() {
+                    let s = b
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .or_else(|| b.as_str())
+                        .ok_or_else(|| self.err(at, &[Seg::Key("system"), Seg::Idx(i)], "a system block needs a string `text`"))?;
+                    parts.push(s);
+                }
+                let s = parts.join("\n\n");
+                if !s.trim().is_empty() {
+                    t.pins.push((PinLayer::System, s));
+                }
+            }
+            Some(_) => return Err(self.err(at, &[Seg::Key("system")], "must be a string or a list of text blocks")),
+        }
+        let msgs = c
+            .get("messages")
+            .and_then(Value::as_array)
+            .ok_or_else(|| self.err(at, &[Seg::Key("messages")], "must be an array of messages"))?;
+        for (i, m) in msgs.iter().enumerate() {
+            let here = [at, &[Seg::Key("messages"), Seg::Idx(i)]].concat();
+            self.message(&here, m, &mut t)?;
+        }
+        t.normalize_turns();
+        Ok(t)
+    }
+
+    fn message(&self, here: &[Seg<'_>], m: &Value, t: &mut Transcript) -> Result<()> {
+        if !m.is_object() {
+            return Err(self.err(here, &[], "a message must be an object"));
+        }
+        let role_name = m.get("role").and_then(Value::as_str).ok_or_else(|| self.err(here, &[], "a message needs a string `role`"))?;
+        let role = match role_name {
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => {
+                t.notes.opaque_items += 1;
+                let text = excerpt(m.get("content").unwrap_or(&Value::Null), EXCERPT_CHARS);
+                t.turns.push(Turn::user(format!("[{other} message] {text}")).with_tag("opaque"));
+                return Ok(());
+            }
+        };
+        let blocks = match m.get("content") {
+            Some(Value::String(s)) => {
+                if s.trim().is_empty() {
+                    t.notes.skipped_items += 1;
+                } else {
+                    t.turns.push(Turn::new(role, vec![Block::text(s.as_str())]));
+                }
+                return Ok(());
+            }
+            Some(Value::Array(blocks)) => blocks,
+            _ => return Err(self.err(here, &[Seg::Key("content")], "must be a string or a list of content blocks")),
+        };
+        // Blocks of this message not yet pushed (results are pushed as their own turns).
+        let mut pending: Vec<Block> = Vec::new();
+        let flush = |pending: &mut Vec<Block>, t: &mut Transcript| {
+            if !pending.is_empty() {
+                t.turns.push(Turn::new(role, std::mem::take(pending)));
+            }
+        };
+        for (k, b) in blocks.iter().enumerate() {
+            let bat = [Seg::Key("content"), Seg::Idx(k)];
+            if !b.is_object() {
+                return Err(self.err(here, &bat, "a content block must be an object"));
+            }
+            match b.get("type").and_then(Value::as_str).unwrap_or("untyped") {
+                "tool_use" | "server_tool_use" => {
+                    let id = b.get("id").and_then(Value::as_str).ok_or_else(|| self.err(here, &bat, "a `tool_use` block needs a string `id`"))?;
+                    let name =
+                        b.get("name").and_then(Value::as_str).ok_or_else(|| self.err(here, &bat, "a `tool_use` block needs a string `name`"))?;
+                    let arguments = b.get("input").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+                    pending.push(Block::ToolCall { call_id: id.to_string(), name: name.to_string(), arguments });
+                }
+                "tool_result" => {
+                    flush(&mut pending, t);
+                    let id = b
+                        .get("tool_use_id")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| self.err(here, &bat, "a `tool_result` block needs a string `tool_use_id`"))?;
+                    let content = self.result_text(&[here, &bat[..]].concat(), b.get("content"))?;
+                    let is_error = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+                    t.turns.push(Turn::tool_result(id, content, is_error));
+                }
+                other => {
+                    if let Some(text) = shown_text(other, b, &mut t.notes) {
+                        pending.push(Block::text(text));
+                    }
+                }
+            }
+        }
+        flush(&mut pending, t);
+        Ok(())
+    }
+
+    fn result_text(&self, at: &[Seg<'_>], content: Option<&Value>) -> Result<String> {
+        match content {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Value::Array(parts)) => {
+                let mut texts = Vec::with_capacity(parts.len());
+                for p in parts {
+                    match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
+                        (_, Some(s)) => texts.push(s.to_string()),
+                        (Some("image"), None) => texts.push("[image]".to_string()),
+                        (Some("document"), None) => texts.push("[document]".to_string()),
+                        (_, None) => texts.push(excerpt(p, EXCERPT_CHARS)),
+                    }
+                }
+                Ok(texts.join("\n"))
+            }
+            Some(_) => Err(self.err(at, &[Seg::Key("content")], "must be a string or a list of content blocks")),
+        }
+    }
+}
+
+/// What a non-tool block shows as text (`None`: not shown, counted as skipped).
+fn shown_text(kind: &str, b: &Value, notes: &mut LoadNotes) -> Option<String> {
+    match kind {
+        "text" => match b.get("text").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(s.to_string()),
+            None => {
+                notes.skipped_items += 1;
+                None
+            }
+        },
+        "thinking" | "redacted_thinking" => {
+            notes.skipped_items += 1;
+            None
+        }
+        "image" => Some("[image]".to_string()),
+        "document" => Some("[document]".to_string()),
+        other => {
+            notes.opaque_items += 1;
+            Some(format!("[{other} block] {}", excerpt(b, EXCERPT_CHARS)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn maps_system_tools_and_images() -> Result<()> {
+        let text = json!({"system": [{"type": "text", "text": "You are terse."}], "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "what is in it?"}, {"type": "image", "source": {"type": "base64", "data": "AAAA"}}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "Let me check."}, {"type": "tool_use", "id": "t1", "name": "ls", "input": {"p": "."}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "a b"}]}, {"type": "text", "text": "and?"}]},
+            {"role": "assistant", "content": "Two files."}
+        ]})
+        .to_string();
+        let ts = load(Path::new("a.json"), &text)?;
+        let t = &ts[0];
+        assert_eq!(t.id(), "a");
+        assert_eq!(t.pins, vec![(PinLayer::System, "You are terse.".to_string())]);
+        let roles: Vec<Role> = t.turns.iter().map(Turn::role).collect();
+        assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::User, Role::Assistant]);
+        assert_eq!(t.turns[0].plain_text(), "what is in it?\n[image]");
+        assert_eq!(t.turns[2].plain_text(), "a b");
+        assert!(looks_like(&json!({"messages": [{"role": "user", "content": []}]})));
+        assert!(!looks_like(&json!({"messages": [{"role": "user", "content": "x"}]})));
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_types_name_the_position() {
+        let e = load(Path::new("a.json"), "{\"messages\": [\n {\"role\": \"user\", \"content\": 42}\n]}").map(|_| ()).err();
+        assert_eq!(e.map(|e| e.to_string()).as_deref(), Some("a.json:2:30: messages[0].content: must be a string or a list of content blocks"));
+    }
+}

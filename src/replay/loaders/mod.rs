@@ -7,6 +7,7 @@
 mod aider;
 mod anthropic;
 mod claude_code;
+mod json_path;
 mod locomo;
 mod longmemeval;
 mod mini_swe_agent;
