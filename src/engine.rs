@@ -358,7 +358,7 @@ impl Engine {
                 } else {
                     avail
                 };
-                let (plan, scores) = self.plan_scored(&policy, &query_text, avail, target)?;
+                let (plan, scores) = self.plan_scored(&policy, &query_text, avail, target, per_turn)?;
                 (plan, Some(scores))
             }
         };
@@ -418,10 +418,14 @@ impl Engine {
             Some(t) if t.tool_output_tokens > 0 => t,
             _ => return Form::Verbatim,
         };
-        if id < clear_before {
-            return Form::Cleared;
-        }
-        let max = policy.tool_output_max_tokens;
+        let max = if id < clear_before {
+            match policy.old_tool_output_max_tokens {
+                0 => return Form::Cleared,
+                old => old,
+            }
+        } else {
+            policy.tool_output_max_tokens
+        };
         if max > 0 && t.messages.iter().any(|m| m.tool_call_id.is_some() && self_count_over(m, max)) {
             return Form::Truncated(max);
         }
@@ -526,7 +530,14 @@ impl Engine {
         Plan { items, clear_before, unit_scores: (0..n).map(|u| u as f32).collect() }
     }
 
-    fn plan_scored(&mut self, policy: &Policy, query: &str, avail: usize, target: usize) -> Result<(Plan, Vec<ScoreParts>)> {
+    fn plan_scored(
+        &mut self,
+        policy: &Policy,
+        query: &str,
+        avail: usize,
+        target: usize,
+        per_turn: bool,
+    ) -> Result<(Plan, Vec<ScoreParts>)> {
         let clear_before = self.clear_boundary(policy);
         let costs = self.unit_costs(policy, clear_before);
         let n_turns = self.store.len();
@@ -544,14 +555,17 @@ impl Engine {
         let marker = if rag { 0 } else { self.marker_bound() };
         let mut sel = Selection::new(&costs, marker);
         if !rag {
-            let tail_limit = ((avail as f32) * policy.tail_share) as usize;
-            selector::take_tail(&mut sel, policy.tail_turns, tail_limit.min(target));
+            let (tail_turns, tail_share) =
+                if per_turn { (policy.tail_turns, policy.tail_share) } else { (policy.query_tail_turns, policy.query_tail_share) };
+            let tail_limit = ((avail as f32) * tail_share) as usize;
+            selector::take_tail(&mut sel, tail_turns, tail_limit.min(target));
             // The latest unit always goes in when it fits the whole budget.
-            if policy.tail_turns > 0 && !costs.is_empty() {
+            if tail_turns > 0 && !costs.is_empty() {
                 sel.try_add(costs.len() - 1, target.min(avail));
             }
         }
-        let reserve = if rag { 0 } else { ((avail as f32) * policy.summary_share) as usize };
+        let share = if per_turn { policy.summary_share } else { policy.query_summary_share };
+        let reserve = if rag { 0 } else { ((avail as f32) * share) as usize };
         let limit = target.min(avail).saturating_sub(reserve);
         let scores_for_fill: Vec<f32> = if rag {
             units.iter().map(|r| r.clone().map(|i| parts[i].bm25).fold(0.0f32, f32::max)).collect()

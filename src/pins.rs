@@ -1,6 +1,8 @@
 //! Pinned instruction layers: system → project → task → output preferences.
 //!
-//! Pins are created only through [`crate::Engine::pin`], never from turn content. They are never
+//! Pins are created only through [`crate::Engine::pin`] — the engine never turns pushed content into
+//! a pin; a host (such as ctxbench, mapping a transcript's system prompt and task statement) decides
+//! what to pin. They are never
 //! summarized or dropped; `assemble` fails with [`crate::Error::BudgetBelowPins`] when they do not fit.
 
 use serde::{Deserialize, Serialize};

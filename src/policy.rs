@@ -80,26 +80,36 @@ pub struct Policy {
     pub(crate) role_tool: f32,
     /// Role component for system turns found in a transcript.
     pub(crate) role_system: f32,
-    /// Recent tail: at most this many latest turns are kept before scored selection.
+    /// Recent tail of per-turn windows (no explicit query): at most this many latest turns are
+    /// kept before scored selection.
     pub(crate) tail_turns: usize,
-    /// Recent tail: at most this share of the budget left after pins.
+    /// Recent tail of per-turn windows: at most this share of the budget left after pins.
     pub(crate) tail_share: f32,
+    /// Recent tail of windows for an explicit query (e.g. a question about the history): turns.
+    pub(crate) query_tail_turns: usize,
+    /// Recent tail of windows for an explicit query: share of the budget left after pins.
+    pub(crate) query_tail_share: f32,
     /// Span expansion: turns on each side of a selected turn that become candidates.
     pub(crate) neighbours: usize,
     /// Span expansion: a neighbour at distance d gets the selected turn's score × decay^d.
     pub(crate) neighbour_decay: f32,
-    /// Share of the budget left after pins reserved for summaries of left-out runs.
+    /// Per-turn windows: share of the budget left after pins reserved for summaries of left-out runs.
     pub(crate) summary_share: f32,
+    /// Windows for an explicit query: the same share.
+    pub(crate) query_summary_share: f32,
     /// Largest summary of one run, in tokens.
     pub(crate) summary_max_tokens: usize,
     /// Smallest summary worth writing; below this a run gets a one-line marker.
     pub(crate) summary_min_tokens: usize,
     /// Tool outputs longer than this many tokens are shown head + tail (0: never).
     pub(crate) tool_output_max_tokens: usize,
-    /// Keep this many latest tool results as they are; older ones are cleared to placeholders
-    /// naming the tool and call (absent: never clear).
+    /// Keep this many latest tool results at `tool_output_max_tokens`; older ones are condensed to
+    /// `old_tool_output_max_tokens` (absent: never condense).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) keep_tool_results: Option<usize>,
+    /// Older tool results (see `keep_tool_results`) are shown head + tail within this many tokens;
+    /// 0 clears them to a placeholder naming the tool, the call and how to recall it.
+    pub(crate) old_tool_output_max_tokens: usize,
     /// `rag`: number of turns to take (0: as many as fit).
     pub(crate) rag_top_k: usize,
     /// `compaction`: history share of the budget that triggers a compaction.
@@ -126,15 +136,19 @@ impl Default for Policy {
             role_assistant: 0.8,
             role_tool: 0.4,
             role_system: 1.0,
-            tail_turns: 2,
-            tail_share: 0.15,
+            tail_turns: 16,
+            tail_share: 0.4,
+            query_tail_turns: 2,
+            query_tail_share: 0.15,
             neighbours: 1,
             neighbour_decay: 0.8,
-            summary_share: 0.02,
-            summary_max_tokens: 200,
+            summary_share: 0.25,
+            query_summary_share: 0.02,
+            summary_max_tokens: 1200,
             summary_min_tokens: 24,
             tool_output_max_tokens: 600,
-            keep_tool_results: None,
+            keep_tool_results: Some(3),
+            old_tool_output_max_tokens: 80,
             rag_top_k: 0,
             compaction_threshold: 0.9,
             compaction_user_share: 0.2,
@@ -157,8 +171,11 @@ impl Policy {
             weights: Weights { bm25: 0.0, dense: 0.0, references: 0.0, recency: 0.0, role: 0.0, priority: 0.0 },
             tail_turns: 0,
             tail_share: 0.0,
+            query_tail_turns: 0,
+            query_tail_share: 0.0,
             neighbours: 0,
             summary_share: 0.0,
+            query_summary_share: 0.0,
             tool_output_max_tokens: 0,
             keep_tool_results: None,
             stable_prefix: false,
@@ -173,7 +190,12 @@ impl Policy {
                 ..plain
             },
             "compaction" => Policy { strategy: Strategy::Compaction, ..plain },
-            "tool-clearing" => Policy { strategy: Strategy::ToolClearing, keep_tool_results: Some(3), ..plain },
+            "tool-clearing" => Policy {
+                strategy: Strategy::ToolClearing,
+                keep_tool_results: Some(3),
+                old_tool_output_max_tokens: 0,
+                ..plain
+            },
             other => {
                 return Err(Error::Policy {
                     source_name: None,
@@ -289,8 +311,13 @@ impl Policy {
             return Err(format!("field `recency_half_life` must be > 0, got {}", self.recency_half_life));
         }
         unit("tail_share", self.tail_share)?;
+        unit("query_tail_share", self.query_tail_share)?;
+        if self.old_tool_output_max_tokens != 0 && self.old_tool_output_max_tokens < 32 {
+            return Err(format!("field `old_tool_output_max_tokens` must be 0 (clear) or ≥ 32, got {}", self.old_tool_output_max_tokens));
+        }
         unit("neighbour_decay", self.neighbour_decay)?;
         unit("summary_share", self.summary_share)?;
+        unit("query_summary_share", self.query_summary_share)?;
         unit("compaction_threshold", self.compaction_threshold)?;
         unit("compaction_user_share", self.compaction_user_share)?;
         unit("compaction_summary_share", self.compaction_summary_share)?;

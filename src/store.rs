@@ -50,6 +50,8 @@ pub(crate) struct StoredTurn {
     pub(crate) unit: usize,
     /// Sentences, computed on first summarization.
     pub(crate) sentences: OnceCell<Vec<Sentence>>,
+    /// Salient terms (paths, identifiers, long numbers, quoted strings), computed on first use.
+    pub(crate) salient: OnceCell<Vec<String>>,
 }
 
 impl StoredTurn {
@@ -201,6 +203,7 @@ impl Store {
             tool_output_tokens,
             unit,
             sentences: OnceCell::new(),
+            salient: OnceCell::new(),
         });
         Ok(id)
     }

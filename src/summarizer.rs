@@ -4,7 +4,10 @@
 //! [`ExtractiveSummarizer`], needs no model: from the run it keeps the sentences and lines that carry
 //! the most information (names, dates, numbers, identifiers, decisions) up to its token allowance,
 //! in their original order, each labelled with its speaker; long tool outputs contribute their head
-//! and tail lines. The engine caches summaries, so the same run is not summarized again each turn.
+//! and tail lines. Before the lines it lists the run's references — paths, identifiers, long
+//! numbers, quoted strings — the ones the model itself wrote first, latest first, then those that
+//! recur in tool output: an index of what the left-out turns touched, which the model can recall
+//! with search. The engine caches summaries, so the same run is not summarized again each turn.
 
 use crate::refs::references;
 use crate::store::{Sentence, StoredTurn};
@@ -129,6 +132,55 @@ pub(crate) fn sentences<'a>(t: &'a StoredTurn, counter: &mut TokenCounter) -> &'
     })
 }
 
+/// Share (percent) of a summary's allowance its reference list may take.
+const REFERENCE_SHARE: usize = 80;
+
+/// `Mentioned: a, b, c` — salient terms of the run within `allowance` tokens (estimated per term,
+/// the summary is counted exactly afterwards). Terms the model or user wrote come first, latest
+/// first; then terms that occur in two or more tool outputs.
+fn references_line(run: &Run<'_>, allowance: usize, counter: &mut TokenCounter) -> (String, usize) {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut ordered: Vec<&str> = Vec::new();
+    for t in run.turns.iter().rev().filter(|t| !t.has_results()) {
+        for term in t.salient.get_or_init(|| crate::refs::salient_terms(&t.turn.plain_text())) {
+            if seen.insert(term.as_str()) {
+                ordered.push(term.as_str());
+            }
+        }
+    }
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for t in run.turns.iter().rev().filter(|t| t.has_results()) {
+        for term in t.salient.get_or_init(|| crate::refs::salient_terms(&t.turn.plain_text())) {
+            *counts.entry(term.as_str()).or_insert(0) += 1;
+            if counts[term.as_str()] == 2 && seen.insert(term.as_str()) {
+                ordered.push(term.as_str());
+            }
+        }
+    }
+    let mut line = String::new();
+    let mut used = 0;
+    for term in ordered {
+        if term.contains('\n') || term.len() > 120 {
+            continue;
+        }
+        let cost = counter.count(term) + 1;
+        if used + cost + 2 > allowance {
+            if used + 8 > allowance {
+                break;
+            }
+            continue;
+        }
+        line.push_str(if line.is_empty() { "Mentioned: " } else { ", " });
+        line.push_str(term);
+        used += cost;
+    }
+    if line.is_empty() {
+        return (line, 0);
+    }
+    let tokens = counter.count(&line) + 1;
+    (line, tokens)
+}
+
 fn label(t: &StoredTurn) -> &str {
     match (t.turn.speaker(), t.turn.role()) {
         (Some(_), _) => "",
@@ -154,6 +206,10 @@ impl Summarizer for ExtractiveSummarizer {
         if head_tokens + 8 > max_tokens {
             return String::new();
         }
+        // References first, within `REFERENCE_SHARE` of the allowance.
+        let (refs_line, refs_tokens) = references_line(run, (max_tokens - head_tokens) * REFERENCE_SHARE / 100, counter);
+        let head = if refs_line.is_empty() { head } else { format!("{head}\n{refs_line}") };
+        let head_tokens = head_tokens + refs_tokens;
         // Candidates: (turn index in run, sentence).
         let mut cands: Vec<(usize, &Sentence)> = Vec::new();
         for (i, t) in run.turns.iter().enumerate() {

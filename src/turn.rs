@@ -10,7 +10,9 @@ pub type TurnId = usize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// A system message found in a transcript. It is kept as history, never promoted to a pin.
+    /// A system message pushed as history. The engine never promotes turn content to a pin (it is
+    /// rendered as user-visible `[system note]` text); a host that wants a transcript's system
+    /// prompt pinned calls `Engine::pin` itself, as ctxbench's loaders do.
     System,
     /// The user (or, in a two-person chat, the first speaker).
     User,
