@@ -131,3 +131,37 @@ pub fn inspect_window(
     let w = e.assemble_with(&mut a, budget, qa.as_ref().map(|q| q.question()))?;
     Ok((w, e, qa))
 }
+
+/// Replays `t` turn by turn with one policy and budget, as the hindsight probes do, and calls
+/// `visit(turn_index, window)` with the window built before each assistant turn (a typed
+/// "budget below pins" error is passed on as `Err`). For checks over every window of a replay.
+pub fn for_each_window(
+    t: &Transcript,
+    policy: &Policy,
+    budget: BudgetSpec,
+    encoding: Encoding,
+    mut visit: impl FnMut(usize, Result<&crate::window::Window>),
+) -> Result<()> {
+    let mut e = crate::engine::Engine::new(crate::engine::EngineConfig::default().encoding(encoding))?;
+    for (layer, text) in t.pins() {
+        e.pin(*layer, text.clone(), 0);
+    }
+    let mut tmp = crate::tokens::TokenCounter::new(encoding, 1 << 12);
+    let pins: usize = {
+        let joined: Vec<&str> = t.pins().iter().map(|(_, s)| s.as_str()).collect();
+        if joined.is_empty() { 0 } else { crate::tokens::MESSAGE_OVERHEAD + tmp.count(&joined.join("\n\n")) }
+    };
+    let history: usize = t.turns().iter().map(|x| crate::store::render_turn(0, x).0.iter().map(|m| m.tokens(&mut tmp)).sum::<usize>()).sum();
+    let budget = budget.resolve(pins, history);
+    let mut a = crate::engine::Assembler::new(policy.clone());
+    for (i, turn) in t.turns().iter().enumerate() {
+        if i > 0 && turn.role() == crate::turn::Role::Assistant {
+            match e.assemble_with(&mut a, budget, None) {
+                Ok(w) => visit(i, Ok(&w)),
+                Err(err) => visit(i, Err(err)),
+            }
+        }
+        e.push(turn.clone())?;
+    }
+    Ok(())
+}

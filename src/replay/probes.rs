@@ -55,7 +55,7 @@ impl BudgetSpec {
         }
     }
 
-    fn resolve(&self, pin_tokens: usize, history_tokens: usize) -> usize {
+    pub(crate) fn resolve(&self, pin_tokens: usize, history_tokens: usize) -> usize {
         match self {
             BudgetSpec::Tokens(n) => *n,
             BudgetSpec::Share(f) => pin_tokens + REPLY_PRIMING + (history_tokens as f64 * f64::from(*f)).round() as usize,

@@ -1,4 +1,6 @@
 mod agent_loaders;
+mod cli;
 mod engine;
 mod props;
 mod qa_loaders;
+mod replay_validity;

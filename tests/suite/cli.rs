@@ -1,0 +1,135 @@
+//! The ctxbench binary end to end: compare on data the repo ships and on the real datasets, JSON
+//! and CSV outputs with the field names scripts read, and clear errors for bad arguments.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn ctxbench(args: &[&str]) -> (i32, String, String) {
+    let out = match Command::new(env!("CARGO_BIN_EXE_ctxbench")).args(args).current_dir(root()).output() {
+        Ok(o) => o,
+        Err(e) => panic!("running ctxbench: {e}"),
+    };
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ctxwin-cli-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&d) {
+        panic!("{e}");
+    }
+    d.join(name)
+}
+
+const RUN_FIELDS: &[&str] = &[
+    "dataset", "policy", "budget", "probes", "evidence_recall", "answer_presence", "by_category", "budget_violations",
+    "pair_violations", "tokens_mean", "assemble_us", "push_us", "wall_s", "reference_recall", "long_range_recall",
+    "gold_args_recall", "prefix_reuse", "cost_units",
+];
+
+#[test]
+fn compare_on_shipped_agent_samples_writes_json_and_csv() {
+    let json = tmp("agent.json");
+    let csv = tmp("agent.csv");
+    let (code, out, err) = ctxbench(&[
+        "compare",
+        "--dataset",
+        "datasets/samples/claude-code-long.jsonl",
+        "--dataset",
+        "datasets/samples/openai-chat.json",
+        "--policies",
+        "ctxwin,recency,rag,compaction,tool-clearing",
+        "--budgets",
+        "10%,50%,4000",
+        "--json",
+        json.to_str().unwrap_or_default(),
+        "--csv",
+        csv.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("claude-code-long.jsonl") && out.contains("tool-clearing") && out.contains("wall"), "{out}");
+    let v: serde_json::Value = match std::fs::read_to_string(&json).map(|s| serde_json::from_str(&s)) {
+        Ok(Ok(v)) => v,
+        other => panic!("json: {other:?}"),
+    };
+    let runs = v["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 2 * 5 * 3);
+    for r in &runs {
+        for f in RUN_FIELDS {
+            assert!(r.get(*f).is_some(), "field {f} missing in {r}");
+        }
+        assert_eq!(r["budget_violations"], 0);
+        assert_eq!(r["pair_violations"], 0);
+        assert!(r["evidence_recall"].is_null(), "no QA labels in agent sessions");
+        assert!(r["reference_recall"].as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)));
+        for p in ["p50", "p95", "p99"] {
+            assert!(r["assemble_us"][p].as_f64().is_some());
+        }
+    }
+    assert!(runs.iter().any(|r| r["budget"] == "10%") && runs.iter().any(|r| r["budget"] == 4000));
+    let csv_text = std::fs::read_to_string(&csv).unwrap_or_default();
+    assert!(csv_text.starts_with("dataset,policy,budget,probes,evidence_recall"));
+    assert_eq!(csv_text.lines().count(), 1 + 30);
+}
+
+#[test]
+fn compare_on_locomo_reports_recall_by_category() {
+    let p = root().join("../shared/datasets/locomo/locomo10.json");
+    if !p.exists() {
+        eprintln!("skipping: {} is absent", p.display());
+        return;
+    }
+    let json = tmp("locomo.json");
+    let (code, out, err) = ctxbench(&[
+        "compare", "--dataset", p.to_str().unwrap_or_default(), "--policies", "ctxwin,rag", "--budgets", "2000", "--json",
+        json.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+    let runs = v["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 2);
+    let ours = &runs[0];
+    assert_eq!(ours["policy"], "ctxwin");
+    assert_eq!(ours["probes"], 1982);
+    let er = ours["evidence_recall"].as_f64().unwrap_or(0.0);
+    let rag = runs[1]["evidence_recall"].as_f64().unwrap_or(1.0);
+    assert!(er >= 0.78 && er > rag, "ctxwin {er} vs rag {rag}");
+    for c in ["1", "2", "3", "4", "5"] {
+        assert!(ours["by_category"][c]["evidence_recall"].as_f64().is_some(), "category {c}");
+    }
+    assert_eq!(ours["load_notes"]["malformed_evidence"], 7);
+}
+
+#[test]
+fn bad_arguments_give_clear_errors() {
+    let (code, _, err) = ctxbench(&["compare", "--dataset", "datasets/samples/openai-chat.json", "--policies", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown policy `nope`"), "{err}");
+    let (code, _, err) = ctxbench(&["compare", "--dataset", "no/such/file.json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no/such/file.json"), "{err}");
+    let (code, _, err) = ctxbench(&["compare", "--dataset", "datasets/samples/openai-chat.json", "--budgets", "lots"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("budget `lots`"), "{err}");
+    let (code, _, err) = ctxbench(&["replay", "--dataset", "datasets/samples/malformed/truncated.json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("truncated.json:"), "{err}");
+    let (code, _, err) = ctxbench(&["compare", "--dataset", "datasets/samples/openai-chat.json", "--set", "weights.bm25=-3"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("weights.bm25"), "{err}");
+}
+
+#[test]
+fn window_subcommand_prints_one_line_per_message() {
+    let (code, out, err) = ctxbench(&["window", "--dataset", "datasets/samples/openai-chat.json", "--budget", "400"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().next().is_some_and(|l| l.starts_with("system") && l.contains("pins")), "{out}");
+    assert!(out.contains("/ budget 400 tokens"), "{out}");
+    let (code, out, _) = ctxbench(&["window", "--dataset", "datasets/samples/openai-chat.json", "--budget", "400", "--render", "anthropic"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert_eq!(ctxwin::check_anthropic(&v), Ok(()));
+}
