@@ -7,7 +7,7 @@ mod pins;
 pub mod replay;
 mod turn;
 
-pub use dense::{Embedder, VectorIndex};
+pub use dense::{CacheStats, DiskCacheStatus, Embedder, EmbeddingCache, VectorIndex};
 pub use error::{Error, Result};
 pub use pins::{Pin, PinId, PinLayer};
 pub use turn::{normalize, Block, NormalizeReport, Provenance, Role, Turn, TurnId, MISSING_RESULT_TEXT};

@@ -6,10 +6,13 @@
 //! fetched by `scripts/fetch-models.sh`; nothing is downloaded at run time. Without the feature
 //! there is no built-in embedder: the host brings one, or dense scoring is off.
 
-#[allow(dead_code)] // the cache uses it next
+mod cache;
+mod disk;
 mod fnv;
 mod index;
 
+pub use cache::{CacheStats, EmbeddingCache};
+pub use disk::DiskCacheStatus;
 pub use index::VectorIndex;
 
 use crate::error::Result;
