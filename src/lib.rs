@@ -7,6 +7,7 @@ mod pins;
 pub mod replay;
 mod turn;
 
+#[cfg(feature = "dense")] pub use dense::FastEmbedder;
 pub use dense::{CacheStats, DiskCacheStatus, Embedder, EmbeddingCache, VectorIndex};
 pub use error::{Error, Result};
 pub use pins::{Pin, PinId, PinLayer};

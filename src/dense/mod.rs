@@ -8,11 +8,15 @@
 
 mod cache;
 mod disk;
+#[cfg(feature = "dense")]
+mod fast;
 mod fnv;
 mod index;
 
 pub use cache::{CacheStats, EmbeddingCache};
 pub use disk::DiskCacheStatus;
+#[cfg(feature = "dense")]
+pub use fast::FastEmbedder;
 pub use index::VectorIndex;
 
 use crate::error::Result;
