@@ -1,0 +1,254 @@
+//! A flat vector index: unit vectors stored row after row, scored by dot product (cosine, since
+//! every vector is L2-normalised), and the `k` best rows picked out.
+
+use std::cmp::Ordering;
+
+use crate::error::{Error, Result};
+
+/// Unit vectors of one fixed dimension, stored contiguously (row-major) and searched exhaustively.
+///
+/// Rows are numbered from 0 in push order. Scores are dot products, which equal cosine similarity
+/// for the L2-normalised vectors an [`Embedder`](super::Embedder) returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorIndex {
+    dim: usize,
+    rows: usize,
+    data: Vec<f32>,
+}
+
+impl VectorIndex {
+    /// An empty index for vectors of `dim` components.
+    pub fn new(dim: usize) -> Self {
+        VectorIndex { dim, rows: 0, data: Vec::new() }
+    }
+
+    /// An empty index for vectors of `dim` components, with room for `rows` rows.
+    pub fn with_capacity(dim: usize, rows: usize) -> Self {
+        VectorIndex { dim, rows: 0, data: Vec::with_capacity(dim.saturating_mul(rows)) }
+    }
+
+    /// The number of components of every vector.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether the index has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends `vector` and returns its row number.
+    ///
+    /// Fails, leaving the index unchanged, when `vector` does not have [`dim`](Self::dim)
+    /// components or holds a NaN or an infinity.
+    pub fn push(&mut self, vector: &[f32]) -> Result<usize> {
+        self.check(vector, "vector")?;
+        self.data.extend_from_slice(vector);
+        self.rows += 1;
+        Ok(self.rows - 1)
+    }
+
+    /// The vector stored at `row`, if there is one.
+    pub fn row(&self, row: usize) -> Option<&[f32]> {
+        if row >= self.rows {
+            return None;
+        }
+        self.data.get(row * self.dim..(row + 1) * self.dim)
+    }
+
+    /// The score of every row against `query`, in row order: the dot product, which is the
+    /// cosine similarity for unit vectors.
+    ///
+    /// Fails when `query` does not have [`dim`](Self::dim) components or is not finite.
+    pub fn cosine_all(&self, query: &[f32]) -> Result<Vec<f32>> {
+        self.check(query, "query")?;
+        let mut scores = Vec::with_capacity(self.rows);
+        if self.dim == 0 {
+            scores.resize(self.rows, 0.0);
+            return Ok(scores);
+        }
+        scores.extend(self.data.chunks_exact(self.dim).map(|row| dot(row, query)));
+        Ok(scores)
+    }
+
+    /// The `k` rows that score best against `query`, best first, as `(row, score)`.
+    ///
+    /// Ties are broken by the lower row number, so the result is deterministic. Returns every row
+    /// when `k` is at least [`len`](Self::len). Fails like [`cosine_all`](Self::cosine_all).
+    pub fn top_k(&self, query: &[f32], k: usize) -> Result<Vec<(usize, f32)>> {
+        let scores = self.cosine_all(query)?;
+        Ok(best_k(&scores, k))
+    }
+
+    fn check(&self, vector: &[f32], what: &str) -> Result<()> {
+        if vector.len() != self.dim {
+            return Err(Error::Embeddings(format!(
+                "{what} has {} components, the index holds {}-dimensional vectors",
+                vector.len(),
+                self.dim
+            )));
+        }
+        if let Some(i) = vector.iter().position(|x| !x.is_finite()) {
+            return Err(Error::Embeddings(format!("{what} component {i} is {}", vector[i])));
+        }
+        Ok(())
+    }
+}
+
+/// Best score first; equal scores by lower row. Scores are finite (inputs are checked), and
+/// `total_cmp` keeps this a total order regardless.
+fn rank(a: &(usize, f32), b: &(usize, f32)) -> Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// The `k` best `(row, score)` pairs of `scores`, best first.
+fn best_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut all: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
+    if k == 0 {
+        return Vec::new();
+    }
+    if k < all.len() {
+        all.select_nth_unstable_by(k - 1, rank);
+        all.truncate(k);
+    }
+    all.sort_unstable_by(rank);
+    all
+}
+
+/// Dot product of two equally long slices.
+///
+/// Eight independent accumulators over chunks of eight let the compiler keep the sum in vector
+/// registers (no reassociation of a single float sum is needed); the tail is added at the end.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (a8, a_tail) = a.as_chunks::<8>();
+    let (b8, b_tail) = b.as_chunks::<8>();
+    let mut acc = [0.0f32; 8];
+    for (x, y) in a8.iter().zip(b8) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in a_tail.iter().zip(b_tail) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn unit(v: Vec<f32>) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if n == 0.0 { v } else { v.into_iter().map(|x| x / n).collect() }
+    }
+
+    /// The oracle: one sequential f64 sum per row.
+    fn naive_scores(rows: &[Vec<f32>], q: &[f32]) -> Vec<f32> {
+        rows.iter().map(|r| r.iter().zip(q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>() as f32).collect()
+    }
+
+    /// The oracle for selection: sort everything.
+    fn naive_top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+        let mut all: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
+        all.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal).then(a.0.cmp(&b.0)));
+        all.truncate(k);
+        all
+    }
+
+    fn rows_and_query() -> impl Strategy<Value = (usize, Vec<Vec<f32>>, Vec<f32>)> {
+        (0usize..40).prop_flat_map(|dim| {
+            let v = proptest::collection::vec(-1.0f32..1.0, dim);
+            (Just(dim), proptest::collection::vec(v.clone().prop_map(unit), 0..60), v.prop_map(unit))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn cosine_all_matches_naive((dim, rows, q) in rows_and_query()) {
+            let mut index = VectorIndex::new(dim);
+            for r in &rows {
+                index.push(r)?;
+            }
+            let fast = index.cosine_all(&q)?;
+            let slow = naive_scores(&rows, &q);
+            prop_assert_eq!(fast.len(), slow.len());
+            for (f, s) in fast.iter().zip(&slow) {
+                prop_assert!((f - s).abs() <= 1e-5, "fast {} vs naive {}", f, s);
+            }
+        }
+
+        #[test]
+        fn top_k_matches_naive((dim, rows, q) in rows_and_query(), k in 0usize..70) {
+            let mut index = VectorIndex::new(dim);
+            for r in &rows {
+                index.push(r)?;
+            }
+            let scores = index.cosine_all(&q)?;
+            // Selection is exact against a full sort of the same scores.
+            prop_assert_eq!(index.top_k(&q, k)?, naive_top_k(&scores, k));
+            // And the scores it reports are the naive ones, up to float rounding.
+            let slow = naive_scores(&rows, &q);
+            let mut want = slow.clone();
+            want.sort_by(|a, b| b.total_cmp(a));
+            want.truncate(k);
+            let got: Vec<f32> = index.top_k(&q, k)?.into_iter().map(|(_, s)| s).collect();
+            prop_assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!((g - w).abs() <= 1e-5);
+            }
+        }
+
+        #[test]
+        fn dot_matches_naive(pairs in proptest::collection::vec((-10.0f32..10.0, -10.0f32..10.0), 0..200)) {
+            let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+            let slow: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            let bound = 1e-4 * (1.0 + a.iter().zip(&b).map(|(x, y)| f64::from((x * y).abs())).sum::<f64>());
+            prop_assert!((f64::from(dot(&a, &b)) - slow).abs() <= bound);
+        }
+    }
+
+    #[test]
+    fn push_rejects_wrong_dim_and_non_finite() {
+        let mut index = VectorIndex::new(3);
+        assert_eq!(index.push(&[1.0, 0.0, 0.0]).ok(), Some(0));
+        assert!(matches!(index.push(&[1.0, 0.0]), Err(Error::Embeddings(_))));
+        assert!(matches!(index.push(&[f32::NAN, 0.0, 0.0]), Err(Error::Embeddings(_))));
+        assert!(matches!(index.cosine_all(&[1.0]), Err(Error::Embeddings(_))));
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.row(0), Some(&[1.0, 0.0, 0.0][..]));
+        assert_eq!(index.row(1), None);
+    }
+
+    #[test]
+    fn top_k_of_hand_made_vectors() -> Result<()> {
+        let mut index = VectorIndex::new(2);
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        for v in [[1.0, 0.0], [0.0, 1.0], [s, s], [-1.0, 0.0], [s, s]] {
+            index.push(&v)?;
+        }
+        let top = index.top_k(&[1.0, 0.0], 3)?;
+        assert_eq!(top, vec![(0, 1.0), (2, s), (4, s)]);
+        assert_eq!(index.top_k(&[1.0, 0.0], 0)?, vec![]);
+        assert_eq!(index.top_k(&[1.0, 0.0], 99)?.len(), 5);
+        assert_eq!(VectorIndex::new(2).top_k(&[1.0, 0.0], 3)?, vec![]);
+        Ok(())
+    }
+
+    #[test]
+    fn zero_dim_index_scores_zero() -> Result<()> {
+        let mut index = VectorIndex::new(0);
+        index.push(&[])?;
+        index.push(&[])?;
+        assert_eq!(index.cosine_all(&[])?, vec![0.0, 0.0]);
+        Ok(())
+    }
+}
