@@ -3,10 +3,13 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 
 use lru::LruCache;
 use rustc_hash::FxHashMap;
 
+use crate::dense::{EmbedWorker, EmbeddingService, VectorIndex};
 use crate::error::{Error, Result};
 use crate::lexical::LexicalIndex;
 use crate::pins::{PinId, PinLayer, Pins};
@@ -29,6 +32,7 @@ pub struct EngineConfig {
     commit_every: usize,
     policy: Policy,
     summary_cache: usize,
+    embeddings: Option<Arc<EmbeddingService>>,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +44,7 @@ impl Default for EngineConfig {
             commit_every: 256,
             policy: Policy::default(),
             summary_cache: 4096,
+            embeddings: None,
         }
     }
 }
@@ -69,6 +74,13 @@ impl EngineConfig {
     /// The policy `assemble` uses (default: the `ctxwin` preset).
     pub fn policy(mut self, p: Policy) -> Self {
         self.policy = p;
+        self
+    }
+    /// Turn on dense retrieval with this embedding service (shared across engines): each pushed
+    /// turn is embedded once in the background, the query at `assemble`, and BM25 and cosine are
+    /// fused as the policy says. Without it, scoring is lexical.
+    pub fn embeddings(mut self, service: Arc<EmbeddingService>) -> Self {
+        self.embeddings = Some(service);
         self
     }
     /// Summaries cached (default 4,096).
@@ -159,13 +171,44 @@ pub struct Engine {
     turn_ts: Vec<Option<u32>>,
     call_names: FxHashMap<String, String>,
     assembler: Assembler,
-    #[allow(dead_code)]
-    dense: Option<crate::engine::DenseHook>,
+    dense: Option<Dense>,
+    last_query_embed_us: Option<f64>,
 }
 
-/// Placeholder for dense retrieval state (filled by the `dense` feature).
-#[derive(Debug, Default)]
-pub(crate) struct DenseHook;
+/// Dense retrieval state: the shared service, this engine's background worker, and the vectors of
+/// the turns embedded so far (rows of the index are turn ids `0..index.len()`).
+struct Dense {
+    service: Arc<EmbeddingService>,
+    worker: EmbedWorker,
+    arrived: FxHashMap<TurnId, Arc<[f32]>>,
+    index: VectorIndex,
+    error: Option<String>,
+}
+
+impl Dense {
+    /// Takes results (waiting for all of them when `wait`), appending to the index in turn order.
+    fn collect(&mut self, wait: bool) -> Result<()> {
+        let mut got = self.worker.try_take();
+        while wait && self.worker.in_flight > 0 {
+            got.push(self.worker.take_one()?);
+        }
+        for (id, r) in got {
+            match r {
+                Ok(v) => {
+                    self.arrived.insert(id, v);
+                }
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+        while let Some(v) = self.arrived.remove(&self.index.len()) {
+            self.index.push(&v)?;
+        }
+        match &self.error {
+            Some(e) if wait => Err(Error::Embeddings(e.clone())),
+            _ => Ok(()),
+        }
+    }
+}
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,7 +253,14 @@ impl Engine {
             turn_ts: Vec::new(),
             call_names: FxHashMap::default(),
             assembler: Assembler::new(config.policy),
-            dense: None,
+            dense: config.embeddings.map(|service| Dense {
+                worker: EmbedWorker::start(Arc::clone(&service)),
+                index: VectorIndex::new(service.dim()),
+                service,
+                arrived: FxHashMap::default(),
+                error: None,
+            }),
+            last_query_embed_us: None,
         })
     }
 
@@ -252,7 +302,25 @@ impl Engine {
         self.turn_ts.push(ts);
         let text = self.store.get(id).map(|t| t.text.clone()).unwrap_or_default();
         self.lexical.add(id, &text)?;
+        if let Some(d) = &mut self.dense {
+            // Embedded in the background: push and assemble never wait for the model.
+            d.worker.send(id, text)?;
+        }
         Ok(id)
+    }
+
+    /// Whether dense retrieval is on.
+    pub fn has_embeddings(&self) -> bool {
+        self.dense.is_some()
+    }
+
+    /// Waits until every pushed turn is embedded (a no-op without embeddings). `assemble` never
+    /// waits: turns not embedded yet are scored lexically. Replays call this for determinism.
+    pub fn wait_for_embeddings(&mut self) -> Result<()> {
+        match &mut self.dense {
+            Some(d) => d.collect(true),
+            None => Ok(()),
+        }
     }
 
     /// Number of turns pushed.
@@ -317,6 +385,13 @@ impl Engine {
     /// Assembles a window with an explicit assembler (policy + its per-turn memory). `query: None`
     /// means the default query (latest turns) and allows the stable-prefix / compaction memory.
     pub fn assemble_with(&mut self, a: &mut Assembler, budget: usize, query: Option<&str>) -> Result<Window> {
+        self.last_query_embed_us = None;
+        let mut w = self.assemble_inner(a, budget, query)?;
+        w.query_embed_us = self.last_query_embed_us;
+        Ok(w)
+    }
+
+    fn assemble_inner(&mut self, a: &mut Assembler, budget: usize, query: Option<&str>) -> Result<Window> {
         let pins_text = self.pins.render();
         let pin_tokens = pins_text.as_deref().map_or(0, |t| MESSAGE_OVERHEAD + self.counter.count(t));
         let needed = pin_tokens + REPLY_PRIMING;
@@ -547,7 +622,8 @@ impl Engine {
         terms.truncate(MAX_QUERY_TERMS);
         let bm25 = self.lexical.scores(&terms)?;
         let qrefs = references(query);
-        let parts = scorer::score(&self.store, n_turns, &Query { bm25: &bm25, dense: None, refs: &qrefs }, policy);
+        let sims = self.dense_similarities(query, policy)?;
+        let parts = scorer::score(&self.store, n_turns, &Query { bm25: &bm25, dense: sims.as_deref(), refs: &qrefs }, policy);
         let units = self.store.units().to_vec();
         let unit_scores: Vec<f32> =
             units.iter().map(|r| r.clone().map(|i| parts[i].total).fold(0.0f32, f32::max)).collect();
@@ -631,6 +707,21 @@ impl Engine {
             }
         }
         Ok((Plan { items, clear_before, unit_scores: eff }, parts))
+    }
+
+    /// Cosine similarity of the query to every embedded turn (None without embeddings, when the
+    /// policy gives dense no weight, or for an empty query). Embedding the query is timed apart.
+    fn dense_similarities(&mut self, query: &str, policy: &Policy) -> Result<Option<Vec<f32>>> {
+        let Some(d) = &mut self.dense else { return Ok(None) };
+        if policy.weights.dense <= 0.0 || query.trim().is_empty() {
+            return Ok(None);
+        }
+        d.collect(false)?;
+        let t0 = Instant::now();
+        let q = d.service.embed(&[query])?;
+        self.last_query_embed_us = Some(t0.elapsed().as_secs_f64() * 1e6);
+        let Some(qv) = q.first() else { return Ok(None) };
+        Ok(Some(d.index.cosine_all(qv)?))
     }
 
     fn plan_compaction(&mut self, a: &mut Assembler, policy: &Policy, avail: usize, per_turn: bool) -> Plan {
@@ -800,7 +891,7 @@ impl Engine {
                 score: scores.and_then(|s| s.get(id)).copied().unwrap_or_default(),
             })
             .collect();
-        Ok(Window { messages, total_tokens: total, budget, encoding: self.counter.encoding(), report, summaries })
+        Ok(Window { messages, total_tokens: total, budget, encoding: self.counter.encoding(), report, summaries, query_embed_us: None })
     }
 }
 

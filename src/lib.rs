@@ -41,7 +41,7 @@ pub mod replay;
 mod turn;
 
 #[cfg(feature = "dense")] pub use dense::FastEmbedder;
-pub use dense::{CacheStats, DiskCacheStatus, Embedder, EmbeddingCache, VectorIndex};
+pub use dense::{CacheStats, DiskCacheStatus, Embedder, EmbeddingCache, EmbeddingService, VectorIndex};
 pub use error::{Error, Result};
 pub use pins::{Pin, PinId, PinLayer};
 pub use turn::{normalize, Block, NormalizeReport, Provenance, Role, Turn, TurnId, MISSING_RESULT_TEXT};
@@ -58,6 +58,6 @@ mod store;
 mod summarizer;
 mod window;
 pub use engine::{Assembler, Engine, EngineConfig, SearchHit};
-pub use policy::{Policy, Strategy, Weights, PRESETS};
+pub use policy::{Fusion, Policy, Strategy, Weights, PRESETS};
 pub use summarizer::{ExtractiveSummarizer, Run, Summarizer};
 pub use window::{check_anthropic, check_openai, recount_openai, Fate, Message, Origin, ReportLine, ScoreParts, SummaryInfo, Window};

@@ -35,6 +35,16 @@ pub enum Strategy {
     ToolClearing,
 }
 
+/// How BM25 and dense similarity are combined when embeddings are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fusion {
+    /// Reciprocal-rank fusion: each component is `(k + 1) / (k + rank)` of its ranking.
+    Rrf,
+    /// Each score divided by the best (BM25) or min-max normalised (cosine), then weighted.
+    Weighted,
+}
+
 /// Weights of the score components (each component is in `[0, 1]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -55,7 +65,7 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { bm25: 1.0, dense: 0.0, references: 0.35, recency: 0.05, role: 0.05, priority: 0.5 }
+        Weights { bm25: 1.0, dense: 1.0, references: 0.35, recency: 0.05, role: 0.05, priority: 0.5 }
     }
 }
 
@@ -70,6 +80,10 @@ pub struct Policy {
     pub(crate) strategy: Strategy,
     /// Score weights.
     pub(crate) weights: Weights,
+    /// How BM25 and dense similarity are fused (embeddings on only; lexical scoring is unchanged).
+    pub(crate) fusion: Fusion,
+    /// The `k` of reciprocal-rank fusion.
+    pub(crate) rrf_k: f32,
     /// Turns after which the recency component halves.
     pub(crate) recency_half_life: f32,
     /// Role component for user turns.
@@ -131,6 +145,8 @@ impl Default for Policy {
             preset: "ctxwin".into(),
             strategy: Strategy::Scored,
             weights: Weights::default(),
+            fusion: Fusion::Rrf,
+            rrf_k: 60.0,
             recency_half_life: 40.0,
             role_user: 1.0,
             role_assistant: 0.8,
@@ -306,6 +322,9 @@ impl Policy {
             ("role_system", self.role_system),
         ] {
             nonneg(n, v)?;
+        }
+        if !(self.rrf_k.is_finite() && self.rrf_k >= 0.0) {
+            return Err(format!("field `rrf_k` must be a finite number ≥ 0, got {}", self.rrf_k));
         }
         if !(self.recency_half_life.is_finite() && self.recency_half_life > 0.0) {
             return Err(format!("field `recency_half_life` must be > 0, got {}", self.recency_half_life));

@@ -2,7 +2,7 @@
 //! embeddings are on), shared references, recency, role and host priority. Every component is kept
 //! (for the window's report); the weights come from the policy.
 
-use crate::policy::Policy;
+use crate::policy::{Fusion, Policy};
 use crate::store::Store;
 use crate::turn::{Role, TurnId};
 use crate::window::ScoreParts;
@@ -11,7 +11,8 @@ use crate::window::ScoreParts;
 pub(crate) struct Query<'a> {
     /// BM25 scores of matching turns (any order).
     pub(crate) bm25: &'a [(TurnId, f32)],
-    /// Dense similarities per turn (cosine in `[-1, 1]`), when embeddings are on.
+    /// Dense similarities of the turns embedded so far (cosine in `[-1, 1]`, by turn id), when
+    /// embeddings are on; turns not embedded yet get no dense component.
     pub(crate) dense: Option<&'a [f32]>,
     /// Reference hashes of the query (sorted, deduplicated).
     pub(crate) refs: &'a [u64],
@@ -21,20 +22,39 @@ pub(crate) struct Query<'a> {
 pub(crate) fn score(store: &Store, upto: usize, q: &Query<'_>, policy: &Policy) -> Vec<ScoreParts> {
     let w = &policy.weights;
     let mut parts = vec![ScoreParts::default(); upto];
-    let max_bm25 = q.bm25.iter().filter(|(id, _)| *id < upto).map(|x| x.1).fold(0.0f32, f32::max);
-    if max_bm25 > 0.0 {
-        for &(id, s) in q.bm25 {
-            if let Some(p) = parts.get_mut(id) {
-                p.bm25 = s / max_bm25;
+    match (q.dense, policy.fusion) {
+        (Some(dense), Fusion::Rrf) => {
+            // Reciprocal-rank fusion: both rankings count by rank, not by raw score.
+            let k = policy.rrf_k;
+            let rrf = |rank: usize| (k + 1.0) / (k + rank as f32);
+            let mut lex: Vec<(TurnId, f32)> = q.bm25.iter().copied().filter(|&(id, s)| id < upto && s > 0.0).collect();
+            lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (rank, (id, _)) in lex.into_iter().enumerate() {
+                parts[id].bm25 = rrf(rank + 1);
+            }
+            let mut sem: Vec<(TurnId, f32)> = dense.iter().copied().enumerate().take(upto).collect();
+            sem.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (rank, (id, _)) in sem.into_iter().enumerate() {
+                parts[id].dense = rrf(rank + 1);
             }
         }
-    }
-    if let Some(dense) = q.dense {
-        // Min-max normalise over the turns so the component is in [0, 1].
-        let (lo, hi) = dense.iter().take(upto).fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-        if hi > lo {
-            for (p, &x) in parts.iter_mut().zip(dense) {
-                p.dense = (x - lo) / (hi - lo);
+        (dense, _) => {
+            let max_bm25 = q.bm25.iter().filter(|(id, _)| *id < upto).map(|x| x.1).fold(0.0f32, f32::max);
+            if max_bm25 > 0.0 {
+                for &(id, s) in q.bm25 {
+                    if let Some(p) = parts.get_mut(id) {
+                        p.bm25 = s / max_bm25;
+                    }
+                }
+            }
+            if let Some(dense) = dense {
+                // Min-max normalise over the turns so the component is in [0, 1].
+                let (lo, hi) = dense.iter().take(upto).fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                if hi > lo {
+                    for (p, &x) in parts.iter_mut().zip(dense) {
+                        p.dense = (x - lo) / (hi - lo);
+                    }
+                }
             }
         }
     }

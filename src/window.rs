@@ -169,6 +169,7 @@ pub struct Window {
     pub(crate) encoding: Encoding,
     pub(crate) report: Vec<ReportLine>,
     pub(crate) summaries: Vec<SummaryInfo>,
+    pub(crate) query_embed_us: Option<f64>,
 }
 
 impl Window {
@@ -191,6 +192,10 @@ impl Window {
     /// One line per turn of the history.
     pub fn report(&self) -> &[ReportLine] {
         &self.report
+    }
+    /// Microseconds spent embedding the query (dense retrieval only; part of the assemble time).
+    pub fn query_embed_us(&self) -> Option<f64> {
+        self.query_embed_us
     }
     /// The summaries in the window.
     pub fn summaries(&self) -> &[SummaryInfo] {

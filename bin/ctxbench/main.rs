@@ -35,6 +35,13 @@ struct Common {
     /// Override a policy knob for every policy: KEY=VALUE (e.g. weights.bm25=0.8); repeatable.
     #[arg(long = "set")]
     sets: Vec<String>,
+    /// Hybrid retrieval: the embedding model folder written by scripts/fetch-models.sh
+    /// (e.g. models/all-MiniLM-L6-v2). Needs a build with `--features dense`.
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// Disk cache of embeddings for replays (default: embeddings.cache in the model folder).
+    #[arg(long)]
+    embeddings_cache: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -123,7 +130,10 @@ fn run(common: &Common, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec
             bail!("dataset {} does not exist", d.display());
         }
     }
-    let cfg = CompareConfig::new(common.datasets.clone(), policies, budgets).format(format).encoding(encoding);
+    let mut cfg = CompareConfig::new(common.datasets.clone(), policies, budgets).format(format).encoding(encoding);
+    if let Some(dir) = &common.embeddings {
+        cfg = cfg.embeddings(load_embeddings(dir, common.embeddings_cache.as_deref())?);
+    }
     let report = compare(&cfg)?;
     print!("{}", report.table());
     if let Some(p) = &common.json {
@@ -133,6 +143,26 @@ fn run(common: &Common, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec
         std::fs::write(p, report.to_csv()).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(report)
+}
+
+#[cfg(feature = "dense")]
+fn load_embeddings(dir: &std::path::Path, cache: Option<&std::path::Path>) -> anyhow::Result<std::sync::Arc<ctxwin::EmbeddingService>> {
+    let cache = cache.map(PathBuf::from).unwrap_or_else(|| dir.join("embeddings.cache"));
+    let t0 = std::time::Instant::now();
+    let (service, status) = ctxwin::EmbeddingService::load(dir, Some(&cache))?;
+    eprintln!(
+        "ctxbench: hybrid retrieval with {} (loaded in {:.2} s); embedding cache {}: {:?}",
+        service.model_id(),
+        t0.elapsed().as_secs_f64(),
+        cache.display(),
+        status
+    );
+    Ok(service)
+}
+
+#[cfg(not(feature = "dense"))]
+fn load_embeddings(_dir: &std::path::Path, _cache: Option<&std::path::Path>) -> anyhow::Result<std::sync::Arc<ctxwin::EmbeddingService>> {
+    bail!("this ctxbench was built without the `dense` feature: rebuild with `cargo build --release --features dense` (and run scripts/fetch-models.sh)")
 }
 
 fn main() -> ExitCode {

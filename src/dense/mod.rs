@@ -12,12 +12,15 @@ mod disk;
 mod fast;
 mod fnv;
 mod index;
+mod service;
 
 pub use cache::{CacheStats, EmbeddingCache};
 pub use disk::DiskCacheStatus;
 #[cfg(feature = "dense")]
 pub use fast::FastEmbedder;
 pub use index::VectorIndex;
+pub use service::EmbeddingService;
+pub(crate) use service::EmbedWorker;
 
 use crate::error::Result;
 

@@ -8,6 +8,7 @@ mod report;
 mod transcript;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -18,6 +19,7 @@ pub use probes::BudgetSpec;
 pub use report::{CategoryResult, CompareReport, RunResult};
 pub use transcript::{GoldAction, LoadNotes, QaItem, Transcript};
 
+use crate::dense::EmbeddingService;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::tokens::Encoding;
@@ -30,12 +32,13 @@ pub struct CompareConfig {
     policies: Vec<(String, Policy)>,
     budgets: Vec<BudgetSpec>,
     encoding: Encoding,
+    embeddings: Option<Arc<EmbeddingService>>,
 }
 
 impl CompareConfig {
     /// A comparison of `policies` (name, policy) at `budgets` over `datasets` (files or folders).
     pub fn new(datasets: Vec<PathBuf>, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> Self {
-        CompareConfig { datasets, format: Format::Auto, policies, budgets, encoding: Encoding::O200kBase }
+        CompareConfig { datasets, format: Format::Auto, policies, budgets, encoding: Encoding::O200kBase, embeddings: None }
     }
     /// The transcript format (default: detect).
     pub fn format(mut self, f: Format) -> Self {
@@ -45,6 +48,11 @@ impl CompareConfig {
     /// The token encoding (default `o200k_base`).
     pub fn encoding(mut self, e: Encoding) -> Self {
         self.encoding = e;
+        self
+    }
+    /// Hybrid retrieval with this embedding service (default: lexical only).
+    pub fn embeddings(mut self, service: Arc<EmbeddingService>) -> Self {
+        self.embeddings = Some(service);
         self
     }
 }
@@ -71,10 +79,11 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
         let per: Vec<Vec<probes::Partial>> = transcripts
             .par_iter()
             .map(|t| {
+                let dense = cfg.embeddings.as_ref();
                 if t.qa().is_empty() {
-                    probes::run_hindsight(t, &cfg.policies, &cfg.budgets, cfg.encoding)
+                    probes::run_hindsight(t, &cfg.policies, &cfg.budgets, cfg.encoding, dense)
                 } else {
-                    probes::run_qa(t, &cfg.policies, &cfg.budgets, cfg.encoding)
+                    probes::run_qa(t, &cfg.policies, &cfg.budgets, cfg.encoding, dense)
                 }
             })
             .collect::<Result<_>>()?;
@@ -94,12 +103,16 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
                 cfg.budgets[bi].label(),
                 m,
                 transcripts.len(),
-                "lexical",
+                if cfg.embeddings.is_some() { "hybrid" } else { "lexical" },
                 &notes,
             ));
         }
     }
-    Ok(CompareReport { runs, wall_s: start.elapsed().as_secs_f64(), encoding: cfg.encoding.as_str().to_string() })
+    let mode = match &cfg.embeddings {
+        Some(s) => format!("hybrid ({})", s.model_id()),
+        None => "lexical".to_string(),
+    };
+    Ok(CompareReport { runs, wall_s: start.elapsed().as_secs_f64(), encoding: cfg.encoding.as_str().to_string(), mode })
 }
 
 /// Assembles one window for inspection: transcript `index` of the dataset at `path`, pushed

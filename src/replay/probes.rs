@@ -13,10 +13,12 @@
 //!   the agent makes that call. Consecutive windows also give *prefix reuse* and cache-priced cost.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::dense::EmbeddingService;
 use crate::engine::{Assembler, Engine, EngineConfig};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
@@ -99,6 +101,9 @@ pub(crate) struct Partial {
     pub(crate) reuse_n: usize,
     pub(crate) cost_sum: f64,
     pub(crate) cost_n: usize,
+    pub(crate) query_embed_us: Vec<f64>,
+    pub(crate) embed_s: f64,
+    pub(crate) embedded_turns: usize,
 }
 
 impl Partial {
@@ -133,9 +138,18 @@ impl Partial {
         self.reuse_n += o.reuse_n;
         self.cost_sum += o.cost_sum;
         self.cost_n += o.cost_n;
+        self.query_embed_us.extend(o.query_embed_us);
+        self.embed_s += o.embed_s;
+        self.embedded_turns += o.embedded_turns;
     }
 
     fn record_window(&mut self, w: &Window, budget: usize, us: f64) {
+        // The query's embedding is reported apart from the assemble time.
+        let q = w.query_embed_us().unwrap_or(0.0);
+        if w.query_embed_us().is_some() {
+            self.query_embed_us.push(q);
+        }
+        let us = (us - q).max(0.0);
         self.windows += 1;
         self.assemble_us.push(us);
         self.time_s += us / 1e6;
@@ -152,9 +166,13 @@ fn kept(w: &Window, id: usize) -> bool {
     w.report().get(id).is_some_and(|l| l.fate == Fate::Kept)
 }
 
-/// A fresh engine holding the transcript's pins.
-fn engine_for(t: &Transcript, encoding: Encoding) -> Result<Engine> {
-    let mut e = Engine::new(EngineConfig::default().encoding(encoding))?;
+/// A fresh engine holding the transcript's pins (with dense retrieval when a service is given).
+fn engine_for(t: &Transcript, encoding: Encoding, dense: Option<&Arc<EmbeddingService>>) -> Result<Engine> {
+    let mut cfg = EngineConfig::default().encoding(encoding);
+    if let Some(s) = dense {
+        cfg = cfg.embeddings(Arc::clone(s));
+    }
+    let mut e = Engine::new(cfg)?;
     for (layer, text) in t.pins() {
         e.pin(*layer, text.clone(), 0);
     }
@@ -170,21 +188,36 @@ fn pin_tokens(e: &mut Engine) -> usize {
 }
 
 /// QA probes over one transcript for every (policy, budget); results in `policies × budgets` order.
-pub(crate) fn run_qa(t: &Transcript, policies: &[(String, Policy)], budgets: &[BudgetSpec], encoding: Encoding) -> Result<Vec<Partial>> {
-    let mut e = engine_for(t, encoding)?;
+pub(crate) fn run_qa(
+    t: &Transcript,
+    policies: &[(String, Policy)],
+    budgets: &[BudgetSpec],
+    encoding: Encoding,
+    dense: Option<&Arc<EmbeddingService>>,
+) -> Result<Vec<Partial>> {
+    let mut e = engine_for(t, encoding, dense)?;
     let mut push_us = Vec::with_capacity(t.turns().len());
     for turn in t.turns() {
         let t0 = Instant::now();
         e.push(turn.clone())?;
         push_us.push(t0.elapsed().as_secs_f64() * 1e6);
     }
+    // Embedding runs in the background; wait for it so results do not depend on timing.
+    let t0 = Instant::now();
+    e.wait_for_embeddings()?;
+    let embed_s = if dense.is_some() { t0.elapsed().as_secs_f64() } else { 0.0 };
     let pins = pin_tokens(&mut e);
     let history: usize = (0..e.len()).filter_map(|i| e.turn_tokens(i)).sum();
     let mut out = Vec::with_capacity(policies.len() * budgets.len());
     for (_, policy) in policies {
         for b in budgets {
             let budget = b.resolve(pins, history);
-            let mut p = Partial { push_us: push_us.clone(), ..Partial::default() };
+            let mut p = Partial {
+                push_us: push_us.clone(),
+                embed_s,
+                embedded_turns: if dense.is_some() { t.turns().len() } else { 0 },
+                ..Partial::default()
+            };
             for q in t.qa() {
                 let mut a = Assembler::new(policy.clone());
                 let t0 = Instant::now();
@@ -242,8 +275,9 @@ pub(crate) fn run_hindsight(
     policies: &[(String, Policy)],
     budgets: &[BudgetSpec],
     encoding: Encoding,
+    dense: Option<&Arc<EmbeddingService>>,
 ) -> Result<Vec<Partial>> {
-    let mut e = engine_for(t, encoding)?;
+    let mut e = engine_for(t, encoding, dense)?;
     let pins = pin_tokens(&mut e);
     let turns = t.turns();
     // Budgets resolve against the whole session's tokens (known to the replay, as in the issue's
@@ -282,6 +316,7 @@ pub(crate) fn run_hindsight(
     let mut prev: Vec<Option<Window>> = vec![None; combos.len()];
     let mut parts: Vec<Partial> = vec![Partial::default(); combos.len()];
     let mut push_us = Vec::with_capacity(turns.len());
+    let mut embed_s = 0.0;
 
     for (i, turn) in turns.iter().enumerate() {
         if i > 0 && turn.role() == Role::Assistant {
@@ -342,9 +377,16 @@ pub(crate) fn run_hindsight(
         let t0 = Instant::now();
         e.push(turn.clone())?;
         push_us.push(t0.elapsed().as_secs_f64() * 1e6);
+        let t0 = Instant::now();
+        e.wait_for_embeddings()?;
+        embed_s += t0.elapsed().as_secs_f64();
     }
     for p in &mut parts {
         p.push_us = push_us.clone();
+        if dense.is_some() {
+            p.embed_s = embed_s;
+            p.embedded_turns = turns.len();
+        }
     }
     Ok(parts)
 }

@@ -67,6 +67,10 @@ pub struct RunResult {
     pub transcripts: usize,
     /// Retrieval mode (`lexical` or `hybrid`).
     pub mode: String,
+    /// Hybrid mode: time to embed a query, µs (not included in `assemble_us`).
+    pub query_embed_us: Option<Percentiles>,
+    /// Hybrid mode: embedding time per pushed turn, µs (in the background of `push`).
+    pub embed_us_per_turn: Option<f64>,
     /// What the loaders repaired or counted in this dataset.
     pub load_notes: LoadNotes,
 }
@@ -123,6 +127,8 @@ impl RunResult {
             cost_units: mean(p.cost_sum, p.cost_n),
             transcripts,
             mode: mode.to_string(),
+            query_embed_us: (!p.query_embed_us.is_empty()).then(|| Percentiles::of(&mut p.query_embed_us)),
+            embed_us_per_turn: (p.embedded_turns > 0).then(|| p.embed_s * 1e6 / p.embedded_turns as f64),
             load_notes: notes.clone(),
         }
     }
@@ -137,6 +143,8 @@ pub struct CompareReport {
     pub wall_s: f64,
     /// Token encoding.
     pub encoding: String,
+    /// `lexical`, or `hybrid (<model id>)`.
+    pub mode: String,
 }
 
 fn f3(v: Option<f64>) -> String {
@@ -193,7 +201,7 @@ impl CompareReport {
                 r.push_us.p99
             );
         }
-        let _ = writeln!(out, "wall {:.2} s, {} runs, encoding {}", self.wall_s, self.runs.len(), self.encoding);
+        let _ = writeln!(out, "wall {:.2} s, {} runs, encoding {}, mode {}", self.wall_s, self.runs.len(), self.encoding, self.mode);
         out
     }
 
