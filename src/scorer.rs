@@ -86,3 +86,61 @@ pub(crate) fn score(store: &Store, upto: usize, q: &Query<'_>, policy: &Policy) 
     }
     parts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::{Encoding, TokenCounter};
+    use crate::turn::Turn;
+
+    fn store(texts: &[(&str, bool)]) -> Store {
+        let mut s = Store::default();
+        let mut c = TokenCounter::new(Encoding::O200kBase, 64);
+        for (t, user) in texts {
+            let turn = if *user { Turn::user(*t) } else { Turn::assistant(*t) };
+            if let Err(e) = s.push(turn, &mut c) {
+                panic!("{e}");
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn components_are_normalised_and_weighted() {
+        let s = store(&[("Ana moved to Lisbon in 2021", true), ("nice weather today", false), ("Lisbon again", true)]);
+        let bm25 = [(0, 4.0), (2, 2.0)];
+        let refs = crate::refs::references("When did Ana move to Lisbon?");
+        let p = Policy::default();
+        let parts = score(&s, 3, &Query { bm25: &bm25, dense: None, refs: &refs }, &p);
+        assert_eq!(parts[0].bm25, 1.0);
+        assert_eq!(parts[2].bm25, 0.5);
+        assert_eq!(parts[1].bm25, 0.0);
+        // Ana and Lisbon are both shared by turn 0; Lisbon only by turn 2, and it is the commoner one.
+        assert_eq!(parts[0].references, 1.0);
+        assert!(parts[2].references > 0.0 && parts[2].references < 0.6, "{}", parts[2].references);
+        assert_eq!(parts[1].references, 0.0);
+        // Recency halves every `recency_half_life` turns; the newest is 1.
+        assert_eq!(parts[2].recency, 1.0);
+        assert!(parts[0].recency < parts[1].recency);
+        assert_eq!((parts[0].role, parts[1].role), (p.role_user, p.role_assistant));
+        let w = &p.weights;
+        let expect = w.bm25 * 1.0 + w.references * 1.0 + w.recency * parts[0].recency + w.role * p.role_user;
+        assert!((parts[0].total - expect).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rrf_ranks_both_lists_when_dense_is_on() {
+        let s = store(&[("a", true), ("b", true), ("c", true)]);
+        let bm25 = [(2, 9.0), (0, 1.0)];
+        let dense = [0.1, 0.9, 0.5];
+        let p = Policy::default();
+        let parts = score(&s, 3, &Query { bm25: &bm25, dense: Some(&dense), refs: &[] }, &p);
+        let k = p.rrf_k;
+        assert_eq!(parts[2].bm25, 1.0);
+        assert!((parts[0].bm25 - (k + 1.0) / (k + 2.0)).abs() < 1e-6);
+        assert_eq!(parts[1].bm25, 0.0);
+        assert_eq!(parts[1].dense, 1.0);
+        assert!((parts[2].dense - (k + 1.0) / (k + 2.0)).abs() < 1e-6);
+        assert!((parts[0].dense - (k + 1.0) / (k + 3.0)).abs() < 1e-6);
+    }
+}

@@ -367,3 +367,99 @@ pub fn normalize(turns: Vec<Turn>) -> (Vec<Turn>, NormalizeReport) {
     }
     (out, report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn roles(ts: &[Turn]) -> Vec<(Role, Vec<String>, Vec<String>)> {
+        ts.iter()
+            .map(|t| (t.role(), t.call_ids().map(str::to_string).collect(), t.result_ids().map(str::to_string).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn clean_transcripts_are_unchanged() {
+        let ts = vec![
+            Turn::user("go"),
+            Turn::tool_call(None, "a", "bash", json!({})),
+            Turn::tool_result("a", "ok", false),
+            Turn::assistant("done"),
+        ];
+        let (out, report) = normalize(ts.clone());
+        assert_eq!(out, ts);
+        assert_eq!(report, NormalizeReport::default());
+    }
+
+    #[test]
+    fn orphan_result_becomes_text_and_is_counted() {
+        let (out, report) = normalize(vec![Turn::user("hi"), Turn::tool_result("ghost", "secret output", false)]);
+        assert_eq!(report.orphan_results, 1);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].role(), Role::User);
+        assert_eq!(out[1].plain_text(), "[tool result for unknown call ghost] secret output");
+        assert_eq!(out[1].result_ids().count(), 0);
+    }
+
+    #[test]
+    fn call_without_result_gets_a_synthetic_error_result() {
+        let (out, report) = normalize(vec![Turn::tool_call(None, "a", "bash", json!({})), Turn::user("next")]);
+        assert_eq!(report.missing_results, 1);
+        assert_eq!(
+            roles(&out),
+            vec![
+                (Role::Assistant, vec!["a".into()], vec![]),
+                (Role::Tool, vec![], vec!["a".into()]),
+                (Role::User, vec![], vec![]),
+            ]
+        );
+        assert!(matches!(&out[1].blocks()[0], Block::ToolResult { content, is_error: true, .. } if content == MISSING_RESULT_TEXT));
+    }
+
+    #[test]
+    fn late_results_move_up_and_multi_result_turns_split() {
+        let call = Turn::new(
+            Role::Assistant,
+            vec![
+                Block::ToolCall { call_id: "a".into(), name: "x".into(), arguments: json!({}) },
+                Block::ToolCall { call_id: "b".into(), name: "y".into(), arguments: json!({}) },
+            ],
+        );
+        let both = Turn::new(
+            Role::User,
+            vec![
+                Block::ToolResult { call_id: "b".into(), content: "B".into(), is_error: false },
+                Block::ToolResult { call_id: "a".into(), content: "A".into(), is_error: false },
+                Block::text("and a note"),
+            ],
+        );
+        let (out, report) = normalize(vec![call, Turn::assistant("thinking"), both]);
+        assert_eq!(report.moved_results, 2);
+        // Results follow the call in call order; the note stays as a user turn after.
+        assert_eq!(
+            roles(&out),
+            vec![
+                (Role::Assistant, vec!["a".into(), "b".into()], vec![]),
+                (Role::Tool, vec![], vec!["a".into()]),
+                (Role::Tool, vec![], vec!["b".into()]),
+                (Role::Assistant, vec![], vec![]),
+                (Role::User, vec![], vec![]),
+            ]
+        );
+        assert_eq!(out[4].plain_text(), "and a note");
+    }
+
+    #[test]
+    fn duplicate_results_and_empty_turns() {
+        let (out, report) = normalize(vec![
+            Turn::tool_call(None, "a", "bash", json!({})),
+            Turn::tool_result("a", "first", false),
+            Turn::tool_result("a", "again", false),
+            Turn::new(Role::User, vec![]),
+        ]);
+        assert_eq!((report.orphan_results, report.empty_turns), (1, 1));
+        assert_eq!(out.len(), 3);
+        assert!(out[2].plain_text().contains("again"));
+    }
+}

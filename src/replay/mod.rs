@@ -76,7 +76,14 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
         for t in &transcripts {
             notes.add(t.notes());
         }
-        let per: Vec<Vec<probes::Partial>> = transcripts
+        // Replays run in their own pool: an embedding model may use rayon's global pool, which must
+        // stay free while replay threads wait for embeddings.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("ctxbench-replay-{i}"))
+            .build()
+            .map_err(|e| Error::Policy { source_name: None, message: format!("cannot start replay threads: {e}") })?;
+        let per: Vec<Vec<probes::Partial>> = pool.install(|| {
+            transcripts
             .par_iter()
             .map(|t| {
                 let dense = cfg.embeddings.as_ref();
@@ -86,7 +93,8 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
                     probes::run_qa(t, &cfg.policies, &cfg.budgets, cfg.encoding, dense)
                 }
             })
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<_>>>()
+        })?;
         let n_combos = cfg.policies.len() * cfg.budgets.len();
         let mut merged: Vec<probes::Partial> = vec![probes::Partial::default(); n_combos];
         for parts in per {

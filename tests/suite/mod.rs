@@ -4,3 +4,4 @@ mod engine;
 mod props;
 mod qa_loaders;
 mod replay_validity;
+mod tokens;
