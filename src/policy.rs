@@ -145,7 +145,7 @@ impl Default for Policy {
             preset: "ctxwin".into(),
             strategy: Strategy::Scored,
             weights: Weights::default(),
-            fusion: Fusion::Rrf,
+            fusion: Fusion::Weighted,
             rrf_k: 60.0,
             recency_half_life: 40.0,
             role_user: 1.0,

@@ -133,3 +133,32 @@ fn window_subcommand_prints_one_line_per_message() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
     assert_eq!(ctxwin::check_anthropic(&v), Ok(()));
 }
+
+/// Parallel replays merge in a fixed order: two runs give the same results but for timings.
+#[test]
+fn compare_is_deterministic() {
+    use ctxwin::replay::{compare, BudgetSpec, CompareConfig};
+    let policies: Vec<(String, ctxwin::Policy)> =
+        ctxwin::PRESETS.iter().map(|p| (p.to_string(), ctxwin::Policy::preset(p).unwrap_or_default())).collect();
+    let cfg = CompareConfig::new(
+        vec![root().join("datasets/samples/synth-conversation.locomo.json"), root().join("datasets/samples/claude-code-long.jsonl")],
+        policies,
+        vec![BudgetSpec::Share(0.1), BudgetSpec::Tokens(3000)],
+    );
+    let strip = |r: ctxwin::replay::CompareReport| -> Vec<serde_json::Value> {
+        r.runs
+            .into_iter()
+            .map(|run| {
+                let mut v = serde_json::to_value(run).unwrap_or_default();
+                for k in ["assemble_us", "push_us", "wall_s", "query_embed_us", "embed_us_per_turn"] {
+                    v[k] = serde_json::Value::Null;
+                }
+                v
+            })
+            .collect()
+    };
+    let a = compare(&cfg).map(strip);
+    let b = compare(&cfg).map(strip);
+    assert!(a.is_ok());
+    assert_eq!(a.ok(), b.ok());
+}
