@@ -206,6 +206,7 @@ mod tests {
         }
         let wedding_married = dot(&v[0], &v[1]);
         let wedding_compiler = dot(&v[0], &v[2]);
+        eprintln!("cos(wedding, married) = {wedding_married:.4}, cos(wedding, compiler) = {wedding_compiler:.4}");
         assert!(wedding_married > wedding_compiler + 0.1, "{wedding_married} vs {wedding_compiler}");
 
         // Batching does not change a text's vector (up to float noise from padding).
