@@ -105,6 +105,13 @@ impl FastEmbedder {
             .map_err(|e| Error::Embeddings(format!("cannot load the model in {}: {e}", dir.display())))?;
         Ok(FastEmbedder { model, model_id, dim })
     }
+
+    /// The number of word pieces the model sees for `text`, `[CLS]` and `[SEP]` included, after
+    /// truncation to the maximum length (256): a count of 256 means the text was cut.
+    pub fn token_count(&self, text: &str) -> Result<usize> {
+        let encoding = self.model.tokenizer.encode(text, true).map_err(|e| Error::Embeddings(e.to_string()))?;
+        Ok(encoding.get_ids().len())
+    }
 }
 
 /// `hidden_size` from a BERT `config.json`: the embedding dimension under mean pooling.
@@ -206,7 +213,11 @@ mod tests {
         }
         let wedding_married = dot(&v[0], &v[1]);
         let wedding_compiler = dot(&v[0], &v[2]);
+        eprintln!("cos(wedding, married) = {wedding_married:.4}, cos(wedding, compiler) = {wedding_compiler:.4}");
         assert!(wedding_married > wedding_compiler + 0.1, "{wedding_married} vs {wedding_compiler}");
+
+        assert_eq!(model.token_count("my sister's wedding")?, 7); // [CLS] my sister ' s wedding [SEP]
+        assert_eq!(model.token_count(&"word ".repeat(1000))?, 256);
 
         // Batching does not change a text's vector (up to float noise from padding).
         let alone = model.embed(&texts[..1])?;

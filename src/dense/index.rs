@@ -2,6 +2,7 @@
 //! every vector is L2-normalised), and the `k` best rows picked out.
 
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 use crate::error::{Error, Result};
 
@@ -78,8 +79,9 @@ impl VectorIndex {
 
     /// The `k` rows that score best against `query`, best first, as `(row, score)`.
     ///
-    /// Ties are broken by the lower row number, so the result is deterministic. Returns every row
-    /// when `k` is at least [`len`](Self::len). Fails like [`cosine_all`](Self::cosine_all).
+    /// Ties are broken by the lower row number, so the result is deterministic (scores compare by
+    /// `f32::total_cmp`, which puts -0.0 below 0.0). Returns every row when `k` is at least
+    /// [`len`](Self::len). Fails like [`cosine_all`](Self::cosine_all).
     pub fn top_k(&self, query: &[f32], k: usize) -> Result<Vec<(usize, f32)>> {
         let scores = self.cosine_all(query)?;
         Ok(best_k(&scores, k))
@@ -107,18 +109,65 @@ fn rank(a: &(usize, f32), b: &(usize, f32)) -> Ordering {
 }
 
 /// The `k` best `(row, score)` pairs of `scores`, best first.
+///
+/// For small `k` this is one pass with a bounded heap (no allocation proportional to the number
+/// of rows); for large `k`, a partial sort of all rows.
 fn best_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut all: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
     if k == 0 {
         return Vec::new();
     }
-    if k < all.len() {
-        all.select_nth_unstable_by(k - 1, rank);
-        all.truncate(k);
+    if k.saturating_mul(8) >= scores.len() {
+        let mut all: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
+        if k < all.len() {
+            all.select_nth_unstable_by(k - 1, rank);
+            all.truncate(k);
+        }
+        all.sort_unstable_by(rank);
+        return all;
     }
-    all.sort_unstable_by(rank);
-    all
+    // A max-heap under `rank` keeps the worst of the kept rows on top; `floor` is its score.
+    let mut heap: BinaryHeap<Ranked> = BinaryHeap::with_capacity(k);
+    let mut floor = f32::NEG_INFINITY;
+    for (row, &score) in scores.iter().enumerate() {
+        if heap.len() < k {
+            heap.push(Ranked(row, score));
+            if heap.len() == k {
+                floor = heap.peek().map_or(floor, |w| w.1);
+            }
+        } else if score.total_cmp(&floor) == Ordering::Greater {
+            // Rows come in increasing order, so a tie never beats a kept row.
+            if let Some(mut worst) = heap.peek_mut() {
+                *worst = Ranked(row, score);
+            }
+            floor = heap.peek().map_or(floor, |w| w.1);
+        }
+    }
+    heap.into_sorted_vec().into_iter().map(|Ranked(row, score)| (row, score)).collect()
 }
+
+/// A `(row, score)` pair ordered by [`rank`]: "greater" is worse.
+#[derive(Debug, Clone, Copy)]
+struct Ranked(usize, f32);
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        rank(&(self.0, self.1), &(other.0, other.1))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
 
 /// Dot product of two equally long slices.
 ///
@@ -159,7 +208,7 @@ mod tests {
     /// The oracle for selection: sort everything.
     fn naive_top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
         let mut all: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
-        all.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal).then(a.0.cmp(&b.0)));
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         all.truncate(k);
         all
     }
@@ -167,7 +216,7 @@ mod tests {
     fn rows_and_query() -> impl Strategy<Value = (usize, Vec<Vec<f32>>, Vec<f32>)> {
         (0usize..40).prop_flat_map(|dim| {
             let v = proptest::collection::vec(-1.0f32..1.0, dim);
-            (Just(dim), proptest::collection::vec(v.clone().prop_map(unit), 0..60), v.prop_map(unit))
+            (Just(dim), proptest::collection::vec(v.clone().prop_map(unit), 0..200), v.prop_map(unit))
         })
     }
 
@@ -205,6 +254,14 @@ mod tests {
             for (g, w) in got.iter().zip(&want) {
                 prop_assert!((g - w).abs() <= 1e-5);
             }
+        }
+
+        #[test]
+        fn best_k_with_many_ties_matches_naive(
+            scores in proptest::collection::vec(prop_oneof![Just(-1.0f32), Just(-0.0), Just(0.0), Just(0.5), Just(1.0)], 0..300),
+            k in 0usize..40,
+        ) {
+            prop_assert_eq!(best_k(&scores, k), naive_top_k(&scores, k));
         }
 
         #[test]
