@@ -4,8 +4,10 @@
 //! - [`conversation`]: a two-person chat in dated sessions of 20–40 turns, small talk from templates
 //!   and word lists, with facts planted at random turns ("My sister Ana moved to Lisbon in March
 //!   2021", "the wifi password at my cabin is tulip-4821") and one QA item per fact (category
-//!   `planted`, evidence = the planting turn). Distractor turns mention the same hooks (the person,
-//!   the place, the project) without the fact, so retrieval has to rank, not just match a word.
+//!   `planted`, evidence = the planting turn). Distractor turns share the question's words without
+//!   the answer: the owner on the same subject ("I need to change the wifi password at my cabin"),
+//!   mentions of the hook, and near misses stating the same kind of fact about someone else ("Joel's
+//!   sister moved to Porto"), so retrieval has to rank, not just match a word.
 //! - [`agent_session`]: a coding agent fixing failing tests in a generated Rust crate: System and
 //!   Task pins, `bash` / `read_file` / `edit_file` / `grep` calls each followed by its result (file
 //!   listings, whole source files, test logs of thousands of tokens), and occasional user messages.
@@ -108,7 +110,12 @@ struct Fact {
     plant: String,
     question: String,
     answer: String,
+    /// Three sentences without the answer: the owner on the same subject (said by the owner, it
+    /// shares nearly every word of the question), a mention of the hook by anyone, and a near miss —
+    /// the same kind of fact about a third person ("Joel's sister moved to Porto").
     distractors: Vec<String>,
+    /// Keys the near miss takes (a project it names), so that no real fact contradicts it.
+    near_keys: Vec<String>,
 }
 
 /// A generated conversation with, per QA item, its fact's hook (for the tests).
@@ -123,7 +130,9 @@ struct GeneratedConversation {
 /// Speakers have names (the first is the `user` role, the second the `assistant`), sessions last
 /// 20–40 turns and carry their date as every turn's timestamp (`1:56 pm on 8 May, 2023`), and
 /// turns carry LoCoMo-style source ids (`D<session>:<turn>`). About one turn in twelve (in the
-/// first 90% of the conversation) plants a fact; each fact gets two distractor turns elsewhere.
+/// first 90% of the conversation) plants a fact; each fact gets three distractor turns elsewhere:
+/// its owner on the same subject without the answer, a mention of its hook, and a near miss (the
+/// same kind of fact about a third person).
 /// QA items have category `planted`, count in the headline metrics, and name the planting turn as
 /// evidence. The same `(seed, turns)` always gives the same transcript.
 pub fn conversation(seed: u64, turns: usize) -> Transcript {
@@ -173,12 +182,13 @@ fn generate_conversation(seed: u64, turns: usize) -> GeneratedConversation {
     for (i, f) in &planted {
         slot[*i] = Some(f.plant.clone());
     }
-    // Two distractors per fact, anywhere (before or after the plant) on a free turn.
-    for (_, f) in &planted {
-        for d in &f.distractors {
-            for _ in 0..8 {
+    // Three distractors per fact, anywhere before or after the plant, on free turns; the first on
+    // a turn of the fact's owner.
+    for (i, f) in &planted {
+        for (k, d) in f.distractors.iter().enumerate() {
+            for _ in 0..16 {
                 let j = rng.below(turns);
-                if slot[j].is_none() {
+                if slot[j].is_none() && (k > 0 || speaker[j] == speaker[*i]) {
                     slot[j] = Some(d.clone());
                     break;
                 }
@@ -245,15 +255,33 @@ fn day_month(rng: &mut Rng) -> String {
     format!("{} {}", rng.range(1, 28), rng.pick(MONTHS))
 }
 
-/// A fact owned by `owner` whose key was not used yet (`None` after a few collisions).
+/// A fact owned by `owner` whose keys were not used yet (`None` after a few collisions).
 fn make_fact(rng: &mut Rng, owner: &str, used: &mut HashSet<String>) -> Option<Fact> {
     for _ in 0..8 {
         let f = fact_candidate(rng, owner);
-        if used.insert(f.key.clone()) {
+        if !used.contains(&f.key) && f.near_keys.iter().all(|k| !used.contains(k)) {
+            used.insert(f.key.clone());
+            used.extend(f.near_keys.iter().cloned());
             return Some(f);
         }
     }
     None
+}
+
+/// A third person (never a speaker).
+fn anyone(rng: &mut Rng) -> &'static str {
+    let names = if rng.chance(0.5) { WOMEN } else { MEN };
+    rng.pick(names)
+}
+
+/// A third person other than `not`, for near misses.
+fn someone_else(rng: &mut Rng, not: &str) -> String {
+    loop {
+        let n = anyone(rng);
+        if n != not {
+            return n.to_string();
+        }
+    }
 }
 
 fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
@@ -266,6 +294,8 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
                 city2 = rng.pick(CITIES);
             }
             let when = format!("{} {}", rng.pick(MONTHS), rng.range(2014, 2021));
+            let when2 = format!("{} {}", rng.pick(MONTHS), rng.range(2014, 2021));
+            let p2 = someone_else(rng, &person);
             let tail = rng.pick(&[" I still can't quite believe it.", " Apparently the rent is half what it was.", "", " I miss having them close by."]);
             Fact {
                 key: format!("moved:{owner}:{person}"),
@@ -274,19 +304,25 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
                 question: format!("Which city did {owner}'s {relation} {person} move to?"),
                 answer: city.to_string(),
                 distractors: vec![
+                    format!("My {relation} {person} called last night, we talked about everything and nothing."),
                     format!("{person} sent me photos from a weekend in {city2}, it looked gorgeous."),
-                    format!("I keep telling {person} to visit more often, but everyone is so busy."),
+                    format!("{p2}'s {relation} moved to {city2} in {when2}, so now {p2} wants to go too."),
                 ],
+                near_keys: Vec::new(),
             }
         }
         1 => {
             let place = rng.pick(PLACES);
-            let (kind, value) = match rng.below(4) {
+            let kind = rng.below(4);
+            let mut code = |rng: &mut Rng| match kind {
                 0 => ("wifi password", format!("{}-{:04}", rng.pick(PASSWORD_WORDS), rng.below(10_000))),
                 1 => ("gate code", format!("{:04}", rng.below(10_000))),
                 2 => ("alarm code", format!("{:06}", rng.below(1_000_000))),
                 _ => ("locker combination", format!("{:02}-{:02}-{:02}", rng.below(40), rng.below(40), rng.below(40))),
             };
+            let (kind, value) = code(rng);
+            let (_, value2) = code(rng);
+            let p2 = anyone(rng);
             Fact {
                 key: format!("code:{owner}:{kind}:{place}"),
                 hook: place.to_string(),
@@ -294,9 +330,11 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
                 question: format!("What is the {kind} at {owner}'s {place}?"),
                 answer: value,
                 distractors: vec![
+                    format!("I need to change the {kind} at my {place} one of these days."),
                     format!("I always forget the {kind} at the {place}, I should write it down somewhere."),
-                    format!("The {place} needs so much work, the door sticks and the heating is ancient."),
+                    format!("The {kind} at {p2}'s {place} is {value2}, which {p2} told the whole street."),
                 ],
+                near_keys: Vec::new(),
             }
         }
         2 => {
@@ -304,6 +342,11 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
             let name = rng.pick(PET_NAMES);
             let adj = rng.pick(&["rescue", "tiny", "three-legged", "very fluffy", "grumpy old", "shy little"]);
             let pron = rng.pick(&["her", "him"]);
+            let mut name2 = rng.pick(PET_NAMES);
+            while name2 == name {
+                name2 = rng.pick(PET_NAMES);
+            }
+            let p2 = anyone(rng);
             Fact {
                 key: format!("pet:{owner}:{animal}"),
                 hook: animal.to_string(),
@@ -311,14 +354,24 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
                 question: format!("What is the name of {owner}'s {animal}?"),
                 answer: name.to_string(),
                 distractors: vec![
+                    format!("My {animal} chewed through another phone charger today."),
                     format!("There was a {animal} at the park today that would not stop following me around."),
-                    format!("Do you think a {animal} is a lot of work? I keep going back and forth."),
+                    format!("{p2} adopted a {animal} last spring and named it {name2}."),
                 ],
+                near_keys: Vec::new(),
             }
         }
         3 => {
-            let codename = format!("{} {}", rng.pick(CODE_ADJ), rng.pick(CODE_NOUN));
+            let adj = rng.pick(CODE_ADJ);
+            let noun = rng.pick(CODE_NOUN);
+            let codename = format!("{adj} {noun}");
+            let mut noun2 = rng.pick(CODE_NOUN);
+            while noun2 == noun {
+                noun2 = rng.pick(CODE_NOUN);
+            }
+            let sibling = format!("{adj} {noun2}");
             let due = day_month(rng);
+            let due2 = day_month(rng);
             Fact {
                 key: format!("project:{codename}"),
                 hook: codename.clone(),
@@ -326,9 +379,11 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
                 question: format!("When is {owner}'s {codename} project due?"),
                 answer: due,
                 distractors: vec![
+                    format!("The {codename} project is eating all my evenings, I'm so behind."),
                     format!("We had another endless meeting about the {codename} project today."),
-                    format!("Someone on the {codename} team brought lemon cake, which saved my afternoon."),
+                    format!("The {sibling} project is due on {due2}, thank goodness that one is not mine."),
                 ],
+                near_keys: vec![format!("project:{sibling}")],
             }
         }
         4 => {
@@ -338,6 +393,7 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
             while other == value {
                 other = rng.pick(values);
             }
+            let p2 = anyone(rng);
             Fact {
                 key: format!("fav:{owner}:{thing}"),
                 hook: thing.to_string(),
@@ -345,14 +401,18 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
                 question: format!("What is {owner}'s favourite {thing}?"),
                 answer: value.to_string(),
                 distractors: vec![
+                    format!("I was going to tell you about my favourite {thing}, remind me later."),
                     format!("I'm looking for a new {thing}, any recommendations?"),
-                    format!("Everyone keeps raving about {other}, but as a {thing} it's not for me."),
+                    format!("{p2}'s favourite {thing} is {other}, we argue about it constantly."),
                 ],
+                near_keys: Vec::new(),
             }
         }
         5 => {
             let (relation, person) = relative(rng);
             let date = day_month(rng);
+            let date2 = day_month(rng);
+            let p2 = someone_else(rng, &person);
             Fact {
                 key: format!("birthday:{owner}:{person}"),
                 hook: person.clone(),
@@ -360,15 +420,19 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
                 question: format!("When is the birthday of {owner}'s {relation} {person}?"),
                 answer: date,
                 distractors: vec![
+                    format!("I still have no idea what to get my {relation} {person} for their birthday."),
                     format!("{person} and I finally went for that coffee, we talked for two hours."),
-                    format!("I still owe {person} a birthday card from last year, oops."),
+                    format!("{p2}'s {relation} has a birthday on {date2}, there's a party at the lake."),
                 ],
+                near_keys: Vec::new(),
             }
         }
         6 => {
             let item = rng.pick(ITEMS);
             let names = if rng.chance(0.5) { WOMEN } else { MEN };
             let person = rng.pick(names).to_string();
+            let p2 = someone_else(rng, &person);
+            let p3 = someone_else(rng, &p2);
             Fact {
                 key: format!("lent:{owner}:{item}"),
                 hook: item.to_string(),
@@ -376,15 +440,19 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
                 question: format!("Who did {owner} lend their {item} to?"),
                 answer: person,
                 distractors: vec![
+                    format!("I could really use my {item} this weekend, of course."),
                     format!("I really need my {item} this weekend, of course."),
-                    format!("Does anyone even use a {item} anymore? Mine mostly collects dust."),
+                    format!("{p2} lent their {item} to {p3} and is still waiting for it."),
                 ],
+                near_keys: Vec::new(),
             }
         }
         _ => {
             let kind = rng.pick(APPOINTMENTS);
             let (hour, half) = if rng.chance(0.5) { (rng.range(8, 11), "am") } else { (rng.range(1, 5), "pm") };
             let when = format!("{} at {hour}:{} {half}", day_month(rng), rng.pick(&["00", "15", "30", "45"]));
+            let when2 = format!("{} at {}:{} am", day_month(rng), rng.range(8, 11), rng.pick(&["00", "15", "30", "45"]));
+            let p2 = anyone(rng);
             Fact {
                 key: format!("appointment:{owner}:{kind}"),
                 hook: kind.to_string(),
@@ -392,9 +460,11 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
                 question: format!("When is {owner}'s {kind} appointment?"),
                 answer: when,
                 distractors: vec![
+                    format!("I might have to move my {kind} appointment again, work is chaos."),
                     format!("I really should book a {kind} appointment at some point."),
-                    format!("Last time the {kind} cancelled on me the same morning."),
+                    format!("{p2} has a {kind} appointment on {when2}, so we're sharing a taxi."),
                 ],
+                near_keys: Vec::new(),
             }
         }
     }
@@ -1639,7 +1709,7 @@ mod tests {
     }
 
     #[test]
-    fn planted_facts_rank_first_more_often_than_not() -> TestResult {
+    fn planted_facts_are_findable_but_distractors_compete() -> TestResult {
         let t = conversation(7, 600);
         let mut e = Engine::new(EngineConfig::default())?;
         for turn in &t.turns {
@@ -1651,9 +1721,11 @@ mod tests {
             top1 += usize::from(hits.first() == Some(&q.evidence[0][0]));
             top10 += usize::from(hits.contains(&q.evidence[0][0]));
         }
-        // Findable (lexical search gets most into its top 10), but not trivially first every time.
+        // Findable (lexical search gets most into its top 10), but the distractors outrank the plant
+        // often enough that ranking matters (seed 7: 17 of 36 first, all 36 in the top 10).
+        eprintln!("BM25 over {} questions: evidence first {top1}, in the top 10 {top10}", t.qa.len());
         assert!(top10 * 10 >= t.qa.len() * 8, "top-10 {top10} of {}", t.qa.len());
-        assert!(top1 * 2 >= t.qa.len(), "top-1 {top1} of {}", t.qa.len());
+        assert!(top1 * 10 <= t.qa.len() * 8, "top-1 {top1} of {}: the distractors do not compete", t.qa.len());
         Ok(())
     }
 
