@@ -314,7 +314,7 @@ fn fact_candidate(rng: &mut Rng, owner: &str) -> Fact {
         1 => {
             let place = rng.pick(PLACES);
             let kind = rng.below(4);
-            let mut code = |rng: &mut Rng| match kind {
+            let code = |rng: &mut Rng| match kind {
                 0 => ("wifi password", format!("{}-{:04}", rng.pick(PASSWORD_WORDS), rng.below(10_000))),
                 1 => ("gate code", format!("{:04}", rng.below(10_000))),
                 2 => ("alarm code", format!("{:06}", rng.below(1_000_000))),
