@@ -119,7 +119,7 @@ pub struct Policy {
     pub(crate) tool_output_max_tokens: usize,
     /// Keep this many latest tool results at `tool_output_max_tokens`; older ones are condensed to
     /// `old_tool_output_max_tokens` (absent: never condense).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) keep_tool_results: Option<usize>,
     /// Older tool results (see `keep_tool_results`) are shown head + tail within this many tokens;
     /// 0 clears them to a placeholder naming the tool, the call and how to recall it.

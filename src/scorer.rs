@@ -133,7 +133,7 @@ mod tests {
         let s = store(&[("a", true), ("b", true), ("c", true)]);
         let bm25 = [(2, 9.0), (0, 1.0)];
         let dense = [0.1, 0.9, 0.5];
-        let p = Policy::default();
+        let p = Policy { fusion: Fusion::Rrf, ..Policy::default() };
         let parts = score(&s, 3, &Query { bm25: &bm25, dense: Some(&dense), refs: &[] }, &p);
         let k = p.rrf_k;
         assert_eq!(parts[2].bm25, 1.0);

@@ -301,7 +301,8 @@ fn samples_detect_and_load_as_a_directory() -> TestResult {
     }
     let ts = load_path(&sample(""), Format::Auto)?;
     let formats: Vec<&str> = ts.iter().map(Transcript::format).collect();
-    assert_eq!(formats, ["anthropic", "claude-code", "claude-code", "openai-chat"]);
+    // Sorted by file name: the hand-written samples, then the generated agent session and chat.
+    assert_eq!(formats, ["anthropic", "claude-code", "claude-code", "openai-chat", "openai-chat", "locomo"]);
     for t in &ts {
         assert_pairs_intact(t);
     }
