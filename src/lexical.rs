@@ -39,6 +39,8 @@ fn analyzer() -> TextAnalyzer {
 
 struct PendingDoc {
     id: TurnId,
+    /// The text until it is analyzed (at the first query that needs it, not at `add`).
+    text: Option<String>,
     len: u32,
     tf: FxHashMap<String, u32>,
 }
@@ -165,26 +167,43 @@ impl LexicalIndex {
         out
     }
 
-    /// Adds a turn's text. Commits when `commit_every` documents are pending.
+    /// Adds a turn's text. Commits when `commit_every` documents are pending. The in-memory
+    /// analysis of pending documents waits for the next query, keeping `add` cheap.
     pub(crate) fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
         let mut doc = TantivyDocument::default();
         doc.add_u64(self.id_field, id as u64);
         doc.add_text(self.text_field, text);
         self.writer.add_document(doc)?;
-        let terms = self.analyze(text);
-        let mut tf: FxHashMap<String, u32> = FxHashMap::default();
-        for t in terms.iter() {
-            *tf.entry(t.clone()).or_insert(0) += 1;
-        }
-        for t in tf.keys() {
-            *self.pending_df.entry(t.clone()).or_insert(0) += 1;
-        }
-        self.pending_tokens += terms.len() as u64;
-        self.pending.push(PendingDoc { id, len: u32::try_from(terms.len()).unwrap_or(u32::MAX), tf });
+        self.pending.push(PendingDoc { id, text: Some(text.to_string()), len: 0, tf: FxHashMap::default() });
         if self.pending.len() >= self.commit_every {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// Analyzes pending documents not analyzed yet, updating the pending statistics.
+    fn analyze_pending(&mut self) {
+        for i in 0..self.pending.len() {
+            let Some(text) = self.pending[i].text.take() else { continue };
+            let terms = self.analyze(&text);
+            let mut tf: FxHashMap<String, u32> = FxHashMap::default();
+            for t in terms.iter() {
+                *tf.entry(t.clone()).or_insert(0) += 1;
+            }
+            for t in tf.keys() {
+                *self.pending_df.entry(t.clone()).or_insert(0) += 1;
+            }
+            self.pending_tokens += terms.len() as u64;
+            let d = &mut self.pending[i];
+            d.len = u32::try_from(terms.len()).unwrap_or(u32::MAX);
+            d.tf = tf;
+        }
+    }
+
+    fn analyze_pending_if_needed(&mut self) {
+        if self.pending.iter().any(|d| d.text.is_some()) {
+            self.analyze_pending();
+        }
     }
 
     /// Commits pending documents and makes them visible to the searcher.
@@ -214,6 +233,7 @@ impl LexicalIndex {
         if uniq.is_empty() {
             return Ok(Vec::new());
         }
+        self.analyze_pending_if_needed();
         let searcher = self.reader.searcher();
         let stats = CombinedStats {
             searcher: &searcher,

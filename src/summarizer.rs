@@ -132,6 +132,9 @@ pub(crate) fn sentences<'a>(t: &'a StoredTurn, counter: &mut TokenCounter) -> &'
     })
 }
 
+/// Turns of a run whose sentences are candidates for a summary, at most.
+const MAX_SOURCE_TURNS: usize = 48;
+
 /// Share (percent) of a summary's allowance its reference list may take.
 const REFERENCE_SHARE: usize = 80;
 
@@ -210,9 +213,17 @@ impl Summarizer for ExtractiveSummarizer {
         let (refs_line, refs_tokens) = references_line(run, (max_tokens - head_tokens) * REFERENCE_SHARE / 100, counter);
         let head = if refs_line.is_empty() { head } else { format!("{head}\n{refs_line}") };
         let head_tokens = head_tokens + refs_tokens;
-        // Candidates: (turn index in run, sentence).
+        // Candidates: (turn index in run, sentence), from the turns that mention the most
+        // references (at most `MAX_SOURCE_TURNS` of them, so a long run costs no more than a short one).
+        let mut source: Vec<usize> = (0..run.turns.len()).collect();
+        if source.len() > MAX_SOURCE_TURNS {
+            source.sort_by(|&a, &b| run.turns[b].refs.len().cmp(&run.turns[a].refs.len()).then(b.cmp(&a)));
+            source.truncate(MAX_SOURCE_TURNS);
+            source.sort_unstable();
+        }
         let mut cands: Vec<(usize, &Sentence)> = Vec::new();
-        for (i, t) in run.turns.iter().enumerate() {
+        for i in source {
+            let t = &run.turns[i];
             for s in sentences(t, counter) {
                 if s.tokens > 0 {
                     cands.push((i, s));
