@@ -173,6 +173,8 @@ pub struct Engine {
     assembler: Assembler,
     dense: Option<Dense>,
     last_query_embed_us: Option<f64>,
+    /// Per-unit costs keyed by (turns, clear boundary, tool output caps).
+    unit_cost_cache: Option<((usize, TurnId, usize, usize), Arc<Vec<UnitCost>>)>,
 }
 
 /// Dense retrieval state: the shared service, this engine's background worker, and the vectors of
@@ -261,6 +263,7 @@ impl Engine {
                 error: None,
             }),
             last_query_embed_us: None,
+            unit_cost_cache: None,
         })
     }
 
@@ -300,6 +303,7 @@ impl Engine {
         });
         let id = self.store.push(turn, &mut self.counter)?;
         self.turn_ts.push(ts);
+
         let text = self.store.get(id).map(|t| t.text.clone()).unwrap_or_default();
         self.lexical.add(id, &text)?;
         if let Some(d) = &mut self.dense {
@@ -549,8 +553,21 @@ impl Engine {
         (msgs, total)
     }
 
-    /// Per-unit costs under `policy` with clearing from `clear_before`.
-    fn unit_costs(&mut self, policy: &Policy, clear_before: TurnId) -> Vec<UnitCost> {
+    /// Per-unit costs under `policy` with clearing from `clear_before`, cached until the next push
+    /// or a change of the forms' parameters.
+    fn unit_costs(&mut self, policy: &Policy, clear_before: TurnId) -> Arc<Vec<UnitCost>> {
+        let key = (self.store.len(), clear_before, policy.tool_output_max_tokens, policy.old_tool_output_max_tokens);
+        if let Some((k, v)) = &self.unit_cost_cache {
+            if *k == key {
+                return Arc::clone(v);
+            }
+        }
+        let v = Arc::new(self.compute_unit_costs(policy, clear_before));
+        self.unit_cost_cache = Some((key, Arc::clone(&v)));
+        v
+    }
+
+    fn compute_unit_costs(&mut self, policy: &Policy, clear_before: TurnId) -> Vec<UnitCost> {
         let units: Vec<std::ops::Range<TurnId>> = self.store.units().to_vec();
         let mut out = Vec::with_capacity(units.len());
         for r in units {
@@ -590,7 +607,7 @@ impl Engine {
 
     /// Upper bound of a gap marker's tokens in this history.
     fn marker_bound(&mut self) -> usize {
-        let total: usize = self.store.turns().iter().map(|t| t.tokens).sum();
+        let total = self.store.total_tokens();
         let text = marker_text(&nines(self.store.len()), &nines(total));
         MESSAGE_OVERHEAD + self.counter.count(&text)
     }

@@ -73,6 +73,8 @@ pub(crate) struct Store {
     ref_df: rustc_hash::FxHashMap<u64, u32>,
     /// References that are speakers' names: shared by most turns, they carry no signal.
     speakers: HashSet<u64>,
+    /// Tokens of all turns as rendered verbatim (synthetic results included).
+    total_tokens: usize,
 }
 
 /// The `[timestamp] ` header shown on the first turn of each date in a window.
@@ -193,6 +195,7 @@ impl Store {
             self.all_calls.insert(c.to_string());
         }
         let unit = self.units.len() - 1;
+        self.total_tokens += tokens;
         self.turns.push(StoredTurn {
             turn,
             text,
@@ -229,7 +232,9 @@ impl Store {
                     is_error: true,
                     origin: Origin::Turn { turn: last_id },
                 };
-                last.tokens += m.tokens(counter);
+                let n = m.tokens(counter);
+                last.tokens += n;
+                self.total_tokens += n;
                 last.messages.push(m);
             }
         }
@@ -262,6 +267,11 @@ impl Store {
         }
         let df = self.ref_df.get(&r).copied().unwrap_or(0) as f32;
         (1.0 + self.turns.len() as f32 / (df + 1.0)).ln()
+    }
+
+    /// Tokens of all turns as rendered verbatim.
+    pub(crate) fn total_tokens(&self) -> usize {
+        self.total_tokens
     }
 
     pub(crate) fn len(&self) -> usize {
