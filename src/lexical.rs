@@ -47,7 +47,6 @@ struct PendingDoc {
 
 /// Tantivy index plus in-memory scoring of not-yet-committed documents.
 pub(crate) struct LexicalIndex {
-    index: Index,
     writer: IndexWriter<TantivyDocument>,
     reader: IndexReader,
     id_field: Field,
@@ -143,7 +142,6 @@ impl LexicalIndex {
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(LexicalIndex {
-            index,
             writer,
             reader,
             id_field,
@@ -221,6 +219,7 @@ impl LexicalIndex {
     }
 
     /// Number of commits so far.
+    #[cfg(test)]
     pub(crate) fn commits(&self) -> u64 {
         self.commits
     }
@@ -289,10 +288,6 @@ impl LexicalIndex {
         self.reader.searcher().num_docs()
     }
 
-    #[allow(dead_code)]
-    fn index(&self) -> &Index {
-        &self.index
-    }
 }
 
 fn idf(df: u64, n: u64) -> f32 {

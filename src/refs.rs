@@ -124,6 +124,7 @@ fn quoted(text: &str) -> Vec<&str> {
 }
 
 /// Size of the intersection of two sorted, deduplicated lists.
+#[cfg(test)]
 pub(crate) fn overlap(a: &[u64], b: &[u64]) -> usize {
     let (mut i, mut j, mut n) = (0, 0, 0);
     while i < a.len() && j < b.len() {

@@ -51,10 +51,6 @@ impl<'a> Selection<'a> {
         self.set.iter().copied()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.set.len()
-    }
-
     fn header(&self, u: usize, prev: Option<usize>) -> usize {
         let unit = &self.units[u];
         match (unit.first_ts, prev.and_then(|p| self.units[p].last_ts)) {
@@ -104,6 +100,7 @@ impl<'a> Selection<'a> {
     }
 
     /// Removes `u`.
+    #[cfg(test)]
     pub(crate) fn remove(&mut self, u: usize) {
         if self.set.remove(&u) {
             let m = self.marginal(u);

@@ -46,8 +46,6 @@ pub(crate) struct StoredTurn {
     pub(crate) refs: Vec<u64>,
     /// Tokens of its tool output (0 when it has none).
     pub(crate) tool_output_tokens: usize,
-    /// Index of its unit.
-    pub(crate) unit: usize,
     /// Sentences, computed on first summarization.
     pub(crate) sentences: OnceCell<Vec<Sentence>>,
     /// Salient terms (paths, identifiers, long numbers, quoted strings), computed on first use.
@@ -194,7 +192,6 @@ impl Store {
             self.open_calls.insert(c.to_string());
             self.all_calls.insert(c.to_string());
         }
-        let unit = self.units.len() - 1;
         self.total_tokens += tokens;
         self.turns.push(StoredTurn {
             turn,
@@ -204,7 +201,6 @@ impl Store {
             header_extra,
             refs,
             tool_output_tokens,
-            unit,
             sentences: OnceCell::new(),
             salient: OnceCell::new(),
         });

@@ -32,7 +32,7 @@ fn check_dataset(path: &Path, budgets: &[BudgetSpec], max_transcripts: usize) {
                     assert_eq!(check_openai(&openai), Ok(()), "{at}");
                     assert_eq!(check_anthropic(&w.to_anthropic()), Ok(()), "{at}");
                     assert!(w.total_tokens() <= w.budget(), "{at}: {} > {}", w.total_tokens(), w.budget());
-                    if windows % 23 == 0 {
+                    if windows.is_multiple_of(23) {
                         assert_eq!(recount_openai(&openai, w.encoding()).ok(), Some(w.total_tokens()), "{at}");
                     }
                 });

@@ -18,12 +18,11 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::pins::PinLayer;
 use crate::replay::loaders::json_path::{Seg, error_at, excerpt, file_stem};
-use crate::replay::loaders::parse_json;
-use crate::replay::transcript::{LoadNotes, Transcript};
+use crate::replay::loaders::{parse_json, shown_text, EXCERPT_CHARS};
+use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Role, Turn};
 
 const FORMAT: &str = "anthropic";
-const EXCERPT_CHARS: usize = 240;
 
 /// Whether a parsed value looks like an Anthropic Messages object: its first message's content is a
 /// list of blocks (used by format detection when there is no `system` key).
@@ -188,29 +187,6 @@ impl Doc<'_> {
                 Ok(texts.join("\n"))
             }
             Some(_) => Err(self.err(at, &[Seg::Key("content")], "must be a string or a list of content blocks")),
-        }
-    }
-}
-
-/// What a non-tool block shows as text (`None`: not shown, counted as skipped).
-fn shown_text(kind: &str, b: &Value, notes: &mut LoadNotes) -> Option<String> {
-    match kind {
-        "text" => match b.get("text").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(s.to_string()),
-            None => {
-                notes.skipped_items += 1;
-                None
-            }
-        },
-        "thinking" | "redacted_thinking" => {
-            notes.skipped_items += 1;
-            None
-        }
-        "image" => Some("[image]".to_string()),
-        "document" => Some("[document]".to_string()),
-        other => {
-            notes.opaque_items += 1;
-            Some(format!("[{other} block] {}", excerpt(b, EXCERPT_CHARS)))
         }
     }
 }

@@ -31,13 +31,11 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::replay::loaders::json_path::{Seg, error_in_line, excerpt, file_stem};
-use crate::replay::transcript::{LoadNotes, Transcript};
+use crate::replay::loaders::{shown_text, EXCERPT_CHARS};
+use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Provenance, Role, Turn};
 
 const FORMAT: &str = "claude-code";
-
-/// Longest excerpt of an opaque item, in characters.
-const EXCERPT_CHARS: usize = 240;
 
 /// Bookkeeping fields every event repeats; left out of opaque excerpts.
 const COMMON_FIELDS: &[&str] =
@@ -263,30 +261,6 @@ fn block_kind<'v>(e: &Event<'_>, path: &Path, at: &[Seg<'_>], b: &'v Value) -> R
         return Err(e.err(path, at, "a content block must be an object"));
     }
     Ok(b.get("type").and_then(Value::as_str).unwrap_or("untyped"))
-}
-
-/// What a non-tool block shows as text: `None` for blocks that are not shown (thinking, empty
-/// text), counted as skipped.
-fn shown_text(kind: &str, b: &Value, notes: &mut LoadNotes) -> Option<String> {
-    match kind {
-        "text" => match b.get("text").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(s.to_string()),
-            None => {
-                notes.skipped_items += 1;
-                None
-            }
-        },
-        "thinking" | "redacted_thinking" => {
-            notes.skipped_items += 1;
-            None
-        }
-        "image" => Some("[image]".to_string()),
-        "document" => Some("[document]".to_string()),
-        other => {
-            notes.opaque_items += 1;
-            Some(format!("[{other} block] {}", excerpt(b, EXCERPT_CHARS)))
-        }
-    }
 }
 
 /// A `tool_result`'s content: a string, a list of blocks (text kept, images `[image]`), or absent.

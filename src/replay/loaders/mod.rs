@@ -61,6 +61,35 @@ impl Format {
         &["auto", "locomo", "longmemeval", "openai-chat", "mini-swe-agent", "claude-code", "anthropic", "aider"];
 }
 
+/// Characters of an unknown item's JSON kept in its opaque text turn.
+pub(crate) const EXCERPT_CHARS: usize = 240;
+
+/// What a non-tool content block (Anthropic / Claude Code shape) shows as text: `None` for blocks
+/// that are not shown (thinking, empty text), counted as skipped; unknown blocks become opaque text,
+/// counted.
+pub(crate) fn shown_text(kind: &str, b: &serde_json::Value, notes: &mut crate::replay::LoadNotes) -> Option<String> {
+    use serde_json::Value;
+    match kind {
+        "text" => match b.get("text").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(s.to_string()),
+            None => {
+                notes.skipped_items += 1;
+                None
+            }
+        },
+        "thinking" | "redacted_thinking" => {
+            notes.skipped_items += 1;
+            None
+        }
+        "image" => Some("[image]".to_string()),
+        "document" => Some("[document]".to_string()),
+        other => {
+            notes.opaque_items += 1;
+            Some(format!("[{other} block] {}", json_path::excerpt(b, EXCERPT_CHARS)))
+        }
+    }
+}
+
 /// Largest file a loader reads (1 GiB): a guard against pointing ctxbench at the wrong thing.
 const MAX_FILE_BYTES: u64 = 1 << 30;
 
