@@ -168,12 +168,7 @@ pub fn for_each_window(
     for (layer, text) in t.pins() {
         e.pin(*layer, text.clone(), 0);
     }
-    let mut tmp = crate::tokens::TokenCounter::new(encoding, 1 << 12);
-    let pins: usize = {
-        let joined: Vec<&str> = t.pins().iter().map(|(_, s)| s.as_str()).collect();
-        if joined.is_empty() { 0 } else { crate::tokens::MESSAGE_OVERHEAD + tmp.count(&joined.join("\n\n")) }
-    };
-    let history: usize = t.turns().iter().map(|x| crate::store::render_turn(0, x).0.iter().map(|m| m.tokens(&mut tmp)).sum::<usize>()).sum();
+    let (pins, history) = probes::budget_basis(t, encoding);
     let budget = budget.resolve(pins, history);
     let mut a = crate::engine::Assembler::new(policy.clone());
     for (i, turn) in t.turns().iter().enumerate() {

@@ -161,6 +161,23 @@ impl Partial {
     }
 }
 
+/// Assembles one probe's window, timing it and recording its validity in `p`; `None` when the
+/// budget is below the pins (a typed error, counted, never an over-budget window).
+fn probe_window(e: &mut Engine, a: &mut Assembler, budget: usize, query: Option<&str>, p: &mut Partial) -> Result<Option<Window>> {
+    let t0 = Instant::now();
+    let w = match e.assemble_with(a, budget, query) {
+        Ok(w) => w,
+        Err(Error::BudgetBelowPins { .. }) => {
+            p.budget_errors += 1;
+            return Ok(None);
+        }
+        Err(other) => return Err(other),
+    };
+    p.record_window(&w, budget, t0.elapsed().as_secs_f64() * 1e6);
+    p.probes += 1;
+    Ok(Some(w))
+}
+
 /// Whether a window holds a turn verbatim.
 fn kept(w: &Window, id: usize) -> bool {
     w.report().get(id).is_some_and(|l| l.fate == Fate::Kept)
@@ -179,12 +196,14 @@ fn engine_for(t: &Transcript, encoding: Encoding, dense: Option<&Arc<EmbeddingSe
     Ok(e)
 }
 
-fn pin_tokens(e: &mut Engine) -> usize {
-    let texts: Vec<String> = e.pins().iter().map(|p| p.text().to_string()).collect();
-    if texts.is_empty() {
-        return 0;
-    }
-    MESSAGE_OVERHEAD + e.counter().count(&texts.join("\n\n"))
+/// What share budgets are shares of: the pins' tokens and the history's tokens (verbatim, framing
+/// included) of the whole transcript.
+pub(crate) fn budget_basis(t: &Transcript, encoding: Encoding) -> (usize, usize) {
+    let mut c = crate::tokens::TokenCounter::new(encoding, 1 << 12);
+    let pins: Vec<&str> = t.pins().iter().map(|(_, s)| s.as_str()).collect();
+    let pin_tokens = if pins.is_empty() { 0 } else { MESSAGE_OVERHEAD + c.count(&pins.join("\n\n")) };
+    let history = t.turns().iter().map(|x| crate::store::render_turn(0, x).0.iter().map(|m| m.tokens(&mut c)).sum::<usize>()).sum();
+    (pin_tokens, history)
 }
 
 /// QA probes over one transcript for every (policy, budget); results in `policies × budgets` order.
@@ -206,8 +225,7 @@ pub(crate) fn run_qa(
     let t0 = Instant::now();
     e.wait_for_embeddings()?;
     let embed_s = if dense.is_some() { t0.elapsed().as_secs_f64() } else { 0.0 };
-    let pins = pin_tokens(&mut e);
-    let history: usize = (0..e.len()).filter_map(|i| e.turn_tokens(i)).sum();
+    let (pins, history) = budget_basis(t, encoding);
     let mut out = Vec::with_capacity(policies.len() * budgets.len());
     for (_, policy) in policies {
         for b in budgets {
@@ -220,18 +238,7 @@ pub(crate) fn run_qa(
             };
             for q in t.qa() {
                 let mut a = Assembler::new(policy.clone());
-                let t0 = Instant::now();
-                let w = match e.assemble_with(&mut a, budget, Some(q.question())) {
-                    Ok(w) => w,
-                    Err(Error::BudgetBelowPins { .. }) => {
-                        p.budget_errors += 1;
-                        continue;
-                    }
-                    Err(other) => return Err(other),
-                };
-                let us = t0.elapsed().as_secs_f64() * 1e6;
-                p.record_window(&w, budget, us);
-                p.probes += 1;
+                let Some(w) = probe_window(&mut e, &mut a, budget, Some(q.question()), &mut p)? else { continue };
                 let groups = q.evidence();
                 let hit = groups.iter().filter(|g| g.iter().any(|&id| kept(&w, id))).count();
                 let recall = if groups.is_empty() { 0.0 } else { hit as f64 / groups.len() as f64 };
@@ -278,18 +285,10 @@ pub(crate) fn run_hindsight(
     dense: Option<&Arc<EmbeddingService>>,
 ) -> Result<Vec<Partial>> {
     let mut e = engine_for(t, encoding, dense)?;
-    let pins = pin_tokens(&mut e);
     let turns = t.turns();
-    // Budgets resolve against the whole session's tokens (known to the replay, as in the issue's
-    // definition); count them with a scratch counter.
+    // Budgets resolve against the whole session's tokens, known to the replay.
+    let (pins, history) = budget_basis(t, encoding);
     let mut scratch = crate::tokens::TokenCounter::new(encoding, 1 << 14);
-    let history: usize = {
-        let mut tmp = Engine::new(EngineConfig::default().encoding(encoding))?;
-        for turn in turns {
-            tmp.push(turn.clone())?;
-        }
-        (0..tmp.len()).filter_map(|i| tmp.turn_tokens(i)).sum()
-    };
     let pin_text: String = t.pins().iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join("\n");
     let texts: Vec<String> = turns.iter().map(|x| x.plain_text()).collect();
 
@@ -334,19 +333,8 @@ pub(crate) fn run_hindsight(
             let golds: Vec<&Vec<String>> = gold_at.iter().filter(|(at, _)| *at == i).map(|(_, v)| v).collect();
             for (k, &(_, b)) in combos.iter().enumerate() {
                 let budget = budgets[b].resolve(pins, history);
-                let t0 = Instant::now();
-                let w = match e.assemble_with(&mut assemblers[k], budget, None) {
-                    Ok(w) => w,
-                    Err(Error::BudgetBelowPins { .. }) => {
-                        parts[k].budget_errors += 1;
-                        continue;
-                    }
-                    Err(other) => return Err(other),
-                };
-                let us = t0.elapsed().as_secs_f64() * 1e6;
                 let p = &mut parts[k];
-                p.record_window(&w, budget, us);
-                p.probes += 1;
+                let Some(w) = probe_window(&mut e, &mut assemblers[k], budget, None, p)? else { continue };
                 let text = w.text();
                 if !needed.is_empty() {
                     let present = needed.iter().filter(|(s, _)| text.contains(*s)).count();
