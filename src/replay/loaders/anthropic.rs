@@ -15,10 +15,11 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pins::PinLayer;
-use crate::replay::loaders::json_path::{Seg, error_at, excerpt, file_stem};
-use crate::replay::loaders::{parse_json, shown_text, EXCERPT_CHARS};
+use crate::replay::loaders::json_path::{Seg, excerpt, file_stem};
+use crate::replay::loaders::json_path::Doc;
+use crate::replay::loaders::{parse_json, parts_text, shown_text, EXCERPT_CHARS};
 use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Role, Turn};
 
@@ -51,15 +52,7 @@ pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
     }
 }
 
-struct Doc<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
 impl Doc<'_> {
-    fn err(&self, base: &[Seg<'_>], extra: &[Seg<'_>], msg: impl std::fmt::Display) -> Error {
-        error_at(self.path, self.text, &[base, extra].concat(), msg)
-    }
 
     fn conversation(&self, at: &[Seg<'_>], c: &Value, id: String) -> Result<Transcript> {
         if !c.is_object() {
@@ -174,18 +167,7 @@ impl Doc<'_> {
         match content {
             None | Some(Value::Null) => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(Value::Array(parts)) => {
-                let mut texts = Vec::with_capacity(parts.len());
-                for p in parts {
-                    match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
-                        (_, Some(s)) => texts.push(s.to_string()),
-                        (Some("image"), None) => texts.push("[image]".to_string()),
-                        (Some("document"), None) => texts.push("[document]".to_string()),
-                        (_, None) => texts.push(excerpt(p, EXCERPT_CHARS)),
-                    }
-                }
-                Ok(texts.join("\n"))
-            }
+            Some(Value::Array(parts)) => Ok(parts_text(parts)),
             Some(_) => Err(self.err(at, &[Seg::Key("content")], "must be a string or a list of content blocks")),
         }
     }

@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::replay::loaders::json_path::{Seg, error_in_line, excerpt, file_stem};
-use crate::replay::loaders::{shown_text, EXCERPT_CHARS};
+use crate::replay::loaders::{parts_text, shown_text, EXCERPT_CHARS};
 use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Provenance, Role, Turn};
 
@@ -268,18 +268,7 @@ fn result_text(e: &Event<'_>, path: &Path, at: &[Seg<'_>], content: Option<&Valu
     match content {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(parts)) => {
-            let mut texts = Vec::with_capacity(parts.len());
-            for p in parts {
-                match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
-                    (_, Some(s)) => texts.push(s.to_string()),
-                    (Some("image"), None) => texts.push("[image]".to_string()),
-                    (Some(k), None) => texts.push(format!("[{k}]")),
-                    (None, None) => texts.push(excerpt(p, EXCERPT_CHARS)),
-                }
-            }
-            Ok(texts.join("\n"))
-        }
+        Some(Value::Array(parts)) => Ok(parts_text(parts)),
         Some(_) => Err(e.err(path, &[at, &[Seg::Key("content")]].concat(), "must be a string or a list of text blocks")),
     }
 }

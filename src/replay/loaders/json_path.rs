@@ -195,6 +195,19 @@ fn skip_value(b: &[u8], pos: usize) -> Option<usize> {
     }
 }
 
+/// The file being read, for errors that name a position in it.
+pub(crate) struct Doc<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) text: &'a str,
+}
+
+impl Doc<'_> {
+    /// An error at the JSON value reached by `base` then `extra`.
+    pub(crate) fn err(&self, base: &[Seg<'_>], extra: &[Seg<'_>], msg: impl std::fmt::Display) -> Error {
+        error_at(self.path, self.text, &[base, extra].concat(), msg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,6 +90,22 @@ pub(crate) fn shown_text(kind: &str, b: &serde_json::Value, notes: &mut crate::r
     }
 }
 
+/// The text of a list of content parts (a tool result's blocks): text kept, images and documents
+/// as `[image]` / `[document]`, anything else as a short excerpt of its JSON.
+pub(crate) fn parts_text(parts: &[serde_json::Value]) -> String {
+    use serde_json::Value;
+    let mut texts = Vec::with_capacity(parts.len());
+    for p in parts {
+        match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
+            (_, Some(s)) => texts.push(s.to_string()),
+            (Some("image"), None) => texts.push("[image]".to_string()),
+            (Some("document"), None) => texts.push("[document]".to_string()),
+            (_, None) => texts.push(json_path::excerpt(p, EXCERPT_CHARS)),
+        }
+    }
+    texts.join("\n")
+}
+
 /// Largest file a loader reads (1 GiB): a guard against pointing ctxbench at the wrong thing.
 const MAX_FILE_BYTES: u64 = 1 << 30;
 

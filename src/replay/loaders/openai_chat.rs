@@ -30,26 +30,14 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pins::PinLayer;
-use crate::replay::loaders::json_path::{Seg, error_at, file_stem};
+use crate::replay::loaders::json_path::{Doc, Seg, file_stem};
 use crate::replay::loaders::parse_json;
 use crate::replay::transcript::{GoldAction, LoadNotes, Transcript};
 use crate::turn::{Block, Role, Turn};
 
 const FORMAT: &str = "openai-chat";
-
-/// The file being read, for errors that name a position in it.
-struct Doc<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Doc<'_> {
-    fn err(&self, base: &[Seg<'_>], extra: &[Seg<'_>], msg: impl std::fmt::Display) -> Error {
-        error_at(self.path, self.text, &[base, extra].concat(), msg)
-    }
-}
 
 pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
     let v = parse_json(path, text)?;
