@@ -492,3 +492,48 @@ fn malformed_files_fail_with_an_explicit_format_too() {
     // A file of another format is refused, not half-read.
     assert!(matches!(load_file(&sample("claude-code-session.jsonl"), Format::OpenAiChat), Err(Error::Malformed { .. })));
 }
+
+/// Cut and corrupted copies of every sample, through every loader: each load returns a transcript
+/// or an error, never a panic.
+#[test]
+fn damaged_samples_never_panic_any_loader() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples");
+    let scratch = std::env::temp_dir().join(format!("ctxwin-damaged-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let formats = [
+        Format::Auto,
+        Format::Locomo,
+        Format::LongMemEval,
+        Format::OpenAiChat,
+        Format::MiniSweAgent,
+        Format::ClaudeCode,
+        Format::AnthropicMessages,
+        Format::Aider,
+    ];
+    let mut loads = 0;
+    for name in ["claude-code-session.jsonl", "anthropic-messages.json", "openai-chat.json"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        for k in 1..=12 {
+            // A cut at k/13 of the file, and a copy with one byte changed there.
+            let at = bytes.len() * k / 13;
+            let mut flipped = bytes.clone();
+            flipped[at] = match flipped[at] {
+                b'"' => b'{',
+                b'{' | b'[' => b'"',
+                b':' => b',',
+                _ => b'}',
+            };
+            for (tag, data) in [("cut", &bytes[..at]), ("flip", &flipped[..])] {
+                let p = scratch.join(format!("{tag}-{k}-{name}"));
+                std::fs::write(&p, data).unwrap();
+                for f in formats {
+                    let r = std::panic::catch_unwind(|| load_file(&p, f).map(|t| t.len()));
+                    assert!(r.is_ok(), "{tag} {k} {name} as {f:?} panicked");
+                    loads += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(loads, 3 * 12 * 2 * 8);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
