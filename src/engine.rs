@@ -304,11 +304,11 @@ impl Engine {
         let id = self.store.push(turn, &mut self.counter)?;
         self.turn_ts.push(ts);
 
-        let text = self.store.get(id).map(|t| t.text.clone()).unwrap_or_default();
-        self.lexical.add(id, &text)?;
+        let text = self.store.get(id).map_or("", |t| t.text.as_str());
+        self.lexical.add(id, text)?;
         if let Some(d) = &mut self.dense {
             // Embedded in the background: push and assemble never wait for the model.
-            d.worker.send(id, text)?;
+            d.worker.send(id, text.to_string())?;
         }
         Ok(id)
     }

@@ -11,16 +11,7 @@ use ctxwin::{Block, Error, PinLayer, Provenance, Role};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// A folder of `../shared/datasets`, or `None` (with a message) when it is not there.
-fn shared(dir: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets").join(dir);
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("skipping: dataset folder {} not found", p.display());
-        None
-    }
-}
+use super::shared;
 
 fn sample(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples").join(name)

@@ -5,3 +5,14 @@ mod props;
 mod qa_loaders;
 mod replay_validity;
 mod tokens;
+
+/// A file or folder of `../shared/datasets`, or `None` (with a message naming it) when it is absent.
+pub(crate) fn shared(rel: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets").join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipping: {} is absent", p.display());
+        None
+    }
+}

@@ -6,15 +6,7 @@ use std::path::{Path, PathBuf};
 use ctxwin::replay::loaders::{load_file, load_path, Format};
 use ctxwin::{Error, Role};
 
-fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets").join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} is absent", p.display());
-        None
-    }
-}
+use super::shared;
 
 fn tmp(name: &str, content: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ctxwin-qa-{}", std::process::id()));

@@ -45,15 +45,7 @@ fn check_dataset(path: &Path, budgets: &[BudgetSpec], max_transcripts: usize) {
     assert!(windows > 0, "{}: no windows", path.display());
 }
 
-fn shared(rel: &str) -> Option<std::path::PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets").join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} is absent", p.display());
-        None
-    }
-}
+use super::shared;
 
 const SHARES: &[BudgetSpec] = &[BudgetSpec::Share(0.1), BudgetSpec::Share(0.25), BudgetSpec::Share(0.5)];
 
