@@ -308,7 +308,9 @@ impl Engine {
         self.lexical.add(id, text)?;
         if let Some(d) = &mut self.dense {
             // Embedded in the background: push and assemble never wait for the model.
-            d.worker.send(id, text.to_string())?;
+            let context: Vec<&str> =
+                (id.saturating_sub(EXCHANGE_CONTEXT_TURNS)..id).filter_map(|p| self.store.get(p)).map(|t| t.text.as_str()).collect();
+            d.worker.send(id, exchange_text(&context, text))?;
         }
         Ok(id)
     }
@@ -605,11 +607,11 @@ impl Engine {
         out
     }
 
-    /// Upper bound of a gap marker's tokens in this history.
+    /// Upper bound of a gap marker's tokens in this history. A marker begins the content of the
+    /// turn after the gap; the one token of slack covers how it joins that content.
     fn marker_bound(&mut self) -> usize {
-        let total = self.store.total_tokens();
-        let text = marker_text(&nines(self.store.len()), &nines(total));
-        MESSAGE_OVERHEAD + self.counter.count(&text)
+        let widest = self.counter.count(&marker_text(&nines(self.store.len())));
+        widest.max(self.counter.count(&marker_text("1")))
     }
 
     fn plan_recency(&mut self, policy: &Policy, avail: usize) -> Plan {
@@ -640,13 +642,17 @@ impl Engine {
         let bm25 = self.lexical.scores(&terms)?;
         let qrefs = references(query);
         let sims = self.dense_similarities(query, policy)?;
-        let parts = scorer::score(&self.store, n_turns, &Query { bm25: &bm25, dense: sims.as_deref(), refs: &qrefs }, policy);
+        let parts = scorer::score(&self.store, n_turns, &Query { bm25: &bm25, dense: sims.as_deref(), refs: &qrefs, sessions: &self.turn_ts }, policy);
         let units = self.store.units().to_vec();
         let unit_scores: Vec<f32> =
             units.iter().map(|r| r.clone().map(|i| parts[i].total).fold(0.0f32, f32::max)).collect();
         let rag = policy.strategy == Strategy::Rag;
         let marker = if rag { 0 } else { self.marker_bound() };
         let mut sel = Selection::new(&costs, marker);
+        if !rag {
+            // A gap after the last turn shown has no turn to ride on: its marker is a message.
+            sel.reserve(MESSAGE_OVERHEAD);
+        }
         if !rag {
             let (tail_turns, tail_share) =
                 if per_turn { (policy.tail_turns, policy.tail_share) } else { (policy.query_tail_turns, policy.query_tail_share) };
@@ -738,7 +744,7 @@ impl Engine {
         let q = d.service.embed(&[query])?;
         self.last_query_embed_us = Some(t0.elapsed().as_secs_f64() * 1e6);
         let Some(qv) = q.first() else { return Ok(None) };
-        Ok(Some(d.index.cosine_all(qv)?))
+        Ok(Some(turn_similarities(&d.index.cosine_all(qv)?)))
     }
 
     fn plan_compaction(&mut self, a: &mut Assembler, policy: &Policy, avail: usize, per_turn: bool) -> Plan {
@@ -826,6 +832,13 @@ impl Engine {
         s
     }
 
+    /// A marker of its own for turns `first..=last` (when no turn follows to carry it), and its tokens.
+    fn marker_message(&mut self, first: TurnId, last: TurnId) -> (Message, usize) {
+        let text = marker_text(&(last - first + 1).to_string());
+        let tokens = MESSAGE_OVERHEAD + self.counter.count(&text);
+        (Message::text(Role::User, text, Origin::Marker { first, last }), tokens)
+    }
+
     /// Renders a plan into a window with exact counts and a report line per turn.
     fn build(&mut self, plan: &Plan, policy: &Policy, pins: Option<&str>, budget: usize, scores: Option<&[ScoreParts]>) -> Result<Window> {
         let units = self.store.units().to_vec();
@@ -839,6 +852,8 @@ impl Engine {
         let mut fates: Vec<(Fate, usize)> = vec![(Fate::Dropped, 0); n_turns];
         let mut summaries = Vec::new();
         let mut last_ts: Option<u32> = None;
+        // A gap's marker, waiting for the next turn to begin with it.
+        let mut pending_marker: Option<(TurnId, TurnId)> = None;
         for item in &plan.items {
             match item {
                 Item::Unit(u) => {
@@ -852,10 +867,26 @@ impl Engine {
                                 if let Some(m) = msgs.iter_mut().find(|m| m.tool_call_id.is_none()) {
                                     let before = self.counter.count(&m.content);
                                     m.content = format!("{}{}", header(t), m.content);
-                                    cost = cost + self.counter.count(&m.content) - before;
+                                    cost = (cost + self.counter.count(&m.content)).saturating_sub(before);
                                 }
                             }
                             last_ts = Some(tsid);
+                        }
+                        if let Some((first, last)) = pending_marker.take() {
+                            let text = marker_text(&(last - first + 1).to_string());
+                            match msgs.iter_mut().find(|m| m.tool_call_id.is_none()) {
+                                Some(m) => {
+                                    let before = self.counter.count(&m.content);
+                                    m.content = if m.content.is_empty() { text } else { format!("{text} {}", m.content) };
+                                    m.omitted = Some((first, last));
+                                    cost = (cost + self.counter.count(&m.content)).saturating_sub(before);
+                                }
+                                None => {
+                                    let (m, n) = self.marker_message(first, last);
+                                    total += n;
+                                    messages.push(m);
+                                }
+                            }
                         }
                         total += cost;
                         let fate = match form {
@@ -874,6 +905,11 @@ impl Engine {
                     }
                 }
                 Item::Summary { first_unit, last_unit, text, tokens } => {
+                    if let Some((first, last)) = pending_marker.take() {
+                        let (m, n) = self.marker_message(first, last);
+                        total += n;
+                        messages.push(m);
+                    }
                     let (Some(a), Some(b)) = (units.get(*first_unit), units.get(*last_unit)) else { continue };
                     let (first, last) = (a.start, b.end - 1);
                     let k = summaries.len();
@@ -889,13 +925,14 @@ impl Engine {
                 }
                 Item::Marker { first_unit, last_unit } => {
                     let (Some(a), Some(b)) = (units.get(*first_unit), units.get(*last_unit)) else { continue };
-                    let (first, last) = (a.start, b.end - 1);
-                    let source_tokens: usize = (first..=last).map(|i| self.store.get(i).map_or(0, |t| t.tokens)).sum();
-                    let text = marker_text(&(last - first + 1).to_string(), &source_tokens.to_string());
-                    total += MESSAGE_OVERHEAD + self.counter.count(&text);
-                    messages.push(Message::text(Role::User, text, Origin::Marker { first, last }));
+                    pending_marker = Some((a.start, b.end - 1));
                 }
             }
+        }
+        if let Some((first, last)) = pending_marker {
+            let (m, n) = self.marker_message(first, last);
+            total += n;
+            messages.push(m);
         }
         let report = fates
             .into_iter()
@@ -918,8 +955,43 @@ fn self_count_over(m: &Message, max: usize) -> bool {
 }
 
 /// The marker that stands in for a left-out run without a summary.
-fn marker_text(turns: &str, tokens: &str) -> String {
-    format!("[{turns} turns ({tokens} tokens) omitted]")
+/// (How many tokens were left out is in the window's report; the model needs only the count.)
+fn marker_text(turns: &str) -> String {
+    if turns == "1" { "[1 turn omitted]".to_string() } else { format!("[{turns} turns omitted]") }
+}
+
+/// Turns before a turn that are embedded with it.
+pub(crate) const EXCHANGE_CONTEXT_TURNS: usize = 2;
+/// At most this many characters of them (their end, nearest the turn). The model reads 256 word
+/// pieces; this leaves at least 100 to the turn itself.
+pub(crate) const EXCHANGE_CONTEXT_CHARS: usize = 600;
+
+/// What is embedded for a turn: the end of the turns before it, then the turn, one per line, as the
+/// model would read them. A turn's vector is the exchange that ends with it, so a short answer
+/// ("Yes, last Sunday!") carries the question it answers.
+pub(crate) fn exchange_text(context: &[&str], text: &str) -> String {
+    let before = context.iter().filter(|c| !c.is_empty()).copied().collect::<Vec<_>>().join("\n");
+    if before.is_empty() {
+        return text.to_string();
+    }
+    let mut start = before.len().saturating_sub(EXCHANGE_CONTEXT_CHARS);
+    while !before.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("{}\n{text}", &before[start..])
+}
+
+/// A turn's dense similarity from the exchanges' (row `i` is the exchange ending with turn `i`):
+/// the mean over the exchanges that contain it (the one ending with it and the next
+/// [`EXCHANGE_CONTEXT_TURNS`]), so its question and its answer both count. The latest turns are in
+/// fewer exchanges so far.
+pub(crate) fn turn_similarities(exchanges: &[f32]) -> Vec<f32> {
+    (0..exchanges.len())
+        .map(|i| {
+            let within = &exchanges[i..exchanges.len().min(i + 1 + EXCHANGE_CONTEXT_TURNS)];
+            within.iter().sum::<f32>() / within.len() as f32
+        })
+        .collect()
 }
 
 /// Head and tail of `text` within about `max` tokens, with a visible "… N tokens omitted …" line.
@@ -949,4 +1021,33 @@ pub(crate) fn head_tail(counter: &TokenCounter, text: &str, max: usize) -> Strin
     let head = decode(0, head_n);
     let tail = decode(toks.len() - tail_n, toks.len());
     format!("{head}\n… {omitted} tokens omitted …\n{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_is_embedded_with_the_end_of_the_turns_before_it() {
+        assert_eq!(exchange_text(&[], "B: yes"), "B: yes");
+        assert_eq!(exchange_text(&["", ""], "B: yes"), "B: yes");
+        assert_eq!(exchange_text(&["A: did you go?", "B: where?"], "A: to the lake"), "A: did you go?\nB: where?\nA: to the lake");
+        // Long context keeps its end, cut on a character boundary (é is two bytes).
+        let long = "é".repeat(EXCHANGE_CONTEXT_CHARS);
+        let t = exchange_text(&[&long], "B: yes");
+        assert!(t.ends_with("\nB: yes"));
+        let context = t.trim_end_matches("\nB: yes");
+        assert!(context.len() <= EXCHANGE_CONTEXT_CHARS && context.chars().all(|c| c == 'é'), "{}", context.len());
+    }
+
+    #[test]
+    fn a_turn_scores_the_mean_of_the_exchanges_it_is_in() {
+        // Exchange i holds turns i-2..=i, so turn 0 is in exchanges 0, 1, 2.
+        let s = turn_similarities(&[0.3, 0.6, 0.9, 0.0]);
+        let want = [0.6, 0.5, 0.45, 0.0];
+        for (a, b) in s.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{s:?}");
+        }
+        assert!(turn_similarities(&[]).is_empty());
+    }
 }

@@ -51,7 +51,7 @@ pub enum Fusion {
 pub struct Weights {
     /// BM25 relevance to the query, divided by the best BM25 score among the turns.
     pub bm25: f32,
-    /// Dense (embedding) similarity to the query, fused by rank with BM25 when embeddings are on.
+    /// Dense (embedding) similarity to the query, when embeddings are on (see `fusion`).
     pub dense: f32,
     /// Shared references (names, dates, numbers, identifiers, paths) with the query.
     pub references: f32,
@@ -61,11 +61,14 @@ pub struct Weights {
     pub role: f32,
     /// Host-given turn priority.
     pub priority: f32,
+    /// The turn's speaker is named in the query: a question about a participant of a conversation
+    /// is answered mostly by their own turns.
+    pub speaker: f32,
 }
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { bm25: 1.0, dense: 1.0, references: 0.35, recency: 0.05, role: 0.05, priority: 0.5 }
+        Weights { bm25: 1.0, dense: 1.0, references: 0.35, recency: 0.05, role: 0.05, priority: 0.5, speaker: 0.3 }
     }
 }
 
@@ -107,6 +110,12 @@ pub struct Policy {
     pub(crate) neighbours: usize,
     /// Span expansion: a neighbour at distance d gets the selected turn's score × decay^d.
     pub(crate) neighbour_decay: f32,
+    /// Exchange context: a turn's relevance gains this share of its more relevant neighbour's (an
+    /// answer is found through its question and the reverse).
+    pub(crate) context_boost: f32,
+    /// Session context: a turn's relevance gains this share of the most relevant other turn of its
+    /// session (turns sharing a timestamp, as a chat session's turns share its date).
+    pub(crate) session_boost: f32,
     /// Per-turn windows: share of the budget left after pins reserved for summaries of left-out runs.
     pub(crate) summary_share: f32,
     /// Windows for an explicit query: the same share.
@@ -158,6 +167,8 @@ impl Default for Policy {
             query_tail_share: 0.15,
             neighbours: 1,
             neighbour_decay: 0.8,
+            context_boost: 0.3,
+            session_boost: 0.3,
             summary_share: 0.25,
             query_summary_share: 0.02,
             summary_max_tokens: 1200,
@@ -184,12 +195,14 @@ impl Policy {
         let base = Policy::default();
         let plain = Policy {
             preset: name.to_string(),
-            weights: Weights { bm25: 0.0, dense: 0.0, references: 0.0, recency: 0.0, role: 0.0, priority: 0.0 },
+            weights: Weights { bm25: 0.0, dense: 0.0, references: 0.0, recency: 0.0, role: 0.0, priority: 0.0, speaker: 0.0 },
             tail_turns: 0,
             tail_share: 0.0,
             query_tail_turns: 0,
             query_tail_share: 0.0,
             neighbours: 0,
+            context_boost: 0.0,
+            session_boost: 0.0,
             summary_share: 0.0,
             query_summary_share: 0.0,
             tool_output_max_tokens: 0,
@@ -316,6 +329,7 @@ impl Policy {
             ("weights.recency", w.recency),
             ("weights.role", w.role),
             ("weights.priority", w.priority),
+            ("weights.speaker", w.speaker),
             ("role_user", self.role_user),
             ("role_assistant", self.role_assistant),
             ("role_tool", self.role_tool),
@@ -335,6 +349,8 @@ impl Policy {
             return Err(format!("field `old_tool_output_max_tokens` must be 0 (clear) or ≥ 32, got {}", self.old_tool_output_max_tokens));
         }
         unit("neighbour_decay", self.neighbour_decay)?;
+        unit("context_boost", self.context_boost)?;
+        unit("session_boost", self.session_boost)?;
         unit("summary_share", self.summary_share)?;
         unit("query_summary_share", self.query_summary_share)?;
         unit("compaction_threshold", self.compaction_threshold)?;

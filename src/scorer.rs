@@ -16,6 +16,8 @@ pub(crate) struct Query<'a> {
     pub(crate) dense: Option<&'a [f32]>,
     /// Reference hashes of the query (sorted, deduplicated).
     pub(crate) refs: &'a [u64],
+    /// Session of each turn (turns sharing a timestamp), when it has one.
+    pub(crate) sessions: &'a [Option<u32>],
 }
 
 /// Scores turns `0..upto` of `store`.
@@ -59,15 +61,21 @@ pub(crate) fn score(store: &Store, upto: usize, q: &Query<'_>, policy: &Policy) 
         }
     }
     // Each shared reference counts by its rarity; the component is the shared share of the query's.
+    // Walking the query's postings touches only the turns that mention one.
     let idf: Vec<(u64, f32)> = q.refs.iter().map(|&r| (r, store.ref_idf(r))).collect();
     let q_total: f32 = idf.iter().map(|x| x.1).sum();
+    if q_total > 0.0 {
+        for &(r, w) in &idf {
+            for &id in store.ref_postings(r).iter().take_while(|&&id| id < upto) {
+                parts[id].references += w / q_total;
+            }
+        }
+    }
+    let named = store.speakers_named(q.refs);
     let half = policy.recency_half_life.max(f32::MIN_POSITIVE);
     for (id, p) in parts.iter_mut().enumerate() {
         let Some(t) = store.get(id) else { continue };
-        if q_total > 0.0 && !t.refs.is_empty() {
-            let shared: f32 = idf.iter().filter(|(r, _)| t.refs.binary_search(r).is_ok()).map(|x| x.1).sum();
-            p.references = (shared / q_total).min(1.0);
-        }
+        p.references = p.references.min(1.0);
         let age = (upto - 1 - id) as f32;
         p.recency = (0.5f32).powf(age / half);
         p.role = match t.turn.role() {
@@ -77,14 +85,51 @@ pub(crate) fn score(store: &Store, upto: usize, q: &Query<'_>, policy: &Policy) 
             Role::System => policy.role_system,
         };
         p.priority = t.turn.priority();
-        p.total = w.bm25 * p.bm25
-            + w.dense * p.dense
-            + w.references * p.references
-            + w.recency * p.recency
-            + w.role * p.role
-            + w.priority * p.priority;
+        p.speaker = f32::from(u8::from(t.speaker.is_some_and(|s| named.contains(&s))));
+    }
+    let relevance: Vec<f32> = parts.iter().map(|p| w.bm25 * p.bm25 + w.dense * p.dense + w.references * p.references).collect();
+    let context = context_boosts(&relevance, q.sessions, policy.context_boost, policy.session_boost);
+    for ((p, r), c) in parts.iter_mut().zip(relevance).zip(context) {
+        p.context = c;
+        p.total = r + c + w.speaker * p.speaker + w.recency * p.recency + w.role * p.role + w.priority * p.priority;
     }
     parts
+}
+
+/// What each turn's relevance gains from its context: `exchange` × the larger relevance of its two
+/// neighbours (a question and its answer find each other), then `session` × the largest of the
+/// other turns of its session (a session is about a few things; its other turns are likely about
+/// the same one). Turns without a session, or alone in theirs, gain nothing from it.
+pub(crate) fn context_boosts(relevance: &[f32], sessions: &[Option<u32>], exchange: f32, session: f32) -> Vec<f32> {
+    let n = relevance.len();
+    let mut boost: Vec<f32> = (0..n)
+        .map(|i| {
+            let before = i.checked_sub(1).map_or(0.0, |j| relevance[j]);
+            let after = relevance.get(i + 1).copied().unwrap_or(0.0);
+            exchange * before.max(after)
+        })
+        .collect();
+    if session > 0.0 {
+        let with_exchange: Vec<f32> = relevance.iter().zip(&boost).map(|(r, b)| r + b).collect();
+        // Per session: the best turn, its score, and the second-best score.
+        let n_sessions = sessions.iter().take(n).flatten().map(|&s| s as usize + 1).max().unwrap_or(0);
+        let mut best: Vec<(usize, f32, f32)> = vec![(usize::MAX, 0.0, 0.0); n_sessions];
+        for (i, s) in sessions.iter().take(n).enumerate() {
+            let (Some(s), x) = (s, with_exchange[i]) else { continue };
+            let b = &mut best[*s as usize];
+            if b.0 == usize::MAX || x > b.1 {
+                *b = (i, x, if b.0 == usize::MAX { 0.0 } else { b.1 });
+            } else if x > b.2 {
+                b.2 = x;
+            }
+        }
+        for (i, s) in sessions.iter().take(n).enumerate() {
+            let Some(s) = s else { continue };
+            let (top, first, second) = best[*s as usize];
+            boost[i] += session * if top == i { second } else { first };
+        }
+    }
+    boost
 }
 
 #[cfg(test)]
@@ -111,7 +156,7 @@ mod tests {
         let bm25 = [(0, 4.0), (2, 2.0)];
         let refs = crate::refs::references("When did Ana move to Lisbon?");
         let p = Policy::default();
-        let parts = score(&s, 3, &Query { bm25: &bm25, dense: None, refs: &refs }, &p);
+        let parts = score(&s, 3, &Query { bm25: &bm25, dense: None, refs: &refs, sessions: &[] }, &p);
         assert_eq!(parts[0].bm25, 1.0);
         assert_eq!(parts[2].bm25, 0.5);
         assert_eq!(parts[1].bm25, 0.0);
@@ -134,7 +179,7 @@ mod tests {
         let bm25 = [(2, 9.0), (0, 1.0)];
         let dense = [0.1, 0.9, 0.5];
         let p = Policy { fusion: Fusion::Rrf, ..Policy::default() };
-        let parts = score(&s, 3, &Query { bm25: &bm25, dense: Some(&dense), refs: &[] }, &p);
+        let parts = score(&s, 3, &Query { bm25: &bm25, dense: Some(&dense), refs: &[], sessions: &[] }, &p);
         let k = p.rrf_k;
         assert_eq!(parts[2].bm25, 1.0);
         assert!((parts[0].bm25 - (k + 1.0) / (k + 2.0)).abs() < 1e-6);
@@ -142,5 +187,41 @@ mod tests {
         assert_eq!(parts[1].dense, 1.0);
         assert!((parts[2].dense - (k + 1.0) / (k + 2.0)).abs() < 1e-6);
         assert!((parts[0].dense - (k + 1.0) / (k + 3.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn exchange_and_session_context_lift_turns_near_a_hit() {
+        // Turns 0–2 are one session, 3–4 another; turn 5 has no timestamp.
+        let relevance = [0.0, 1.0, 0.0, 0.2, 0.0, 0.0];
+        let sessions = [Some(0), Some(0), Some(0), Some(1), Some(1), None];
+        let b = context_boosts(&relevance, &sessions, 0.5, 0.0);
+        assert_eq!(b, vec![0.5, 0.0, 0.5, 0.0, 0.1, 0.0]);
+        let b = context_boosts(&relevance, &sessions, 0.0, 0.5);
+        // The best of a session gets the second best; the others get the best; no session, nothing.
+        assert_eq!(b, vec![0.5, 0.0, 0.5, 0.0, 0.1, 0.0]);
+        let b = context_boosts(&relevance, &sessions, 0.5, 0.5);
+        // With both, the session term sees the exchange-lifted scores (turn 2 is 0.5 after it).
+        assert_eq!(b, vec![0.5 + 0.5, 0.5 * 0.5, 0.5 + 0.5, 0.5 * 0.1, 0.1 + 0.1, 0.0]);
+        // Off means off, and turns without sessions never lift each other.
+        assert!(context_boosts(&relevance, &sessions, 0.0, 0.0).iter().all(|&x| x == 0.0));
+        assert!(context_boosts(&relevance, &[None; 6], 0.0, 1.0).iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn a_speaker_named_in_the_query_marks_their_turns() {
+        let mut s = Store::default();
+        let mut c = TokenCounter::new(Encoding::O200kBase, 64);
+        for (who, text) in [("Caroline", "I went hiking"), ("Melanie", "I painted a lake"), ("Caroline", "Caroline again")] {
+            if let Err(e) = s.push(Turn::user(text).with_speaker(who), &mut c) {
+                panic!("{e}");
+            }
+        }
+        let refs = crate::refs::references("What did Caroline do?");
+        let p = Policy::default();
+        let parts = score(&s, 3, &Query { bm25: &[], dense: None, refs: &refs, sessions: &[] }, &p);
+        assert_eq!([parts[0].speaker, parts[1].speaker, parts[2].speaker], [1.0, 0.0, 1.0]);
+        // A speaker's name is not a shared reference (every turn of theirs has it).
+        assert_eq!(parts[0].references, 0.0);
+        assert!((parts[0].total - parts[1].total - p.weights.speaker).abs() < 0.02, "{parts:?}");
     }
 }

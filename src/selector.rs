@@ -39,6 +39,11 @@ impl<'a> Selection<'a> {
         Selection { units, set: BTreeSet::new(), used, marker }
     }
 
+    /// Sets `n` tokens aside for something outside the units (counted as used).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.used += n;
+    }
+
     pub(crate) fn used(&self) -> usize {
         self.used
     }

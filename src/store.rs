@@ -42,8 +42,10 @@ pub(crate) struct StoredTurn {
     pub(crate) tokens: usize,
     /// Extra tokens when its first message carries the `[timestamp] ` header.
     pub(crate) header_extra: usize,
-    /// Reference hashes of `text`.
-    pub(crate) refs: Vec<u64>,
+    /// Its speaker, as an index into the store's speakers.
+    pub(crate) speaker: Option<u32>,
+    /// How many distinct references it makes (speakers' names aside).
+    pub(crate) ref_count: u32,
     /// Tokens of its tool output (0 when it has none).
     pub(crate) tool_output_tokens: usize,
     /// Sentences, computed on first summarization.
@@ -67,12 +69,13 @@ pub(crate) struct Store {
     /// Calls of the last unit still waiting for their results.
     open_calls: HashSet<String>,
     all_calls: HashSet<String>,
-    /// Turns mentioning each reference (for its inverse document frequency).
-    ref_df: rustc_hash::FxHashMap<u64, u32>,
+    /// The turns mentioning each reference, in order (its postings; their number is its document
+    /// frequency). Scoring walks the query's postings instead of every turn.
+    ref_turns: rustc_hash::FxHashMap<u64, Vec<TurnId>>,
     /// References that are speakers' names: shared by most turns, they carry no signal.
-    speakers: HashSet<u64>,
-    /// Tokens of all turns as rendered verbatim (synthetic results included).
-    total_tokens: usize,
+    speaker_refs: HashSet<u64>,
+    /// Each distinct speaker: its name and the references of its name.
+    speakers: Vec<(String, Vec<u64>)>,
 }
 
 /// The `[timestamp] ` header shown on the first turn of each date in a window.
@@ -100,6 +103,7 @@ pub(crate) fn render_turn(id: TurnId, turn: &Turn) -> (Vec<Message>, String) {
                 tool_call_id: Some(call_id.clone()),
                 is_error: *is_error,
                 origin: origin.clone(),
+                omitted: None,
             }),
         }
     }
@@ -117,7 +121,7 @@ pub(crate) fn render_turn(id: TurnId, turn: &Turn) -> (Vec<Message>, String) {
             Role::Tool => Role::User,
             r => r,
         };
-        msgs.push(Message { role, content, tool_calls: calls, tool_call_id: None, is_error: false, origin });
+        msgs.push(Message { role, content, tool_calls: calls, tool_call_id: None, is_error: false, origin, omitted: None });
     }
     let mut text = String::new();
     for m in &msgs {
@@ -165,15 +169,20 @@ impl Store {
         };
         let tool_output_tokens = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
         // References of what was said (not of the speaker label, which half the turns share).
-        if let Some(sp) = turn.speaker() {
-            for r in references(sp) {
-                self.speakers.insert(r);
+        let speaker = turn.speaker().map(|name| match self.speakers.iter().position(|(n, _)| n == name) {
+            Some(i) => i as u32,
+            None => {
+                let refs = references(name);
+                self.speaker_refs.extend(refs.iter().copied());
+                self.speakers.push((name.to_string(), refs));
+                (self.speakers.len() - 1) as u32
             }
-        }
+        });
         let mut refs = references(&turn.plain_text());
-        refs.retain(|r| !self.speakers.contains(r));
-        for r in &refs {
-            *self.ref_df.entry(*r).or_insert(0) += 1;
+        refs.retain(|r| !self.speaker_refs.contains(r));
+        let ref_count = refs.len() as u32;
+        for r in refs {
+            self.ref_turns.entry(r).or_default().push(id);
         }
         // Units: results extend the open unit; anything else starts a new one and closes calls
         // still open with a synthetic error result (their results can no longer arrive in order).
@@ -192,14 +201,14 @@ impl Store {
             self.open_calls.insert(c.to_string());
             self.all_calls.insert(c.to_string());
         }
-        self.total_tokens += tokens;
         self.turns.push(StoredTurn {
             turn,
             text,
             messages,
             tokens,
             header_extra,
-            refs,
+            speaker,
+            ref_count,
             tool_output_tokens,
             sentences: OnceCell::new(),
             salient: OnceCell::new(),
@@ -227,10 +236,10 @@ impl Store {
                     tool_call_id: Some(c),
                     is_error: true,
                     origin: Origin::Turn { turn: last_id },
+                    omitted: None,
                 };
                 let n = m.tokens(counter);
                 last.tokens += n;
-                self.total_tokens += n;
                 last.messages.push(m);
             }
         }
@@ -252,23 +261,32 @@ impl Store {
                 tool_call_id: Some(c.to_string()),
                 is_error: false,
                 origin: Origin::Turn { turn: unit.end - 1 },
+                omitted: None,
             })
             .collect()
     }
 
     /// Inverse document frequency of a reference, `ln(1 + N / df)`; 0 for speakers' names.
     pub(crate) fn ref_idf(&self, r: u64) -> f32 {
-        if self.speakers.contains(&r) {
+        if self.speaker_refs.contains(&r) {
             return 0.0;
         }
-        let df = self.ref_df.get(&r).copied().unwrap_or(0) as f32;
+        let df = self.ref_turns.get(&r).map_or(0, Vec::len) as f32;
         (1.0 + self.turns.len() as f32 / (df + 1.0)).ln()
     }
 
-    /// Tokens of all turns as rendered verbatim.
-    pub(crate) fn total_tokens(&self) -> usize {
-        self.total_tokens
+    /// The turns mentioning reference `r`, in order.
+    pub(crate) fn ref_postings(&self, r: u64) -> &[TurnId] {
+        self.ref_turns.get(&r).map_or(&[], Vec::as_slice)
     }
+
+    /// The speakers (indices) whose name is among the references `refs` (sorted).
+    pub(crate) fn speakers_named(&self, refs: &[u64]) -> Vec<u32> {
+        (0..self.speakers.len() as u32)
+            .filter(|&i| self.speakers[i as usize].1.iter().any(|r| refs.binary_search(r).is_ok()))
+            .collect()
+    }
+
 
     pub(crate) fn len(&self) -> usize {
         self.turns.len()

@@ -217,7 +217,7 @@ impl Summarizer for ExtractiveSummarizer {
         // references (at most `MAX_SOURCE_TURNS` of them, so a long run costs no more than a short one).
         let mut source: Vec<usize> = (0..run.turns.len()).collect();
         if source.len() > MAX_SOURCE_TURNS {
-            source.sort_by(|&a, &b| run.turns[b].refs.len().cmp(&run.turns[a].refs.len()).then(b.cmp(&a)));
+            source.sort_by(|&a, &b| run.turns[b].ref_count.cmp(&run.turns[a].ref_count).then(b.cmp(&a)));
             source.truncate(MAX_SOURCE_TURNS);
             source.sort_unstable();
         }

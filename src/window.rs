@@ -54,11 +54,15 @@ pub struct Message {
     pub(crate) tool_call_id: Option<String>,
     pub(crate) is_error: bool,
     pub(crate) origin: Origin,
+    /// Turns `first..=last` left out just before this turn, marked by the `[N turns omitted]` that
+    /// begins its content (a marker rides on the next turn rather than costing a message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) omitted: Option<(TurnId, TurnId)>,
 }
 
 impl Message {
     pub(crate) fn text(role: Role, content: String, origin: Origin) -> Self {
-        Message { role, content, tool_calls: Vec::new(), tool_call_id: None, is_error: false, origin }
+        Message { role, content, tool_calls: Vec::new(), tool_call_id: None, is_error: false, origin, omitted: None }
     }
     /// The role.
     pub fn role(&self) -> Role {
@@ -71,6 +75,11 @@ impl Message {
     /// Where it comes from.
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+    /// The left-out turns `(first, last)` whose marker begins this message's content, if any (a
+    /// stand-alone marker message has [`Origin::Marker`] instead).
+    pub fn omitted(&self) -> Option<(TurnId, TurnId)> {
+        self.omitted
     }
     /// Ids of the tool calls it makes.
     pub fn tool_call_ids(&self) -> impl Iterator<Item = &str> {
@@ -128,6 +137,11 @@ pub struct ScoreParts {
     pub role: f32,
     /// Host priority.
     pub priority: f32,
+    /// 1 when the turn's speaker is named in the query.
+    pub speaker: f32,
+    /// Relevance gained from the turn's exchange and session (already weighted; see the policy's
+    /// `context_boost` and `session_boost`).
+    pub context: f32,
     /// Weighted total (including span expansion from neighbours).
     pub total: f32,
 }
@@ -312,7 +326,10 @@ impl Window {
         for m in &self.messages {
             let origin = match &m.origin {
                 Origin::Pins => "pins".to_string(),
-                Origin::Turn { turn } => format!("turn {turn}"),
+                Origin::Turn { turn } => match m.omitted {
+                    Some((a, b)) => format!("turn {turn} gap {a}-{b}"),
+                    None => format!("turn {turn}"),
+                },
                 Origin::Summary { first, last } => format!("summary {first}-{last}"),
                 Origin::Marker { first, last } => format!("marker {first}-{last}"),
             };

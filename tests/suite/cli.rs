@@ -162,3 +162,37 @@ fn compare_is_deterministic() {
     assert!(a.is_ok());
     assert_eq!(a.ok(), b.ok());
 }
+
+#[cfg(feature = "dense")]
+#[test]
+fn compare_with_embeddings_runs_hybrid_and_says_so() {
+    let cache = tmp("hybrid.cache");
+    let (code, out, err) = ctxbench(&[
+        "compare",
+        "--dataset",
+        "datasets/samples/openai-chat.json",
+        "--policies",
+        "ctxwin",
+        "--budgets",
+        "25%",
+        "--embeddings",
+        "models/all-MiniLM-L6-v2",
+        "--embeddings-cache",
+        cache.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mode hybrid (all-MiniLM-L6-v2"), "{out}");
+    assert!(cache.exists(), "the disk cache is written");
+    // A model folder without the model is a clear error, not a lexical run.
+    let (code, _, err) = ctxbench(&["compare", "--dataset", "datasets/samples/openai-chat.json", "--embeddings", "datasets/samples"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("datasets/samples"), "{err}");
+}
+
+#[cfg(not(feature = "dense"))]
+#[test]
+fn embeddings_without_the_dense_feature_say_how_to_build_it() {
+    let (code, _, err) = ctxbench(&["compare", "--dataset", "datasets/samples/openai-chat.json", "--embeddings", "models/all-MiniLM-L6-v2"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--features dense"), "{err}");
+}

@@ -100,7 +100,18 @@ fn query_relevant_turn_is_kept_and_everything_is_reported() {
         match &line.fate {
             Fate::Kept => assert!(line.shown_tokens > 0),
             Fate::Summarized { summary } => assert!(*summary < w.summaries().len()),
-            Fate::Dropped => assert!(w.messages().iter().any(|m| matches!(m.origin(), Origin::Marker { first, last } if *first <= line.turn && line.turn <= *last))),
+            Fate::Dropped => assert!(w.messages().iter().any(|m| {
+                let marked = match (m.origin(), m.omitted()) {
+                    (Origin::Marker { first, last }, _) => Some((*first, *last)),
+                    (_, Some((first, last))) => {
+                        // A marker riding on the next turn begins its content and says how many.
+                        assert!(m.content().starts_with(&format!("[{} turn", last - first + 1)), "{}", m.content());
+                        Some((first, last))
+                    }
+                    _ => None,
+                };
+                marked.is_some_and(|(first, last)| first <= line.turn && line.turn <= last)
+            })),
             other => panic!("unexpected fate {other:?}"),
         }
     }
@@ -318,4 +329,35 @@ fn policy_files_load_with_errors_naming_the_field() {
     let err = Policy::load(&bad).map(|_| ()).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("bad.json") && err.contains("invalid type"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn gap_markers_ride_on_the_next_turn_and_stand_alone_only_at_the_end() {
+    let mut e = engine("ctxwin");
+    push_all(&mut e, chat());
+    // No recent tail: the turns after the hit are left out too, with no turn after them to carry
+    // their marker.
+    let mut p = ok(Policy::preset("ctxwin"));
+    ok(p.set("query_tail_turns", "0"));
+    ok(p.set("query_summary_share", "0"));
+    let mut a = Assembler::new(p);
+    let w = ok(e.assemble_with(&mut a, 70, Some("Which adoption agencies did Caroline research?")));
+    let kept: Vec<usize> = w.kept_turns().collect();
+    assert!(kept.contains(&2) && !kept.contains(&7), "{kept:?}");
+    let first = kept[0];
+    assert!(first > 0, "{kept:?}");
+    // The turns before the first one kept are marked at the start of its content.
+    let m = w.messages().iter().find(|m| matches!(m.origin(), Origin::Turn { turn } if *turn == first));
+    let m = m.unwrap_or_else(|| panic!("turn {first} is shown"));
+    assert_eq!(m.omitted(), Some((0, first - 1)));
+    let s = if first == 1 { "" } else { "s" };
+    assert!(m.content().starts_with(&format!("[{first} turn{s} omitted] ")), "{}", m.content());
+    // The turns after the last one kept get a marker message of their own, last.
+    let last = w.messages().last().map(|m| m.origin().clone());
+    let last_kept = kept[kept.len() - 1];
+    assert_eq!(last, Some(Origin::Marker { first: last_kept + 1, last: 7 }));
+    assert!(w.total_tokens() <= 70);
+    assert_eq!(ok(recount_openai(&w.to_openai(), w.encoding())), w.total_tokens());
+    assert_eq!(check_openai(&w.to_openai()), Ok(()));
+    assert_eq!(check_anthropic(&w.to_anthropic()), Ok(()));
 }

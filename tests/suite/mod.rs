@@ -1,5 +1,6 @@
 mod agent_loaders;
 mod cli;
+mod dense;
 mod engine;
 mod props;
 mod qa_loaders;
