@@ -741,10 +741,9 @@ impl Engine {
         }
         d.collect(false)?;
         let t0 = Instant::now();
-        let q = d.service.embed(&[query])?;
+        let qv = d.service.embed_query(query)?;
         self.last_query_embed_us = Some(t0.elapsed().as_secs_f64() * 1e6);
-        let Some(qv) = q.first() else { return Ok(None) };
-        Ok(Some(turn_similarities(&d.index.cosine_all(qv)?)))
+        Ok(Some(turn_similarities(&d.index.cosine_all(&qv)?)))
     }
 
     fn plan_compaction(&mut self, a: &mut Assembler, policy: &Policy, avail: usize, per_turn: bool) -> Plan {

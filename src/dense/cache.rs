@@ -100,6 +100,20 @@ impl EmbeddingCache {
     pub fn get_or_embed<E: Embedder + ?Sized>(&mut self, embedder: &mut E, texts: &[&str]) -> Result<Vec<Arc<[f32]>>> {
         let model_id = embedder.model_id().to_owned();
         let dim = embedder.dim();
+        let lookup = self.lookup(&model_id, dim, texts)?;
+        let vectors = if lookup.misses().is_empty() {
+            Vec::new()
+        } else {
+            let miss_texts: Vec<&str> = lookup.misses().iter().map(|&i| texts[i]).collect();
+            embedder.embed(&miss_texts)?
+        };
+        self.complete(lookup, vectors)
+    }
+
+    /// First half of [`get_or_embed`](Self::get_or_embed), for callers that embed without holding
+    /// the cache: what is cached already, and which texts (indices into `texts`, one per distinct
+    /// text) still need a vector.
+    pub(crate) fn lookup(&mut self, model_id: &str, dim: usize, texts: &[&str]) -> Result<Lookup> {
         if let Some(disk) = &self.disk
             && (disk.model_id() != model_id || disk.dim() != dim)
         {
@@ -110,20 +124,15 @@ impl EmbeddingCache {
                 disk.dim()
             )));
         }
-
-        let mut out: Vec<Option<Arc<[f32]>>> = vec![None; texts.len()];
-        // Distinct missing texts, in first-seen order, and where each one goes.
-        let mut miss_texts: Vec<&str> = Vec::new();
-        let mut miss_keys: Vec<u128> = Vec::new();
-        let mut miss_slots: FxHashMap<u128, Vec<usize>> = FxHashMap::default();
+        let mut l = Lookup { model_id: model_id.to_owned(), dim, out: vec![None; texts.len()], ..Lookup::default() };
         for (slot, text) in texts.iter().enumerate() {
-            let key = text_key(&model_id, text);
+            let key = text_key(model_id, text);
             if let Some(v) = self.memory.get(&key) {
                 self.stats.memory_hits += 1;
-                out[slot] = Some(Arc::clone(v));
+                l.out[slot] = Some(Arc::clone(v));
                 continue;
             }
-            if let Some(slots) = miss_slots.get_mut(&key) {
+            if let Some(slots) = l.slots.get_mut(&key) {
                 slots.push(slot);
                 continue;
             }
@@ -133,53 +142,73 @@ impl EmbeddingCache {
             {
                 self.stats.disk_hits += 1;
                 self.memory.put(key, Arc::clone(&v));
-                out[slot] = Some(v);
+                l.out[slot] = Some(v);
                 continue;
             }
-            miss_slots.insert(key, vec![slot]);
-            miss_texts.push(text);
-            miss_keys.push(key);
+            l.slots.insert(key, vec![slot]);
+            l.misses.push(slot);
+            l.keys.push(key);
         }
+        Ok(l)
+    }
 
-        if !miss_texts.is_empty() {
-            self.stats.embed_calls += 1;
-            let vectors = embedder.embed(&miss_texts)?;
-            if vectors.len() != miss_texts.len() {
-                return Err(Error::Embeddings(format!(
-                    "{model_id} returned {} vectors for {} texts",
-                    vectors.len(),
-                    miss_texts.len()
-                )));
+    /// Second half: checks the vectors embedded for `lookup`'s misses (in order), caches them and
+    /// returns every text's vector. A text another caller cached meanwhile is not stored twice.
+    pub(crate) fn complete(&mut self, lookup: Lookup, vectors: Vec<Vec<f32>>) -> Result<Vec<Arc<[f32]>>> {
+        let Lookup { model_id, dim, mut out, misses, keys, slots } = lookup;
+        if !misses.is_empty() {
+            if vectors.len() != misses.len() {
+                return Err(Error::Embeddings(format!("{model_id} returned {} vectors for {} texts", vectors.len(), misses.len())));
             }
             for v in &vectors {
                 if v.len() != dim {
-                    return Err(Error::Embeddings(format!(
-                        "{model_id} returned a {}-component vector, expected {dim}",
-                        v.len()
-                    )));
+                    return Err(Error::Embeddings(format!("{model_id} returned a {}-component vector, expected {dim}", v.len())));
                 }
                 if v.iter().any(|x| !x.is_finite()) {
                     return Err(Error::Embeddings(format!("{model_id} returned a vector with NaN or infinity")));
                 }
             }
-            self.stats.embedded += miss_texts.len() as u64;
+            self.stats.embed_calls += 1;
+            self.stats.embedded += misses.len() as u64;
+            let fresh: Vec<(u128, Arc<[f32]>)> = keys
+                .into_iter()
+                .zip(vectors)
+                .map(|(k, v)| (k, Arc::<[f32]>::from(v)))
+                .collect();
             if let Some(disk) = &mut self.disk {
                 let records: Vec<(u128, &[f32])> =
-                    miss_keys.iter().copied().zip(vectors.iter().map(Vec::as_slice)).collect();
+                    fresh.iter().filter(|(k, _)| !self.memory.contains(k)).map(|(k, v)| (*k, &v[..])).collect();
                 disk.append(&records)?;
             }
-            for (key, v) in miss_keys.into_iter().zip(vectors) {
-                let v: Arc<[f32]> = v.into();
-                for &slot in miss_slots.get(&key).map(Vec::as_slice).unwrap_or_default() {
+            for (key, v) in fresh {
+                for &slot in slots.get(&key).map(Vec::as_slice).unwrap_or_default() {
                     out[slot] = Some(Arc::clone(&v));
                 }
                 self.memory.put(key, v);
             }
         }
-
         out.into_iter()
             .map(|v| v.ok_or_else(|| Error::Embeddings("internal: a text was left without a vector".into())))
             .collect()
+    }
+}
+
+/// A lookup in progress (see [`EmbeddingCache::lookup`]).
+#[derive(Debug, Default)]
+pub(crate) struct Lookup {
+    model_id: String,
+    dim: usize,
+    out: Vec<Option<Arc<[f32]>>>,
+    /// One slot per distinct missing text, in first-seen order.
+    misses: Vec<usize>,
+    keys: Vec<u128>,
+    slots: FxHashMap<u128, Vec<usize>>,
+}
+
+impl Lookup {
+    /// Indices (into the texts looked up) of the texts to embed, one per distinct text.
+    pub(crate) fn misses(&self) -> &[usize] {
+        &self.misses
     }
 }
 
