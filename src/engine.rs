@@ -95,8 +95,13 @@ impl EngineConfig {
 pub struct SearchHit<'a> {
     /// The turn's id.
     pub turn_id: TurnId,
-    /// Its BM25 score.
+    /// What it was ranked by: its BM25 score, or with embeddings the fused relevance.
     pub score: f32,
+    /// Its BM25 score (0 when it shares no term with the query).
+    pub bm25: f32,
+    /// Its dense similarity to the query (the mean cosine of the exchanges it is in), with
+    /// embeddings and once it is embedded.
+    pub dense: Option<f32>,
     /// The original turn, as pushed.
     pub turn: &'a Turn,
 }
@@ -359,16 +364,37 @@ impl Engine {
         self.lexical.commit()
     }
 
-    /// The `k` turns that best match `query` (BM25), best first, as originally pushed — so anything
-    /// left out of a window can be recalled.
+    /// The `k` turns that best match `query`, best first, as originally pushed — so anything left
+    /// out of a window can be recalled. Lexically, by BM25 (turns sharing no term are not hits).
+    /// With embeddings, by BM25 and dense similarity fused as the policy fuses them for windows,
+    /// so a paraphrase is found too.
     pub fn search(&mut self, query: &str, k: usize) -> Result<Vec<SearchHit<'_>>> {
         let terms = self.lexical.analyze(query);
-        let mut hits = self.lexical.scores(&terms)?;
+        let bm25 = self.lexical.scores(&terms)?;
+        let policy = self.assembler.policy.clone();
+        let mut hits: Vec<(TurnId, f32, f32, Option<f32>)> = match self.dense_similarities(query, &policy)? {
+            None => bm25.iter().map(|&(id, s)| (id, s, s, None)).collect(),
+            Some(sims) => {
+                let refs = references(query);
+                let q = Query { bm25: &bm25, dense: Some(&sims), refs: &refs, sessions: &[] };
+                let parts = scorer::score(&self.store, self.store.len(), &q, &policy);
+                let raw: FxHashMap<TurnId, f32> = bm25.iter().copied().collect();
+                let w = &policy.weights;
+                parts
+                    .iter()
+                    .enumerate()
+                    .map(|(id, p)| {
+                        let fused = w.bm25 * p.bm25 + w.dense * p.dense + w.references * p.references;
+                        (id, fused, raw.get(&id).copied().unwrap_or(0.0), sims.get(id).copied())
+                    })
+                    .collect()
+            }
+        };
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         hits.truncate(k);
         Ok(hits
             .into_iter()
-            .filter_map(|(id, score)| self.store.get(id).map(|t| SearchHit { turn_id: id, score, turn: &t.turn }))
+            .filter_map(|(id, score, bm25, dense)| self.store.get(id).map(|t| SearchHit { turn_id: id, score, bm25, dense, turn: &t.turn }))
             .collect())
     }
 
@@ -983,12 +1009,16 @@ pub(crate) fn exchange_text(context: &[&str], text: &str) -> String {
 /// A turn's dense similarity from the exchanges' (row `i` is the exchange ending with turn `i`):
 /// the mean over the exchanges that contain it (the one ending with it and the next
 /// [`EXCHANGE_CONTEXT_TURNS`]), so its question and its answer both count. The latest turns are in
-/// fewer exchanges so far.
+/// fewer exchanges so far; the ones they are not in yet count as the average exchange, so a turn
+/// is not credited with the context it was embedded after.
 pub(crate) fn turn_similarities(exchanges: &[f32]) -> Vec<f32> {
-    (0..exchanges.len())
+    let n = exchanges.len();
+    let prior = exchanges.iter().sum::<f32>() / n.max(1) as f32;
+    let span = EXCHANGE_CONTEXT_TURNS + 1;
+    (0..n)
         .map(|i| {
-            let within = &exchanges[i..exchanges.len().min(i + 1 + EXCHANGE_CONTEXT_TURNS)];
-            within.iter().sum::<f32>() / within.len() as f32
+            let within = &exchanges[i..n.min(i + span)];
+            (within.iter().sum::<f32>() + (span - within.len()) as f32 * prior) / span as f32
         })
         .collect()
 }
@@ -1041,9 +1071,10 @@ mod tests {
 
     #[test]
     fn a_turn_scores_the_mean_of_the_exchanges_it_is_in() {
-        // Exchange i holds turns i-2..=i, so turn 0 is in exchanges 0, 1, 2.
+        // Exchange i holds turns i-2..=i, so turn 0 is in exchanges 0, 1, 2. The exchanges the
+        // latest turns are not in yet count as the average, 0.45.
         let s = turn_similarities(&[0.3, 0.6, 0.9, 0.0]);
-        let want = [0.6, 0.5, 0.45, 0.0];
+        let want = [0.6, 0.5, 0.45, 0.3];
         for (a, b) in s.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{s:?}");
         }

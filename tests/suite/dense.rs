@@ -146,9 +146,23 @@ fn the_real_model_finds_a_paraphrase_that_bm25_cannot() {
         }
         Err(err) => panic!("{err}"),
     };
-    let (lexical_kept, _) = kept(&mut build(None));
-    let (hybrid_kept, score) = kept(&mut build(Some(service)));
+    let mut lexical = build(None);
+    let mut hybrid = build(Some(service));
+    let (lexical_kept, _) = kept(&mut lexical);
+    let (hybrid_kept, score) = kept(&mut hybrid);
     assert!(!lexical_kept, "BM25 alone has nothing to go on");
     assert!(hybrid_kept, "the model sees a wedding in `tied the knot`: {score:?}");
     assert!(score.dense > 0.5 && score.bm25 == 0.0, "{score:?}");
+    // `search` (how anything left out is recalled) finds it too, with embeddings only.
+    match lexical.search(question, 3) {
+        Ok(hits) => assert!(hits.is_empty(), "{:?}", hits.iter().map(|h| h.turn_id).collect::<Vec<_>>()),
+        Err(e) => panic!("{e}"),
+    }
+    match hybrid.search(question, 3) {
+        Ok(hits) => {
+            assert_eq!(hits.first().map(|h| (h.turn_id, h.bm25)), Some((7, 0.0)));
+            assert!(hits[0].dense.is_some_and(|d| d > 0.0) && hits[0].score > hits[1].score);
+        }
+        Err(e) => panic!("{e}"),
+    }
 }
