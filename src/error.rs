@@ -37,6 +37,9 @@ pub enum Error {
         /// What was wrong, naming the field.
         message: String,
     },
+    /// A chart of a compare could not be drawn.
+    #[error("plot: {0}")]
+    Plot(String),
     /// A turn handed to `push` breaks the turn model (e.g. a duplicate tool call id).
     #[error("invalid turn: {0}")]
     InvalidTurn(String),

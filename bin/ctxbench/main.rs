@@ -32,6 +32,9 @@ struct Common {
     /// Write the runs as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Draw each dataset's recall against the budget, a line per policy, to this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Override a policy knob for every policy: KEY=VALUE (e.g. weights.bm25=0.8); repeatable.
     #[arg(long = "set")]
     sets: Vec<String>,
@@ -130,6 +133,11 @@ fn run(common: &Common, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec
             bail!("dataset {} does not exist", d.display());
         }
     }
+    if let Some(p) = &common.plot
+        && !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    {
+        bail!("--plot {}: the chart is SVG, give the file a .svg name", p.display());
+    }
     let mut cfg = CompareConfig::new(common.datasets.clone(), policies, budgets).format(format).encoding(encoding);
     if let Some(dir) = &common.embeddings {
         cfg = cfg.embeddings(load_embeddings(dir, common.embeddings_cache.as_deref())?);
@@ -141,6 +149,10 @@ fn run(common: &Common, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec
     }
     if let Some(p) = &common.csv {
         std::fs::write(p, report.to_csv()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &common.plot {
+        let svg = ctxwin::replay::plot::svg(&report)?;
+        std::fs::write(p, svg).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(report)
 }

@@ -1,6 +1,7 @@
 //! The replay side (what ctxbench runs): loaders, probes, metrics, reports, and [`compare`].
 
 pub mod loaders;
+pub mod plot;
 pub mod synth;
 mod metrics;
 mod probes;

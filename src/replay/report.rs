@@ -23,7 +23,7 @@ pub struct CategoryResult {
 }
 
 /// One (dataset, policy, budget) run.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RunResult {
     /// Dataset name (file or folder name).
     pub dataset: String,

@@ -196,3 +196,31 @@ fn embeddings_without_the_dense_feature_say_how_to_build_it() {
     assert_eq!(code, 2);
     assert!(err.contains("--features dense"), "{err}");
 }
+
+#[test]
+fn compare_draws_a_chart_per_dataset() {
+    let svg = tmp("chart.svg");
+    let (code, _, err) = ctxbench(&[
+        "compare",
+        "--dataset",
+        "datasets/samples/synth-conversation.locomo.json",
+        "--dataset",
+        "datasets/samples/claude-code-long.jsonl",
+        "--policies",
+        "ctxwin,recency",
+        "--budgets",
+        "10%,2000",
+        "--plot",
+        svg.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&svg).unwrap_or_default();
+    assert!(text.starts_with("<svg"), "{}", text.chars().take(80).collect::<String>());
+    for needle in ["synth-conversation.locomo.json (lexical)", "claude-code-long.jsonl (lexical)", "evidence recall", "long-range recall", "recency", "10%", "2000"] {
+        assert!(text.contains(needle), "chart lacks {needle}");
+    }
+    // Only SVG is drawn, and the name says so before anything runs.
+    let (code, _, err) = ctxbench(&["compare", "--dataset", "datasets/samples/openai-chat.json", "--plot", "chart.png"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("chart.png") && err.contains(".svg"), "{err}");
+}
