@@ -16,7 +16,7 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
-struct Common {
+struct Data {
     /// Transcript file or folder (every recognized file in it); repeat for several.
     #[arg(long = "dataset", required = true)]
     datasets: Vec<PathBuf>,
@@ -26,15 +26,6 @@ struct Common {
     /// Token encoding: o200k_base or cl100k_base.
     #[arg(long, default_value = "o200k_base")]
     encoding: String,
-    /// Write the runs as JSON (`{"runs": [...]}`) to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Write the runs as CSV to this file.
-    #[arg(long)]
-    csv: Option<PathBuf>,
-    /// Draw each dataset's recall against the budget, a line per policy, to this SVG file.
-    #[arg(long)]
-    plot: Option<PathBuf>,
     /// Override a policy knob for every policy: KEY=VALUE (e.g. weights.bm25=0.8); repeatable.
     #[arg(long = "set")]
     sets: Vec<String>,
@@ -45,6 +36,21 @@ struct Common {
     /// Disk cache of embeddings for replays (default: embeddings.cache in the model folder).
     #[arg(long)]
     embeddings_cache: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    #[command(flatten)]
+    data: Data,
+    /// Write the runs as JSON (`{"runs": [...]}`) to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the runs as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Draw each dataset's recall against the budget, a line per policy, to this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +89,32 @@ enum Cmd {
         /// Print the request as JSON in this shape instead: openai or anthropic.
         #[arg(long)]
         render: Option<String>,
+    },
+    /// Tune a policy's knobs on part of the transcripts and check the result on the rest.
+    Tune {
+        #[command(flatten)]
+        data: Data,
+        /// The policy to start from: a preset or a policy file.
+        #[arg(long, default_value = "ctxwin")]
+        policy: String,
+        /// Comma-separated budgets the objective averages over: tokens or shares (10%).
+        #[arg(long, default_value = "2000")]
+        budgets: String,
+        /// A knob and the values to try: KEY=V1,V2,... (e.g. context_boost=0,0.3,0.6); repeatable.
+        #[arg(long = "param", required = true)]
+        params: Vec<String>,
+        /// Share of each dataset's transcripts held out to check the tuned policy (0: none).
+        #[arg(long, default_value_t = 0.3)]
+        holdout: f64,
+        /// Seed of the train / held-out split.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Most rounds of coordinate ascent over the knobs.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Write the tuned policy (TOML) to this file; without it, it is printed.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Replay one policy at one budget.
     Replay {
@@ -124,23 +156,30 @@ fn budgets(spec: &str) -> anyhow::Result<Vec<BudgetSpec>> {
         .collect()
 }
 
-fn run(common: &Common, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> anyhow::Result<CompareReport> {
-    let format = Format::parse(&common.format)
-        .with_context(|| format!("unknown --format `{}` (one of: {})", common.format, Format::NAMES.join(", ")))?;
-    let encoding = Encoding::parse(&common.encoding).with_context(|| format!("unknown --encoding `{}`", common.encoding))?;
-    for d in &common.datasets {
+/// The format and encoding asked for, once every dataset is known to exist.
+fn data_options(data: &Data) -> anyhow::Result<(Format, Encoding)> {
+    let format = Format::parse(&data.format)
+        .with_context(|| format!("unknown --format `{}` (one of: {})", data.format, Format::NAMES.join(", ")))?;
+    let encoding = Encoding::parse(&data.encoding).with_context(|| format!("unknown --encoding `{}`", data.encoding))?;
+    for d in &data.datasets {
         if !d.exists() {
             bail!("dataset {} does not exist", d.display());
         }
     }
+    Ok((format, encoding))
+}
+
+fn run(common: &Common, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> anyhow::Result<CompareReport> {
+    let data = &common.data;
+    let (format, encoding) = data_options(data)?;
     if let Some(p) = &common.plot
         && !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"))
     {
         bail!("--plot {}: the chart is SVG, give the file a .svg name", p.display());
     }
-    let mut cfg = CompareConfig::new(common.datasets.clone(), policies, budgets).format(format).encoding(encoding);
-    if let Some(dir) = &common.embeddings {
-        cfg = cfg.embeddings(load_embeddings(dir, common.embeddings_cache.as_deref())?);
+    let mut cfg = CompareConfig::new(data.datasets.clone(), policies, budgets).format(format).encoding(encoding);
+    if let Some(dir) = &data.embeddings {
+        cfg = cfg.embeddings(load_embeddings(dir, data.embeddings_cache.as_deref())?);
     }
     let report = compare(&cfg)?;
     print!("{}", report.table());
@@ -177,6 +216,39 @@ fn load_embeddings(_dir: &std::path::Path, _cache: Option<&std::path::Path>) -> 
     bail!("this ctxbench was built without the `dense` feature: rebuild with `cargo build --release --features dense` (and run scripts/fetch-models.sh)")
 }
 
+/// `KEY=V1,V2,...` into the knob and its values.
+fn param(spec: &str) -> anyhow::Result<(String, Vec<String>)> {
+    let (k, v) = spec.split_once('=').with_context(|| format!("--param {spec}: expected KEY=V1,V2,..."))?;
+    let values: Vec<String> = v.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect();
+    if k.trim().is_empty() || values.is_empty() {
+        bail!("--param {spec}: expected KEY=V1,V2,...");
+    }
+    Ok((k.trim().to_string(), values))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tune(data: &Data, policy: &str, b: &str, params: &[String], holdout: f64, seed: u64, rounds: usize, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let (format, encoding) = data_options(data)?;
+    let (_, start) = load_policy(policy, &data.sets)?;
+    let params = params.iter().map(|p| param(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut replay = CompareConfig::new(data.datasets.clone(), vec![("start".into(), start)], budgets(b)?).format(format).encoding(encoding);
+    if let Some(dir) = &data.embeddings {
+        replay = replay.embeddings(load_embeddings(dir, data.embeddings_cache.as_deref())?);
+    }
+    let cfg = ctxwin::replay::TuneConfig::new(replay, params).holdout(holdout).seed(seed).rounds(rounds);
+    let report = ctxwin::replay::tune(&cfg)?;
+    print!("{}", report.table());
+    let toml = report.policy.to_toml();
+    match out {
+        Some(p) => {
+            std::fs::write(p, &toml).with_context(|| format!("writing {}", p.display()))?;
+            println!("tuned policy written to {}", p.display());
+        }
+        None => print!("{toml}"),
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     match try_main() {
         Ok(code) => code,
@@ -191,7 +263,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let report = match &cli.cmd {
         Cmd::Compare { common, policies, budgets: b } => {
-            let ps = policies.split(',').filter(|s| !s.trim().is_empty()).map(|s| load_policy(s.trim(), &common.sets)).collect::<anyhow::Result<Vec<_>>>()?;
+            let ps = policies.split(',').filter(|s| !s.trim().is_empty()).map(|s| load_policy(s.trim(), &common.data.sets)).collect::<anyhow::Result<Vec<_>>>()?;
             run(common, ps, budgets(b)?)?
         }
         Cmd::Window { dataset, format, transcript, question, policy, budget, render } => {
@@ -215,7 +287,11 @@ evidence: {:?}", q.question(), q.answer(), q.evidence());
             }
             return Ok(ExitCode::SUCCESS);
         }
-        Cmd::Replay { common, policy, budget } => run(common, vec![load_policy(policy, &common.sets)?], budgets(budget)?)?,
+        Cmd::Replay { common, policy, budget } => run(common, vec![load_policy(policy, &common.data.sets)?], budgets(budget)?)?,
+        Cmd::Tune { data, policy, budgets: b, params, holdout, seed, rounds, out } => {
+            tune(data, policy, b, params, *holdout, *seed, *rounds, out.as_deref())?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     // Validity is part of the result: a window over budget or a split tool pair fails the run.
     let bad: usize = report.runs.iter().map(|r| r.budget_violations + r.pair_violations).sum();

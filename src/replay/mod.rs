@@ -3,6 +3,7 @@
 pub mod loaders;
 pub mod plot;
 pub mod synth;
+mod tune;
 mod metrics;
 mod probes;
 mod report;
@@ -19,6 +20,7 @@ pub use metrics::{answer_present, normalize_answer, pair_violations, Percentiles
 pub use probes::BudgetSpec;
 pub use report::{CategoryResult, CompareReport, RunResult};
 pub use transcript::{GoldAction, LoadNotes, QaItem, Transcript};
+pub use tune::{tune, Step, TuneConfig, TuneReport};
 
 use crate::dense::EmbeddingService;
 use crate::error::{Error, Result};
@@ -77,32 +79,8 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
         for t in &transcripts {
             notes.add(t.notes());
         }
-        // Replays run in their own pool: an embedding model may use rayon's global pool, which must
-        // stay free while replay threads wait for embeddings.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("ctxbench-replay-{i}"))
-            .build()
-            .map_err(|e| Error::Policy { source_name: None, message: format!("cannot start replay threads: {e}") })?;
-        let per: Vec<Vec<probes::Partial>> = pool.install(|| {
-            transcripts
-            .par_iter()
-            .map(|t| {
-                let dense = cfg.embeddings.as_ref();
-                if t.qa().is_empty() {
-                    probes::run_hindsight(t, &cfg.policies, &cfg.budgets, cfg.encoding, dense)
-                } else {
-                    probes::run_qa(t, &cfg.policies, &cfg.budgets, cfg.encoding, dense)
-                }
-            })
-            .collect::<Result<Vec<_>>>()
-        })?;
-        let n_combos = cfg.policies.len() * cfg.budgets.len();
-        let mut merged: Vec<probes::Partial> = vec![probes::Partial::default(); n_combos];
-        for parts in per {
-            for (m, p) in merged.iter_mut().zip(parts) {
-                m.merge(p);
-            }
-        }
+        let refs: Vec<&Transcript> = transcripts.iter().collect();
+        let merged = evaluate(&refs, &cfg.policies, &cfg.budgets, cfg.encoding, cfg.embeddings.as_ref())?;
         let name = dataset_name(path);
         for (k, m) in merged.into_iter().enumerate() {
             let (pi, bi) = (k / cfg.budgets.len(), k % cfg.budgets.len());
@@ -122,6 +100,42 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
         None => "lexical".to_string(),
     };
     Ok(CompareReport { runs, wall_s: start.elapsed().as_secs_f64(), encoding: cfg.encoding.as_str().to_string(), mode })
+}
+
+/// Replays `transcripts` with every policy at every budget, in parallel across transcripts, and
+/// merges the results per (policy, budget), in `policies × budgets` order (deterministic).
+pub(crate) fn evaluate(
+    transcripts: &[&Transcript],
+    policies: &[(String, Policy)],
+    budgets: &[BudgetSpec],
+    encoding: Encoding,
+    dense: Option<&Arc<EmbeddingService>>,
+) -> Result<Vec<probes::Partial>> {
+    // Replays run in their own pool: an embedding model may use rayon's global pool, which must
+    // stay free while replay threads wait for embeddings.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("ctxbench-replay-{i}"))
+        .build()
+        .map_err(|e| Error::Policy { source_name: None, message: format!("cannot start replay threads: {e}") })?;
+    let per: Vec<Vec<probes::Partial>> = pool.install(|| {
+        transcripts
+            .par_iter()
+            .map(|t| {
+                if t.qa().is_empty() {
+                    probes::run_hindsight(t, policies, budgets, encoding, dense)
+                } else {
+                    probes::run_qa(t, policies, budgets, encoding, dense)
+                }
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut merged: Vec<probes::Partial> = vec![probes::Partial::default(); policies.len() * budgets.len()];
+    for parts in per {
+        for (m, p) in merged.iter_mut().zip(parts) {
+            m.merge(p);
+        }
+    }
+    Ok(merged)
 }
 
 /// Assembles one window for inspection: transcript `index` of the dataset at `path`, pushed

@@ -224,3 +224,29 @@ fn compare_draws_a_chart_per_dataset() {
     assert_eq!(code, 2);
     assert!(err.contains("chart.png") && err.contains(".svg"), "{err}");
 }
+
+#[test]
+fn tune_writes_a_policy_that_compare_loads() {
+    let Some(locomo) = super::shared("locomo") else { return };
+    let locomo = locomo.to_str().unwrap_or_default().to_string();
+    let out = tmp("tuned.toml");
+    let out_s = out.to_str().unwrap_or_default().to_string();
+    let (code, stdout, err) =
+        ctxbench(&["tune", "--dataset", &locomo, "--budgets", "1000", "--param", "context_boost=0,0.3", "--rounds", "1", "--out", &out_s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("held out (3 transcripts)"), "{stdout}");
+    let chosen = stdout.lines().find_map(|l| l.strip_prefix("chosen: context_boost=")).map(str::trim).unwrap_or_default();
+    let toml = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(toml.contains(&format!("context_boost = {chosen}")), "{chosen:?} in\n{toml}");
+    // The file is a policy like any other.
+    let (code, stdout, err) = ctxbench(&["compare", "--dataset", "datasets/samples/openai-chat.json", "--policies", &out_s, "--budgets", "25%"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("tuned"), "{stdout}");
+    // Bad knobs and bad syntax are errors before anything runs.
+    let (code, _, err) = ctxbench(&["tune", "--dataset", &locomo, "--param", "weights.bm26=1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bm26"), "{err}");
+    let (code, _, err) = ctxbench(&["tune", "--dataset", &locomo, "--param", "context_boost"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("KEY=V1"), "{err}");
+}

@@ -6,6 +6,7 @@ mod props;
 mod qa_loaders;
 mod replay_validity;
 mod tokens;
+mod tune;
 
 /// A file or folder of `../shared/datasets`, or `None` (with a message naming it) when it is absent.
 pub(crate) fn shared(rel: &str) -> Option<std::path::PathBuf> {
