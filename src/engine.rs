@@ -325,6 +325,11 @@ impl Engine {
         self.dense.is_some()
     }
 
+    /// The embedding model's id, when dense retrieval is on.
+    pub fn embedding_model(&self) -> Option<&str> {
+        self.dense.as_ref().map(|d| d.service.model_id())
+    }
+
     /// Waits until every pushed turn is embedded (a no-op without embeddings). `assemble` never
     /// waits: turns not embedded yet are scored lexically. Replays call this for determinism.
     pub fn wait_for_embeddings(&mut self) -> Result<()> {

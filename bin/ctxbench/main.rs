@@ -89,6 +89,12 @@ enum Cmd {
         /// Print the request as JSON in this shape instead: openai or anthropic.
         #[arg(long)]
         render: Option<String>,
+        /// Hybrid retrieval with the embedding model in this folder (see `compare --embeddings`).
+        #[arg(long)]
+        embeddings: Option<PathBuf>,
+        /// Disk cache of embeddings (default: embeddings.cache in the model folder).
+        #[arg(long)]
+        embeddings_cache: Option<PathBuf>,
     },
     /// Tune a policy's knobs on part of the transcripts and check the result on the rest.
     Tune {
@@ -266,15 +272,23 @@ fn try_main() -> anyhow::Result<ExitCode> {
             let ps = policies.split(',').filter(|s| !s.trim().is_empty()).map(|s| load_policy(s.trim(), &common.data.sets)).collect::<anyhow::Result<Vec<_>>>()?;
             run(common, ps, budgets(b)?)?
         }
-        Cmd::Window { dataset, format, transcript, question, policy, budget, render } => {
+        Cmd::Window { dataset, format, transcript, question, policy, budget, render, embeddings, embeddings_cache } => {
             let format = Format::parse(format).with_context(|| format!("unknown --format `{format}`"))?;
             let (_, p) = load_policy(policy, &[])?;
-            let (w, mut e, qa) = ctxwin::replay::inspect_window(dataset, format, *transcript, *question, &p, *budget, Encoding::O200kBase)?;
+            let dense = match embeddings {
+                Some(dir) => Some(load_embeddings(dir, embeddings_cache.as_deref())?),
+                None => None,
+            };
+            let (w, mut e, qa) = ctxwin::replay::inspect_window(dataset, format, *transcript, *question, &p, *budget, Encoding::O200kBase, dense)?;
             match render.as_deref() {
                 Some("openai") => println!("{}", serde_json::to_string_pretty(&w.to_openai())?),
                 Some("anthropic") => println!("{}", serde_json::to_string_pretty(&w.to_anthropic())?),
                 Some(other) => bail!("unknown --render `{other}` (openai or anthropic)"),
                 None => {
+                    match e.embedding_model() {
+                        Some(m) => println!("mode: hybrid ({m})"),
+                        None => println!("mode: lexical"),
+                    }
                     if let Some(q) = &qa {
                         println!("question: {}
 answer: {:?}

@@ -140,8 +140,9 @@ pub(crate) fn evaluate(
 
 /// Assembles one window for inspection: transcript `index` of the dataset at `path`, pushed
 /// whole, then `assemble(query, budget)` — the query being QA item `question` of the transcript
-/// when given, else the default per-turn query. Returns the window and its engine (to render or
-/// outline it).
+/// when given, else the default per-turn query — with dense retrieval when a service is given.
+/// Returns the window and its engine (to render or outline it).
+#[allow(clippy::too_many_arguments)]
 pub fn inspect_window(
     path: &Path,
     format: Format,
@@ -150,20 +151,32 @@ pub fn inspect_window(
     policy: &Policy,
     budget: usize,
     encoding: Encoding,
+    dense: Option<Arc<EmbeddingService>>,
 ) -> Result<(crate::window::Window, crate::engine::Engine, Option<QaItem>)> {
     let transcripts = loaders::load_path(path, format)?;
     let t = transcripts.get(index).ok_or_else(|| Error::InvalidPath {
         path: path.to_path_buf(),
         message: format!("transcript {index} does not exist ({} transcripts)", transcripts.len()),
     })?;
-    let mut e = crate::engine::Engine::new(crate::engine::EngineConfig::default().encoding(encoding))?;
+    let mut cfg = crate::engine::EngineConfig::default().encoding(encoding);
+    if let Some(s) = dense {
+        cfg = cfg.embeddings(s);
+    }
+    let mut e = crate::engine::Engine::new(cfg)?;
     for (layer, text) in t.pins() {
         e.pin(*layer, text.clone(), 0);
     }
     for turn in t.turns() {
         e.push(turn.clone())?;
     }
-    let qa = question.and_then(|q| t.qa().get(q).cloned());
+    e.wait_for_embeddings()?;
+    let qa = match question {
+        Some(q) => Some(t.qa().get(q).cloned().ok_or_else(|| Error::InvalidPath {
+            path: path.to_path_buf(),
+            message: format!("question {q} does not exist ({} questions in transcript {index})", t.qa().len()),
+        })?),
+        None => None,
+    };
     let mut a = crate::engine::Assembler::new(policy.clone());
     let w = e.assemble_with(&mut a, budget, qa.as_ref().map(|q| q.question()))?;
     Ok((w, e, qa))

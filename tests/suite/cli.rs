@@ -126,12 +126,41 @@ fn bad_arguments_give_clear_errors() {
 fn window_subcommand_prints_one_line_per_message() {
     let (code, out, err) = ctxbench(&["window", "--dataset", "datasets/samples/openai-chat.json", "--budget", "400"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.lines().next().is_some_and(|l| l.starts_with("system") && l.contains("pins")), "{out}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("mode: lexical"), "{out}");
+    assert!(lines.next().is_some_and(|l| l.starts_with("system") && l.contains("pins")), "{out}");
     assert!(out.contains("/ budget 400 tokens"), "{out}");
     let (code, out, _) = ctxbench(&["window", "--dataset", "datasets/samples/openai-chat.json", "--budget", "400", "--render", "anthropic"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
     assert_eq!(ctxwin::check_anthropic(&v), Ok(()));
+    // A question the transcript does not have is an error, not a window for another query.
+    let (code, _, err) = ctxbench(&["window", "--dataset", "datasets/samples/synth-conversation.locomo.json", "--question", "9999"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("question 9999 does not exist"), "{err}");
+}
+
+#[cfg(feature = "dense")]
+#[test]
+fn window_with_embeddings_runs_hybrid_and_stays_valid() {
+    let cache = tmp("window.cache");
+    let args = ["window", "--dataset", "datasets/samples/synth-conversation.locomo.json", "--question", "0", "--budget", "600", "--render", "openai"];
+    let (code, lexical, err) = ctxbench(&args);
+    assert_eq!(code, 0, "{err}");
+    let mut hybrid_args = args.to_vec();
+    hybrid_args.extend(["--embeddings", "models/all-MiniLM-L6-v2", "--embeddings-cache", cache.to_str().unwrap_or_default()]);
+    let (code, hybrid, err) = ctxbench(&hybrid_args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("hybrid retrieval with all-MiniLM-L6-v2"), "{err}");
+    for out in [&lexical, &hybrid] {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap_or_default();
+        assert_eq!(ctxwin::check_openai(&v), Ok(()));
+    }
+    // The outline says which mode built the window.
+    let outline_args: Vec<&str> = hybrid_args.iter().copied().filter(|a| *a != "--render" && *a != "openai").collect();
+    let (code, out, err) = ctxbench(&outline_args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("mode: hybrid (all-MiniLM-L6-v2")), "{out}");
 }
 
 /// Parallel replays merge in a fixed order: two runs give the same results but for timings.
