@@ -5,7 +5,7 @@
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use ctxwin::{Embedder, EmbeddingCache, EmbeddingService, Engine, EngineConfig, Fate, Policy, Turn};
+use ctxwin::{Embedder, EmbeddingCache, EmbeddingService, Engine, EngineConfig, Policy, Turn};
 
 /// A deterministic stand-in for a model: a bag of lowercase words hashed into 64 buckets,
 /// normalised. It records every text it is asked to embed.
@@ -142,7 +142,7 @@ fn the_real_model_finds_a_paraphrase_that_bm25_cannot() {
     let kept = |e: &mut Engine| match e.assemble_for(budget, question) {
         Ok(w) => {
             assert!(w.total_tokens() <= budget);
-            (w.report()[7].fate == Fate::Kept, w.report()[7].score)
+            (w.report()[7].fate == ctxwin::Fate::Kept, w.report()[7].score)
         }
         Err(err) => panic!("{err}"),
     };
