@@ -639,7 +639,9 @@ impl Engine {
     }
 
     /// Upper bound of a gap marker's tokens in this history. A marker begins the content of the
-    /// turn after the gap; the one token of slack covers how it joins that content.
+    /// turn after the gap, and the space joining them merges into the content's first token (the
+    /// recount tests check the totals; `assemble`'s fix-up would catch an exception). The one
+    /// marker that may stand alone pays its message framing from the selection's reserve.
     fn marker_bound(&mut self) -> usize {
         let widest = self.counter.count(&marker_text(&nines(self.store.len())));
         widest.max(self.counter.count(&marker_text("1")))
@@ -683,8 +685,6 @@ impl Engine {
         if !rag {
             // A gap after the last turn shown has no turn to ride on: its marker is a message.
             sel.reserve(MESSAGE_OVERHEAD);
-        }
-        if !rag {
             let (tail_turns, tail_share) =
                 if per_turn { (policy.tail_turns, policy.tail_share) } else { (policy.query_tail_turns, policy.query_tail_share) };
             let tail_limit = ((avail as f32) * tail_share) as usize;
@@ -891,30 +891,36 @@ impl Engine {
                     for id in r.clone() {
                         let form = self.form_of(id, policy, plan.clear_before);
                         let (mut msgs, mut cost) = self.form_messages(id, form);
-                        let ts = self.turn_ts.get(id).copied().flatten();
-                        if let (Some(t), Some(tsid)) = (self.store.get(id).and_then(|t| t.turn.timestamp()), ts) {
+                        // The first turn of a date carries its header; the turn after a gap, the
+                        // gap's marker before that. Both go on its first message that is not a
+                        // tool result, counted once.
+                        let mut date_header = None;
+                        if let (Some(t), Some(tsid)) = (self.store.get(id).and_then(|t| t.turn.timestamp()), self.turn_ts.get(id).copied().flatten()) {
                             if Some(tsid) != last_ts {
-                                if let Some(m) = msgs.iter_mut().find(|m| m.tool_call_id.is_none()) {
-                                    let before = self.counter.count(&m.content);
-                                    m.content = format!("{}{}", header(t), m.content);
-                                    cost = (cost + self.counter.count(&m.content)).saturating_sub(before);
-                                }
+                                date_header = Some(header(t));
                             }
                             last_ts = Some(tsid);
                         }
-                        if let Some((first, last)) = pending_marker.take() {
-                            let text = marker_text(&(last - first + 1).to_string());
+                        let marker = pending_marker.take();
+                        if date_header.is_some() || marker.is_some() {
                             match msgs.iter_mut().find(|m| m.tool_call_id.is_none()) {
                                 Some(m) => {
                                     let before = self.counter.count(&m.content);
-                                    m.content = if m.content.is_empty() { text } else { format!("{text} {}", m.content) };
-                                    m.omitted = Some((first, last));
+                                    let mut content = date_header.unwrap_or_default() + &m.content;
+                                    if let Some((first, last)) = marker {
+                                        let text = marker_text(&(last - first + 1).to_string());
+                                        content = if content.is_empty() { text } else { format!("{text} {content}") };
+                                        m.omitted = Some((first, last));
+                                    }
+                                    m.content = content;
                                     cost = (cost + self.counter.count(&m.content)).saturating_sub(before);
                                 }
                                 None => {
-                                    let (m, n) = self.marker_message(first, last);
-                                    total += n;
-                                    messages.push(m);
+                                    if let Some((first, last)) = marker {
+                                        let (m, n) = self.marker_message(first, last);
+                                        total += n;
+                                        messages.push(m);
+                                    }
                                 }
                             }
                         }

@@ -162,8 +162,8 @@ fn budgets(spec: &str) -> anyhow::Result<Vec<BudgetSpec>> {
         .collect()
 }
 
-/// The format and encoding asked for, once every dataset is known to exist.
-fn data_options(data: &Data) -> anyhow::Result<(Format, Encoding)> {
+/// The replay the data options ask for (every dataset known to exist, embeddings loaded).
+fn replay_config(data: &Data, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> anyhow::Result<CompareConfig> {
     let format = Format::parse(&data.format)
         .with_context(|| format!("unknown --format `{}` (one of: {})", data.format, Format::NAMES.join(", ")))?;
     let encoding = Encoding::parse(&data.encoding).with_context(|| format!("unknown --encoding `{}`", data.encoding))?;
@@ -172,22 +172,20 @@ fn data_options(data: &Data) -> anyhow::Result<(Format, Encoding)> {
             bail!("dataset {} does not exist", d.display());
         }
     }
-    Ok((format, encoding))
+    let mut cfg = CompareConfig::new(data.datasets.clone(), policies, budgets).format(format).encoding(encoding);
+    if let Some(dir) = &data.embeddings {
+        cfg = cfg.embeddings(load_embeddings(dir, data.embeddings_cache.as_deref())?);
+    }
+    Ok(cfg)
 }
 
 fn run(common: &Common, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> anyhow::Result<CompareReport> {
-    let data = &common.data;
-    let (format, encoding) = data_options(data)?;
     if let Some(p) = &common.plot
         && !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"))
     {
         bail!("--plot {}: the chart is SVG, give the file a .svg name", p.display());
     }
-    let mut cfg = CompareConfig::new(data.datasets.clone(), policies, budgets).format(format).encoding(encoding);
-    if let Some(dir) = &data.embeddings {
-        cfg = cfg.embeddings(load_embeddings(dir, data.embeddings_cache.as_deref())?);
-    }
-    let report = compare(&cfg)?;
+    let report = compare(&replay_config(&common.data, policies, budgets)?)?;
     print!("{}", report.table());
     if let Some(p) = &common.json {
         std::fs::write(p, report.to_json()).with_context(|| format!("writing {}", p.display()))?;
@@ -234,13 +232,9 @@ fn param(spec: &str) -> anyhow::Result<(String, Vec<String>)> {
 
 #[allow(clippy::too_many_arguments)]
 fn tune(data: &Data, policy: &str, b: &str, params: &[String], holdout: f64, seed: u64, rounds: usize, out: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let (format, encoding) = data_options(data)?;
     let (_, start) = load_policy(policy, &data.sets)?;
     let params = params.iter().map(|p| param(p)).collect::<anyhow::Result<Vec<_>>>()?;
-    let mut replay = CompareConfig::new(data.datasets.clone(), vec![("start".into(), start)], budgets(b)?).format(format).encoding(encoding);
-    if let Some(dir) = &data.embeddings {
-        replay = replay.embeddings(load_embeddings(dir, data.embeddings_cache.as_deref())?);
-    }
+    let replay = replay_config(data, vec![("start".into(), start)], budgets(b)?)?;
     let cfg = ctxwin::replay::TuneConfig::new(replay, params).holdout(holdout).seed(seed).rounds(rounds);
     let report = ctxwin::replay::tune(&cfg)?;
     print!("{}", report.table());
@@ -275,10 +269,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Cmd::Window { dataset, format, transcript, question, policy, budget, render, embeddings, embeddings_cache } => {
             let format = Format::parse(format).with_context(|| format!("unknown --format `{format}`"))?;
             let (_, p) = load_policy(policy, &[])?;
-            let dense = match embeddings {
-                Some(dir) => Some(load_embeddings(dir, embeddings_cache.as_deref())?),
-                None => None,
-            };
+            let dense = embeddings.as_deref().map(|dir| load_embeddings(dir, embeddings_cache.as_deref())).transpose()?;
             let (w, mut e, qa) = ctxwin::replay::inspect_window(dataset, format, *transcript, *question, &p, *budget, Encoding::O200kBase, dense)?;
             match render.as_deref() {
                 Some("openai") => println!("{}", serde_json::to_string_pretty(&w.to_openai())?),

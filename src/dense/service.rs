@@ -115,24 +115,20 @@ impl EmbeddingService {
         self.dim
     }
 
-    /// Unit vectors of `texts`, embedding only the ones not cached (as background work).
+    /// Unit vectors of `texts`, embedding only the ones not cached, as background work: waiting
+    /// queries go first.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Arc<[f32]>>> {
-        self.embed_on(Lane::Background, texts, false)
+        self.embed_on(Lane::Background, texts)
     }
 
     /// The unit vector of a query, ahead of any background work.
     pub fn embed_query(&self, text: &str) -> Result<Arc<[f32]>> {
-        self.embed_on(Lane::Query, &[text], false)?
+        self.embed_on(Lane::Query, &[text])?
             .pop()
             .ok_or_else(|| Error::Embeddings("the embedder returned no vector".into()))
     }
 
-    /// Background work that lets waiting queries go first.
-    fn embed_behind_queries(&self, texts: &[&str]) -> Result<Vec<Arc<[f32]>>> {
-        self.embed_on(Lane::Background, texts, true)
-    }
-
-    fn embed_on(&self, lane: Lane, texts: &[&str], yield_to_queries: bool) -> Result<Vec<Arc<[f32]>>> {
+    fn embed_on(&self, lane: Lane, texts: &[&str]) -> Result<Vec<Arc<[f32]>>> {
         let lookup = self.cache.lock().map_err(|_| poisoned())?.lookup(&self.model_id, self.dim, texts)?;
         let vectors = if lookup.misses().is_empty() {
             Vec::new()
@@ -153,7 +149,7 @@ impl EmbeddingService {
                     self.background.lock().map_err(|_| poisoned())?.embed(&miss)?
                 }
                 (Lane::Background, _) => {
-                    while yield_to_queries && self.queries.load(Ordering::Acquire) > 0 {
+                    while self.queries.load(Ordering::Acquire) > 0 {
                         std::thread::sleep(Duration::from_micros(200));
                     }
                     self.background.lock().map_err(|_| poisoned())?.embed(&miss)?
@@ -196,7 +192,7 @@ impl EmbedWorker {
                     }
                 }
                 let texts: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
-                match service.embed_behind_queries(&texts) {
+                match service.embed(&texts) {
                     Ok(vs) => {
                         for ((id, _), v) in batch.iter().zip(vs) {
                             if done.send((*id, Ok(v))).is_err() {
@@ -309,7 +305,7 @@ mod tests {
         // A query is waiting for the model (as if blocked on the lock).
         service.queries.fetch_add(1, Ordering::AcqRel);
         let bg = Arc::clone(&service);
-        let handle = std::thread::spawn(move || bg.embed_behind_queries(&["background"]).map(|v| v.len()));
+        let handle = std::thread::spawn(move || bg.embed(&["background"]).map(|v| v.len()));
         std::thread::sleep(Duration::from_millis(60));
         let held_back = calls.lock().map(|c| c.is_empty()).unwrap_or(false);
         service.queries.fetch_sub(1, Ordering::AcqRel);

@@ -75,7 +75,7 @@ pub struct RunResult {
     pub load_notes: LoadNotes,
 }
 
-fn mean(sum: f64, n: usize) -> Option<f64> {
+pub(crate) fn mean(sum: f64, n: usize) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 

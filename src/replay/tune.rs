@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::replay::probes::Partial;
+use crate::replay::report::mean;
 use crate::replay::{evaluate, loaders, CompareConfig, Transcript};
 
 /// What to tune: the replay to run (datasets, the starting policy as its only policy, budgets,
@@ -112,7 +113,6 @@ pub(crate) fn held_out_indices(n: usize, share: f64, seed: u64) -> Vec<usize> {
 
 /// The headline recall of one merged result (None when it measured nothing).
 fn headline(p: &Partial) -> Option<f64> {
-    let mean = |sum: f64, n: usize| (n > 0).then(|| sum / n as f64);
     mean(p.recall_sum, p.recall_n).or_else(|| mean(p.long_sum, p.long_n)).or_else(|| mean(p.ref_sum, p.ref_n))
 }
 
