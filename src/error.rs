@@ -62,7 +62,25 @@ pub enum Error {
     },
     /// The full-text index failed.
     #[error("lexical index: {0}")]
-    Index(String),
+    Index(#[from] tantivy::TantivyError),
+    /// A dataset has no transcript (or a transcript no QA item) at the index asked for.
+    #[error("{}: no {what} {index} (it has {count})", path.display())]
+    NoSuchItem {
+        /// The dataset.
+        path: PathBuf,
+        /// What was asked for: `transcript` or `question`.
+        what: &'static str,
+        /// The 0-based index asked for.
+        index: usize,
+        /// How many there are.
+        count: usize,
+    },
+    /// The replay's worker threads could not be started.
+    #[error("cannot start replay threads: {0}")]
+    ThreadPool(String),
+    /// A rendered request is not what the provider's API accepts (see [`crate::check_openai`]).
+    #[error(transparent)]
+    InvalidRequest(#[from] crate::window::RequestError),
     /// The dense embedding backend failed or is unavailable.
     #[error("embeddings: {0}")]
     Embeddings(String),
@@ -85,11 +103,5 @@ impl Error {
     /// An `Io` error for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
-    }
-}
-
-impl From<tantivy::TantivyError> for Error {
-    fn from(e: tantivy::TantivyError) -> Self {
-        Error::Index(e.to_string())
     }
 }

@@ -36,29 +36,38 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod dense;
-mod error;
-mod pins;
-pub mod replay;
-mod turn;
-
-#[cfg(feature = "dense")] pub use dense::FastEmbedder;
-pub use dense::{CacheStats, DiskCacheStatus, Embedder, EmbeddingCache, EmbeddingService, VectorIndex};
-pub use error::{Error, Result};
-pub use pins::{Pin, PinId, PinLayer};
-pub use turn::{normalize, Block, NormalizeReport, Provenance, Role, Turn, TurnId, MISSING_RESULT_TEXT};
-mod lexical;
-mod refs;
-mod tokens;
-pub use refs::salient_terms;
-pub use tokens::{count_reference, Encoding, TokenCounter, MESSAGE_OVERHEAD, REPLY_PRIMING, TOOL_CALL_OVERHEAD};
 mod engine;
+mod error;
+mod lexical;
+mod message;
+mod pins;
+mod plan;
 mod policy;
+mod refs;
+pub mod replay;
+mod retrieval;
 mod scorer;
-mod selector;
 mod store;
 mod summarizer;
+mod text;
+mod tokens;
+mod turn;
 mod window;
-pub use engine::{Assembler, Engine, EngineConfig, SearchHit};
-pub use policy::{Fusion, Policy, Strategy, Weights, PRESETS};
-pub use summarizer::{ExtractiveSummarizer, Run, Summarizer};
-pub use window::{check_anthropic, check_openai, recount_openai, Fate, Message, Origin, ReportLine, ScoreParts, SummaryInfo, Window};
+
+#[cfg(feature = "dense")]
+pub use dense::FastEmbedder;
+pub use dense::{CacheStats, DiskCacheStatus, Embedder, EmbeddingCache, EmbeddingService, VectorIndex};
+pub use engine::{Engine, EngineConfig, SearchHit};
+pub use error::{Error, Result};
+pub use message::{Message, Origin, ToolCallOut};
+pub use pins::{Pin, PinId, PinLayer};
+pub use plan::{PlanState, Request};
+pub use policy::{Fusion, Policy, Preset, Strategy, Weights, PRESETS};
+pub use refs::salient_terms;
+pub use scorer::ScoreParts;
+pub use summarizer::{ExtractiveSummarizer, Run, RunTurn, Summarizer, Summary};
+pub use tokens::{count_reference, Encoding, TokenCounter, MESSAGE_OVERHEAD, REPLY_PRIMING, TOOL_CALL_OVERHEAD};
+pub use turn::{normalize, Block, NormalizeReport, Provenance, Role, Turn, TurnId, MISSING_RESULT_TEXT};
+pub use window::anthropic::check_anthropic;
+pub use window::openai::{check_openai, recount_openai};
+pub use window::{Api, Fate, Problem, ReportLine, RequestError, SummaryInfo, Window};

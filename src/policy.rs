@@ -78,7 +78,7 @@ impl Default for Weights {
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     /// Preset the policy starts from (a file's other fields override it).
-    pub(crate) preset: String,
+    pub(crate) preset: Preset,
     /// Selection strategy.
     pub(crate) strategy: Strategy,
     /// Score weights.
@@ -151,7 +151,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            preset: "ctxwin".into(),
+            preset: Preset::Ctxwin,
             strategy: Strategy::Scored,
             weights: Weights::default(),
             fusion: Fusion::Weighted,
@@ -189,12 +189,59 @@ impl Default for Policy {
 /// Names of the built-in presets.
 pub const PRESETS: &[&str] = &["ctxwin", "recency", "rag", "compaction", "tool-clearing"];
 
+/// A built-in preset: ctxwin's own default and the peers' behaviours as baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// ctxwin: scored spans, recent tail, summaries, stable prefix.
+    Ctxwin,
+    /// LangChain `trim_messages(strategy="last")`.
+    Recency,
+    /// BM25 top-k, chronological.
+    Rag,
+    /// Claude Code / Codex compaction.
+    Compaction,
+    /// Anthropic `clear_tool_uses`.
+    ToolClearing,
+}
+
+impl Preset {
+    /// Every preset, in [`PRESETS`] order.
+    pub const ALL: [Preset; 5] = [Preset::Ctxwin, Preset::Recency, Preset::Rag, Preset::Compaction, Preset::ToolClearing];
+
+    /// Its name, as in policy files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Ctxwin => "ctxwin",
+            Preset::Recency => "recency",
+            Preset::Rag => "rag",
+            Preset::Compaction => "compaction",
+            Preset::ToolClearing => "tool-clearing",
+        }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Preset> {
+        Preset::ALL.into_iter().find(|p| p.as_str() == name).ok_or_else(|| Error::Policy {
+            source_name: None,
+            message: format!("unknown preset `{name}` (known: {})", PRESETS.join(", ")),
+        })
+    }
+}
+
 impl Policy {
     /// A built-in preset by name (see [`PRESETS`]).
     pub fn preset(name: &str) -> Result<Policy> {
+        Ok(Policy::from_preset(name.parse()?))
+    }
+
+    /// A built-in preset.
+    pub fn from_preset(preset: Preset) -> Policy {
         let base = Policy::default();
         let plain = Policy {
-            preset: name.to_string(),
+            preset,
             weights: Weights { bm25: 0.0, dense: 0.0, references: 0.0, recency: 0.0, role: 0.0, priority: 0.0, speaker: 0.0 },
             tail_turns: 0,
             tail_share: 0.0,
@@ -210,28 +257,15 @@ impl Policy {
             stable_prefix: false,
             ..base.clone()
         };
-        Ok(match name {
-            "ctxwin" => base,
-            "recency" => Policy { strategy: Strategy::Recency, ..plain },
-            "rag" => Policy {
-                strategy: Strategy::Rag,
-                weights: Weights { bm25: 1.0, ..plain.weights.clone() },
-                ..plain
-            },
-            "compaction" => Policy { strategy: Strategy::Compaction, ..plain },
-            "tool-clearing" => Policy {
-                strategy: Strategy::ToolClearing,
-                keep_tool_results: Some(3),
-                old_tool_output_max_tokens: 0,
-                ..plain
-            },
-            other => {
-                return Err(Error::Policy {
-                    source_name: None,
-                    message: format!("unknown preset `{other}` (known: {})", PRESETS.join(", ")),
-                });
+        match preset {
+            Preset::Ctxwin => base,
+            Preset::Recency => Policy { strategy: Strategy::Recency, ..plain },
+            Preset::Rag => Policy { strategy: Strategy::Rag, weights: Weights { bm25: 1.0, ..plain.weights.clone() }, ..plain },
+            Preset::Compaction => Policy { strategy: Strategy::Compaction, ..plain },
+            Preset::ToolClearing => {
+                Policy { strategy: Strategy::ToolClearing, keep_tool_results: Some(3), old_tool_output_max_tokens: 0, ..plain }
             }
-        })
+        }
     }
 
     /// Parses a policy from TOML: `preset = "…"` first, then any knob.
@@ -263,11 +297,11 @@ impl Policy {
             return Err(policy_error(source_name, "a policy must be a table/object".into()));
         };
         let preset = match fields.get("preset") {
-            None => "ctxwin".to_string(),
-            Some(serde_json::Value::String(s)) => s.clone(),
+            None => Preset::Ctxwin,
+            Some(serde_json::Value::String(s)) => s.parse().map_err(|e: Error| policy_error(source_name, e.to_string()))?,
             Some(_) => return Err(policy_error(source_name, "field `preset` must be a string".into())),
         };
-        let base = Policy::preset(&preset).map_err(|e| policy_error(source_name, e.to_string()))?;
+        let base = Policy::from_preset(preset);
         let mut merged = serde_json::to_value(&base).map_err(|e| policy_error(source_name, e.to_string()))?;
         overlay(&mut merged, serde_json::Value::Object(fields));
         let policy: Policy = serde_json::from_value(merged).map_err(|e| policy_error(source_name, e.to_string()))?;
@@ -301,7 +335,54 @@ impl Policy {
 
     /// The preset it started from.
     pub fn preset_name(&self) -> &str {
-        &self.preset
+        self.preset.as_str()
+    }
+
+    /// The preset it started from.
+    pub fn preset_kind(&self) -> Preset {
+        self.preset
+    }
+
+    /// Sets the score weights (each must be finite and ≥ 0).
+    pub fn set_weights(&mut self, weights: Weights) -> Result<()> {
+        self.typed_change(|p| p.weights = weights)
+    }
+
+    /// Sets the recent tail of per-call windows: at most `turns` turns within `share` of the budget.
+    pub fn set_tail(&mut self, turns: usize, share: f32) -> Result<()> {
+        self.typed_change(|p| {
+            p.tail_turns = turns;
+            p.tail_share = share;
+        })
+    }
+
+    /// Sets the share of the budget kept for summaries in per-call windows.
+    pub fn set_summary_share(&mut self, share: f32) -> Result<()> {
+        self.typed_change(|p| p.summary_share = share)
+    }
+
+    /// Sets the cap on a tool output's tokens before it is shown head + tail (0: no cap).
+    pub fn set_tool_output_max_tokens(&mut self, tokens: usize) {
+        self.tool_output_max_tokens = tokens;
+    }
+
+    /// Keeps (or not) a stable prefix between per-call windows.
+    pub fn set_stable_prefix(&mut self, on: bool) {
+        self.stable_prefix = on;
+    }
+
+    /// Sets how BM25 and dense similarity are fused.
+    pub fn set_fusion(&mut self, fusion: Fusion) {
+        self.fusion = fusion;
+    }
+
+    /// Applies `change` to a copy, validates it, and keeps it only if valid.
+    fn typed_change(&mut self, change: impl FnOnce(&mut Policy)) -> Result<()> {
+        let mut p = self.clone();
+        change(&mut p);
+        p.validate().map_err(|m| policy_error(None, m))?;
+        *self = p;
+        Ok(())
     }
 
     /// The strategy.

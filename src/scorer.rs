@@ -2,10 +2,44 @@
 //! embeddings are on), shared references, recency, role and host priority. Every component is kept
 //! (for the window's report); the weights come from the policy.
 
-use crate::policy::{Fusion, Policy};
+use serde::Serialize;
+
+use crate::policy::{Fusion, Policy, Weights};
 use crate::store::Store;
 use crate::turn::{Role, TurnId};
-use crate::window::ScoreParts;
+
+/// Score components of a turn (each in `[0, 1]` before weighting) and the weighted total.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct ScoreParts {
+    /// BM25 relative to the best turn.
+    pub bm25: f32,
+    /// Dense similarity (fused), when embeddings are on.
+    pub dense: f32,
+    /// Shared references with the query.
+    pub references: f32,
+    /// Recency.
+    pub recency: f32,
+    /// Role.
+    pub role: f32,
+    /// Host priority.
+    pub priority: f32,
+    /// 1 when the turn's speaker is named in the query.
+    pub speaker: f32,
+    /// Relevance gained from the turn's exchange and session (already weighted; see the policy's
+    /// `context_boost` and `session_boost`).
+    pub context: f32,
+    /// Weighted total (including span expansion from neighbours).
+    pub total: f32,
+}
+
+impl ScoreParts {
+    /// The relevance to the query: BM25, dense similarity and shared references, fused with the
+    /// policy's weights (before context, recency, role, priority and speaker are added).
+    pub fn relevance(&self, w: &Weights) -> f32 {
+        w.bm25 * self.bm25 + w.dense * self.dense + w.references * self.references
+    }
+}
+
 
 /// What the scorer needs to know about the query.
 pub(crate) struct Query<'a> {
@@ -87,7 +121,7 @@ pub(crate) fn score(store: &Store, upto: usize, q: &Query<'_>, policy: &Policy) 
         p.priority = t.turn.priority();
         p.speaker = f32::from(u8::from(t.speaker.is_some_and(|s| named.contains(&s))));
     }
-    let relevance: Vec<f32> = parts.iter().map(|p| w.bm25 * p.bm25 + w.dense * p.dense + w.references * p.references).collect();
+    let relevance: Vec<f32> = parts.iter().map(|p| p.relevance(w)).collect();
     let context = context_boosts(&relevance, q.sessions, policy.context_boost, policy.session_boost);
     for ((p, r), c) in parts.iter_mut().zip(relevance).zip(context) {
         p.context = c;

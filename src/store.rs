@@ -6,29 +6,19 @@
 //! independent), and a store that outgrows a process maps onto Quickwit (lexical) and a vector
 //! database (dense) behind the same push / get / score interface.
 
-use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::ops::Range;
 
+use rustc_hash::FxHashMap;
+
 use crate::error::{Error, Result};
+use crate::message::{Message, Origin, ToolCallOut};
 use crate::refs::references;
 use crate::tokens::TokenCounter;
 use crate::turn::{Block, Role, Turn, TurnId, MISSING_RESULT_TEXT};
 
 /// Shown for a call whose result has not been pushed yet when a window is assembled.
 pub(crate) const PENDING_RESULT_TEXT: &str = "[tool result pending]";
-use crate::window::{Message, Origin, ToolCallOut};
-
-/// A sentence (or line) of a turn with what the extractive summarizer needs.
-#[derive(Debug, Clone)]
-pub(crate) struct Sentence {
-    /// Byte range in the turn's `text`.
-    pub(crate) range: Range<usize>,
-    /// Exact tokens of the sentence.
-    pub(crate) tokens: usize,
-    /// Information measure (references, numbers, decisions), per the summarizer.
-    pub(crate) info: f32,
-}
 
 /// A turn and what is computed once for it.
 #[derive(Debug)]
@@ -48,10 +38,6 @@ pub(crate) struct StoredTurn {
     pub(crate) ref_count: u32,
     /// Tokens of its tool output (0 when it has none).
     pub(crate) tool_output_tokens: usize,
-    /// Sentences, computed on first summarization.
-    pub(crate) sentences: OnceCell<Vec<Sentence>>,
-    /// Salient terms (paths, identifiers, long numbers, quoted strings), computed on first use.
-    pub(crate) salient: OnceCell<Vec<String>>,
 }
 
 impl StoredTurn {
@@ -76,6 +62,12 @@ pub(crate) struct Store {
     speaker_refs: HashSet<u64>,
     /// Each distinct speaker: its name and the references of its name.
     speakers: Vec<(String, Vec<u64>)>,
+    /// Each distinct timestamp (a session, or a date), interned.
+    dates: FxHashMap<String, u32>,
+    /// The interned timestamp of each turn, by turn id.
+    turn_dates: Vec<Option<u32>>,
+    /// The tool's name of each call, by call id.
+    call_names: FxHashMap<String, String>,
 }
 
 /// The `[timestamp] ` header shown on the first turn of each date in a window.
@@ -96,15 +88,9 @@ pub(crate) fn render_turn(id: TurnId, turn: &Turn) -> (Vec<Message>, String) {
             Block::ToolCall { call_id, name, arguments } => {
                 calls.push(ToolCallOut { id: call_id.clone(), name: name.clone(), arguments: arguments.to_string() })
             }
-            Block::ToolResult { call_id, content, is_error } => results.push(Message {
-                role: Role::Tool,
-                content: content.clone(),
-                tool_calls: Vec::new(),
-                tool_call_id: Some(call_id.clone()),
-                is_error: *is_error,
-                origin: origin.clone(),
-                omitted: None,
-            }),
+            Block::ToolResult { call_id, content, is_error } => {
+                results.push(Message::tool_result(call_id.clone(), content.clone(), *is_error, origin.clone()))
+            }
         }
     }
     let body = texts.join("\n");
@@ -121,7 +107,9 @@ pub(crate) fn render_turn(id: TurnId, turn: &Turn) -> (Vec<Message>, String) {
             Role::Tool => Role::User,
             r => r,
         };
-        msgs.push(Message { role, content, tool_calls: calls, tool_call_id: None, is_error: false, origin, omitted: None });
+        let mut m = Message::text(role, content, origin);
+        m.tool_calls = calls;
+        msgs.push(m);
     }
     let mut text = String::new();
     for m in &msgs {
@@ -157,8 +145,8 @@ impl Store {
             }
         }
         let id = self.turns.len();
-        let (messages, text) = render_turn(id, &turn);
-        let tokens: usize = messages.iter().map(|m| m.tokens(counter)).sum();
+        let (mut messages, text) = render_turn(id, &turn);
+        let tokens: usize = messages.iter_mut().map(|m| m.counted(counter)).sum();
         let header_extra = match (turn.timestamp(), messages.last()) {
             (Some(ts), Some(first)) => {
                 let first = messages.iter().find(|m| m.tool_call_id.is_none()).unwrap_or(first);
@@ -201,6 +189,16 @@ impl Store {
             self.open_calls.insert(c.to_string());
             self.all_calls.insert(c.to_string());
         }
+        for b in turn.blocks() {
+            if let Block::ToolCall { call_id, name, .. } = b {
+                self.call_names.insert(call_id.clone(), name.clone());
+            }
+        }
+        let date = turn.timestamp().map(|t| {
+            let next = self.dates.len() as u32;
+            *self.dates.entry(t.to_string()).or_insert(next)
+        });
+        self.turn_dates.push(date);
         self.turns.push(StoredTurn {
             turn,
             text,
@@ -210,8 +208,6 @@ impl Store {
             speaker,
             ref_count,
             tool_output_tokens,
-            sentences: OnceCell::new(),
-            salient: OnceCell::new(),
         });
         Ok(id)
     }
@@ -229,16 +225,8 @@ impl Store {
         let last_id = unit.end - 1;
         if let Some(last) = self.turns.get_mut(last_id) {
             for c in order {
-                let m = Message {
-                    role: Role::Tool,
-                    content: MISSING_RESULT_TEXT.to_string(),
-                    tool_calls: Vec::new(),
-                    tool_call_id: Some(c),
-                    is_error: true,
-                    origin: Origin::Turn { turn: last_id },
-                    omitted: None,
-                };
-                let n = m.tokens(counter);
+                let mut m = Message::tool_result(c, MISSING_RESULT_TEXT.to_string(), true, Origin::Turn { turn: last_id });
+                let n = m.counted(counter);
                 last.tokens += n;
                 last.messages.push(m);
             }
@@ -246,7 +234,7 @@ impl Store {
         self.open_calls.clear();
     }
 
-    /// Synthetic "pending" results for calls still open, to render after the last unit.
+    /// Synthetic "pending" results for calls still open, to render after the last unit (uncounted).
     pub(crate) fn pending_results(&self) -> Vec<Message> {
         let Some(unit) = self.units.last() else { return Vec::new() };
         let Some(first) = self.turns.get(unit.start) else { return Vec::new() };
@@ -254,15 +242,7 @@ impl Store {
             .turn
             .call_ids()
             .filter(|c| self.open_calls.contains(*c))
-            .map(|c| Message {
-                role: Role::Tool,
-                content: PENDING_RESULT_TEXT.to_string(),
-                tool_calls: Vec::new(),
-                tool_call_id: Some(c.to_string()),
-                is_error: false,
-                origin: Origin::Turn { turn: unit.end - 1 },
-                omitted: None,
-            })
+            .map(|c| Message::tool_result(c.to_string(), PENDING_RESULT_TEXT.to_string(), false, Origin::Turn { turn: unit.end - 1 }))
             .collect()
     }
 
@@ -287,21 +267,38 @@ impl Store {
             .collect()
     }
 
+    /// The interned timestamp (session or date) of each turn, by turn id.
+    pub(crate) fn dates(&self) -> &[Option<u32>] {
+        &self.turn_dates
+    }
 
+    /// The interned timestamp of turn `id`.
+    pub(crate) fn date(&self, id: TurnId) -> Option<u32> {
+        self.turn_dates.get(id).copied().flatten()
+    }
+
+    /// The tool's name of call `call_id`, when a call with that id was pushed.
+    pub(crate) fn call_name(&self, call_id: &str) -> Option<&str> {
+        self.call_names.get(call_id).map(String::as_str)
+    }
+
+    /// The number of turns.
     pub(crate) fn len(&self) -> usize {
         self.turns.len()
     }
 
+    /// Turn `id`.
     pub(crate) fn get(&self, id: TurnId) -> Option<&StoredTurn> {
         self.turns.get(id)
     }
 
+    /// All turns, in push order.
     pub(crate) fn turns(&self) -> &[StoredTurn] {
         &self.turns
     }
 
+    /// The atomic units (a turn, or a tool call with its results), in order.
     pub(crate) fn units(&self) -> &[Range<TurnId>] {
         &self.units
     }
-
 }

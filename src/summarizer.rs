@@ -9,10 +9,16 @@
 //! recur in tool output: an index of what the left-out turns touched, which the model can recall
 //! with search. The engine caches summaries, so the same run is not summarized again each turn.
 
+use std::ops::Range;
+
+use rustc_hash::FxHashMap;
+
+use crate::error::Result;
 use crate::refs::references;
-use crate::store::{Sentence, StoredTurn};
+use crate::store::StoredTurn;
+use crate::text::take_bytes_at_char_boundary;
 use crate::tokens::TokenCounter;
-use crate::turn::{Role, TurnId};
+use crate::turn::{Role, Turn, TurnId};
 
 /// A run of consecutive turns to summarize, with per-turn data computed once.
 pub struct Run<'a> {
@@ -21,7 +27,50 @@ pub struct Run<'a> {
     pub(crate) source_tokens: usize,
 }
 
-impl Run<'_> {
+/// One turn of a [`Run`], as a summarizer sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunTurn<'a> {
+    id: TurnId,
+    stored: &'a StoredTurn,
+}
+
+impl<'a> RunTurn<'a> {
+    /// Its id in the history.
+    pub fn id(&self) -> TurnId {
+        self.id
+    }
+    /// The turn as pushed: role, speaker, timestamp and content blocks (text, tool calls with
+    /// their names and arguments, tool results with their error flag).
+    pub fn turn(&self) -> &'a Turn {
+        &self.stored.turn
+    }
+    /// Its role.
+    pub fn role(&self) -> Role {
+        self.stored.turn.role()
+    }
+    /// Its speaker, when the transcript names one.
+    pub fn speaker(&self) -> Option<&'a str> {
+        self.stored.turn.speaker()
+    }
+    /// What the model reads of it, as one text (speaker prefix, tool calls and results included).
+    pub fn text(&self) -> &'a str {
+        &self.stored.text
+    }
+    /// Whether it holds tool results.
+    pub fn has_results(&self) -> bool {
+        self.stored.has_results()
+    }
+    /// Exact tokens of it as rendered verbatim (framing included).
+    pub fn tokens(&self) -> usize {
+        self.stored.tokens
+    }
+    /// How many distinct references (names, numbers, identifiers, paths) it makes.
+    pub fn reference_count(&self) -> usize {
+        self.stored.ref_count as usize
+    }
+}
+
+impl<'a> Run<'a> {
     /// First turn id of the run.
     pub fn first(&self) -> TurnId {
         self.first
@@ -42,24 +91,68 @@ impl Run<'_> {
     pub fn source_tokens(&self) -> usize {
         self.source_tokens
     }
-    /// The text of each turn, as the model would read it.
-    pub fn texts(&self) -> impl Iterator<Item = &str> {
-        self.turns.iter().map(|t| t.text.as_str())
+    /// The run's turns, in order.
+    pub fn turns(&self) -> impl Iterator<Item = RunTurn<'a>> + 'a {
+        let first = self.first;
+        self.turns.iter().enumerate().map(move |(i, stored)| RunTurn { id: first + i, stored })
+    }
+    /// Turn `i` of the run (0-based).
+    pub fn turn(&self, i: usize) -> Option<RunTurn<'a>> {
+        self.turns.get(i).map(|stored| RunTurn { id: self.first + i, stored })
+    }
+}
+
+/// A summary's text (message framing excluded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    text: String,
+}
+
+impl Summary {
+    /// A summary with this text.
+    pub fn new(text: impl Into<String>) -> Self {
+        Summary { text: text.into() }
+    }
+    /// Its text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+    /// Its text, owned.
+    pub fn into_text(self) -> String {
+        self.text
     }
 }
 
 /// Writes the text that stands in for a run of left-out turns.
 pub trait Summarizer: Send {
-    /// An id for caching (change it when the output for the same input would change).
+    /// An id naming the summarizer and its version: summaries are cached under it (change it when
+    /// the output for the same input would change).
     fn id(&self) -> &str;
     /// A summary of `run` in at most `max_tokens` tokens as counted by `counter` (message framing
-    /// excluded). Returning an empty string means "no summary fits": the window shows a marker.
-    fn summarize(&mut self, run: &Run<'_>, max_tokens: usize, counter: &mut TokenCounter) -> String;
+    /// excluded), or `None` when no summary fits: the window then shows a marker.
+    fn summarize(&mut self, run: &Run<'_>, max_tokens: usize, counter: &mut TokenCounter) -> Result<Option<Summary>>;
 }
 
-/// The default summarizer: extractive, deterministic, no model.
+/// A sentence (or line) of a turn with what the extractive summarizer needs.
+#[derive(Debug, Clone)]
+struct Sentence {
+    /// Byte range in the turn's text.
+    range: Range<usize>,
+    /// Exact tokens of the sentence.
+    tokens: usize,
+    /// Information measure (references, numbers, decisions).
+    info: f32,
+}
+
+/// The default summarizer: extractive, deterministic, no model. It caches each turn's sentences
+/// and salient terms by turn id, so an instance serves one history.
 #[derive(Debug, Default, Clone)]
-pub struct ExtractiveSummarizer;
+pub struct ExtractiveSummarizer {
+    /// Sentences of each turn, computed on first use.
+    sentences: FxHashMap<TurnId, Vec<Sentence>>,
+    /// Salient terms (paths, identifiers, long numbers, quoted strings) of each turn.
+    salient: FxHashMap<TurnId, Vec<String>>,
+}
 
 /// Words that mark a decision, plan or outcome.
 const DECISION_WORDS: &[&str] = &[
@@ -68,7 +161,7 @@ const DECISION_WORDS: &[&str] = &[
 ];
 
 /// Splits `text` into sentences/lines: newlines always split; `. ! ?` followed by a space split.
-pub(crate) fn split_sentences(text: &str) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn split_sentences(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let bytes = text.as_bytes();
@@ -87,7 +180,7 @@ pub(crate) fn split_sentences(text: &str) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-fn push_trimmed(text: &str, start: usize, end: usize, out: &mut Vec<std::ops::Range<usize>>) {
+fn push_trimmed(text: &str, start: usize, end: usize, out: &mut Vec<Range<usize>>) {
     let Some(s) = text.get(start..end) else { return };
     let lead = s.len() - s.trim_start().len();
     let trail = s.len() - s.trim_end().len();
@@ -104,32 +197,25 @@ fn information(s: &str) -> f32 {
     refs + 0.5 * decisions.min(2.0) + 0.1 * (s.len() as f32).sqrt().min(8.0)
 }
 
-/// Sentences of a stored turn (computed once, cached in the turn). Long tool outputs contribute their
-/// first and last lines only (head and tail), marked by the summarizer.
-pub(crate) fn sentences<'a>(t: &'a StoredTurn, counter: &mut TokenCounter) -> &'a [Sentence] {
-    t.sentences.get_or_init(|| {
-        let ranges = split_sentences(&t.text);
-        let tool = t.has_results();
-        let keep: Vec<std::ops::Range<usize>> = if tool && ranges.len() > 12 {
-            let n = ranges.len();
-            ranges.into_iter().enumerate().filter(|(i, _)| *i < 6 || *i >= n - 6).map(|(_, r)| r).collect()
-        } else {
-            ranges
-        };
-        keep.into_iter()
-            .filter_map(|r| {
-                let s = t.text.get(r.clone())?;
-                // Overlong single lines are cut at 400 bytes (on a char boundary) to keep summaries diverse.
-                let mut end = r.end.min(r.start + 400);
-                while !t.text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                let r = r.start..end;
-                let s = t.text.get(r.clone()).unwrap_or(s);
-                Some(Sentence { tokens: counter.count(s), info: information(s), range: r })
-            })
-            .collect()
-    })
+/// Sentences of a turn's text. Long tool outputs contribute their first and last lines only (head
+/// and tail).
+fn sentences(t: RunTurn<'_>, counter: &mut TokenCounter) -> Vec<Sentence> {
+    let text = t.text();
+    let ranges = split_sentences(text);
+    let keep: Vec<Range<usize>> = if t.has_results() && ranges.len() > 12 {
+        let n = ranges.len();
+        ranges.into_iter().enumerate().filter(|(i, _)| *i < 6 || *i >= n - 6).map(|(_, r)| r).collect()
+    } else {
+        ranges
+    };
+    keep.into_iter()
+        .filter_map(|r| {
+            let s = text.get(r.clone())?;
+            // Overlong single lines are cut at 400 bytes (on a char boundary) to keep summaries diverse.
+            let s = take_bytes_at_char_boundary(s, 400);
+            Some(Sentence { tokens: counter.count(s), info: information(s), range: r.start..r.start + s.len() })
+        })
+        .collect()
 }
 
 /// Turns of a run whose sentences are candidates for a summary, at most.
@@ -138,54 +224,67 @@ const MAX_SOURCE_TURNS: usize = 48;
 /// Share (percent) of a summary's allowance its reference list may take.
 const REFERENCE_SHARE: usize = 80;
 
-/// `Mentioned: a, b, c` — salient terms of the run within `allowance` tokens (estimated per term,
-/// the summary is counted exactly afterwards). Terms the model or user wrote come first, latest
-/// first; then terms that occur in two or more tool outputs.
-fn references_line(run: &Run<'_>, allowance: usize, counter: &mut TokenCounter) -> (String, usize) {
-    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    let mut ordered: Vec<&str> = Vec::new();
-    for t in run.turns.iter().rev().filter(|t| !t.has_results()) {
-        for term in t.salient.get_or_init(|| crate::refs::salient_terms(&t.turn.plain_text())) {
-            if seen.insert(term.as_str()) {
-                ordered.push(term.as_str());
+impl ExtractiveSummarizer {
+    /// Computes the sentences of turn `t` if they are not cached yet.
+    fn cache_sentences(&mut self, t: RunTurn<'_>, counter: &mut TokenCounter) {
+        self.sentences.entry(t.id()).or_insert_with(|| sentences(t, counter));
+    }
+
+    /// `Mentioned: a, b, c` — salient terms of the run within `allowance` tokens (estimated per
+    /// term, the summary is counted exactly afterwards). Terms the model or user wrote come first,
+    /// latest first; then terms that occur in two or more tool outputs.
+    fn references_line(&mut self, run: &Run<'_>, allowance: usize, counter: &mut TokenCounter) -> (String, usize) {
+        for t in run.turns() {
+            self.salient.entry(t.id()).or_insert_with(|| crate::refs::salient_terms(&t.turn().plain_text()));
+        }
+        let salient = |t: RunTurn<'_>| self.salient.get(&t.id()).map_or(&[][..], Vec::as_slice);
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut ordered: Vec<&str> = Vec::new();
+        let turns: Vec<RunTurn<'_>> = run.turns().collect();
+        for t in turns.iter().rev().filter(|t| !t.has_results()) {
+            for term in salient(*t) {
+                if seen.insert(term.as_str()) {
+                    ordered.push(term.as_str());
+                }
             }
         }
-    }
-    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for t in run.turns.iter().rev().filter(|t| t.has_results()) {
-        for term in t.salient.get_or_init(|| crate::refs::salient_terms(&t.turn.plain_text())) {
-            *counts.entry(term.as_str()).or_insert(0) += 1;
-            if counts[term.as_str()] == 2 && seen.insert(term.as_str()) {
-                ordered.push(term.as_str());
+        let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for t in turns.iter().rev().filter(|t| t.has_results()) {
+            for term in salient(*t) {
+                let c = counts.entry(term.as_str()).or_insert(0);
+                *c += 1;
+                if *c == 2 && seen.insert(term.as_str()) {
+                    ordered.push(term.as_str());
+                }
             }
         }
-    }
-    let mut line = String::new();
-    let mut used = 0;
-    for term in ordered {
-        if term.contains('\n') || term.len() > 120 {
-            continue;
-        }
-        let cost = counter.count(term) + 1;
-        if used + cost + 2 > allowance {
-            if used + 8 > allowance {
-                break;
+        let mut line = String::new();
+        let mut used = 0;
+        for term in ordered {
+            if term.contains('\n') || term.len() > 120 {
+                continue;
             }
-            continue;
+            let cost = counter.count(term) + 1;
+            if used + cost + 2 > allowance {
+                if used + 8 > allowance {
+                    break;
+                }
+                continue;
+            }
+            line.push_str(if line.is_empty() { "Mentioned: " } else { ", " });
+            line.push_str(term);
+            used += cost;
         }
-        line.push_str(if line.is_empty() { "Mentioned: " } else { ", " });
-        line.push_str(term);
-        used += cost;
+        if line.is_empty() {
+            return (line, 0);
+        }
+        let tokens = counter.count(&line) + 1;
+        (line, tokens)
     }
-    if line.is_empty() {
-        return (line, 0);
-    }
-    let tokens = counter.count(&line) + 1;
-    (line, tokens)
 }
 
-fn label(t: &StoredTurn) -> &str {
-    match (t.turn.speaker(), t.turn.role()) {
+fn label(t: RunTurn<'_>) -> &'static str {
+    match (t.speaker(), t.role()) {
         (Some(_), _) => "",
         (None, Role::User) => "user: ",
         (None, Role::Assistant) => "assistant: ",
@@ -199,32 +298,31 @@ impl Summarizer for ExtractiveSummarizer {
         "extractive-v1"
     }
 
-    fn summarize(&mut self, run: &Run<'_>, max_tokens: usize, counter: &mut TokenCounter) -> String {
-        let head = format!(
-            "[Summary of {} earlier turns ({} tokens) not shown; key lines:]",
-            run.len(),
-            run.source_tokens()
-        );
+    fn summarize(&mut self, run: &Run<'_>, max_tokens: usize, counter: &mut TokenCounter) -> Result<Option<Summary>> {
+        let head = format!("[Summary of {} earlier turns ({} tokens) not shown; key lines:]", run.len(), run.source_tokens());
         let head_tokens = counter.count(&head);
         if head_tokens + 8 > max_tokens {
-            return String::new();
+            return Ok(None);
         }
         // References first, within `REFERENCE_SHARE` of the allowance.
-        let (refs_line, refs_tokens) = references_line(run, (max_tokens - head_tokens) * REFERENCE_SHARE / 100, counter);
+        let (refs_line, refs_tokens) = self.references_line(run, (max_tokens - head_tokens) * REFERENCE_SHARE / 100, counter);
         let head = if refs_line.is_empty() { head } else { format!("{head}\n{refs_line}") };
         let head_tokens = head_tokens + refs_tokens;
-        // Candidates: (turn index in run, sentence), from the turns that mention the most
-        // references (at most `MAX_SOURCE_TURNS` of them, so a long run costs no more than a short one).
-        let mut source: Vec<usize> = (0..run.turns.len()).collect();
+        // Candidates: (turn of the run, sentence), from the turns that mention the most references
+        // (at most `MAX_SOURCE_TURNS` of them, so a long run costs no more than a short one).
+        let turns: Vec<RunTurn<'_>> = run.turns().collect();
+        let mut source: Vec<usize> = (0..turns.len()).collect();
         if source.len() > MAX_SOURCE_TURNS {
-            source.sort_by(|&a, &b| run.turns[b].ref_count.cmp(&run.turns[a].ref_count).then(b.cmp(&a)));
+            source.sort_by(|&a, &b| turns[b].reference_count().cmp(&turns[a].reference_count()).then(b.cmp(&a)));
             source.truncate(MAX_SOURCE_TURNS);
             source.sort_unstable();
         }
+        for &i in &source {
+            self.cache_sentences(turns[i], counter);
+        }
         let mut cands: Vec<(usize, &Sentence)> = Vec::new();
-        for i in source {
-            let t = &run.turns[i];
-            for s in sentences(t, counter) {
+        for &i in &source {
+            for s in self.sentences.get(&turns[i].id()).map_or(&[][..], Vec::as_slice) {
                 if s.tokens > 0 {
                     cands.push((i, s));
                 }
@@ -237,9 +335,8 @@ impl Summarizer for ExtractiveSummarizer {
         let mut picked: Vec<usize> = Vec::new();
         let mut used = head_tokens;
         for k in order {
-            let (i, s) = cands[k];
             // Each line costs its tokens + label + newline (estimate; checked exactly below).
-            let cost = s.tokens + 3 + run.turns[i].turn.speaker().map_or(0, |_| 0);
+            let cost = cands[k].1.tokens + 3;
             if used + cost <= max_tokens {
                 used += cost;
                 picked.push(k);
@@ -253,10 +350,9 @@ impl Summarizer for ExtractiveSummarizer {
             let mut out = head.clone();
             for &k in picked {
                 let (i, s) = cands[k];
-                let t = &run.turns[i];
                 out.push('\n');
-                out.push_str(label(t));
-                out.push_str(&t.text[s.range.clone()]);
+                out.push_str(label(turns[i]));
+                out.push_str(&turns[i].text()[s.range.clone()]);
             }
             out
         };
@@ -264,7 +360,7 @@ impl Summarizer for ExtractiveSummarizer {
         // Exact check: drop the least informative picked lines until it fits.
         while counter.count(&text) > max_tokens {
             if picked.is_empty() {
-                return String::new();
+                return Ok(None);
             }
             let worst = picked
                 .iter()
@@ -276,9 +372,9 @@ impl Summarizer for ExtractiveSummarizer {
             text = build(&picked);
         }
         if picked.is_empty() {
-            return String::new();
+            return Ok(None);
         }
-        text
+        Ok(Some(Summary::new(text)))
     }
 }
 

@@ -270,7 +270,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
             let format = Format::parse(format).with_context(|| format!("unknown --format `{format}`"))?;
             let (_, p) = load_policy(policy, &[])?;
             let dense = embeddings.as_deref().map(|dir| load_embeddings(dir, embeddings_cache.as_deref())).transpose()?;
-            let (w, mut e, qa) = ctxwin::replay::inspect_window(dataset, format, *transcript, *question, &p, *budget, Encoding::O200kBase, dense)?;
+            let (w, e, qa) = ctxwin::replay::inspect_window(dataset, format, *transcript, *question, &p, *budget, Encoding::O200kBase, dense)?;
             match render.as_deref() {
                 Some("openai") => println!("{}", serde_json::to_string_pretty(&w.to_openai())?),
                 Some("anthropic") => println!("{}", serde_json::to_string_pretty(&w.to_anthropic())?),
@@ -285,7 +285,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
 answer: {:?}
 evidence: {:?}", q.question(), q.answer(), q.evidence());
                     }
-                    print!("{}", w.outline(e.counter()));
+                    print!("{}", w.outline());
                     let kept = w.kept_turns().count();
                     println!("total {} / budget {} tokens; {} turns kept, {} summaries, {} turns in history", w.total_tokens(), w.budget(), kept, w.summaries().len(), w.report().len());
                 }

@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use crate::tokens::TokenCounter;
-use crate::window::{Message, Window};
+use crate::message::Message;
+use crate::window::Window;
 
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -80,7 +81,7 @@ pub fn common_prefix_tokens(prev: &Window, cur: &Window, counter: &mut TokenCoun
     let mut n = 0;
     for (a, b) in prev.messages().iter().zip(cur.messages()) {
         if same_message(a, b) {
-            n += a.tokens(counter);
+            n += a.token_count();
             continue;
         }
         if a.role() == b.role() {

@@ -116,7 +116,7 @@ pub(crate) fn evaluate(
     let pool = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("ctxbench-replay-{i}"))
         .build()
-        .map_err(|e| Error::Policy { source_name: None, message: format!("cannot start replay threads: {e}") })?;
+        .map_err(|e| Error::ThreadPool(e.to_string()))?;
     let per: Vec<Vec<probes::Partial>> = pool.install(|| {
         transcripts
             .par_iter()
@@ -154,10 +154,7 @@ pub fn inspect_window(
     dense: Option<Arc<EmbeddingService>>,
 ) -> Result<(crate::window::Window, crate::engine::Engine, Option<QaItem>)> {
     let transcripts = loaders::load_path(path, format)?;
-    let t = transcripts.get(index).ok_or_else(|| Error::InvalidPath {
-        path: path.to_path_buf(),
-        message: format!("transcript {index} does not exist ({} transcripts)", transcripts.len()),
-    })?;
+    let t = transcripts.get(index).ok_or_else(|| Error::NoSuchItem { path: path.to_path_buf(), what: "transcript", index, count: transcripts.len() })?;
     let mut cfg = crate::engine::EngineConfig::default().encoding(encoding);
     if let Some(s) = dense {
         cfg = cfg.embeddings(s);
@@ -171,14 +168,14 @@ pub fn inspect_window(
     }
     e.wait_for_embeddings()?;
     let qa = match question {
-        Some(q) => Some(t.qa().get(q).cloned().ok_or_else(|| Error::InvalidPath {
-            path: path.to_path_buf(),
-            message: format!("question {q} does not exist ({} questions in transcript {index})", t.qa().len()),
-        })?),
+        Some(q) => Some(
+            t.qa().get(q).cloned().ok_or_else(|| Error::NoSuchItem { path: path.to_path_buf(), what: "question", index: q, count: t.qa().len() })?,
+        ),
         None => None,
     };
-    let mut a = crate::engine::Assembler::new(policy.clone());
-    let w = e.assemble_with(&mut a, budget, qa.as_ref().map(|q| q.question()))?;
+    let mut a = crate::plan::PlanState::new(policy.clone());
+    let request = qa.as_ref().map_or(crate::plan::Request::NextCall, |q| crate::plan::Request::Query(q.question()));
+    let w = e.assemble_with(&mut a, budget, request)?;
     Ok((w, e, qa))
 }
 
@@ -196,12 +193,12 @@ pub fn for_each_window(
     for (layer, text) in t.pins() {
         e.pin(*layer, text.clone(), 0);
     }
-    let (pins, history) = probes::budget_basis(t, encoding);
+    let (pins, history) = probes::budget_basis(t, &mut e);
     let budget = budget.resolve(pins, history);
-    let mut a = crate::engine::Assembler::new(policy.clone());
+    let mut a = crate::plan::PlanState::new(policy.clone());
     for (i, turn) in t.turns().iter().enumerate() {
         if i > 0 && turn.role() == crate::turn::Role::Assistant {
-            match e.assemble_with(&mut a, budget, None) {
+            match e.assemble_with(&mut a, budget, crate::plan::Request::NextCall) {
                 Ok(w) => visit(i, Ok(&w)),
                 Err(err) => visit(i, Err(err)),
             }

@@ -19,7 +19,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::dense::EmbeddingService;
-use crate::engine::{Assembler, Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig};
+use crate::plan::{PlanState, Request};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::refs::salient_terms;
@@ -163,9 +164,10 @@ impl Partial {
 
 /// Assembles one probe's window, timing it and recording its validity in `p`; `None` when the
 /// budget is below the pins (a typed error, counted, never an over-budget window).
-fn probe_window(e: &mut Engine, a: &mut Assembler, budget: usize, query: Option<&str>, p: &mut Partial) -> Result<Option<Window>> {
+fn probe_window(e: &mut Engine, a: &mut PlanState, budget: usize, query: Option<&str>, p: &mut Partial) -> Result<Option<Window>> {
     let t0 = Instant::now();
-    let w = match e.assemble_with(a, budget, query) {
+    let request = query.map_or(Request::NextCall, Request::Query);
+    let w = match e.assemble_with(a, budget, request) {
         Ok(w) => w,
         Err(Error::BudgetBelowPins { .. }) => {
             p.budget_errors += 1;
@@ -197,12 +199,11 @@ fn engine_for(t: &Transcript, encoding: Encoding, dense: Option<&Arc<EmbeddingSe
 }
 
 /// What share budgets are shares of: the pins' tokens and the history's tokens (verbatim, framing
-/// included) of the whole transcript.
-pub(crate) fn budget_basis(t: &Transcript, encoding: Encoding) -> (usize, usize) {
-    let mut c = crate::tokens::TokenCounter::new(encoding, 1 << 12);
+/// included) of the whole transcript, counted by `e` (which holds the transcript's pins).
+pub(crate) fn budget_basis(t: &Transcript, e: &mut Engine) -> (usize, usize) {
     let pins: Vec<&str> = t.pins().iter().map(|(_, s)| s.as_str()).collect();
-    let pin_tokens = if pins.is_empty() { 0 } else { MESSAGE_OVERHEAD + c.count(&pins.join("\n\n")) };
-    let history = t.turns().iter().map(|x| crate::store::render_turn(0, x).0.iter().map(|m| m.tokens(&mut c)).sum::<usize>()).sum();
+    let pin_tokens = if pins.is_empty() { 0 } else { MESSAGE_OVERHEAD + e.count_tokens(&pins.join("\n\n")) };
+    let history = t.turns().iter().map(|x| e.count_turn(x)).sum();
     (pin_tokens, history)
 }
 
@@ -225,7 +226,7 @@ pub(crate) fn run_qa(
     let t0 = Instant::now();
     e.wait_for_embeddings()?;
     let embed_s = if dense.is_some() { t0.elapsed().as_secs_f64() } else { 0.0 };
-    let (pins, history) = budget_basis(t, encoding);
+    let (pins, history) = budget_basis(t, &mut e);
     let mut out = Vec::with_capacity(policies.len() * budgets.len());
     for (_, policy) in policies {
         for b in budgets {
@@ -237,7 +238,7 @@ pub(crate) fn run_qa(
                 ..Partial::default()
             };
             for q in t.qa() {
-                let mut a = Assembler::new(policy.clone());
+                let mut a = PlanState::new(policy.clone());
                 let Some(w) = probe_window(&mut e, &mut a, budget, Some(q.question()), &mut p)? else { continue };
                 let groups = q.evidence();
                 let hit = groups.iter().filter(|g| g.iter().any(|&id| kept(&w, id))).count();
@@ -287,7 +288,7 @@ pub(crate) fn run_hindsight(
     let mut e = engine_for(t, encoding, dense)?;
     let turns = t.turns();
     // Budgets resolve against the whole session's tokens, known to the replay.
-    let (pins, history) = budget_basis(t, encoding);
+    let (pins, history) = budget_basis(t, &mut e);
     let mut scratch = crate::tokens::TokenCounter::new(encoding, 1 << 14);
     let pin_text: String = t.pins().iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join("\n");
     let texts: Vec<String> = turns.iter().map(|x| x.plain_text()).collect();
@@ -311,7 +312,7 @@ pub(crate) fn run_hindsight(
     }
 
     let combos: Vec<(usize, usize)> = (0..policies.len()).flat_map(|p| (0..budgets.len()).map(move |b| (p, b))).collect();
-    let mut assemblers: Vec<Assembler> = combos.iter().map(|&(p, _)| Assembler::new(policies[p].1.clone())).collect();
+    let mut assemblers: Vec<PlanState> = combos.iter().map(|&(p, _)| PlanState::new(policies[p].1.clone())).collect();
     let mut prev: Vec<Option<Window>> = vec![None; combos.len()];
     let mut parts: Vec<Partial> = vec![Partial::default(); combos.len()];
     let mut push_us = Vec::with_capacity(turns.len());

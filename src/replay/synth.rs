@@ -1846,7 +1846,7 @@ mod tests {
                 e.push(turn.clone())?;
             }
             let tokens: usize = (0..e.len()).filter_map(|i| e.turn_tokens(i)).sum();
-            let pin_tokens: usize = t.pins.iter().map(|p| e.counter().count(&p.1)).sum();
+            let pin_tokens: usize = t.pins.iter().map(|p| e.count_tokens(&p.1)).sum();
             let max = (0..e.len()).filter_map(|i| e.turn_tokens(i)).max().unwrap_or_default();
             println!(
                 "{name}: {} turns, {} QA items, {tokens} history tokens (o200k_base, framed; largest turn {max}), {pin_tokens} pin tokens",

@@ -137,7 +137,7 @@ fn window_subcommand_prints_one_line_per_message() {
     // A question the transcript does not have is an error, not a window for another query.
     let (code, _, err) = ctxbench(&["window", "--dataset", "datasets/samples/synth-conversation.locomo.json", "--question", "9999"]);
     assert_eq!(code, 2);
-    assert!(err.contains("question 9999 does not exist"), "{err}");
+    assert!(err.contains("no question 9999"), "{err}");
 }
 
 #[cfg(feature = "dense")]

@@ -2,7 +2,7 @@
 //! pairs, rendering, summaries, search, and the peer presets.
 
 use ctxwin::{
-    check_anthropic, check_openai, recount_openai, Assembler, Engine, EngineConfig, Error, Fate, Origin, PinLayer, Policy,
+    check_anthropic, check_openai, recount_openai, PlanState, Request, Engine, EngineConfig, Error, Fate, Origin, PinLayer, Policy,
     Role, Turn,
 };
 use serde_json::json;
@@ -249,12 +249,12 @@ fn recency_is_a_suffix_and_rag_is_chronological_bm25() {
 fn compaction_summarizes_all_but_recent_user_messages_once_over_threshold() {
     let mut e = engine("compaction");
     e.pin(PinLayer::System, "system rules", 0);
-    let mut a = Assembler::new(ok(Policy::preset("compaction")));
+    let mut a = PlanState::new(ok(Policy::preset("compaction")));
     let mut compactions = 0;
     let mut last_first_user = None;
     for (i, t) in agent().into_iter().chain(chat()).enumerate() {
         ok(e.push(t));
-        let w = ok(e.assemble_with(&mut a, 1200, None));
+        let w = ok(e.assemble_with(&mut a, 1200, Request::NextCall));
         assert!(w.total_tokens() <= 1200, "turn {i}");
         assert_eq!(check_openai(&w.to_openai()), Ok(()));
         if !w.summaries().is_empty() {
@@ -274,12 +274,12 @@ fn compaction_summarizes_all_but_recent_user_messages_once_over_threshold() {
 fn stable_prefix_appends_until_it_must_reselect() {
     let mut e = engine("ctxwin");
     e.pin(PinLayer::System, "You are a coding agent.", 0);
-    let mut a = Assembler::new(ok(Policy::preset("ctxwin")));
+    let mut a = PlanState::new(ok(Policy::preset("ctxwin")));
     let mut prev: Option<Vec<serde_json::Value>> = None;
     let (mut appends, mut reselects) = (0, 0);
     for t in agent() {
         ok(e.push(t));
-        let w = ok(e.assemble_with(&mut a, 2500, None));
+        let w = ok(e.assemble_with(&mut a, 2500, Request::NextCall));
         let msgs = w.to_openai().as_array().cloned().unwrap_or_default();
         if let Some(p) = &prev {
             if msgs.len() >= p.len() && msgs[..p.len()] == p[..] {
@@ -340,8 +340,8 @@ fn gap_markers_ride_on_the_next_turn_and_stand_alone_only_at_the_end() {
     let mut p = ok(Policy::preset("ctxwin"));
     ok(p.set("query_tail_turns", "0"));
     ok(p.set("query_summary_share", "0"));
-    let mut a = Assembler::new(p);
-    let w = ok(e.assemble_with(&mut a, 70, Some("Which adoption agencies did Caroline research?")));
+    let mut a = PlanState::new(p);
+    let w = ok(e.assemble_with(&mut a, 70, Request::Query("Which adoption agencies did Caroline research?")));
     let kept: Vec<usize> = w.kept_turns().collect();
     assert!(kept.contains(&2) && !kept.contains(&7), "{kept:?}");
     let first = kept[0];

@@ -1,9 +1,11 @@
 mod agent_loaders;
 mod cli;
+mod compare_snapshot;
 mod dense;
 mod engine;
 mod props;
 mod qa_loaders;
+mod snapshots;
 mod replay_validity;
 mod tokens;
 mod tune;

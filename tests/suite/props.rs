@@ -3,7 +3,7 @@
 //! are present, first and in order; tool pairs are intact in both renderings; turns are
 //! chronological; the same input gives the same window.
 
-use ctxwin::{check_anthropic, check_openai, recount_openai, Assembler, Engine, EngineConfig, Error, Origin, PinLayer, Policy, Turn, PRESETS};
+use ctxwin::{check_anthropic, check_openai, recount_openai, PlanState, Request, Engine, EngineConfig, Error, Origin, PinLayer, Policy, Turn, PRESETS};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -101,18 +101,18 @@ proptest! {
         let mut e = build(&steps, &pins, preset);
         let q = query.as_deref().map(text);
         let policy = Policy::preset(preset).unwrap_or_default();
-        let mut a = Assembler::new(policy.clone());
+        let mut a = PlanState::new(policy.clone());
         // Per-turn use: assemble after a few earlier prefixes too, through the same assembler.
         let result = if per_turn && q.is_none() {
             let mut e2 = build(&[], &pins, preset);
             let mut last = None;
             for t in turns(&steps) {
                 if let Err(err) = e2.push(t) { panic!("{err}"); }
-                last = Some(e2.assemble_with(&mut a, budget, None));
+                last = Some(e2.assemble_with(&mut a, budget, Request::NextCall));
             }
-            match last { Some(r) => r, None => e2.assemble_with(&mut a, budget, None) }
+            match last { Some(r) => r, None => e2.assemble_with(&mut a, budget, Request::NextCall) }
         } else {
-            e.assemble_with(&mut a, budget, q.as_deref())
+            e.assemble_with(&mut a, budget, q.as_deref().map_or(Request::NextCall, Request::Query))
         };
         let w = match result {
             Ok(w) => w,
@@ -157,7 +157,7 @@ proptest! {
         // Deterministic: the same input gives the same window.
         if !per_turn || q.is_some() {
             let mut e3 = build(&steps, &pins, preset);
-            let again = e3.assemble_with(&mut Assembler::new(policy), budget, q.as_deref()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let again = e3.assemble_with(&mut PlanState::new(policy), budget, q.as_deref().map_or(Request::NextCall, Request::Query)).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(again.to_openai(), openai);
         }
     }

@@ -1,10 +1,10 @@
 //! The selector: given each unit's cost and score, chooses what goes into the window under the
-//! budget. It only chooses; the engine renders. Units (a turn, or a tool call with its results) are
+//! budget. It only chooses; the window renders. Units (a turn, or a tool call with its results) are
 //! atomic, so a call is never separated from its result.
 //!
 //! Costs are exact token counts of the units as rendered, plus the timestamp header a unit's first
 //! turn needs when its date differs from the unit before it in the window, plus an upper bound of
-//! the marker that stands in for each gap. The engine recounts the built window exactly.
+//! the marker that stands in for each gap. The window is recounted exactly when it is built.
 
 use std::collections::{BTreeSet, BinaryHeap};
 

@@ -1,0 +1,174 @@
+//! Forms and unit costs: how each turn is shown under a policy (verbatim, long tool output head +
+//! tail, or cleared to a placeholder), its exact tokens in that form, and the cost of each unit the
+//! selector chooses among. Forms are cached per turn; unit costs until the next push.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::message::Message;
+use crate::plan::select::UnitCost;
+use crate::policy::Policy;
+use crate::store::Store;
+use crate::tokens::TokenCounter;
+use crate::turn::TurnId;
+
+/// How a turn is shown in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Form {
+    /// As pushed.
+    Verbatim,
+    /// Tool outputs over this many tokens shown head + tail.
+    Truncated(usize),
+    /// Tool outputs replaced by a placeholder.
+    Cleared,
+}
+
+/// Cache key of the unit costs: turns, clear boundary, tool output caps (recent, old).
+type CostKey = (usize, TurnId, usize, usize);
+
+/// The forms' caches: each turn's messages in a non-verbatim form, and the per-unit costs.
+#[derive(Debug, Default)]
+pub(crate) struct Forms {
+    messages: FxHashMap<(TurnId, Form), (Vec<Message>, usize)>,
+    unit_costs: Option<(CostKey, Arc<Vec<UnitCost>>)>,
+}
+
+/// Turn id before which tool results are cleared (keep the latest `keep` result turns).
+pub(crate) fn clear_boundary(store: &Store, policy: &Policy) -> TurnId {
+    let Some(keep) = policy.keep_tool_results else { return 0 };
+    let result_turns: Vec<TurnId> = store.turns().iter().enumerate().filter(|(_, t)| t.has_results()).map(|(i, _)| i).collect();
+    if result_turns.len() <= keep {
+        return 0;
+    }
+    result_turns[result_turns.len() - keep]
+}
+
+/// The form turn `id` takes under `policy`, given where clearing starts.
+pub(crate) fn form_of(store: &Store, id: TurnId, policy: &Policy, clear_before: TurnId) -> Form {
+    let t = match store.get(id) {
+        Some(t) if t.tool_output_tokens > 0 => t,
+        _ => return Form::Verbatim,
+    };
+    let max = if id < clear_before {
+        match policy.old_tool_output_max_tokens {
+            0 => return Form::Cleared,
+            old => old,
+        }
+    } else {
+        policy.tool_output_max_tokens
+    };
+    // Cheap pre-check by bytes (a token is at least one byte); the exact check is made when cutting.
+    if max > 0 && t.messages.iter().any(|m| m.tool_call_id.is_some() && m.content.len() > max) {
+        return Form::Truncated(max);
+    }
+    Form::Verbatim
+}
+
+impl Forms {
+    /// Messages (each with its exact tokens) and exact total tokens of turn `id` in `form`.
+    pub(crate) fn messages(&mut self, store: &Store, counter: &mut TokenCounter, id: TurnId, form: Form) -> (Vec<Message>, usize) {
+        let Some(t) = store.get(id) else { return (Vec::new(), 0) };
+        if form == Form::Verbatim {
+            return (t.messages.clone(), t.tokens);
+        }
+        if let Some(v) = self.messages.get(&(id, form)) {
+            return v.clone();
+        }
+        let mut msgs = t.messages.clone();
+        for m in msgs.iter_mut().filter(|m| m.tool_call_id.is_some()) {
+            let tokens = counter.count(&m.content);
+            match form {
+                Form::Truncated(max) if tokens > max => {
+                    m.content = head_tail(counter, &m.content, max);
+                }
+                Form::Cleared => {
+                    let cid = m.tool_call_id.clone().unwrap_or_default();
+                    let name = store.call_name(&cid).unwrap_or("tool");
+                    m.content = format!(
+                        "[tool output cleared: {name} call {cid}, {tokens} tokens; it is kept as turn {id} and can be recalled with search]"
+                    );
+                }
+                Form::Truncated(_) | Form::Verbatim => {}
+            }
+        }
+        let total: usize = msgs.iter_mut().map(|m| m.counted(counter)).sum();
+        self.messages.insert((id, form), (msgs.clone(), total));
+        (msgs, total)
+    }
+
+    /// Per-unit costs under `policy` with clearing from `clear_before`, cached until the next push
+    /// or a change of the forms' parameters.
+    pub(crate) fn unit_costs(&mut self, store: &Store, counter: &mut TokenCounter, policy: &Policy, clear_before: TurnId) -> Arc<Vec<UnitCost>> {
+        let key = (store.len(), clear_before, policy.tool_output_max_tokens, policy.old_tool_output_max_tokens);
+        if let Some((k, v)) = &self.unit_costs {
+            if *k == key {
+                return Arc::clone(v);
+            }
+        }
+        let v = Arc::new(self.compute_unit_costs(store, counter, policy, clear_before));
+        self.unit_costs = Some((key, Arc::clone(&v)));
+        v
+    }
+
+    fn compute_unit_costs(&mut self, store: &Store, counter: &mut TokenCounter, policy: &Policy, clear_before: TurnId) -> Vec<UnitCost> {
+        let mut out = Vec::with_capacity(store.units().len());
+        for r in store.units() {
+            let mut cost = 0;
+            let mut prev_ts: Option<u32> = None;
+            let mut first_header = 0;
+            for id in r.clone() {
+                let form = form_of(store, id, policy, clear_before);
+                cost += if form == Form::Verbatim { store.get(id).map_or(0, |t| t.tokens) } else { self.messages(store, counter, id, form).1 };
+                let ts = store.date(id);
+                let extra = store.get(id).map_or(0, |t| t.header_extra);
+                if id == r.start {
+                    first_header = extra;
+                } else if ts.is_some() && ts != prev_ts {
+                    cost += extra;
+                }
+                prev_ts = ts;
+            }
+            if r.end == store.len() {
+                cost += store.pending_results().iter_mut().map(|m| m.counted(counter)).sum::<usize>();
+            }
+            out.push(UnitCost {
+                cost,
+                first_header,
+                first_ts: store.date(r.start),
+                last_ts: store.date(r.end.saturating_sub(1)),
+                turns: r.len(),
+            });
+        }
+        out
+    }
+}
+
+/// Head and tail of `text` within about `max` tokens, with a visible "… N tokens omitted …" line.
+pub(crate) fn head_tail(counter: &TokenCounter, text: &str, max: usize) -> String {
+    let toks = counter.encode(text);
+    if toks.len() <= max {
+        return text.to_string();
+    }
+    let budget = max.saturating_sub(16);
+    let head_n = budget * 3 / 5;
+    let tail_n = budget - head_n;
+    let omitted = toks.len() - head_n - tail_n;
+    let decode = |mut s: usize, mut e: usize| -> String {
+        // Token boundaries can split a UTF-8 character: widen until it decodes.
+        for _ in 0..4 {
+            if let Some(t) = counter.decode(&toks[s..e]) {
+                return t;
+            }
+            if e < toks.len() {
+                e += 1;
+            } else if s > 0 {
+                s -= 1;
+            }
+        }
+        String::new()
+    };
+    let head = decode(0, head_n);
+    let tail = decode(toks.len() - tail_n, toks.len());
+    format!("{head}\n… {omitted} tokens omitted …\n{tail}")
+}

@@ -1,0 +1,213 @@
+//! Planning: which units of the history a window shows, in which form, and what stands in for the
+//! rest. The policy is the recipe; a [`PlanContext`] binds it to this history (unit costs, scores,
+//! marker bound, clear boundary); each strategy (one file each) produces a [`Plan`]; the window
+//! renders the plan (`crate::window::build`).
+//!
+//! A new strategy is a new file here and one line in [`assemble`]'s dispatch.
+//!
+//! The tool-call unit is an invariant of the store: a call and its results are one unit, and plans
+//! are made of whole units, so no strategy can split a pair.
+
+mod compaction;
+pub(crate) mod costs;
+pub(crate) mod gaps;
+mod rag;
+mod recency;
+mod scored;
+pub(crate) mod select;
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+use crate::plan::costs::Forms;
+use crate::plan::gaps::Summaries;
+use crate::policy::{Policy, Strategy};
+use crate::retrieval::Retrieval;
+use crate::scorer::ScoreParts;
+use crate::store::Store;
+use crate::text::take_bytes_at_char_boundary;
+use crate::tokens::{TokenCounter, MESSAGE_OVERHEAD, REPLY_PRIMING};
+use crate::turn::{Role, TurnId};
+use crate::window::Window;
+
+/// What a window is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'q> {
+    /// The next model call of the session: the query is the latest user turn and the latest turn,
+    /// and the plan state carries over between calls (stable prefix, compaction).
+    NextCall,
+    /// A one-off window relevant to this query; the plan state is neither used nor changed.
+    Query(&'q str),
+}
+
+/// A piece of a planned window, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Item {
+    /// A unit of the history (a turn, or a tool call with its results), in its policy form.
+    Unit(usize),
+    /// A summary standing in for units `first_unit..=last_unit`.
+    Summary { first_unit: usize, last_unit: usize, text: String, tokens: usize },
+    /// A marker standing in for units `first_unit..=last_unit`.
+    Marker { first_unit: usize, last_unit: usize },
+}
+
+/// A planned window: its items in order, where tool-output clearing starts, and each unit's
+/// effective score (what the budget fix-up drops first).
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) items: Vec<Item>,
+    /// Tool results in turns before this id are cleared.
+    pub(crate) clear_before: TurnId,
+    /// Effective score per unit (for the report and for the fix-up).
+    pub(crate) unit_scores: Vec<f32>,
+}
+
+/// The previous per-call plan, kept so the next call can extend it (a stable prompt-cache prefix).
+#[derive(Debug, Clone)]
+struct Prefix {
+    plan: Plan,
+    /// Units in the history when it was made.
+    units: usize,
+    /// End (exclusive turn id) of the last unit then, to tell whether that unit has grown since.
+    last_end: TurnId,
+}
+
+/// A compaction already done (the `compaction` strategy, per-call windows).
+#[derive(Debug, Clone)]
+pub(crate) struct Compacted {
+    /// Units before this one are compacted.
+    pub(crate) boundary: usize,
+    pub(crate) kept_users: Vec<usize>,
+    pub(crate) summary: String,
+    pub(crate) summary_tokens: usize,
+}
+
+/// A session's plan state: the policy and what it remembers between per-call windows (the previous
+/// plan for a stable prefix; the last compaction). One per policy and budget being replayed.
+#[derive(Debug, Clone)]
+pub struct PlanState {
+    policy: Policy,
+    prev: Option<Prefix>,
+    compacted: Option<Compacted>,
+}
+
+impl PlanState {
+    /// A fresh plan state for `policy`.
+    pub fn new(policy: Policy) -> Self {
+        PlanState { policy, prev: None, compacted: None }
+    }
+    /// Its policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+/// A plan's bindings to this history and this call.
+pub(crate) struct PlanContext<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) counter: &'a mut TokenCounter,
+    pub(crate) forms: &'a mut Forms,
+    pub(crate) summaries: &'a mut Summaries,
+    pub(crate) retrieval: &'a mut Retrieval,
+    /// The rendered pins, if any.
+    pub(crate) pins: Option<&'a str>,
+    pub(crate) budget: usize,
+    /// Tokens left for the history once pins and framing are paid.
+    pub(crate) avail: usize,
+    pub(crate) request: Request<'a>,
+}
+
+/// Bytes of the default query taken from the latest turns.
+const DEFAULT_QUERY_BYTES: usize = 4000;
+
+impl PlanContext<'_> {
+    /// Whether this is a per-call window (the plan state carries over).
+    pub(crate) fn next_call(&self) -> bool {
+        self.request == Request::NextCall
+    }
+
+    /// The query: the one asked for, or for the next call the latest user turn and the latest turn.
+    pub(crate) fn query(&self) -> Cow<'_, str> {
+        if let Request::Query(q) = self.request {
+            return Cow::Borrowed(q);
+        }
+        let turns = self.store.turns();
+        let last_user = turns.iter().rposition(|t| t.turn.role() == Role::User && !t.has_results());
+        let mut q = String::new();
+        if let Some(i) = last_user {
+            q.push_str(take_bytes_at_char_boundary(&turns[i].text, DEFAULT_QUERY_BYTES));
+        }
+        if let Some(last) = turns.len().checked_sub(1) {
+            if Some(last) != last_user {
+                q.push('\n');
+                q.push_str(take_bytes_at_char_boundary(&turns[last].text, DEFAULT_QUERY_BYTES));
+            }
+        }
+        Cow::Owned(q)
+    }
+
+    /// Renders `plan` into a window (exact counts, a report line per turn).
+    pub(crate) fn window(&mut self, plan: &Plan, policy: &Policy, scores: Option<&[ScoreParts]>) -> Window {
+        crate::window::build::build(self, plan, policy, scores)
+    }
+}
+
+/// Tokens the pins and the request's framing need on their own; an error when they exceed `budget`.
+pub(crate) fn fixed_tokens(counter: &mut TokenCounter, pins: Option<&str>, budget: usize) -> Result<usize> {
+    let pin_tokens = pins.map_or(0, |t| MESSAGE_OVERHEAD + counter.count(t));
+    let needed = pin_tokens + REPLY_PRIMING;
+    if needed > budget {
+        return Err(Error::BudgetBelowPins { budget, needed, shortfall: needed - budget });
+    }
+    Ok(needed)
+}
+
+/// Plans and builds a window with `state`'s policy; for the next call, updates `state`.
+pub(crate) fn assemble(ctx: &mut PlanContext<'_>, state: &mut PlanState) -> Result<Window> {
+    let policy = state.policy.clone();
+    let n_units = ctx.store.units().len();
+    if let Some(w) = scored::extend_prefix(ctx, state, &policy) {
+        return Ok(w);
+    }
+    let (mut plan, scores) = match policy.strategy {
+        Strategy::Scored => scored::plan(ctx, &policy)?,
+        Strategy::Rag => rag::plan(ctx, &policy)?,
+        Strategy::Recency | Strategy::ToolClearing => (recency::plan(ctx, &policy), None),
+        Strategy::Compaction => (compaction::plan(ctx, &mut state.compacted, &policy)?, None),
+    };
+    let w = fit(ctx, &mut plan, &policy, scores.as_deref());
+    if ctx.next_call() {
+        state.prev = Some(Prefix { plan, units: n_units, last_end: ctx.store.units().last().map_or(0, |u| u.end) });
+    }
+    Ok(w)
+}
+
+/// Builds the window; if it is over budget (selection costs are exact or upper bounds, so this
+/// should not happen), drops the lowest-scored unit until it fits.
+fn fit(ctx: &mut PlanContext<'_>, plan: &mut Plan, policy: &Policy, scores: Option<&[ScoreParts]>) -> Window {
+    let mut w = ctx.window(plan, policy, scores);
+    while w.total_tokens > ctx.budget {
+        let victim = plan
+            .items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, it)| match it {
+                Item::Unit(u) => Some((i, *u)),
+                Item::Summary { .. } | Item::Marker { .. } => None,
+            })
+            .min_by(|a, b| plan.unit_scores.get(a.1).unwrap_or(&0.0).total_cmp(plan.unit_scores.get(b.1).unwrap_or(&0.0)));
+        match victim {
+            Some((i, _)) => {
+                plan.items.remove(i);
+            }
+            None => {
+                // Only summaries/markers left: drop them, the report still says what was left out.
+                if plan.items.pop().is_none() {
+                    break;
+                }
+            }
+        }
+        w = ctx.window(plan, policy, scores);
+    }
+    w
+}

@@ -1,0 +1,234 @@
+//! Retrieval: the lexical index (Tantivy BM25) and, optionally, dense similarity from embeddings,
+//! combined by the scorer into one score per turn for a query. The engine feeds it each pushed turn;
+//! the planners and `Engine::search` ask it for scores. It finds; it never chooses.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+
+use crate::dense::{EmbedWorker, EmbeddingService, VectorIndex};
+use crate::error::{Error, Result};
+use crate::lexical::LexicalIndex;
+use crate::policy::Policy;
+use crate::refs::references;
+use crate::scorer::{self, Query, ScoreParts};
+use crate::store::Store;
+use crate::text::take_last_bytes_at_char_boundary;
+use crate::turn::TurnId;
+
+/// Distinct query terms scored at most.
+const MAX_QUERY_TERMS: usize = 64;
+
+/// Turns before a turn that are embedded with it.
+pub(crate) const EXCHANGE_CONTEXT_TURNS: usize = 2;
+/// At most this many characters of them (their end, nearest the turn). The model reads 256 word
+/// pieces; this leaves at least 100 to the turn itself.
+pub(crate) const EXCHANGE_CONTEXT_CHARS: usize = 600;
+
+/// The lexical index and the optional dense state of one history.
+#[derive(Debug)]
+pub(crate) struct Retrieval {
+    pub(crate) lexical: LexicalIndex,
+    dense: Option<Dense>,
+    /// Microseconds the latest query embedding took (dense only).
+    pub(crate) last_query_embed_us: Option<f64>,
+}
+
+/// Dense retrieval state: the shared service, this history's background worker, and the vectors of
+/// the turns embedded so far (rows of the index are turn ids `0..index.len()`).
+struct Dense {
+    service: Arc<EmbeddingService>,
+    worker: EmbedWorker,
+    arrived: FxHashMap<TurnId, Arc<[f32]>>,
+    index: VectorIndex,
+    error: Option<String>,
+}
+
+impl std::fmt::Debug for Dense {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dense").field("model", &self.service.model_id()).field("embedded", &self.index.len()).finish()
+    }
+}
+
+impl Dense {
+    /// Takes results (waiting for all of them when `wait`), appending to the index in turn order.
+    fn collect(&mut self, wait: bool) -> Result<()> {
+        let mut got = self.worker.try_take();
+        while wait && self.worker.in_flight > 0 {
+            got.push(self.worker.take_one()?);
+        }
+        for (id, r) in got {
+            match r {
+                Ok(v) => {
+                    self.arrived.insert(id, v);
+                }
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+        while let Some(v) = self.arrived.remove(&self.index.len()) {
+            self.index.push(&v)?;
+        }
+        match &self.error {
+            Some(e) if wait => Err(Error::Embeddings(e.clone())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Scores of the history's turns for one query.
+pub(crate) struct Scores {
+    /// Raw BM25 of the turns that share a term with the query (any order).
+    pub(crate) bm25: Vec<(TurnId, f32)>,
+    /// Dense similarity of each embedded turn, when dense scoring took part.
+    pub(crate) dense: Option<Vec<f32>>,
+    /// Every turn's score components.
+    pub(crate) parts: Vec<ScoreParts>,
+}
+
+impl Retrieval {
+    /// A lexical index (in RAM, or in `index_dir`), with dense retrieval when a service is given.
+    pub(crate) fn new(lexical: LexicalIndex, embeddings: Option<Arc<EmbeddingService>>) -> Self {
+        let dense = embeddings.map(|service| Dense {
+            worker: EmbedWorker::start(Arc::clone(&service)),
+            index: VectorIndex::new(service.dim()),
+            service,
+            arrived: FxHashMap::default(),
+            error: None,
+        });
+        Retrieval { lexical, dense, last_query_embed_us: None }
+    }
+
+    /// Indexes turn `id` of `store` (the latest pushed); with embeddings, queues its exchange for
+    /// the background worker (push never waits for the model).
+    pub(crate) fn add(&mut self, store: &Store, id: TurnId) -> Result<()> {
+        let text = store.get(id).map_or("", |t| t.text.as_str());
+        self.lexical.add(id, text)?;
+        if let Some(d) = &mut self.dense {
+            let context: Vec<&str> = (id.saturating_sub(EXCHANGE_CONTEXT_TURNS)..id).filter_map(|p| store.get(p)).map(|t| t.text.as_str()).collect();
+            d.worker.send(id, exchange_text(&context, text))?;
+        }
+        Ok(())
+    }
+
+    /// Whether dense retrieval is on.
+    pub(crate) fn has_embeddings(&self) -> bool {
+        self.dense.is_some()
+    }
+
+    /// The embedding model's id, when dense retrieval is on.
+    pub(crate) fn embedding_model(&self) -> Option<&str> {
+        self.dense.as_ref().map(|d| d.service.model_id())
+    }
+
+    /// Waits until every pushed turn is embedded (a no-op without embeddings).
+    pub(crate) fn wait_for_embeddings(&mut self) -> Result<()> {
+        match &mut self.dense {
+            Some(d) => d.collect(true),
+            None => Ok(()),
+        }
+    }
+
+    /// Every turn's score for a window's `query` (terms deduplicated and capped), sessions lifting
+    /// each other per the policy.
+    pub(crate) fn score_for_window(&mut self, store: &Store, query: &str, policy: &Policy) -> Result<Scores> {
+        let mut terms = self.lexical.analyze(query);
+        terms.sort();
+        terms.dedup();
+        terms.truncate(MAX_QUERY_TERMS);
+        let bm25 = self.lexical.scores(&terms)?;
+        let refs = references(query);
+        let dense = self.dense_similarities(query, policy)?;
+        let q = Query { bm25: &bm25, dense: dense.as_deref(), refs: &refs, sessions: store.dates() };
+        let parts = scorer::score(store, store.len(), &q, policy);
+        Ok(Scores { bm25, dense, parts })
+    }
+
+    /// Scores for [`crate::Engine::search`]: raw BM25 of every term of `query`, and with dense
+    /// similarity the fused components (no session context).
+    pub(crate) fn score_for_search(&mut self, store: &Store, query: &str, policy: &Policy) -> Result<Scores> {
+        let terms = self.lexical.analyze(query);
+        let bm25 = self.lexical.scores(&terms)?;
+        let dense = self.dense_similarities(query, policy)?;
+        let parts = match &dense {
+            None => Vec::new(),
+            Some(sims) => {
+                let refs = references(query);
+                scorer::score(store, store.len(), &Query { bm25: &bm25, dense: Some(sims), refs: &refs, sessions: &[] }, policy)
+            }
+        };
+        Ok(Scores { bm25, dense, parts })
+    }
+
+    /// Cosine similarity of the query to every embedded turn (None without embeddings, when the
+    /// policy gives dense no weight, or for an empty query). Embedding the query is timed apart.
+    fn dense_similarities(&mut self, query: &str, policy: &Policy) -> Result<Option<Vec<f32>>> {
+        let Some(d) = &mut self.dense else { return Ok(None) };
+        if policy.weights.dense <= 0.0 || query.trim().is_empty() {
+            return Ok(None);
+        }
+        d.collect(false)?;
+        let t0 = Instant::now();
+        let qv = d.service.embed_query(query)?;
+        self.last_query_embed_us = Some(t0.elapsed().as_secs_f64() * 1e6);
+        Ok(Some(turn_similarities(&d.index.cosine_all(&qv)?)))
+    }
+}
+
+/// What is embedded for a turn: the end of the turns before it, then the turn, one per line, as the
+/// model would read them. A turn's vector is the exchange that ends with it, so a short answer
+/// ("Yes, last Sunday!") carries the question it answers.
+pub(crate) fn exchange_text(context: &[&str], text: &str) -> String {
+    let before = context.iter().filter(|c| !c.is_empty()).copied().collect::<Vec<_>>().join("\n");
+    if before.is_empty() {
+        return text.to_string();
+    }
+    format!("{}\n{text}", take_last_bytes_at_char_boundary(&before, EXCHANGE_CONTEXT_CHARS))
+}
+
+/// A turn's dense similarity from the exchanges' (row `i` is the exchange ending with turn `i`):
+/// the mean over the exchanges that contain it (the one ending with it and the next
+/// [`EXCHANGE_CONTEXT_TURNS`]), so its question and its answer both count. The latest turns are in
+/// fewer exchanges so far; the ones they are not in yet count as the average exchange, so a turn
+/// is not credited with the context it was embedded after.
+pub(crate) fn turn_similarities(exchanges: &[f32]) -> Vec<f32> {
+    let n = exchanges.len();
+    let prior = exchanges.iter().sum::<f32>() / n.max(1) as f32;
+    let span = EXCHANGE_CONTEXT_TURNS + 1;
+    (0..n)
+        .map(|i| {
+            let within = &exchanges[i..n.min(i + span)];
+            (within.iter().sum::<f32>() + (span - within.len()) as f32 * prior) / span as f32
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_is_embedded_with_the_end_of_the_turns_before_it() {
+        assert_eq!(exchange_text(&[], "B: yes"), "B: yes");
+        assert_eq!(exchange_text(&["", ""], "B: yes"), "B: yes");
+        assert_eq!(exchange_text(&["A: did you go?", "B: where?"], "A: to the lake"), "A: did you go?\nB: where?\nA: to the lake");
+        // Long context keeps its end, cut on a character boundary (é is two bytes).
+        let long = "é".repeat(EXCHANGE_CONTEXT_CHARS);
+        let t = exchange_text(&[&long], "B: yes");
+        assert!(t.ends_with("\nB: yes"));
+        let context = t.trim_end_matches("\nB: yes");
+        assert!(context.len() <= EXCHANGE_CONTEXT_CHARS && context.chars().all(|c| c == 'é'), "{}", context.len());
+    }
+
+    #[test]
+    fn a_turn_scores_the_mean_of_the_exchanges_it_is_in() {
+        // Exchange i holds turns i-2..=i, so turn 0 is in exchanges 0, 1, 2. The exchanges the
+        // latest turns are not in yet count as the average, 0.45.
+        let s = turn_similarities(&[0.3, 0.6, 0.9, 0.0]);
+        let want = [0.6, 0.5, 0.45, 0.3];
+        for (a, b) in s.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{s:?}");
+        }
+        assert!(turn_similarities(&[]).is_empty());
+    }
+}

@@ -1,0 +1,44 @@
+//! Cutting text at a byte limit without splitting a character (the one place that does it).
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub(crate) fn take_bytes_at_char_boundary(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The longest suffix of `s` of at most `max` bytes that starts on a character boundary.
+pub(crate) fn take_last_bytes_at_char_boundary(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_never_split_a_character() {
+        let s = "aé漢🎉b";
+        for max in 0..=s.len() + 1 {
+            let head = take_bytes_at_char_boundary(s, max);
+            let tail = take_last_bytes_at_char_boundary(s, max);
+            assert!(head.len() <= max && s.starts_with(head));
+            assert!(tail.len() <= max && s.ends_with(tail));
+            // Longest: one more character would exceed `max`.
+            assert!(s[head.len()..].chars().next().is_none_or(|c| head.len() + c.len_utf8() > max));
+            assert!(s[..s.len() - tail.len()].chars().next_back().is_none_or(|c| tail.len() + c.len_utf8() > max));
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Plan → window: messages in chronological order, the date header on the first turn of each date,
+//! each gap's marker at the start of the next turn's content (a message of its own only after the
+//! last turn shown), exact counts per message and in total, and one report line per turn.
+
+use crate::message::{Message, Origin};
+use crate::plan::costs::{form_of, Form};
+use crate::plan::gaps::marker_text;
+use crate::plan::{Item, Plan, PlanContext};
+use crate::policy::Policy;
+use crate::scorer::ScoreParts;
+use crate::store::header;
+use crate::tokens::REPLY_PRIMING;
+use crate::turn::{Role, TurnId};
+use crate::window::{Fate, ReportLine, SummaryInfo, Window};
+
+/// The window being built.
+struct Builder {
+    messages: Vec<Message>,
+    total: usize,
+    fates: Vec<(Fate, usize)>,
+    summaries: Vec<SummaryInfo>,
+    /// Date of the last turn shown.
+    last_ts: Option<u32>,
+    /// A gap's marker, waiting for the next turn to begin with it.
+    pending_marker: Option<(TurnId, TurnId)>,
+}
+
+impl Builder {
+    fn push(&mut self, m: Message) {
+        self.total += m.tokens;
+        self.messages.push(m);
+    }
+
+    /// A marker of its own for turns `first..=last` (when no turn follows to carry it).
+    fn flush_marker(&mut self, ctx: &mut PlanContext<'_>) {
+        if let Some((first, last)) = self.pending_marker.take() {
+            let mut m = Message::text(Role::User, marker_text(last - first + 1), Origin::Marker { first, last });
+            m.counted(ctx.counter);
+            self.push(m);
+        }
+    }
+
+    /// Turn `id` in its form, with the date header and a pending marker on its first message that
+    /// is not a tool result.
+    fn turn(&mut self, ctx: &mut PlanContext<'_>, id: TurnId, form: Form) {
+        let (mut msgs, cost) = ctx.forms.messages(ctx.store, ctx.counter, id, form);
+        let mut cost = cost;
+        let mut date_header = None;
+        if let (Some(t), Some(date)) = (ctx.store.get(id).and_then(|t| t.turn.timestamp()), ctx.store.date(id)) {
+            if Some(date) != self.last_ts {
+                date_header = Some(header(t));
+            }
+            self.last_ts = Some(date);
+        }
+        let marker = self.pending_marker.take();
+        if date_header.is_some() || marker.is_some() {
+            match msgs.iter_mut().find(|m| m.tool_call_id.is_none()) {
+                Some(m) => {
+                    let before = m.tokens;
+                    let mut content = date_header.unwrap_or_default() + &m.content;
+                    if let Some((first, last)) = marker {
+                        let text = marker_text(last - first + 1);
+                        content = if content.is_empty() { text } else { format!("{text} {content}") };
+                        m.omitted = Some((first, last));
+                    }
+                    m.content = content;
+                    cost = (cost + m.counted(ctx.counter)).saturating_sub(before);
+                }
+                None => {
+                    self.pending_marker = marker;
+                    self.flush_marker(ctx);
+                }
+            }
+        }
+        let fate = match form {
+            Form::Verbatim => Fate::Kept,
+            Form::Truncated(_) => Fate::Truncated,
+            Form::Cleared => Fate::Cleared,
+        };
+        if let Some(f) = self.fates.get_mut(id) {
+            *f = (fate, cost);
+        }
+        self.total += cost;
+        self.messages.extend(msgs);
+    }
+
+    fn summary(&mut self, ctx: &mut PlanContext<'_>, (first, last): (TurnId, TurnId), text: &str, tokens: usize) {
+        self.flush_marker(ctx);
+        let k = self.summaries.len();
+        let source_tokens: usize = (first..=last).map(|i| ctx.store.get(i).map_or(0, |t| t.tokens)).sum();
+        for f in self.fates.iter_mut().take(last + 1).skip(first) {
+            if f.0 == Fate::Dropped {
+                *f = (Fate::Summarized { summary: k }, 0);
+            }
+        }
+        self.summaries.push(SummaryInfo { first, last, tokens, source_tokens });
+        let mut m = Message::text(Role::User, text.to_string(), Origin::Summary { first, last });
+        m.tokens = tokens;
+        self.push(m);
+    }
+}
+
+/// Renders `plan` into a window with exact counts and a report line per turn.
+pub(crate) fn build(ctx: &mut PlanContext<'_>, plan: &Plan, policy: &Policy, scores: Option<&[ScoreParts]>) -> Window {
+    let n_turns = ctx.store.len();
+    let mut b = Builder {
+        messages: Vec::new(),
+        total: REPLY_PRIMING,
+        fates: vec![(Fate::Dropped, 0); n_turns],
+        summaries: Vec::new(),
+        last_ts: None,
+        pending_marker: None,
+    };
+    if let Some(p) = ctx.pins {
+        let mut m = Message::text(Role::System, p.to_string(), Origin::Pins);
+        m.counted(ctx.counter);
+        b.push(m);
+    }
+    let units = ctx.store.units();
+    for item in &plan.items {
+        match item {
+            Item::Unit(u) => {
+                let Some(r) = units.get(*u).cloned() else { continue };
+                for id in r.clone() {
+                    let form = form_of(ctx.store, id, policy, plan.clear_before);
+                    b.turn(ctx, id, form);
+                }
+                if r.end == n_turns {
+                    for mut m in ctx.store.pending_results() {
+                        m.counted(ctx.counter);
+                        b.push(m);
+                    }
+                }
+            }
+            Item::Summary { first_unit, last_unit, text, tokens } => {
+                let (Some(a), Some(z)) = (units.get(*first_unit), units.get(*last_unit)) else { continue };
+                b.summary(ctx, (a.start, z.end - 1), text, *tokens);
+            }
+            Item::Marker { first_unit, last_unit } => {
+                let (Some(a), Some(z)) = (units.get(*first_unit), units.get(*last_unit)) else { continue };
+                b.pending_marker = Some((a.start, z.end - 1));
+            }
+        }
+    }
+    b.flush_marker(ctx);
+    let report = b
+        .fates
+        .into_iter()
+        .enumerate()
+        .map(|(id, (fate, shown))| ReportLine {
+            turn: id,
+            fate,
+            tokens: ctx.store.get(id).map_or(0, |t| t.tokens),
+            shown_tokens: shown,
+            score: scores.and_then(|s| s.get(id)).copied().unwrap_or_default(),
+        })
+        .collect();
+    Window { messages: b.messages, total_tokens: b.total, budget: ctx.budget, encoding: ctx.counter.encoding(), report, summaries: b.summaries, query_embed_us: None }
+}

@@ -1,0 +1,242 @@
+//! The window: ordered messages, exact token total, an itemised report (this file); the step that
+//! turns a plan into a window (`build.rs`); the OpenAI and Anthropic request shapes, each with its
+//! renderer and checker (`openai.rs`, `anthropic.rs`).
+//!
+//! The window owns rendering: it reads the store's turns and the plan's items, never chooses.
+
+pub(crate) mod anthropic;
+pub(crate) mod build;
+pub(crate) mod openai;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::message::{Message, Origin};
+use crate::scorer::ScoreParts;
+use crate::tokens::Encoding;
+use crate::turn::TurnId;
+
+/// What happened to a turn in a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "fate", rename_all = "snake_case")]
+pub enum Fate {
+    /// In the window as it is.
+    Kept,
+    /// In the window with long tool output shown head + tail.
+    Truncated,
+    /// In the window with tool output replaced by a placeholder (recallable with `search`).
+    Cleared,
+    /// Left out; summary number `summary` (index into [`Window::summaries`]) stands in for it.
+    Summarized {
+        /// Index of the summary.
+        summary: usize,
+    },
+    /// Left out; a marker (or, for peer baselines, nothing) stands in for it.
+    Dropped,
+}
+
+/// One line of the window's report: a turn, its fate, its tokens and its score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportLine {
+    /// The turn.
+    pub turn: TurnId,
+    /// What happened to it.
+    pub fate: Fate,
+    /// Its tokens as rendered verbatim (with framing).
+    pub tokens: usize,
+    /// Tokens it takes in this window (0 when left out).
+    pub shown_tokens: usize,
+    /// Its score.
+    pub score: ScoreParts,
+}
+
+/// A summary in the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryInfo {
+    /// First turn summarized.
+    pub first: TurnId,
+    /// Last turn summarized.
+    pub last: TurnId,
+    /// Tokens of the summary message.
+    pub tokens: usize,
+    /// Tokens of the turns it stands in for.
+    pub source_tokens: usize,
+}
+
+/// An assembled window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub(crate) messages: Vec<Message>,
+    pub(crate) total_tokens: usize,
+    pub(crate) budget: usize,
+    pub(crate) encoding: Encoding,
+    pub(crate) report: Vec<ReportLine>,
+    pub(crate) summaries: Vec<SummaryInfo>,
+    pub(crate) query_embed_us: Option<f64>,
+}
+
+impl Window {
+    /// The messages, pins first, then history in chronological order.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+    /// Exact total tokens of the rendered request (framing included).
+    pub fn total_tokens(&self) -> usize {
+        self.total_tokens
+    }
+    /// The budget it was assembled for.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+    /// The encoding it was counted in.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+    /// One line per turn of the history.
+    pub fn report(&self) -> &[ReportLine] {
+        &self.report
+    }
+    /// Microseconds spent embedding the query (dense retrieval only; part of the assemble time).
+    pub fn query_embed_us(&self) -> Option<f64> {
+        self.query_embed_us
+    }
+    /// The summaries in the window.
+    pub fn summaries(&self) -> &[SummaryInfo] {
+        &self.summaries
+    }
+    /// Turns present verbatim (fate `Kept`).
+    pub fn kept_turns(&self) -> impl Iterator<Item = TurnId> + '_ {
+        self.report.iter().filter(|l| l.fate == Fate::Kept).map(|l| l.turn)
+    }
+    /// All the window's text, messages joined by newlines (tool calls included).
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for m in &self.messages {
+            out.push_str(&m.content);
+            out.push('\n');
+            for c in &m.tool_calls {
+                out.push_str(&c.name);
+                out.push(' ');
+                out.push_str(&c.arguments);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The request as OpenAI chat `messages` (system first; each tool result right after its call).
+    pub fn to_openai(&self) -> Value {
+        openai::render(&self.messages)
+    }
+
+    /// The request as Anthropic Messages `{system, messages}`: the pins go in `system`, consecutive
+    /// same-role messages merge into one (tool results become `tool_result` blocks of a user message
+    /// right after the assistant's `tool_use`), and roles alternate starting with `user`.
+    pub fn to_anthropic(&self) -> Value {
+        anthropic::render(&self.messages)
+    }
+
+    /// One line per message, for snapshots and debugging: `role origin tokens: first 60 chars`.
+    pub fn outline(&self) -> String {
+        let mut out = String::new();
+        for m in &self.messages {
+            let origin = match &m.origin {
+                Origin::Pins => "pins".to_string(),
+                Origin::Turn { turn } => match m.omitted {
+                    Some((a, b)) => format!("turn {turn} gap {a}-{b}"),
+                    None => format!("turn {turn}"),
+                },
+                Origin::Summary { first, last } => format!("summary {first}-{last}"),
+                Origin::Marker { first, last } => format!("marker {first}-{last}"),
+            };
+            let head: String = m.content.chars().take(60).collect::<String>().replace('\n', " ");
+            let calls: Vec<&str> = m.tool_calls.iter().map(|c| c.name.as_str()).collect();
+            let calls = if calls.is_empty() { String::new() } else { format!(" calls {}", calls.join(",")) };
+            out.push_str(&format!("{:<9} {:<16} {:>5}  {}{}\n", m.role.as_str(), origin, m.tokens, head, calls));
+        }
+        out
+    }
+}
+
+/// Which provider's request shape a [`RequestError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// OpenAI chat completions `messages`.
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// What is wrong with a rendered request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The messages are not a JSON array.
+    NotAnArray,
+    /// A message has no role.
+    NoRole,
+    /// A role the API does not know (or does not allow there).
+    UnknownRole(String),
+    /// A system message after the first non-system one.
+    SystemAfterStart,
+    /// A tool message without a call id.
+    ResultWithoutCallId,
+    /// A tool call without an id.
+    CallWithoutId,
+    /// A tool result whose call is not open (it does not follow its call).
+    ResultWithoutCall(String),
+    /// Tool calls still open before a message of another role.
+    CallsNotAnswered {
+        /// The open calls.
+        calls: Vec<String>,
+        /// The role of the message that came before their results.
+        before: String,
+    },
+    /// Tool calls never answered.
+    NeverAnswered(Vec<String>),
+    /// The first message is not from the user.
+    FirstNotUser,
+    /// Two messages of this role in a row.
+    SameRoleTwice(String),
+    /// A message's content is not a list of blocks.
+    ContentNotBlocks,
+    /// The tool results of a message do not answer exactly the previous message's tool uses.
+    ResultsMismatch {
+        /// The results' call ids, sorted.
+        results: Vec<String>,
+        /// The previous message's tool-use ids, sorted.
+        uses: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::NotAnArray => write!(f, "messages must be an array"),
+            Problem::NoRole => write!(f, "no role"),
+            Problem::UnknownRole(r) => write!(f, "role {r} not allowed"),
+            Problem::SystemAfterStart => write!(f, "system message after the start"),
+            Problem::ResultWithoutCallId => write!(f, "tool message without tool_call_id"),
+            Problem::CallWithoutId => write!(f, "tool call without id"),
+            Problem::ResultWithoutCall(id) => write!(f, "tool result {id} does not follow its call"),
+            Problem::CallsNotAnswered { calls, before } => write!(f, "tool calls {calls:?} not answered before a {before} message"),
+            Problem::NeverAnswered(calls) => write!(f, "tool calls {calls:?} never answered"),
+            Problem::FirstNotUser => write!(f, "first message must be from the user"),
+            Problem::SameRoleTwice(r) => write!(f, "two {r} messages in a row"),
+            Problem::ContentNotBlocks => write!(f, "content must be blocks"),
+            Problem::ResultsMismatch { results, uses } => write!(f, "tool results {results:?} do not match the previous tool uses {uses:?}"),
+        }
+    }
+}
+
+/// A rendered request that the provider's API would reject: which API, which message (0-based,
+/// when one message is at fault) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{api:?} request{}: {problem}", message.map(|i| format!(", message {i}")).unwrap_or_default())]
+pub struct RequestError {
+    /// The API whose rules were checked.
+    pub api: Api,
+    /// The message at fault, when one is.
+    pub message: Option<usize>,
+    /// What is wrong.
+    pub problem: Problem,
+}
