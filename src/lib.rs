@@ -38,7 +38,7 @@
 mod dense;
 mod error;
 mod pins;
-pub mod replay;
+#[cfg(feature = "replay")] pub mod replay;
 mod turn;
 
 #[cfg(feature = "dense")] pub use dense::FastEmbedder;

@@ -1,13 +1,20 @@
+#[cfg(feature = "replay")]
 mod agent_loaders;
+#[cfg(feature = "cli")]
 mod cli;
 mod dense;
 mod engine;
 mod props;
+#[cfg(feature = "replay")]
 mod qa_loaders;
+#[cfg(feature = "replay")]
 mod replay_validity;
+#[cfg(feature = "replay")]
 mod tokens;
+#[cfg(feature = "replay")]
 mod tune;
 
+#[cfg(feature = "replay")]
 /// A file or folder of `../shared/datasets`, or `None` (with a message naming it) when it is absent.
 pub(crate) fn shared(rel: &str) -> Option<std::path::PathBuf> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets").join(rel);
