@@ -2,7 +2,7 @@
 //! `VectorIndex::top_k(query, 10)` (the same scores plus selecting the ten best), single-threaded.
 //!
 //! Corpus: 1k, 10k and 100k random unit vectors of dimension 384 (all-MiniLM-L6-v2's size), from a
-//! seeded SplitMix64 generator, so every run scores the same data. The query is one of the stored
+//! seeded SplitMix64 generator (`ctxwin::replay::synth::Rng`, so the bench needs the `replay` feature), so every run scores the same data. The query is one of the stored
 //! rows; before timing, each size checks that the query's best match is its own row with a score
 //! of 1 and that `cosine_all` agrees with a plain f64 dot product. Building the index is not timed.
 //!
@@ -12,40 +12,24 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ctxwin::VectorIndex;
+use ctxwin::replay::synth::Rng;
 
 const DIM: usize = 384;
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 const SEED: u64 = 0x00c7_0a11_2024;
 
-/// SplitMix64: tiny, seeded, good enough for benchmark data.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn next_f32(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn unit_vector(&mut self) -> Vec<f32> {
-        let v: Vec<f32> = (0..DIM).map(|_| self.next_f32()).collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter().map(|x| x / norm).collect()
-    }
+/// A random unit vector of dimension `DIM`.
+fn unit_vector(rng: &mut Rng) -> Vec<f32> {
+    let v: Vec<f32> = (0..DIM).map(|_| rng.next_f32()).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
 }
 
 fn build(rows: usize) -> VectorIndex {
-    let mut rng = SplitMix64(SEED);
+    let mut rng = Rng::new(SEED);
     let mut index = VectorIndex::with_capacity(DIM, rows);
     for _ in 0..rows {
-        if let Err(e) = index.push(&rng.unit_vector()) {
+        if let Err(e) = index.push(&unit_vector(&mut rng)) {
             panic!("bench data rejected: {e}");
         }
     }

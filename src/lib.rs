@@ -44,6 +44,7 @@ mod pins;
 mod plan;
 mod policy;
 mod refs;
+#[cfg(feature = "replay")]
 pub mod replay;
 mod retrieval;
 mod scorer;

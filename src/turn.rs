@@ -250,6 +250,7 @@ impl Turn {
         out
     }
 
+    #[cfg(feature = "replay")]
     pub(crate) fn blocks_mut(&mut self) -> &mut Vec<Block> {
         &mut self.blocks
     }

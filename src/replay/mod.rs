@@ -31,7 +31,7 @@ use crate::tokens::Encoding;
 #[derive(Debug, Clone)]
 pub struct CompareConfig {
     datasets: Vec<PathBuf>,
-    format: Format,
+    format: Option<Format>,
     policies: Vec<(String, Policy)>,
     budgets: Vec<BudgetSpec>,
     encoding: Encoding,
@@ -41,11 +41,11 @@ pub struct CompareConfig {
 impl CompareConfig {
     /// A comparison of `policies` (name, policy) at `budgets` over `datasets` (files or folders).
     pub fn new(datasets: Vec<PathBuf>, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> Self {
-        CompareConfig { datasets, format: Format::Auto, policies, budgets, encoding: Encoding::O200kBase, embeddings: None }
+        CompareConfig { datasets, format: None, policies, budgets, encoding: Encoding::O200kBase, embeddings: None }
     }
-    /// The transcript format (default: detect).
+    /// The transcript format (default: detected per file).
     pub fn format(mut self, f: Format) -> Self {
-        self.format = f;
+        self.format = Some(f);
         self
     }
     /// The token encoding (default `o200k_base`).
@@ -138,45 +138,97 @@ pub(crate) fn evaluate(
     Ok(merged)
 }
 
-/// Assembles one window for inspection: transcript `index` of the dataset at `path`, pushed
-/// whole, then `assemble(query, budget)` — the query being QA item `question` of the transcript
-/// when given, else the default per-turn query — with dense retrieval when a service is given.
-/// Returns the window and its engine (to render or outline it).
-#[allow(clippy::too_many_arguments)]
-pub fn inspect_window(
-    path: &Path,
-    format: Format,
-    index: usize,
+/// Which window to build for inspection: transcript `transcript` (0-based) of the dataset at
+/// `path`, pushed whole, then assembled for `budget` tokens with `policy` — the query being QA item
+/// `question` of the transcript when given, else the default per-turn query.
+#[derive(Debug, Clone)]
+pub struct InspectConfig {
+    path: PathBuf,
+    format: Option<Format>,
+    transcript: usize,
     question: Option<usize>,
-    policy: &Policy,
+    policy: Policy,
     budget: usize,
     encoding: Encoding,
-    dense: Option<Arc<EmbeddingService>>,
-) -> Result<(crate::window::Window, crate::engine::Engine, Option<QaItem>)> {
-    let transcripts = loaders::load_path(path, format)?;
+    embeddings: Option<Arc<EmbeddingService>>,
+}
+
+impl InspectConfig {
+    /// The first transcript of `path`, the default query, `o200k_base`, lexical retrieval.
+    pub fn new(path: impl Into<PathBuf>, policy: Policy, budget: usize) -> Self {
+        InspectConfig {
+            path: path.into(),
+            format: None,
+            transcript: 0,
+            question: None,
+            policy,
+            budget,
+            encoding: Encoding::O200kBase,
+            embeddings: None,
+        }
+    }
+    /// The transcript format (default: detected).
+    pub fn format(mut self, f: Format) -> Self {
+        self.format = Some(f);
+        self
+    }
+    /// Which transcript of the dataset (0-based; default 0).
+    pub fn transcript(mut self, index: usize) -> Self {
+        self.transcript = index;
+        self
+    }
+    /// The QA item whose question is the query (default: the per-turn query).
+    pub fn question(mut self, index: usize) -> Self {
+        self.question = Some(index);
+        self
+    }
+    /// The token encoding (default `o200k_base`).
+    pub fn encoding(mut self, e: Encoding) -> Self {
+        self.encoding = e;
+        self
+    }
+    /// Hybrid retrieval with this embedding service (default: lexical only).
+    pub fn embeddings(mut self, service: Arc<EmbeddingService>) -> Self {
+        self.embeddings = Some(service);
+        self
+    }
+}
+
+/// Assembles the window `cfg` names (waiting for embeddings, so it is deterministic). Returns the
+/// window, its engine (to render or outline it) and the QA item asked, if any.
+pub fn inspect_window(cfg: &InspectConfig) -> Result<(crate::window::Window, crate::engine::Engine, Option<QaItem>)> {
+    let (path, index) = (cfg.path.as_path(), cfg.transcript);
+    let transcripts = loaders::load_path(path, cfg.format)?;
     let t = transcripts.get(index).ok_or_else(|| Error::NoSuchItem { path: path.to_path_buf(), what: "transcript", index, count: transcripts.len() })?;
-    let mut cfg = crate::engine::EngineConfig::default().encoding(encoding);
-    if let Some(s) = dense {
-        cfg = cfg.embeddings(s);
-    }
-    let mut e = crate::engine::Engine::new(cfg)?;
-    for (layer, text) in t.pins() {
-        e.pin(*layer, text.clone(), 0);
-    }
+    let mut e = engine_for(t, cfg.encoding, cfg.embeddings.as_ref())?;
     for turn in t.turns() {
         e.push(turn.clone())?;
     }
     e.wait_for_embeddings()?;
-    let qa = match question {
+    let qa = match cfg.question {
         Some(q) => Some(
             t.qa().get(q).cloned().ok_or_else(|| Error::NoSuchItem { path: path.to_path_buf(), what: "question", index: q, count: t.qa().len() })?,
         ),
         None => None,
     };
-    let mut a = crate::plan::PlanState::new(policy.clone());
+    let mut a = crate::plan::PlanState::new(cfg.policy.clone());
     let request = qa.as_ref().map_or(crate::plan::Request::NextCall, |q| crate::plan::Request::Query(q.question()));
-    let w = e.assemble_with(&mut a, budget, request)?;
+    let w = e.assemble_with(&mut a, cfg.budget, request)?;
     Ok((w, e, qa))
+}
+
+/// A fresh engine holding the transcript's pins (with dense retrieval when a service is given):
+/// every replay starts from one.
+pub(crate) fn engine_for(t: &Transcript, encoding: Encoding, dense: Option<&Arc<EmbeddingService>>) -> Result<crate::engine::Engine> {
+    let mut cfg = crate::engine::EngineConfig::default().encoding(encoding);
+    if let Some(s) = dense {
+        cfg = cfg.embeddings(Arc::clone(s));
+    }
+    let mut e = crate::engine::Engine::new(cfg)?;
+    for (layer, text) in t.pins() {
+        e.pin(*layer, text.clone(), 0);
+    }
+    Ok(e)
 }
 
 /// Replays `t` turn by turn with one policy and budget, as the hindsight probes do, and calls
@@ -189,10 +241,7 @@ pub fn for_each_window(
     encoding: Encoding,
     mut visit: impl FnMut(usize, Result<&crate::window::Window>),
 ) -> Result<()> {
-    let mut e = crate::engine::Engine::new(crate::engine::EngineConfig::default().encoding(encoding))?;
-    for (layer, text) in t.pins() {
-        e.pin(*layer, text.clone(), 0);
-    }
+    let mut e = engine_for(t, encoding, None)?;
     let (pins, history) = probes::budget_basis(t, &mut e);
     let budget = budget.resolve(pins, history);
     let mut a = crate::plan::PlanState::new(policy.clone());

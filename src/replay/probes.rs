@@ -19,12 +19,13 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::dense::EmbeddingService;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::Engine;
 use crate::plan::{PlanState, Request};
 use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::refs::salient_terms;
 use crate::replay::metrics::{answer_present, common_prefix_tokens, cost_units, normalize_answer, pair_violations};
+use crate::replay::engine_for;
 use crate::replay::transcript::Transcript;
 use crate::tokens::{Encoding, MESSAGE_OVERHEAD, REPLY_PRIMING};
 use crate::turn::{Block, Role};
@@ -183,19 +184,6 @@ fn probe_window(e: &mut Engine, a: &mut PlanState, budget: usize, query: Option<
 /// Whether a window holds a turn verbatim.
 fn kept(w: &Window, id: usize) -> bool {
     w.report().get(id).is_some_and(|l| l.fate == Fate::Kept)
-}
-
-/// A fresh engine holding the transcript's pins (with dense retrieval when a service is given).
-fn engine_for(t: &Transcript, encoding: Encoding, dense: Option<&Arc<EmbeddingService>>) -> Result<Engine> {
-    let mut cfg = EngineConfig::default().encoding(encoding);
-    if let Some(s) = dense {
-        cfg = cfg.embeddings(Arc::clone(s));
-    }
-    let mut e = Engine::new(cfg)?;
-    for (layer, text) in t.pins() {
-        e.pin(*layer, text.clone(), 0);
-    }
-    Ok(e)
 }
 
 /// What share budgets are shares of: the pins' tokens and the history's tokens (verbatim, framing

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::pins::PinLayer;
+use crate::replay::loaders::Format;
 use crate::turn::{NormalizeReport, Turn, TurnId};
 
 /// One question with its gold answer and evidence (LoCoMo, LongMemEval).
@@ -104,7 +105,8 @@ impl LoadNotes {
 pub struct Transcript {
     pub(crate) id: String,
     pub(crate) source: PathBuf,
-    pub(crate) format: &'static str,
+    /// The format it was loaded from (`None` for a generated transcript).
+    pub(crate) format: Option<Format>,
     pub(crate) turns: Vec<Turn>,
     pub(crate) pins: Vec<(PinLayer, String)>,
     pub(crate) qa: Vec<QaItem>,
@@ -114,11 +116,15 @@ pub struct Transcript {
 
 impl Transcript {
     /// An empty transcript for `id` loaded from `source` in `format`.
-    pub fn new(id: impl Into<String>, source: &Path, format: &'static str) -> Self {
+    pub fn new(id: impl Into<String>, source: &Path, format: Format) -> Self {
+        Transcript { format: Some(format), ..Transcript::generated(id, source) }
+    }
+    /// An empty transcript for `id` that no loader read (made by a generator; `source` names it).
+    pub(crate) fn generated(id: impl Into<String>, source: &Path) -> Self {
         Transcript {
             id: id.into(),
             source: source.to_path_buf(),
-            format,
+            format: None,
             turns: Vec::new(),
             pins: Vec::new(),
             qa: Vec::new(),
@@ -134,8 +140,8 @@ impl Transcript {
     pub fn source(&self) -> &Path {
         &self.source
     }
-    /// The format's name.
-    pub fn format(&self) -> &'static str {
+    /// The format it was loaded from (`None` for a generated transcript).
+    pub fn format(&self) -> Option<Format> {
         self.format
     }
     /// The turns, in order, normalized.

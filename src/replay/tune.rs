@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::replay::probes::Partial;
 use crate::replay::report::mean;
+use crate::replay::synth::Rng;
 use crate::replay::{evaluate, loaders, CompareConfig, Transcript};
 
 /// What to tune: the replay to run (datasets, the starting policy as its only policy, budgets,
@@ -89,14 +90,6 @@ struct Split {
     held: Vec<Transcript>,
 }
 
-/// SplitMix64: a seeded, portable shuffle key.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// Indices of `n` transcripts held out for `share` and `seed`: a seeded shuffle's first
 /// `round(n × share)`, at least one when `share > 0`, and never all of them.
 pub(crate) fn held_out_indices(n: usize, share: f64, seed: u64) -> Vec<usize> {
@@ -105,7 +98,7 @@ pub(crate) fn held_out_indices(n: usize, share: f64, seed: u64) -> Vec<usize> {
     }
     let k = ((n as f64 * share).round() as usize).clamp(1, n - 1);
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (mix(seed ^ mix(i as u64)), i));
+    order.sort_by_key(|&i| (Rng::mix(seed ^ Rng::mix(i as u64)), i));
     let mut held: Vec<usize> = order.into_iter().take(k).collect();
     held.sort_unstable();
     held

@@ -279,3 +279,18 @@ fn tune_writes_a_policy_that_compare_loads() {
     assert_eq!(code, 2);
     assert!(err.contains("KEY=V1"), "{err}");
 }
+
+/// `ctxbench samples` regenerates the generated samples the repository ships, byte for byte.
+#[test]
+fn samples_subcommand_reproduces_the_committed_samples() {
+    let out = tmp("samples");
+    let (code, stdout, err) = ctxbench(&["samples", "--out", out.to_str().unwrap_or_default()]);
+    assert_eq!(code, 0, "{err}");
+    for name in ["synth-conversation.locomo.json", "synth-agent.openai.json"] {
+        let made = std::fs::read(out.join(name)).unwrap_or_default();
+        let committed = std::fs::read(root().join("datasets/samples").join(name)).unwrap_or_default();
+        assert!(!committed.is_empty(), "{name} is committed");
+        assert!(made == committed, "{name} differs from what `ctxbench samples` writes now: regenerate it with `cargo run --bin ctxbench -- samples` and commit the result");
+        assert!(stdout.contains(name), "{stdout}");
+    }
+}

@@ -1,15 +1,24 @@
+#[cfg(feature = "replay")]
 mod agent_loaders;
+#[cfg(feature = "cli")]
 mod cli;
+#[cfg(feature = "cli")]
 mod compare_snapshot;
 mod dense;
 mod engine;
 mod props;
+#[cfg(feature = "replay")]
 mod qa_loaders;
-mod snapshots;
+#[cfg(feature = "replay")]
 mod replay_validity;
+#[cfg(feature = "replay")]
+mod snapshots;
+#[cfg(feature = "replay")]
 mod tokens;
+#[cfg(feature = "replay")]
 mod tune;
 
+#[cfg(feature = "replay")]
 /// A file or folder of `../shared/datasets`, or `None` (with a message naming it) when it is absent.
 pub(crate) fn shared(rel: &str) -> Option<std::path::PathBuf> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets").join(rel);

@@ -23,12 +23,12 @@ fn tmp(name: &str, content: &str) -> PathBuf {
 #[test]
 fn locomo_real_file_loads_with_its_messy_evidence_counted() {
     let Some(p) = shared("locomo/locomo10.json") else { return };
-    let ts = match load_file(&p, Format::Auto) {
+    let ts = match load_file(&p, None) {
         Ok(t) => t,
         Err(e) => panic!("{e}"),
     };
     assert_eq!(ts.len(), 10);
-    assert!(ts.iter().all(|t| t.format() == "locomo"));
+    assert!(ts.iter().all(|t| t.format() == Some(Format::Locomo)));
     let turns: usize = ts.iter().map(|t| t.turns().len()).sum();
     assert_eq!(turns, 5882);
     let qa: usize = ts.iter().map(|t| t.qa().len()).sum();
@@ -69,13 +69,13 @@ fn locomo_real_file_loads_with_its_messy_evidence_counted() {
 #[test]
 fn longmemeval_derived_file_loads_with_turn_and_session_evidence() {
     let Some(p) = shared("longmemeval-s-derived") else { return };
-    let ts = match load_path(&p, Format::Auto) {
+    let ts = match load_path(&p, None) {
         Ok(t) => t,
         Err(e) => panic!("{e}"),
     };
     assert_eq!(ts.len(), 3);
     for t in &ts {
-        assert_eq!(t.format(), "longmemeval");
+        assert_eq!(t.format(), Some(Format::LongMemEval));
         assert!(t.turns().len() > 300, "{} turns", t.turns().len());
         assert!(t.turns().iter().all(|x| x.timestamp().is_some()));
         for q in t.qa() {
@@ -92,7 +92,7 @@ fn longmemeval_derived_file_loads_with_turn_and_session_evidence() {
     assert!(ts.iter().flat_map(|t| t.qa()).any(|q| q.category() == "session-level"));
 }
 
-fn malformed_message(p: &Path, format: Format) -> String {
+fn malformed_message(p: &Path, format: Option<Format>) -> String {
     match load_file(p, format) {
         Err(e @ Error::Malformed { .. }) => e.to_string(),
         Err(other) => panic!("expected Malformed, got {other}"),
@@ -103,28 +103,28 @@ fn malformed_message(p: &Path, format: Format) -> String {
 #[test]
 fn malformed_qa_files_name_file_and_position() {
     let p = tmp("truncated.json", "[{\"sample_id\": \"x\", \"conversation\": {\"speaker_a\": \"A\",\n \"session_1\": [");
-    let m = malformed_message(&p, Format::Locomo);
+    let m = malformed_message(&p, Some(Format::Locomo));
     assert!(m.contains("truncated.json:2:"), "{m}");
 
     let p = tmp("wrongtype.json", "[{\"sample_id\": \"s1\", \"conversation\": {\"speaker_a\": \"A\", \"speaker_b\": \"B\", \"session_1\": [{\"speaker\": \"A\", \"dia_id\": \"D1:1\", \"text\": 42}]}, \"qa\": []}]");
-    let m = malformed_message(&p, Format::Locomo);
+    let m = malformed_message(&p, Some(Format::Locomo));
     assert!(m.contains("wrongtype.json") && m.contains("session_1[0]") && m.contains("`text` must be a string"), "{m}");
 
     let p = tmp("empty.json", "");
-    let m = malformed_message(&p, Format::Auto);
+    let m = malformed_message(&p, None);
     assert!(m.contains("empty.json:1:1") && m.contains("empty"), "{m}");
 
     let p = tmp("lme.json", "[{\"question_id\": \"q\", \"haystack_sessions\": [[{\"role\": \"robot\", \"content\": \"hi\"}]]}]");
-    let m = malformed_message(&p, Format::Auto);
+    let m = malformed_message(&p, None);
     assert!(m.contains("lme.json") && m.contains("unknown role"), "{m}");
 
     let p = tmp("notjson.json", "{ this is not json }");
-    let m = malformed_message(&p, Format::Locomo);
+    let m = malformed_message(&p, Some(Format::Locomo));
     assert!(m.contains("notjson.json:1:3"), "{m}");
 }
 
 #[test]
 fn missing_paths_are_io_errors_naming_the_path() {
-    let e = load_path(Path::new("/nonexistent/ctxwin/x.json"), Format::Auto).map(|_| ()).err().map(|e| e.to_string()).unwrap_or_default();
+    let e = load_path(Path::new("/nonexistent/ctxwin/x.json"), None).map(|_| ()).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("/nonexistent/ctxwin/x.json"), "{e}");
 }

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use ctxwin::replay::loaders::{load_path, Format};
+use ctxwin::replay::loaders::load_path;
 use ctxwin::replay::{for_each_window, BudgetSpec};
 use ctxwin::{check_anthropic, check_openai, recount_openai, Encoding, Error, Policy, PRESETS};
 
 fn check_dataset(path: &Path, budgets: &[BudgetSpec], max_transcripts: usize) {
-    let ts = match load_path(path, Format::Auto) {
+    let ts = match load_path(path, None) {
         Ok(t) => t,
         Err(e) => panic!("{}: {e}", path.display()),
     };

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use ctxwin::replay::{loaders, Format, Transcript};
+use ctxwin::replay::{loaders, Transcript};
 use ctxwin::{check_anthropic, check_openai, Engine, EngineConfig, PlanState, Policy, Request, Window};
 
 fn sample(name: &str) -> Transcript {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples").join(name);
-    match loaders::load_path(&path, Format::Auto) {
+    match loaders::load_path(&path, None) {
         Ok(mut ts) if !ts.is_empty() => ts.swap_remove(0),
         Ok(_) => panic!("{}: no transcript", path.display()),
         Err(e) => panic!("{e}"),

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ctxwin::replay::loaders::{load_path, Format};
+use ctxwin::replay::loaders::load_path;
 use ctxwin::{count_reference, Encoding, TokenCounter};
 
 #[test]
@@ -16,7 +16,7 @@ fn bpe_openai_counts_equal_tiktoken_on_real_transcripts() {
             eprintln!("skipping {}: absent", p.display());
             continue;
         }
-        match load_path(&p, Format::Auto) {
+        match load_path(&p, None) {
             Ok(ts) => {
                 for t in ts {
                     texts.extend(t.pins().iter().map(|(_, s)| s.clone()));
@@ -27,7 +27,7 @@ fn bpe_openai_counts_equal_tiktoken_on_real_transcripts() {
         }
     }
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples");
-    if let Ok(ts) = load_path(&samples, Format::Auto) {
+    if let Ok(ts) = load_path(&samples, None) {
         for t in ts {
             texts.extend(t.turns().iter().map(|x| x.plain_text()));
         }

@@ -23,12 +23,13 @@
 
 use std::path::Path;
 
+use super::Format;
 use crate::error::Result;
 use crate::replay::loaders::json_path::file_stem;
 use crate::replay::transcript::Transcript;
 use crate::turn::{Provenance, Turn};
 
-const FORMAT: &str = "aider";
+const FORMAT: Format = Format::Aider;
 const SESSION_HEADER: &str = "# aider chat started at";
 const THINKING_OPEN: &str = "<thinking-content-";
 

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::Format;
 use crate::error::Result;
 use crate::pins::PinLayer;
 use crate::replay::loaders::json_path::{Seg, excerpt, file_stem};
@@ -23,7 +24,7 @@ use crate::replay::loaders::{parse_json, parts_text, shown_text, EXCERPT_CHARS};
 use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Role, Turn};
 
-const FORMAT: &str = "anthropic";
+const FORMAT: Format = Format::AnthropicMessages;
 
 /// Whether a parsed value looks like an Anthropic Messages object: its first message's content is a
 /// list of blocks (used by format detection when there is no `system` key).

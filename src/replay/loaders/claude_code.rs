@@ -29,13 +29,14 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::Format;
 use crate::error::{Error, Result};
 use crate::replay::loaders::json_path::{Seg, error_in_line, excerpt, file_stem};
 use crate::replay::loaders::{parts_text, shown_text, EXCERPT_CHARS};
 use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Provenance, Role, Turn};
 
-const FORMAT: &str = "claude-code";
+const FORMAT: Format = Format::ClaudeCode;
 
 /// Bookkeeping fields every event repeats; left out of opaque excerpts.
 const COMMON_FIELDS: &[&str] =

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::Format;
 use crate::error::{Error, Result};
 use crate::replay::loaders::parse_json;
 use crate::replay::transcript::{QaItem, Transcript};
@@ -43,7 +44,7 @@ fn load_sample(path: &Path, index: usize, s: &Value) -> Result<Transcript> {
     let conv = field(path, &at, s, "conversation")?;
     let conv_obj = conv.as_object().ok_or_else(|| Error::malformed(path, 0, 0, format!("{at}: `conversation` must be an object")))?;
     let speaker_a = str_of(path, &at, conv, "speaker_a")?.to_string();
-    let mut t = Transcript::new(id.clone(), path, "locomo");
+    let mut t = Transcript::new(id.clone(), path, Format::Locomo);
 
     // Session numbers, from both `session_<n>` and `session_<n>_date_time` keys.
     let mut numbers: Vec<u32> = conv_obj

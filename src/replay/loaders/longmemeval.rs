@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::Format;
 use crate::error::{Error, Result};
 use crate::replay::loaders::parse_json;
 use crate::replay::transcript::{QaItem, Transcript};
@@ -55,7 +56,7 @@ fn load_one(path: &Path, index: usize, h: &Value) -> Result<Transcript> {
         .map(|a| a.iter().map(Value::as_str).collect())
         .unwrap_or_default();
 
-    let mut t = Transcript::new(id.clone(), path, "longmemeval");
+    let mut t = Transcript::new(id.clone(), path, Format::LongMemEval);
     let mut has_answer_turns = Vec::new();
     let mut session_turns: HashMap<String, Vec<usize>> = HashMap::new();
     for (si, s) in sessions.iter().enumerate() {

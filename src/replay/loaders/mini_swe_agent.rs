@@ -24,6 +24,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
+use super::Format;
 use crate::error::{Error, Result};
 use crate::pins::PinLayer;
 use crate::replay::loaders::json_path::{Seg, error_at, file_stem};
@@ -31,7 +32,7 @@ use crate::replay::loaders::parse_json;
 use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Role, Turn};
 
-const FORMAT: &str = "mini-swe-agent";
+const FORMAT: Format = Format::MiniSweAgent;
 
 /// mini-swe-agent's default `action_regex`.
 static BASH_BLOCK: LazyLock<std::result::Result<Regex, regex::Error>> =

@@ -12,17 +12,19 @@ mod locomo;
 mod longmemeval;
 mod mini_swe_agent;
 mod openai_chat;
+mod writers;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::replay::transcript::Transcript;
 
-/// A transcript format ctxbench can read.
+pub use writers::{to_locomo_json, to_openai_json};
+
+/// A transcript format ctxbench can read. Where a format is optional (`None`), it is detected
+/// from the file ([`detect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// Detect from the file's content.
-    Auto,
     /// LoCoMo (`locomo10.json`).
     Locomo,
     /// LongMemEval-S (and the derived haystack files).
@@ -41,24 +43,29 @@ pub enum Format {
 }
 
 impl Format {
-    /// Parses a `--format` value.
-    pub fn parse(s: &str) -> Option<Format> {
-        Some(match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "auto" => Format::Auto,
-            "locomo" => Format::Locomo,
-            "longmemeval" | "longmemeval-s" => Format::LongMemEval,
-            "openai" | "openai-chat" | "tau-bench" | "taubench" | "swe-agent" | "sweagent" => Format::OpenAiChat,
-            "mini-swe-agent" | "minisweagent" => Format::MiniSweAgent,
-            "claude-code" | "claudecode" => Format::ClaudeCode,
-            "anthropic" | "anthropic-messages" => Format::AnthropicMessages,
-            "aider" => Format::Aider,
-            _ => return None,
-        })
-    }
+    /// Every format, in the order `--format` lists them.
+    pub const ALL: [Format; 7] = [
+        Format::Locomo,
+        Format::LongMemEval,
+        Format::OpenAiChat,
+        Format::MiniSweAgent,
+        Format::ClaudeCode,
+        Format::AnthropicMessages,
+        Format::Aider,
+    ];
 
-    /// Names accepted by [`Format::parse`] (canonical ones).
-    pub const NAMES: &'static [&'static str] =
-        &["auto", "locomo", "longmemeval", "openai-chat", "mini-swe-agent", "claude-code", "anthropic", "aider"];
+    /// The format's canonical name (what `--format` takes).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Locomo => "locomo",
+            Format::LongMemEval => "longmemeval",
+            Format::OpenAiChat => "openai-chat",
+            Format::MiniSweAgent => "mini-swe-agent",
+            Format::ClaudeCode => "claude-code",
+            Format::AnthropicMessages => "anthropic",
+            Format::Aider => "aider",
+        }
+    }
 }
 
 /// Characters of an unknown item's JSON kept in its opaque text turn.
@@ -198,12 +205,14 @@ pub fn detect(path: &Path, text: &str) -> Result<Format> {
     })
 }
 
-/// Loads every transcript in one file.
-pub fn load_file(path: &Path, format: Format) -> Result<Vec<Transcript>> {
+/// Loads every transcript in one file, in `format` (`None`: detected from the file).
+pub fn load_file(path: &Path, format: Option<Format>) -> Result<Vec<Transcript>> {
     let text = read_text(path)?;
-    let format = if format == Format::Auto { detect(path, &text)? } else { format };
+    let format = match format {
+        Some(f) => f,
+        None => detect(path, &text)?,
+    };
     match format {
-        Format::Auto => Err(Error::malformed(path, 1, 1, "format could not be detected")),
         Format::Locomo => locomo::load(path, &text),
         Format::LongMemEval => longmemeval::load(path, &text),
         Format::OpenAiChat => openai_chat::load(path, &text),
@@ -218,9 +227,9 @@ pub fn load_file(path: &Path, format: Format) -> Result<Vec<Transcript>> {
 const KNOWN_ENDINGS: &[&str] = &[".json", ".jsonl", ".traj", ".md"];
 
 /// Loads a file, or every recognized file in a directory (sorted by name; not recursive). In a
-/// directory, files that are not transcripts (READMEs, licences) are skipped when `format` is
-/// `Auto`; a file that looks like a transcript but fails to parse is an error.
-pub fn load_path(path: &Path, format: Format) -> Result<Vec<Transcript>> {
+/// directory, files that are not transcripts (READMEs, licences) are skipped; a file that looks
+/// like a transcript but fails to parse is an error. `format: None` detects each file's format.
+pub fn load_path(path: &Path, format: Option<Format>) -> Result<Vec<Transcript>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
         return load_file(path, format);

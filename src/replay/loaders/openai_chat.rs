@@ -30,6 +30,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::Format;
 use crate::error::Result;
 use crate::pins::PinLayer;
 use crate::replay::loaders::json_path::{Doc, Seg, file_stem};
@@ -37,7 +38,7 @@ use crate::replay::loaders::parse_json;
 use crate::replay::transcript::{GoldAction, LoadNotes, Transcript};
 use crate::turn::{Block, Role, Turn};
 
-const FORMAT: &str = "openai-chat";
+const FORMAT: Format = Format::OpenAiChat;
 
 pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
     let v = parse_json(path, text)?;
