@@ -170,6 +170,7 @@ impl Engine {
     pub fn push(&mut self, turn: Turn) -> Result<TurnId> {
         let id = self.store.push(turn, &mut self.counter)?;
         self.retrieval.add(&self.store, id)?;
+        self.summaries.observe(&self.store, &mut self.counter, id);
         Ok(id)
     }
 

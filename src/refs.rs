@@ -38,10 +38,12 @@ fn is_camel(w: &str) -> bool {
 
 /// Identifier-like: `snake_case`, `a::b`, `a.b` (both sides alphanumeric), camelCase, or a path.
 fn is_identifier(w: &str) -> bool {
-    w.contains('_')
-        || has_inner(w, "::")
-        || w.contains('/') && w.chars().any(char::is_alphanumeric)
-        || (has_inner(w, ".") && w.split('.').all(|p| !p.is_empty()) && w.chars().any(|c| c.is_ascii_alphabetic()))
+    // Byte pre-checks first: most words have none of these characters.
+    let b = w.as_bytes();
+    b.contains(&b'_')
+        || (b.windows(2).any(|p| p == b"::") && has_inner(w, "::"))
+        || (b.contains(&b'/') && w.chars().any(char::is_alphanumeric))
+        || (b.contains(&b'.') && has_inner(w, ".") && w.split('.').all(|p| !p.is_empty()) && w.chars().any(|c| c.is_ascii_alphabetic()))
         || is_camel(w)
 }
 
@@ -81,22 +83,18 @@ pub(crate) fn references(text: &str) -> Vec<u64> {
 /// camelCase, numbers of 3+ digits, and quoted strings, each of 4+ characters; deduplicated, in
 /// order of first appearance.
 pub fn salient_terms(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut push = |s: &str| {
-        if s.chars().count() >= 4 && !out.iter().any(|o| o == s) {
-            out.push(s.to_string());
-        }
-    };
-    for w in words(text) {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut order: Vec<&str> = Vec::new();
+    let candidates = words(text).filter(|w| {
         let all_digits = w.bytes().all(|b| b.is_ascii_digit());
-        if (all_digits && w.len() >= 3) || (!all_digits && is_identifier(w)) {
-            push(w);
+        (all_digits && w.len() >= 3) || (!all_digits && is_identifier(w))
+    });
+    for s in candidates.chain(quoted(text)) {
+        if s.chars().count() >= 4 && seen.insert(s) {
+            order.push(s);
         }
     }
-    for q in quoted(text) {
-        push(q);
-    }
-    out
+    order.into_iter().map(str::to_string).collect()
 }
 
 /// Contents of "double", 'single' and `backtick` quotes on one line, 1–120 characters long.

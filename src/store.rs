@@ -75,6 +75,24 @@ pub(crate) fn header(ts: &str) -> String {
     format!("[{ts}] ")
 }
 
+/// Content longer than this is not recounted whole to price its header (see [`header_extra`]).
+const HEADER_PREFIX_BYTES: usize = 1024;
+
+/// Extra tokens `content` costs with `header` in front of it: `count(header + content) -
+/// count(content)`, exactly. A long content is not counted again: the count is taken over its
+/// prefix up to a line start (a newline followed by a letter or digit), where the tokenizer's
+/// pre-split always begins a new piece, so what follows tokenizes the same with or without the
+/// header. Without such a line start near the beginning, the whole content is counted.
+pub(crate) fn header_extra(counter: &mut TokenCounter, header: &str, content: &str) -> usize {
+    let prefix = if content.len() > HEADER_PREFIX_BYTES {
+        let b = content.as_bytes();
+        (1..HEADER_PREFIX_BYTES).find(|&i| b[i - 1] == b'\n' && b[i].is_ascii_alphanumeric()).map_or(content, |i| &content[..i])
+    } else {
+        content
+    };
+    counter.count(&format!("{header}{prefix}")).saturating_sub(counter.count(prefix))
+}
+
 /// Renders a turn into messages (no header). User-visible text gets the `speaker: ` prefix.
 pub(crate) fn render_turn(id: TurnId, turn: &Turn) -> (Vec<Message>, String) {
     let prefix = turn.speaker().map(|s| format!("{s}: ")).unwrap_or_default();
@@ -150,8 +168,7 @@ impl Store {
         let header_extra = match (turn.timestamp(), messages.last()) {
             (Some(ts), Some(first)) => {
                 let first = messages.iter().find(|m| m.tool_call_id.is_none()).unwrap_or(first);
-                let with = format!("{}{}", header(ts), first.content);
-                counter.count(&with).saturating_sub(counter.count(&first.content))
+                header_extra(counter, &header(ts), &first.content)
             }
             _ => 0,
         };
@@ -300,5 +317,37 @@ impl Store {
     /// The atomic units (a turn, or a tool call with its results), in order.
     pub(crate) fn units(&self) -> &[Range<TurnId>] {
         &self.units
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::Encoding;
+
+    /// The header's price from a prefix equals the price from the whole content (naive oracle),
+    /// on texts with lines of every kind: code, prose, indentation, unicode, blank lines.
+    #[test]
+    fn header_extra_from_a_prefix_equals_the_whole_recount() {
+        let lines = [
+            "fn main() {", "    let x = 1;", "", "Caroline went to the lake.", "  indented", "\t tabbed", "über straße 漢字 🎉",
+            "12345 67", "a::b::c src/lib.rs", "}", "- item", "> quoted", "    ", "end.",
+        ];
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            let mut c = TokenCounter::new(enc, 1024);
+            let mut seed = 7u64;
+            for _ in 0..300 {
+                let mut text = String::new();
+                while text.len() < 3000 {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    text.push_str(lines[(seed >> 33) as usize % lines.len()]);
+                    text.push('\n');
+                }
+                for h in ["[1:56 pm on 8 May, 2023] ", "[2024-01-01] "] {
+                    let whole = c.count(&format!("{h}{text}")).saturating_sub(c.count(&text));
+                    assert_eq!(header_extra(&mut c, h, &text), whole, "{enc:?} {h:?}");
+                }
+            }
+        }
     }
 }

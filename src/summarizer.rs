@@ -131,6 +131,11 @@ pub trait Summarizer: Send {
     /// A summary of `run` in at most `max_tokens` tokens as counted by `counter` (message framing
     /// excluded), or `None` when no summary fits: the window then shows a marker.
     fn summarize(&mut self, run: &Run<'_>, max_tokens: usize, counter: &mut TokenCounter) -> Result<Option<Summary>>;
+    /// Called once for each pushed turn, so a summarizer can analyze turns at push time and keep
+    /// `summarize` cheap (the default does nothing).
+    fn observe(&mut self, turn: RunTurn<'_>, counter: &mut TokenCounter) {
+        let _ = (turn, counter);
+    }
 }
 
 /// A sentence (or line) of a turn with what the extractive summarizer needs.
@@ -197,9 +202,33 @@ fn information(s: &str) -> f32 {
     refs + 0.5 * decisions.min(2.0) + 0.1 * (s.len() as f32).sqrt().min(8.0)
 }
 
+/// Sentences a turn keeps as summary candidates at most: the best by rank, in order.
+const MAX_TURN_SENTENCES: usize = 64;
+
+/// A sentence's rank for summaries: information per token (sqrt-damped).
+fn rank(s: &Sentence) -> f32 {
+    s.info / (s.tokens as f32).sqrt().max(1.0)
+}
+
 /// Sentences of a turn's text. Long tool outputs contribute their first and last lines only (head
-/// and tail).
+/// and tail); a long text keeps its [`MAX_TURN_SENTENCES`] best-ranked sentences, in order, so a
+/// summary's cost does not grow with the length of the turns it draws from.
 fn sentences(t: RunTurn<'_>, counter: &mut TokenCounter) -> Vec<Sentence> {
+    let mut all = all_sentences(t, counter);
+    if all.len() > MAX_TURN_SENTENCES {
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by(|&a, &b| rank(&all[b]).total_cmp(&rank(&all[a])).then(a.cmp(&b)));
+        let mut keep = vec![false; all.len()];
+        for &i in order.iter().take(MAX_TURN_SENTENCES) {
+            keep[i] = true;
+        }
+        let mut k = keep.into_iter();
+        all.retain(|_| k.next().unwrap_or(false));
+    }
+    all
+}
+
+fn all_sentences(t: RunTurn<'_>, counter: &mut TokenCounter) -> Vec<Sentence> {
     let text = t.text();
     let ranges = split_sentences(text);
     let keep: Vec<Range<usize>> = if t.has_results() && ranges.len() > 12 {
@@ -295,7 +324,12 @@ fn label(t: RunTurn<'_>) -> &'static str {
 
 impl Summarizer for ExtractiveSummarizer {
     fn id(&self) -> &str {
-        "extractive-v1"
+        "extractive-v2"
+    }
+
+    fn observe(&mut self, turn: RunTurn<'_>, counter: &mut TokenCounter) {
+        self.cache_sentences(turn, counter);
+        self.salient.entry(turn.id()).or_insert_with(|| crate::refs::salient_terms(&turn.turn().plain_text()));
     }
 
     fn summarize(&mut self, run: &Run<'_>, max_tokens: usize, counter: &mut TokenCounter) -> Result<Option<Summary>> {
@@ -329,7 +363,6 @@ impl Summarizer for ExtractiveSummarizer {
             }
         }
         // Rank by information per token (sqrt-damped), ties by position.
-        let rank = |s: &Sentence| s.info / (s.tokens as f32).sqrt().max(1.0);
         let mut order: Vec<usize> = (0..cands.len()).collect();
         order.sort_by(|&a, &b| rank(cands[b].1).total_cmp(&rank(cands[a].1)).then(a.cmp(&b)));
         let mut picked: Vec<usize> = Vec::new();

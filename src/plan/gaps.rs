@@ -41,6 +41,16 @@ impl Summaries {
         self.cache.clear();
     }
 
+    /// Lets the summarizer analyze turn `id` once, at push time.
+    pub(crate) fn observe(&mut self, store: &Store, counter: &mut TokenCounter, id: TurnId) {
+        if let Some(stored) = store.turns().get(id..=id) {
+            let run = Run { first: id, turns: stored, source_tokens: 0 };
+            if let Some(t) = run.turn(0) {
+                self.summarizer.observe(t, counter);
+            }
+        }
+    }
+
     /// A cached summary of turns `first..=last` in at most `allowance` tokens, or `None` when none fits.
     pub(crate) fn summary(&mut self, store: &Store, counter: &mut TokenCounter, first: TurnId, last: TurnId, allowance: usize) -> Result<Option<String>> {
         let key = (first, last, allowance);
