@@ -51,6 +51,8 @@ impl StoredTurn {
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     turns: Vec<StoredTurn>,
+    /// `token_prefix[i]`: tokens of turns `0..i` as rendered verbatim (one entry more than turns).
+    token_prefix: Vec<usize>,
     units: Vec<Range<TurnId>>,
     /// Calls of the last unit still waiting for their results.
     open_calls: HashSet<String>,
@@ -216,6 +218,11 @@ impl Store {
             *self.dates.entry(t.to_string()).or_insert(next)
         });
         self.turn_dates.push(date);
+        let before = self.token_prefix.last().copied().unwrap_or(0);
+        if self.token_prefix.is_empty() {
+            self.token_prefix.push(0);
+        }
+        self.token_prefix.push(before + tokens);
         self.turns.push(StoredTurn {
             turn,
             text,
@@ -245,6 +252,10 @@ impl Store {
                 let mut m = Message::tool_result(c, MISSING_RESULT_TEXT.to_string(), true, Origin::Turn { turn: last_id });
                 let n = m.counted(counter);
                 last.tokens += n;
+                // The unit's last turn is the history's last turn: only the final total moves.
+                if let Some(total) = self.token_prefix.last_mut() {
+                    *total += n;
+                }
                 last.messages.push(m);
             }
         }
@@ -297,6 +308,14 @@ impl Store {
     /// The tool's name of call `call_id`, when a call with that id was pushed.
     pub(crate) fn call_name(&self, call_id: &str) -> Option<&str> {
         self.call_names.get(call_id).map(String::as_str)
+    }
+
+    /// Tokens of turns `first..=last` as rendered verbatim (0 for an empty or unknown range).
+    pub(crate) fn tokens_between(&self, first: TurnId, last: TurnId) -> usize {
+        match (self.token_prefix.get(first), self.token_prefix.get(last + 1)) {
+            (Some(a), Some(b)) if b >= a => b - a,
+            _ => 0,
+        }
     }
 
     /// The number of turns.

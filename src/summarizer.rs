@@ -155,8 +155,8 @@ struct Sentence {
 pub struct ExtractiveSummarizer {
     /// Sentences of each turn, computed on first use.
     sentences: FxHashMap<TurnId, Vec<Sentence>>,
-    /// Salient terms (paths, identifiers, long numbers, quoted strings) of each turn.
-    salient: FxHashMap<TurnId, Vec<String>>,
+    /// Salient terms (paths, identifiers, long numbers, quoted strings) of each turn, with tokens.
+    salient: FxHashMap<TurnId, Vec<(String, u32)>>,
 }
 
 /// Words that mark a decision, plan or outcome.
@@ -250,6 +250,9 @@ fn all_sentences(t: RunTurn<'_>, counter: &mut TokenCounter) -> Vec<Sentence> {
 /// Turns of a run whose sentences are candidates for a summary, at most.
 const MAX_SOURCE_TURNS: usize = 48;
 
+/// Turns of each kind (said, tool output) a summary's reference list reads at most, latest first.
+const MAX_REFERENCE_TURNS: usize = 256;
+
 /// Share (percent) of a summary's allowance its reference list may take.
 const REFERENCE_SHARE: usize = 80;
 
@@ -259,50 +262,66 @@ impl ExtractiveSummarizer {
         self.sentences.entry(t.id()).or_insert_with(|| sentences(t, counter));
     }
 
+    /// Computes the salient terms of turn `t` (with their tokens) if they are not cached yet.
+    fn cache_salient(&mut self, t: RunTurn<'_>, counter: &mut TokenCounter) {
+        self.salient.entry(t.id()).or_insert_with(|| {
+            crate::refs::salient_terms(&t.turn().plain_text())
+                .into_iter()
+                // Never listed: multi-line or overlong terms.
+                .filter(|term| !term.contains('\n') && term.len() <= 120)
+                .map(|term| {
+                    let tokens = counter.count(&term) as u32;
+                    (term, tokens)
+                })
+                .collect()
+        });
+    }
+
     /// `Mentioned: a, b, c` — salient terms of the run within `allowance` tokens (estimated per
     /// term, the summary is counted exactly afterwards). Terms the model or user wrote come first,
-    /// latest first; then terms that occur in two or more tool outputs.
+    /// latest first; then terms that occur in two or more tool outputs. At most
+    /// [`MAX_REFERENCE_TURNS`] of each kind of turn are read, latest first, so the cost is bounded
+    /// however long the run.
     fn references_line(&mut self, run: &Run<'_>, allowance: usize, counter: &mut TokenCounter) -> (String, usize) {
-        for t in run.turns() {
-            self.salient.entry(t.id()).or_insert_with(|| crate::refs::salient_terms(&t.turn().plain_text()));
-        }
-        let salient = |t: RunTurn<'_>| self.salient.get(&t.id()).map_or(&[][..], Vec::as_slice);
-        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        let mut ordered: Vec<&str> = Vec::new();
         let turns: Vec<RunTurn<'_>> = run.turns().collect();
-        for t in turns.iter().rev().filter(|t| !t.has_results()) {
-            for term in salient(*t) {
-                if seen.insert(term.as_str()) {
-                    ordered.push(term.as_str());
-                }
-            }
+        let said: Vec<RunTurn<'_>> = turns.iter().rev().filter(|t| !t.has_results()).take(MAX_REFERENCE_TURNS).copied().collect();
+        let outputs: Vec<RunTurn<'_>> = turns.iter().rev().filter(|t| t.has_results()).take(MAX_REFERENCE_TURNS).copied().collect();
+        for t in said.iter().chain(&outputs) {
+            self.cache_salient(*t, counter);
         }
-        let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        for t in turns.iter().rev().filter(|t| t.has_results()) {
-            for term in salient(*t) {
-                let c = counts.entry(term.as_str()).or_insert(0);
-                *c += 1;
-                if *c == 2 && seen.insert(term.as_str()) {
-                    ordered.push(term.as_str());
-                }
-            }
-        }
+        let salient = |t: &RunTurn<'_>| self.salient.get(&t.id()).map_or(&[][..], Vec::as_slice);
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut line = String::new();
         let mut used = 0;
-        for term in ordered {
-            if term.contains('\n') || term.len() > 120 {
-                continue;
-            }
-            let cost = counter.count(term) + 1;
+        // Adds `term` if it fits; `false` once the line is full.
+        let mut add = |term: &str, tokens: u32, line: &mut String| -> bool {
+            let cost = tokens as usize + 1;
             if used + cost + 2 > allowance {
-                if used + 8 > allowance {
-                    break;
-                }
-                continue;
+                return used + 8 <= allowance;
             }
             line.push_str(if line.is_empty() { "Mentioned: " } else { ", " });
             line.push_str(term);
             used += cost;
+            true
+        };
+        let mut full = false;
+        'said: for t in &said {
+            for (term, tokens) in salient(t) {
+                if seen.insert(term.as_str()) && !add(term, *tokens, &mut line) {
+                    full = true;
+                    break 'said;
+                }
+            }
+        }
+        let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        'outputs: for t in outputs.iter().filter(|_| !full) {
+            for (term, tokens) in salient(t) {
+                let c = counts.entry(term.as_str()).or_insert(0);
+                *c += 1;
+                if *c == 2 && seen.insert(term.as_str()) && !add(term, *tokens, &mut line) {
+                    break 'outputs;
+                }
+            }
         }
         if line.is_empty() {
             return (line, 0);
@@ -329,7 +348,7 @@ impl Summarizer for ExtractiveSummarizer {
 
     fn observe(&mut self, turn: RunTurn<'_>, counter: &mut TokenCounter) {
         self.cache_sentences(turn, counter);
-        self.salient.entry(turn.id()).or_insert_with(|| crate::refs::salient_terms(&turn.turn().plain_text()));
+        self.cache_salient(turn, counter);
     }
 
     fn summarize(&mut self, run: &Run<'_>, max_tokens: usize, counter: &mut TokenCounter) -> Result<Option<Summary>> {

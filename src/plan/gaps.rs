@@ -58,7 +58,7 @@ impl Summaries {
             return Ok(s.clone());
         }
         let turns = store.turns().get(first..=last.min(store.len().saturating_sub(1))).unwrap_or_default();
-        let source_tokens = turns.iter().map(|t| t.tokens).sum();
+        let source_tokens = store.tokens_between(first, last);
         let run = Run { first, turns, source_tokens };
         let s = self.summarizer.summarize(&run, allowance, counter)?.map(|s| s.into_text()).filter(|s| !s.is_empty());
         self.cache.put(key, s.clone());
@@ -105,7 +105,7 @@ impl GapFill<'_> {
         let mut gap_items: FxHashMap<usize, Item> = FxHashMap::default();
         let mut by_size: Vec<(usize, usize, usize)> = gaps
             .iter()
-            .map(|&(a, b)| (a, b, (units[a].start..units[b].end).map(|i| store.get(i).map_or(0, |t| t.tokens)).sum()))
+            .map(|&(a, b)| (a, b, store.tokens_between(units[a].start, units[b].end - 1)))
             .collect();
         by_size.sort_by(|x, y| y.2.cmp(&x.2).then(x.0.cmp(&y.0)));
         let (min, max) = self.summary_tokens;

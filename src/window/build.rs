@@ -87,7 +87,7 @@ impl Builder {
     fn summary(&mut self, ctx: &mut PlanContext<'_>, (first, last): (TurnId, TurnId), text: &str, tokens: usize) {
         self.flush_marker(ctx);
         let k = self.summaries.len();
-        let source_tokens: usize = (first..=last).map(|i| ctx.store.get(i).map_or(0, |t| t.tokens)).sum();
+        let source_tokens = ctx.store.tokens_between(first, last);
         for f in self.fates.iter_mut().take(last + 1).skip(first) {
             if f.0 == Fate::Dropped {
                 *f = (Fate::Summarized { summary: k }, 0);

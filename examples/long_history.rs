@@ -1,0 +1,80 @@
+//! Profiling driver for long histories. `long_history N Q` builds an engine holding N turns of the
+//! seeded synthetic conversation (default 100,000), then assembles `assemble_for(2000, question)`
+//! for each of the first Q questions and prints the median time. `long_history N Q agent` pushes N
+//! turns of the seeded agent session, then for the next Q model calls pushes up to the call and
+//! assembles `assemble(8000)`. Run it under callgrind to see where a window's time goes, counting
+//! only the windows:
+//!
+//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*long_history::measured*' target/release/examples/long_history 20000 50`
+use std::time::Instant;
+
+use ctxwin::replay::synth;
+use ctxwin::{Engine, EngineConfig};
+
+fn main() -> ctxwin::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let q: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
+    if args.next().as_deref() == Some("agent") {
+        return agent(n, q);
+    }
+    let t = synth::conversation(42, n);
+    let mut e = Engine::new(EngineConfig::default())?;
+    for turn in t.turns() {
+        e.push(turn.clone())?;
+    }
+    let mut times = Vec::new();
+    for item in t.qa().iter().take(q) {
+        let t0 = Instant::now();
+        let w = measured(&mut e, Some(item.question()), 2000)?;
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+        assert!(w.total_tokens() <= 2000);
+    }
+    times.sort_by(f64::total_cmp);
+    let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    println!("{n} turns, {} windows, assemble_for(2000) p50 {p50:.0} us", times.len());
+    Ok(())
+}
+
+fn agent(n: usize, q: usize) -> ctxwin::Result<()> {
+    let t = synth::agent_session(42, n + n / 4);
+    let mut e = Engine::new(EngineConfig::default())?;
+    for (layer, text) in t.pins() {
+        e.pin(*layer, text.clone(), 0);
+    }
+    let turns = t.turns();
+    for turn in &turns[..n] {
+        e.push(turn.clone())?;
+    }
+    e.assemble(8000)?;
+    let mut times = Vec::new();
+    let mut next = n;
+    while times.len() < q && next < turns.len() {
+        // Push up to the next point where the agent calls the model.
+        while next < turns.len() {
+            let role = turns[next].role();
+            e.push(turns[next].clone())?;
+            next += 1;
+            if role != ctxwin::Role::Assistant && turns.get(next).is_some_and(|t| t.role() == ctxwin::Role::Assistant) {
+                break;
+            }
+        }
+        let t0 = Instant::now();
+        let w = measured(&mut e, None, 8000)?;
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+        assert!(w.total_tokens() <= 8000);
+    }
+    times.sort_by(f64::total_cmp);
+    let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    println!("agent session of {n} turns, {} calls, assemble(8000) p50 {p50:.0} us", times.len());
+    Ok(())
+}
+
+/// The measured call (a function of its own so a profiler can count only it).
+#[inline(never)]
+fn measured(e: &mut Engine, query: Option<&str>, budget: usize) -> ctxwin::Result<ctxwin::Window> {
+    match query {
+        Some(q) => e.assemble_for(budget, q),
+        None => e.assemble(budget),
+    }
+}
