@@ -409,18 +409,22 @@ impl Summarizer for ExtractiveSummarizer {
             out
         };
         let mut text = build(&picked);
-        // Exact check: drop the least informative picked lines until it fits.
-        while counter.count(&text) > max_tokens {
-            if picked.is_empty() {
-                return Ok(None);
+        // Exact check: while over, drop the least informative picked lines, at least as many
+        // (by their estimated tokens) as the text is over, then count again.
+        loop {
+            let over = counter.count(&text).saturating_sub(max_tokens);
+            if over == 0 {
+                break;
             }
-            let worst = picked
-                .iter()
-                .enumerate()
-                .min_by(|a, b| rank(cands[*a.1].1).total_cmp(&rank(cands[*b.1].1)))
-                .map(|(pos, _)| pos)
-                .unwrap_or(0);
-            picked.remove(worst);
+            let mut dropped = 0;
+            while dropped < over {
+                let Some(worst) =
+                    picked.iter().enumerate().min_by(|a, b| rank(cands[*a.1].1).total_cmp(&rank(cands[*b.1].1))).map(|(pos, _)| pos)
+                else {
+                    return Ok(None);
+                };
+                dropped += cands[picked.remove(worst)].1.tokens + 3;
+            }
             text = build(&picked);
         }
         if picked.is_empty() {
