@@ -24,14 +24,23 @@ pub(crate) enum Form {
     Cleared,
 }
 
-/// Cache key of the unit costs: turns, clear boundary, tool output caps (recent, old).
-type CostKey = (usize, TurnId, usize, usize);
+/// What unit costs depend on besides the history: clear boundary, tool output caps (recent, old).
+type CostKey = (TurnId, usize, usize);
 
-/// The forms' caches: each turn's messages in a non-verbatim form, and the per-unit costs.
+/// Unit costs computed for a history of `turns` turns under `key`.
+#[derive(Debug)]
+struct CachedCosts {
+    key: CostKey,
+    turns: usize,
+    costs: Arc<Vec<UnitCost>>,
+}
+
+/// The forms' caches: each turn's messages in a non-verbatim form (with the number of messages the
+/// turn had, since closing its calls can add synthetic results), and the per-unit costs.
 #[derive(Debug, Default)]
 pub(crate) struct Forms {
-    messages: FxHashMap<(TurnId, Form), (Vec<Message>, usize)>,
-    unit_costs: Option<(CostKey, Arc<Vec<UnitCost>>)>,
+    messages: FxHashMap<(TurnId, Form), (Vec<Message>, usize, usize)>,
+    unit_costs: Option<CachedCosts>,
 }
 
 /// Turn id before which tool results are cleared (keep the latest `keep` result turns).
@@ -72,8 +81,10 @@ impl Forms {
         if form == Form::Verbatim {
             return (t.messages.clone(), t.tokens);
         }
-        if let Some(v) = self.messages.get(&(id, form)) {
-            return v.clone();
+        if let Some((msgs, total, n)) = self.messages.get(&(id, form)) {
+            if *n == t.messages.len() {
+                return (msgs.clone(), *total);
+            }
         }
         let mut msgs = t.messages.clone();
         for m in msgs.iter_mut().filter(|m| m.tool_call_id.is_some()) {
@@ -93,54 +104,57 @@ impl Forms {
             }
         }
         let total: usize = msgs.iter_mut().map(|m| m.counted(counter)).sum();
-        self.messages.insert((id, form), (msgs.clone(), total));
+        self.messages.insert((id, form), (msgs.clone(), total, t.messages.len()));
         (msgs, total)
     }
 
-    /// Per-unit costs under `policy` with clearing from `clear_before`, cached until the next push
-    /// or a change of the forms' parameters.
+    /// Per-unit costs under `policy` with clearing from `clear_before`. Cached; after pushes only
+    /// the units from the previous last one on are computed again (the last unit can grow, its
+    /// calls can be closed, and its pending results are priced), so a call costs what was pushed
+    /// since the last one, not the whole history.
     pub(crate) fn unit_costs(&mut self, store: &Store, counter: &mut TokenCounter, policy: &Policy, clear_before: TurnId) -> Arc<Vec<UnitCost>> {
-        let key = (store.len(), clear_before, policy.tool_output_max_tokens, policy.old_tool_output_max_tokens);
-        if let Some((k, v)) = &self.unit_costs {
-            if *k == key {
-                return Arc::clone(v);
+        let key = (clear_before, policy.tool_output_max_tokens, policy.old_tool_output_max_tokens);
+        let n_units = store.units().len();
+        let mut cached = match self.unit_costs.take() {
+            Some(c) if c.key == key && c.turns <= store.len() => c,
+            _ => CachedCosts { key, turns: 0, costs: Arc::new(Vec::new()) },
+        };
+        if cached.turns != store.len() || cached.costs.len() != n_units {
+            let from = cached.costs.len().saturating_sub(1).min(n_units);
+            let costs = Arc::make_mut(&mut cached.costs);
+            costs.truncate(from);
+            for u in from..n_units {
+                let c = self.unit_cost(store, counter, policy, clear_before, u);
+                costs.push(c);
             }
+            cached.turns = store.len();
         }
-        let v = Arc::new(self.compute_unit_costs(store, counter, policy, clear_before));
-        self.unit_costs = Some((key, Arc::clone(&v)));
-        v
+        let out = Arc::clone(&cached.costs);
+        self.unit_costs = Some(cached);
+        out
     }
 
-    fn compute_unit_costs(&mut self, store: &Store, counter: &mut TokenCounter, policy: &Policy, clear_before: TurnId) -> Vec<UnitCost> {
-        let mut out = Vec::with_capacity(store.units().len());
-        for r in store.units() {
-            let mut cost = 0;
-            let mut prev_ts: Option<u32> = None;
-            let mut first_header = 0;
-            for id in r.clone() {
-                let form = form_of(store, id, policy, clear_before);
-                cost += if form == Form::Verbatim { store.get(id).map_or(0, |t| t.tokens) } else { self.messages(store, counter, id, form).1 };
-                let ts = store.date(id);
-                let extra = store.get(id).map_or(0, |t| t.header_extra);
-                if id == r.start {
-                    first_header = extra;
-                } else if ts.is_some() && ts != prev_ts {
-                    cost += extra;
-                }
-                prev_ts = ts;
+    fn unit_cost(&mut self, store: &Store, counter: &mut TokenCounter, policy: &Policy, clear_before: TurnId, u: usize) -> UnitCost {
+        let r = store.units().get(u).cloned().unwrap_or(0..0);
+        let mut cost = 0;
+        let mut prev_ts: Option<u32> = None;
+        let mut first_header = 0;
+        for id in r.clone() {
+            let form = form_of(store, id, policy, clear_before);
+            cost += if form == Form::Verbatim { store.get(id).map_or(0, |t| t.tokens) } else { self.messages(store, counter, id, form).1 };
+            let ts = store.date(id);
+            let extra = store.get(id).map_or(0, |t| t.header_extra);
+            if id == r.start {
+                first_header = extra;
+            } else if ts.is_some() && ts != prev_ts {
+                cost += extra;
             }
-            if r.end == store.len() {
-                cost += store.pending_results().iter_mut().map(|m| m.counted(counter)).sum::<usize>();
-            }
-            out.push(UnitCost {
-                cost,
-                first_header,
-                first_ts: store.date(r.start),
-                last_ts: store.date(r.end.saturating_sub(1)),
-                turns: r.len(),
-            });
+            prev_ts = ts;
         }
-        out
+        if r.end == store.len() {
+            cost += store.pending_results().iter_mut().map(|m| m.counted(counter)).sum::<usize>();
+        }
+        UnitCost { cost, first_header, first_ts: store.date(r.start), last_ts: store.date(r.end.saturating_sub(1)), turns: r.len() }
     }
 }
 
