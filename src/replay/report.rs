@@ -80,7 +80,6 @@ pub(crate) fn mean(sum: f64, n: usize) -> Option<f64> {
 }
 
 impl RunResult {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_partial(
         dataset: &str,
         policy: &str,

@@ -294,3 +294,52 @@ fn samples_subcommand_reproduces_the_committed_samples() {
         assert!(stdout.contains(name), "{stdout}");
     }
 }
+
+/// The numbers of `compare --json` on the samples, minus timings, as they were before the
+/// restructuring of issue 8 (`tests/snapshots/compare-samples.json`, written by the ctxbench of
+/// commit 13d1362): a change of behaviour shows up here as a changed number.
+#[test]
+fn compare_on_the_samples_matches_the_snapshot() {
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/snapshots/compare-samples.json")).unwrap_or_default()).unwrap_or_default();
+    let runs: [(&str, &[&str], &str, &str); 2] = [
+        ("locomo_sample", &["datasets/samples/synth-conversation.locomo.json"], "ctxwin,recency,rag", "1000,2000,4000,8000"),
+        (
+            "agent_samples",
+            &[
+                "datasets/samples/claude-code-long.jsonl",
+                "datasets/samples/synth-agent.openai.json",
+                "datasets/samples/openai-chat.json",
+                "datasets/samples/anthropic-messages.json",
+                "datasets/samples/claude-code-session.jsonl",
+            ],
+            "ctxwin,recency,rag,compaction,tool-clearing",
+            "10%,25%,50%",
+        ),
+    ];
+    for (key, datasets, policies, budgets) in runs {
+        let json = tmp(&format!("snapshot-{key}.json"));
+        let mut args = vec!["compare", "--policies", policies, "--budgets", budgets, "--json", json.to_str().unwrap_or_default()];
+        for d in datasets {
+            args.extend(["--dataset", d]);
+        }
+        let (code, _, err) = ctxbench(&args);
+        assert_eq!(code, 0, "{err}");
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("wall_s");
+        }
+        for run in v["runs"].as_array_mut().into_iter().flatten() {
+            if let Some(o) = run.as_object_mut() {
+                for k in ["assemble_us", "push_us", "wall_s", "query_embed_us", "embed_us_per_turn"] {
+                    o.remove(k);
+                }
+            }
+        }
+        assert!(v["runs"].as_array().is_some_and(|r| !r.is_empty()), "{key}: no runs");
+        for (i, (got, want)) in v["runs"].as_array().into_iter().flatten().zip(snapshot[key]["runs"].as_array().into_iter().flatten()).enumerate() {
+            assert_eq!(got, want, "{key}: run {i} differs from the snapshot");
+        }
+        assert_eq!(v, snapshot[key], "{key}: the report differs from the snapshot");
+    }
+}
