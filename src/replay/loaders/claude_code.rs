@@ -193,40 +193,57 @@ fn load_event(path: &Path, e: &Event<'_>, t: &mut Transcript, by_message_id: &mu
     };
 
     if role == Role::Assistant {
-        let mut out = Vec::with_capacity(blocks.len());
-        for (i, b) in blocks.iter().enumerate() {
-            let at = [Seg::Key("message"), Seg::Key("content"), Seg::Idx(i)];
-            match block_kind(e, path, &at, b)? {
-                "tool_use" => {
-                    let id = b.get("id").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `id`"))?;
-                    let name =
-                        b.get("name").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `name`"))?;
-                    let arguments = b.get("input").cloned().unwrap_or_else(|| Value::Object(Map::new()));
-                    out.push(Block::ToolCall { call_id: id.to_string(), name: name.to_string(), arguments });
-                }
-                other => {
-                    if let Some(text) = shown_text(other, b, &mut t.notes) {
-                        out.push(Block::text(text));
-                    }
+        assistant_event(path, e, message, blocks, t, by_message_id)
+    } else {
+        user_event(path, e, blocks, t)
+    }
+}
+
+/// An assistant message's blocks: text and tool calls, one turn, or more blocks for the turn of an
+/// earlier line of the same streamed message (same `message.id`).
+fn assistant_event(
+    path: &Path,
+    e: &Event<'_>,
+    message: &Value,
+    blocks: &[Value],
+    t: &mut Transcript,
+    by_message_id: &mut HashMap<String, usize>,
+) -> Result<()> {
+    let mut out = Vec::with_capacity(blocks.len());
+    for (i, b) in blocks.iter().enumerate() {
+        let at = [Seg::Key("message"), Seg::Key("content"), Seg::Idx(i)];
+        match block_kind(e, path, &at, b)? {
+            "tool_use" => {
+                let id = b.get("id").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `id`"))?;
+                let name =
+                    b.get("name").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `name`"))?;
+                let arguments = b.get("input").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+                out.push(Block::ToolCall { call_id: id.to_string(), name: name.to_string(), arguments });
+            }
+            other => {
+                if let Some(text) = shown_text(other, b, &mut t.notes) {
+                    out.push(Block::text(text));
                 }
             }
         }
-        let message_id = message.get("id").and_then(Value::as_str);
-        if let Some(turn) = message_id.and_then(|id| by_message_id.get(id)).and_then(|&idx| t.turns.get_mut(idx)) {
-            turn.blocks_mut().extend(out);
-            return Ok(());
-        }
-        if out.is_empty() {
-            return Ok(());
-        }
-        if let Some(id) = message_id {
-            by_message_id.insert(id.to_string(), t.turns.len());
-        }
-        t.turns.push(decorate(e, Turn::new(Role::Assistant, out)));
+    }
+    let message_id = message.get("id").and_then(Value::as_str);
+    if let Some(turn) = message_id.and_then(|id| by_message_id.get(id)).and_then(|&idx| t.turns.get_mut(idx)) {
+        turn.blocks_mut().extend(out);
         return Ok(());
     }
+    if out.is_empty() {
+        return Ok(());
+    }
+    if let Some(id) = message_id {
+        by_message_id.insert(id.to_string(), t.turns.len());
+    }
+    t.turns.push(decorate(e, Turn::new(Role::Assistant, out)));
+    Ok(())
+}
 
-    // A user event: results become tool turns, other blocks user turns, in block order.
+/// A user event's blocks: results become tool turns, other blocks user turns, in block order.
+fn user_event(path: &Path, e: &Event<'_>, blocks: &[Value], t: &mut Transcript) -> Result<()> {
     let mut texts: Vec<Block> = Vec::new();
     for (i, b) in blocks.iter().enumerate() {
         let at = [Seg::Key("message"), Seg::Key("content"), Seg::Idx(i)];

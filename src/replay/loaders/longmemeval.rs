@@ -37,6 +37,39 @@ fn as_text(v: &Value) -> Option<String> {
     }
 }
 
+/// A haystack's questions, answers and answer sessions: `questions[]`/`answers[]`/
+/// `answer_session_ids[]` (derived file) or the original single `question`/`answer`/
+/// `answer_session_ids` (`None` when there is no question at all).
+fn questions_of(h: &Value) -> Option<Questions> {
+    Some(if let Some(qs) = h.get("questions").and_then(Value::as_array) {
+        let ans = h.get("answers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let sess = h.get("answer_session_ids").and_then(Value::as_array).cloned().unwrap_or_default();
+        (
+            qs.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            (0..qs.len()).map(|i| ans.get(i).and_then(as_text)).collect(),
+            (0..qs.len())
+                .map(|i| {
+                    sess.get(i)
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        )
+    } else {
+        let q = h.get("question").and_then(Value::as_str)?;
+        let sess = h
+            .get("answer_session_ids")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        (vec![q.to_string()], vec![h.get("answer").and_then(as_text)], vec![sess])
+    })
+}
+
+/// Questions, their answers, and the ids of the sessions that answer each.
+type Questions = (Vec<String>, Vec<Option<String>>, Vec<Vec<String>>);
+
 fn load_one(path: &Path, index: usize, h: &Value) -> Result<Transcript> {
     let id = h.get("question_id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("haystack-{index}"));
     let at = format!("haystack [{index}] ({id})");
@@ -90,35 +123,8 @@ fn load_one(path: &Path, index: usize, h: &Value) -> Result<Transcript> {
         }
     }
 
-    // Questions: `questions[]`/`answers[]`/`answer_session_ids[]` (derived file) or the original
-    // single `question`/`answer`/`answer_session_ids`.
     let qtype = h.get("question_type").and_then(Value::as_str).unwrap_or("unknown").to_string();
-    let (questions, answers, answer_sessions): (Vec<String>, Vec<Option<String>>, Vec<Vec<String>>) =
-        if let Some(qs) = h.get("questions").and_then(Value::as_array) {
-            let ans = h.get("answers").and_then(Value::as_array).cloned().unwrap_or_default();
-            let sess = h.get("answer_session_ids").and_then(Value::as_array).cloned().unwrap_or_default();
-            (
-                qs.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-                (0..qs.len()).map(|i| ans.get(i).and_then(as_text)).collect(),
-                (0..qs.len())
-                    .map(|i| {
-                        sess.get(i)
-                            .and_then(Value::as_array)
-                            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                            .unwrap_or_default()
-                    })
-                    .collect(),
-            )
-        } else {
-            let q = h.get("question").and_then(Value::as_str).ok_or_else(|| bad("missing `question` or `questions`".into()))?;
-            let sess = h
-                .get("answer_session_ids")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                .unwrap_or_default();
-            (vec![q.to_string()], vec![h.get("answer").and_then(as_text)], vec![sess])
-        };
-
+    let (questions, answers, answer_sessions) = questions_of(h).ok_or_else(|| bad("missing `question` or `questions`".into()))?;
     for (qi, question) in questions.into_iter().enumerate() {
         let answer = answers.get(qi).cloned().flatten();
         if qi == 0 && !has_answer_turns.is_empty() {

@@ -71,11 +71,11 @@ pub(super) fn generate(seed: u64, turns: usize) -> (Transcript, Vec<String>) {
     }
     let names = [a, b];
     let layout = layout(&mut rng, turns);
-    let (planted, mut slot) = plant(&mut rng, &names, &layout.speaker);
+    let (planted, slot) = plant(&mut rng, &names, &layout.speaker);
     let mut t = Transcript::generated(format!("synth-conversation-{seed}"), Path::new("<synth>"));
     let mut prev_question = false;
     let mut k_in_session = 0;
-    for i in 0..turns {
+    for (i, planted_text) in slot.into_iter().enumerate() {
         if i > 0 && layout.session_of[i] != layout.session_of[i - 1] {
             k_in_session = 0;
             prev_question = false;
@@ -84,7 +84,7 @@ pub(super) fn generate(seed: u64, turns: usize) -> (Transcript, Vec<String>) {
         let who = layout.speaker[i];
         let other = &names[1 - who];
         let first_of_session = k_in_session == 1;
-        let text = match slot[i].take() {
+        let text = match planted_text {
             Some(s) => match opener(&mut rng, other, first_of_session, prev_question) {
                 Some(o) => format!("{o} {s}"),
                 None => s,
