@@ -66,9 +66,7 @@ fn bench_vectors(c: &mut Criterion) {
         let query = index.row(query_row).unwrap_or_default().to_vec();
         check(index, query_row, &query);
         cosine.throughput(Throughput::Elements(*n as u64));
-        cosine.bench_with_input(BenchmarkId::from_parameter(n), &query, |b, q| {
-            b.iter(|| index.cosine_all(black_box(q)))
-        });
+        cosine.bench_with_input(BenchmarkId::from_parameter(n), &query, |b, q| b.iter(|| index.cosine_all(black_box(q))));
     }
     cosine.finish();
 

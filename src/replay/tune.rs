@@ -16,7 +16,7 @@ use crate::policy::Policy;
 use crate::replay::probes::Partial;
 use crate::replay::report::mean;
 use crate::replay::synth::Rng;
-use crate::replay::{evaluate, loaders, CompareConfig, Transcript};
+use crate::replay::{CompareConfig, Transcript, evaluate, loaders};
 
 /// What to tune: the replay to run (datasets, the starting policy as its only policy, budgets,
 /// format, encoding, embeddings) and the knobs with their candidate values.
@@ -245,10 +245,7 @@ impl TuneReport {
             let tried: Vec<String> = s.scores.iter().map(|(v, x)| format!("{v}: {x:.4}")).collect();
             out.push_str(&format!("{:<6} {:<27} {}  (kept {})\n", s.round, s.param, tried.join("  "), s.kept));
         }
-        out.push_str(&format!(
-            "training ({} transcripts): {:.4} -> {:.4}\n",
-            self.transcripts.0, self.train.0, self.train.1
-        ));
+        out.push_str(&format!("training ({} transcripts): {:.4} -> {:.4}\n", self.transcripts.0, self.train.0, self.train.1));
         match self.held_out {
             Some((b, t)) => out.push_str(&format!("held out ({} transcripts): {b:.4} -> {t:.4}\n", self.transcripts.1)),
             None => out.push_str("held out: none\n"),

@@ -25,9 +25,24 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 const RUN_FIELDS: &[&str] = &[
-    "dataset", "policy", "budget", "probes", "evidence_recall", "answer_presence", "by_category", "budget_violations",
-    "pair_violations", "tokens_mean", "assemble_us", "push_us", "wall_s", "reference_recall", "long_range_recall",
-    "gold_args_recall", "prefix_reuse", "cost_units",
+    "dataset",
+    "policy",
+    "budget",
+    "probes",
+    "evidence_recall",
+    "answer_presence",
+    "by_category",
+    "budget_violations",
+    "pair_violations",
+    "tokens_mean",
+    "assemble_us",
+    "push_us",
+    "wall_s",
+    "reference_recall",
+    "long_range_recall",
+    "gold_args_recall",
+    "prefix_reuse",
+    "cost_units",
 ];
 
 #[test]
@@ -84,7 +99,14 @@ fn compare_on_locomo_reports_recall_by_category() {
     }
     let json = tmp("locomo.json");
     let (code, out, err) = ctxbench(&[
-        "compare", "--dataset", p.to_str().unwrap_or_default(), "--policies", "ctxwin,rag", "--budgets", "2000", "--json",
+        "compare",
+        "--dataset",
+        p.to_str().unwrap_or_default(),
+        "--policies",
+        "ctxwin,rag",
+        "--budgets",
+        "2000",
+        "--json",
         json.to_str().unwrap_or_default(),
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -166,9 +188,8 @@ fn window_with_embeddings_runs_hybrid_and_stays_valid() {
 /// Parallel replays merge in a fixed order: two runs give the same results but for timings.
 #[test]
 fn compare_is_deterministic() {
-    use ctxwin::replay::{compare, BudgetSpec, CompareConfig};
-    let policies: Vec<(String, ctxwin::Policy)> =
-        ctxwin::PRESETS.iter().map(|p| (p.to_string(), ctxwin::Policy::preset(p).unwrap_or_default())).collect();
+    use ctxwin::replay::{BudgetSpec, CompareConfig, compare};
+    let policies: Vec<(String, ctxwin::Policy)> = ctxwin::PRESETS.iter().map(|p| (p.to_string(), ctxwin::Policy::preset(p).unwrap_or_default())).collect();
     let cfg = CompareConfig::new(
         vec![root().join("datasets/samples/synth-conversation.locomo.json"), root().join("datasets/samples/claude-code-long.jsonl")],
         policies,
@@ -245,7 +266,9 @@ fn compare_draws_a_chart_per_dataset() {
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&svg).unwrap_or_default();
     assert!(text.starts_with("<svg"), "{}", text.chars().take(80).collect::<String>());
-    for needle in ["synth-conversation.locomo.json (lexical)", "claude-code-long.jsonl (lexical)", "evidence recall", "long-range recall", "recency", "10%", "2000"] {
+    for needle in
+        ["synth-conversation.locomo.json (lexical)", "claude-code-long.jsonl (lexical)", "evidence recall", "long-range recall", "recency", "10%", "2000"]
+    {
         assert!(text.contains(needle), "chart lacks {needle}");
     }
     // Only SVG is drawn, and the name says so before anything runs.
@@ -290,7 +313,10 @@ fn samples_subcommand_reproduces_the_committed_samples() {
         let made = std::fs::read(out.join(name)).unwrap_or_default();
         let committed = std::fs::read(root().join("datasets/samples").join(name)).unwrap_or_default();
         assert!(!committed.is_empty(), "{name} is committed");
-        assert!(made == committed, "{name} differs from what `ctxbench samples` writes now: regenerate it with `cargo run --bin ctxbench -- samples` and commit the result");
+        assert!(
+            made == committed,
+            "{name} differs from what `ctxbench samples` writes now: regenerate it with `cargo run --bin ctxbench -- samples` and commit the result"
+        );
         assert!(stdout.contains(name), "{stdout}");
     }
 }

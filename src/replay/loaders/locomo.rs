@@ -32,9 +32,7 @@ fn field<'a>(path: &Path, at: &str, v: &'a Value, key: &str) -> Result<&'a Value
 }
 
 fn str_of<'a>(path: &Path, at: &str, v: &'a Value, key: &str) -> Result<&'a str> {
-    field(path, at, v, key)?
-        .as_str()
-        .ok_or_else(|| Error::malformed(path, 0, 0, format!("{at}: field `{key}` must be a string")))
+    field(path, at, v, key)?.as_str().ok_or_else(|| Error::malformed(path, 0, 0, format!("{at}: field `{key}` must be a string")))
 }
 
 fn load_sample(path: &Path, index: usize, s: &Value) -> Result<Transcript> {
@@ -74,12 +72,8 @@ fn load_sample(path: &Path, index: usize, s: &Value) -> Result<Transcript> {
 /// Pushes every session's turns (in session order, from both `session_<n>` and
 /// `session_<n>_date_time` keys) onto `t`; returns each turn's index by `dia_id`.
 fn load_sessions(path: &Path, at: &str, conv: &Map<String, Value>, speaker_a: &str, t: &mut Transcript) -> Result<HashMap<String, usize>> {
-    let mut numbers: Vec<u32> = conv
-        .keys()
-        .filter_map(|k| k.strip_prefix("session_"))
-        .filter_map(|rest| rest.split('_').next())
-        .filter_map(|n| n.parse().ok())
-        .collect();
+    let mut numbers: Vec<u32> =
+        conv.keys().filter_map(|k| k.strip_prefix("session_")).filter_map(|rest| rest.split('_').next()).filter_map(|n| n.parse().ok()).collect();
     numbers.sort_unstable();
     numbers.dedup();
 

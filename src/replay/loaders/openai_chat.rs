@@ -100,10 +100,7 @@ fn load_object(doc: &Doc<'_>, at: &[Seg<'_>], obj: &Value, default_id: String) -
     } else {
         obj.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or(default_id)
     };
-    let msgs = obj
-        .get(key)
-        .and_then(Value::as_array)
-        .ok_or_else(|| doc.err(at, &[Seg::Key(key)], "must be an array of messages"))?;
+    let msgs = obj.get(key).and_then(Value::as_array).ok_or_else(|| doc.err(at, &[Seg::Key(key)], "must be an array of messages"))?;
     let mut t = Transcript::new(id, doc.path, FORMAT);
     convert(doc, &[at, &[Seg::Key(key)]].concat(), msgs, &mut t, task_pin)?;
     if key == "traj" {
@@ -122,10 +119,7 @@ fn gold_actions(doc: &Doc<'_>, at: &[Seg<'_>], run: &Value) -> Result<Vec<GoldAc
     let actions = actions.as_array().ok_or_else(|| doc.err(&base, &[], "must be an array of actions"))?;
     let mut out = Vec::with_capacity(actions.len());
     for (i, a) in actions.iter().enumerate() {
-        let name = a
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| doc.err(&base, &[Seg::Idx(i)], "an action needs a string `name`"))?;
+        let name = a.get("name").and_then(Value::as_str).ok_or_else(|| doc.err(&base, &[Seg::Idx(i)], "an action needs a string `name`"))?;
         let arguments = a.get("kwargs").or_else(|| a.get("arguments")).cloned().unwrap_or_else(|| Value::Object(Default::default()));
         out.push(GoldAction { name: name.to_string(), arguments });
     }
@@ -214,10 +208,7 @@ fn convert(doc: &Doc<'_>, at: &[Seg<'_>], msgs: &[Value], t: &mut Transcript, ta
         if !m.is_object() {
             return Err(doc.err(&here, &[], "a message must be an object"));
         }
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| doc.err(&here, &[], "a message needs a string `role`"))?;
+        let role = m.get("role").and_then(Value::as_str).ok_or_else(|| doc.err(&here, &[], "a message needs a string `role`"))?;
         let text = content_text(doc, &here, m.get("content"), &mut t.notes)?;
         match role {
             "system" | "developer" => {
@@ -280,10 +271,7 @@ fn assistant_turn(
             for (k, c) in calls.iter().enumerate() {
                 let cat = [Seg::Key("tool_calls"), Seg::Idx(k)];
                 let f = c.get("function").unwrap_or(c);
-                let name = f
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| doc.err(here, &cat, "a tool call needs a string `function.name`"))?;
+                let name = f.get("name").and_then(Value::as_str).ok_or_else(|| doc.err(here, &cat, "a tool call needs a string `function.name`"))?;
                 let call_id = ids.call(c.get("id").and_then(Value::as_str), "call");
                 blocks.push(Block::ToolCall { call_id, name: name.to_string(), arguments: arguments(f.get("arguments")) });
             }
@@ -291,10 +279,7 @@ fn assistant_turn(
         Some(_) => return Err(doc.err(here, &[Seg::Key("tool_calls")], "must be an array of tool calls")),
     }
     if let Some(fc) = m.get("function_call").filter(|v| !v.is_null()) {
-        let name = fc
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| doc.err(here, &[Seg::Key("function_call")], "needs a string `name`"))?;
+        let name = fc.get("name").and_then(Value::as_str).ok_or_else(|| doc.err(here, &[Seg::Key("function_call")], "needs a string `name`"))?;
         let call_id = ids.call(None, "function-call");
         open_function_calls.push_back(call_id.clone());
         blocks.push(Block::ToolCall { call_id, name: name.to_string(), arguments: arguments(fc.get("arguments")) });
