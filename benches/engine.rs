@@ -35,10 +35,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use criterion::measurement::WallTime;
-use ctxwin::replay::synth;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ctxwin::replay::Transcript;
+use ctxwin::replay::synth;
 use ctxwin::{Engine, EngineConfig, PinLayer, Role, Turn, Window};
 
 const SEED: u64 = 42;
@@ -82,12 +82,7 @@ impl Live {
     fn new(t: &Transcript, n: usize, prime: Option<usize>) -> Self {
         let turns = t.turns().to_vec();
         let pins = t.pins().to_vec();
-        let questions = t
-            .qa()
-            .iter()
-            .filter(|q| q.evidence().iter().flatten().all(|&i| i < n))
-            .map(|q| q.question().to_string())
-            .collect();
+        let questions = t.qa().iter().filter(|q| q.evidence().iter().flatten().all(|&i| i < n)).map(|q| q.question().to_string()).collect();
         let engine = Self::build(&turns[..n], &pins, prime);
         Live { turns, questions, pins, n, prime, engine, next: n, rebuilds: 0, most: n }
     }

@@ -1,10 +1,11 @@
 //! What is measured: `VectorIndex::cosine_all` (one dot product per stored row) and
 //! `VectorIndex::top_k(query, 10)` (the same scores plus selecting the ten best), single-threaded.
 //!
-//! Corpus: 1k, 10k and 100k random unit vectors of dimension 384 (all-MiniLM-L6-v2's size), from a
-//! seeded SplitMix64 generator (`ctxwin::replay::synth::Rng`, so the bench needs the `replay` feature), so every run scores the same data. The query is one of the stored
-//! rows; before timing, each size checks that the query's best match is its own row with a score
-//! of 1 and that `cosine_all` agrees with a plain f64 dot product. Building the index is not timed.
+//! Corpus: 1k, 10k and 100k random unit vectors of dimension 384 (all-MiniLM-L6-v2's size), from
+//! the crate's seeded SplitMix64 generator (`ctxwin::replay::synth::Rng`, hence the bench needs the
+//! `replay` feature), so every run scores the same data. The query is one of the stored rows;
+//! before timing, each size checks that the query's best match is its own row with a score of 1
+//! and that `cosine_all` agrees with a plain f64 dot product. Building the index is not timed.
 //!
 //! Run: `cargo bench --bench vectors -- --warm-up-time 1 --measurement-time 3`
 
@@ -65,9 +66,7 @@ fn bench_vectors(c: &mut Criterion) {
         let query = index.row(query_row).unwrap_or_default().to_vec();
         check(index, query_row, &query);
         cosine.throughput(Throughput::Elements(*n as u64));
-        cosine.bench_with_input(BenchmarkId::from_parameter(n), &query, |b, q| {
-            b.iter(|| index.cosine_all(black_box(q)))
-        });
+        cosine.bench_with_input(BenchmarkId::from_parameter(n), &query, |b, q| b.iter(|| index.cosine_all(black_box(q))));
     }
     cosine.finish();
 

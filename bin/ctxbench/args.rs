@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::ValueEnum;
 use ctxwin::replay::{BudgetSpec, CompareConfig, Format};
 use ctxwin::{EmbeddingService, Encoding, Policy};
@@ -313,10 +313,7 @@ mod tests {
 
     #[test]
     fn lists_parse_once_into_types() {
-        assert_eq!(
-            "ctxwin, rag,,".parse::<PolicyList>(),
-            Ok(PolicyList(vec![PolicySpec::Preset("ctxwin".into()), PolicySpec::Preset("rag".into())]))
-        );
+        assert_eq!("ctxwin, rag,,".parse::<PolicyList>(), Ok(PolicyList(vec![PolicySpec::Preset("ctxwin".into()), PolicySpec::Preset("rag".into())])));
         assert!("nope".parse::<PolicyList>().is_err_and(|e| e.starts_with("unknown policy `nope`")));
         assert!("missing.toml".parse::<PolicySpec>().is_err_and(|e| e == "policy file missing.toml does not exist"));
         assert_eq!("10%,2_000".parse::<BudgetList>(), Ok(BudgetList(vec![BudgetSpec::Share(0.1), BudgetSpec::Tokens(2000)])));

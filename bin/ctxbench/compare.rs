@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use ctxwin::replay::{compare, BudgetSpec, CompareReport};
 use ctxwin::Policy;
+use ctxwin::replay::{BudgetSpec, CompareReport, compare};
 
-use crate::args::{write, BudgetList, Data, Outputs, PolicyList};
+use crate::args::{BudgetList, Data, Outputs, PolicyList, write};
 
 /// Options of `compare`.
 #[derive(Debug, clap::Args)]

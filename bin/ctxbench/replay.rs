@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use ctxwin::replay::BudgetSpec;
 
-use crate::args::{budget, Data, Outputs, PolicySpec};
+use crate::args::{Data, Outputs, PolicySpec, budget};
 
 /// Options of `replay`.
 #[derive(Debug, clap::Args)]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use ctxwin::replay::TuneConfig;
 
-use crate::args::{write, BudgetList, Data, Param, PolicySpec};
+use crate::args::{BudgetList, Data, Param, PolicySpec, write};
 
 /// Options of `tune`.
 #[derive(Debug, clap::Args)]

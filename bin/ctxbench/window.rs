@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ctxwin::replay::{inspect_window, InspectConfig};
+use ctxwin::replay::{InspectConfig, inspect_window};
 
 use crate::args::{Embeddings, FormatArg, PolicySpec, Render};
 

@@ -1,13 +1,13 @@
 //! The replay side (what ctxbench runs): loaders, probes, metrics, reports, and [`compare`].
 
 pub mod loaders;
-pub mod plot;
-pub mod synth;
-mod tune;
 mod metrics;
+pub mod plot;
 mod probes;
 mod report;
+pub mod synth;
 mod transcript;
+mod tune;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,11 +16,11 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 pub use loaders::Format;
-pub use metrics::{answer_present, normalize_answer, pair_violations, Percentiles};
+pub use metrics::{Percentiles, answer_present, normalize_answer, pair_violations};
 pub use probes::BudgetSpec;
 pub use report::{CategoryResult, CompareReport, RunResult};
 pub use transcript::{GoldAction, LoadNotes, QaItem, Transcript};
-pub use tune::{tune, Step, TuneConfig, TuneReport};
+pub use tune::{Step, TuneConfig, TuneReport, tune};
 
 use crate::dense::EmbeddingService;
 use crate::error::{Error, Result};
@@ -156,16 +156,7 @@ pub struct InspectConfig {
 impl InspectConfig {
     /// The first transcript of `path`, the default query, `o200k_base`, lexical retrieval.
     pub fn new(path: impl Into<PathBuf>, policy: Policy, budget: usize) -> Self {
-        InspectConfig {
-            path: path.into(),
-            format: None,
-            transcript: 0,
-            question: None,
-            policy,
-            budget,
-            encoding: Encoding::O200kBase,
-            embeddings: None,
-        }
+        InspectConfig { path: path.into(), format: None, transcript: 0, question: None, policy, budget, encoding: Encoding::O200kBase, embeddings: None }
     }
     /// The transcript format (default: detected).
     pub fn format(mut self, f: Format) -> Self {

@@ -67,10 +67,7 @@ pub(crate) fn panels(report: &CompareReport) -> Vec<Panel> {
             let lines = policies
                 .iter()
                 .map(|p| {
-                    let ys = budgets
-                        .iter()
-                        .map(|b| runs.iter().find(|r| r.policy == *p && budget_label(r) == *b).and_then(|r| value(r)))
-                        .collect();
+                    let ys = budgets.iter().map(|b| runs.iter().find(|r| r.policy == *p && budget_label(r) == *b).and_then(|r| value(r))).collect();
                     (p.to_string(), ys)
                 })
                 .collect();
@@ -148,14 +145,7 @@ mod tests {
     use super::*;
 
     fn run(dataset: &str, policy: &str, budget: serde_json::Value, evidence: Option<f64>, long: Option<f64>) -> RunResult {
-        RunResult {
-            dataset: dataset.into(),
-            policy: policy.into(),
-            budget,
-            evidence_recall: evidence,
-            long_range_recall: long,
-            ..RunResult::default()
-        }
+        RunResult { dataset: dataset.into(), policy: policy.into(), budget, evidence_recall: evidence, long_range_recall: long, ..RunResult::default() }
     }
 
     fn report() -> CompareReport {

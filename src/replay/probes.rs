@@ -265,23 +265,10 @@ fn arg_values(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Hindsight probes over one agent/chat transcript for every (policy, budget).
-pub(crate) fn run_hindsight(
-    t: &Transcript,
-    policies: &[(String, Policy)],
-    budgets: &[BudgetSpec],
-    encoding: Encoding,
-    dense: Option<&Arc<EmbeddingService>>,
-) -> Result<Vec<Partial>> {
-    let mut e = engine_for(t, encoding, dense)?;
+/// Gold calls matched to the turn where the agent makes them (first unused call of that name),
+/// with their argument values.
+fn gold_calls(t: &Transcript) -> Vec<(usize, Vec<String>)> {
     let turns = t.turns();
-    // Budgets resolve against the whole session's tokens, known to the replay.
-    let (pins, history) = budget_basis(t, &mut e);
-    let mut scratch = crate::tokens::TokenCounter::new(encoding, 1 << 14);
-    let pin_text: String = t.pins().iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join("\n");
-    let texts: Vec<String> = turns.iter().map(|x| x.plain_text()).collect();
-
-    // Gold calls matched to the turn where the agent makes them (first unused call of that name).
     let mut gold_at: Vec<(usize, Vec<String>)> = Vec::new();
     let mut used_turns = std::collections::HashSet::new();
     for g in t.gold_actions() {
@@ -298,6 +285,41 @@ pub(crate) fn run_hindsight(
             }
         }
     }
+    gold_at
+}
+
+/// What turn `i` used: its salient `terms` that occur earlier, each with whether it was last seen
+/// more than 4 turns before (or only in the pins): a long-range reference.
+fn needed_terms<'a>(terms: &'a [String], texts: &[String], pin_text: &str, i: usize) -> Vec<(&'a str, bool)> {
+    let recent_from = i.saturating_sub(4);
+    let mut needed: Vec<(&str, bool)> = Vec::new();
+    for term in terms {
+        let in_recent = texts[recent_from..i].iter().any(|x| x.contains(term.as_str()));
+        let in_old = pin_text.contains(term.as_str()) || texts[..recent_from].iter().any(|x| x.contains(term.as_str()));
+        if in_recent || in_old {
+            needed.push((term.as_str(), !in_recent));
+        }
+    }
+    needed
+}
+
+/// Hindsight probes over one agent/chat transcript for every (policy, budget).
+pub(crate) fn run_hindsight(
+    t: &Transcript,
+    policies: &[(String, Policy)],
+    budgets: &[BudgetSpec],
+    encoding: Encoding,
+    dense: Option<&Arc<EmbeddingService>>,
+) -> Result<Vec<Partial>> {
+    let mut e = engine_for(t, encoding, dense)?;
+    let turns = t.turns();
+    // Budgets resolve against the whole session's tokens, known to the replay.
+    let (pins, history) = budget_basis(t, &mut e);
+    let mut scratch = crate::tokens::TokenCounter::new(encoding, 1 << 14);
+    let pin_text: String = t.pins().iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join("\n");
+    let texts: Vec<String> = turns.iter().map(|x| x.plain_text()).collect();
+
+    let gold_at = gold_calls(t);
 
     let combos: Vec<(usize, usize)> = (0..policies.len()).flat_map(|p| (0..budgets.len()).map(move |b| (p, b))).collect();
     let mut assemblers: Vec<PlanState> = combos.iter().map(|&(p, _)| PlanState::new(policies[p].1.clone())).collect();
@@ -308,17 +330,8 @@ pub(crate) fn run_hindsight(
 
     for (i, turn) in turns.iter().enumerate() {
         if i > 0 && turn.role() == Role::Assistant {
-            // What turn i used: its salient terms that occur earlier.
             let terms = salient_terms(&texts[i]);
-            let recent_from = i.saturating_sub(4);
-            let mut needed: Vec<(&str, bool)> = Vec::new();
-            for term in &terms {
-                let in_recent = texts[recent_from..i].iter().any(|x| x.contains(term.as_str()));
-                let in_old = pin_text.contains(term.as_str()) || texts[..recent_from].iter().any(|x| x.contains(term.as_str()));
-                if in_recent || in_old {
-                    needed.push((term.as_str(), !in_recent));
-                }
-            }
+            let needed = needed_terms(&terms, &texts, &pin_text, i);
             let golds: Vec<&Vec<String>> = gold_at.iter().filter(|(at, _)| *at == i).map(|(_, v)| v).collect();
             for (k, &(_, b)) in combos.iter().enumerate() {
                 let budget = budgets[b].resolve(pins, history);

@@ -80,28 +80,12 @@ pub(crate) fn mean(sum: f64, n: usize) -> Option<f64> {
 }
 
 impl RunResult {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn from_partial(
-        dataset: &str,
-        policy: &str,
-        budget: Value,
-        mut p: Partial,
-        transcripts: usize,
-        mode: &str,
-        notes: &LoadNotes,
-    ) -> RunResult {
+    pub(crate) fn from_partial(dataset: &str, policy: &str, budget: Value, mut p: Partial, transcripts: usize, mode: &str, notes: &LoadNotes) -> RunResult {
         let by_category = p
             .by_category
             .iter()
             .map(|(k, c)| {
-                (
-                    k.clone(),
-                    CategoryResult {
-                        probes: c.probes,
-                        evidence_recall: mean(c.recall_sum, c.probes),
-                        answer_presence: mean(c.answer_sum, c.answer_n),
-                    },
-                )
+                (k.clone(), CategoryResult { probes: c.probes, evidence_recall: mean(c.recall_sum, c.probes), answer_presence: mean(c.answer_sum, c.answer_n) })
             })
             .collect();
         let push_total: f64 = p.push_us.iter().sum::<f64>() / 1e6;

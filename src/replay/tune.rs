@@ -16,7 +16,7 @@ use crate::policy::Policy;
 use crate::replay::probes::Partial;
 use crate::replay::report::mean;
 use crate::replay::synth::Rng;
-use crate::replay::{evaluate, loaders, CompareConfig, Transcript};
+use crate::replay::{CompareConfig, Transcript, evaluate, loaders};
 
 /// What to tune: the replay to run (datasets, the starting policy as its only policy, budgets,
 /// format, encoding, embeddings) and the knobs with their candidate values.
@@ -133,9 +133,9 @@ fn invalid(message: String) -> Error {
     Error::Policy { source_name: None, message }
 }
 
-/// Tunes the policy (see the module docs).
-pub fn tune(cfg: &TuneConfig) -> Result<TuneReport> {
-    let start = Instant::now();
+/// The starting policy, once every setting of the search is checked (every candidate value too),
+/// before anything runs.
+fn validate(cfg: &TuneConfig) -> Result<&Policy> {
     let r = &cfg.replay;
     if cfg.params.is_empty() || r.budgets.is_empty() || r.datasets.is_empty() {
         return Err(invalid("tune needs at least one dataset, budget and --param".into()));
@@ -146,7 +146,6 @@ pub fn tune(cfg: &TuneConfig) -> Result<TuneReport> {
     if !(0.0..1.0).contains(&cfg.holdout) {
         return Err(invalid(format!("the held-out share must be within 0..1, got {}", cfg.holdout)));
     }
-    // Every candidate value must be valid before anything runs.
     for (key, values) in &cfg.params {
         if values.is_empty() {
             return Err(invalid(format!("--param {key}: no values to try")));
@@ -155,6 +154,12 @@ pub fn tune(cfg: &TuneConfig) -> Result<TuneReport> {
             start_policy.clone().set(key, v)?;
         }
     }
+    Ok(start_policy)
+}
+
+/// Each dataset's transcripts, split by the seeded held-out draw.
+fn split(cfg: &TuneConfig) -> Result<Vec<Split>> {
+    let r = &cfg.replay;
     let mut splits = Vec::new();
     for path in &r.datasets {
         let all = loaders::load_path(path, r.format)?;
@@ -165,6 +170,14 @@ pub fn tune(cfg: &TuneConfig) -> Result<TuneReport> {
         }
         splits.push(Split { train, held: held_out });
     }
+    Ok(splits)
+}
+
+/// Tunes the policy (see the module docs).
+pub fn tune(cfg: &TuneConfig) -> Result<TuneReport> {
+    let start = Instant::now();
+    let start_policy = validate(cfg)?;
+    let splits = split(cfg)?;
     let train: Vec<Vec<&Transcript>> = splits.iter().map(|s| s.train.iter().collect()).collect();
     let held: Vec<Vec<&Transcript>> = splits.iter().map(|s| s.held.iter().collect()).collect();
 
@@ -232,10 +245,7 @@ impl TuneReport {
             let tried: Vec<String> = s.scores.iter().map(|(v, x)| format!("{v}: {x:.4}")).collect();
             out.push_str(&format!("{:<6} {:<27} {}  (kept {})\n", s.round, s.param, tried.join("  "), s.kept));
         }
-        out.push_str(&format!(
-            "training ({} transcripts): {:.4} -> {:.4}\n",
-            self.transcripts.0, self.train.0, self.train.1
-        ));
+        out.push_str(&format!("training ({} transcripts): {:.4} -> {:.4}\n", self.transcripts.0, self.train.0, self.train.1));
         match self.held_out {
             Some((b, t)) => out.push_str(&format!("held out ({} transcripts): {b:.4} -> {t:.4}\n", self.transcripts.1)),
             None => out.push_str("held out: none\n"),

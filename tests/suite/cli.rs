@@ -25,9 +25,24 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 const RUN_FIELDS: &[&str] = &[
-    "dataset", "policy", "budget", "probes", "evidence_recall", "answer_presence", "by_category", "budget_violations",
-    "pair_violations", "tokens_mean", "assemble_us", "push_us", "wall_s", "reference_recall", "long_range_recall",
-    "gold_args_recall", "prefix_reuse", "cost_units",
+    "dataset",
+    "policy",
+    "budget",
+    "probes",
+    "evidence_recall",
+    "answer_presence",
+    "by_category",
+    "budget_violations",
+    "pair_violations",
+    "tokens_mean",
+    "assemble_us",
+    "push_us",
+    "wall_s",
+    "reference_recall",
+    "long_range_recall",
+    "gold_args_recall",
+    "prefix_reuse",
+    "cost_units",
 ];
 
 #[test]
@@ -84,7 +99,14 @@ fn compare_on_locomo_reports_recall_by_category() {
     }
     let json = tmp("locomo.json");
     let (code, out, err) = ctxbench(&[
-        "compare", "--dataset", p.to_str().unwrap_or_default(), "--policies", "ctxwin,rag", "--budgets", "2000", "--json",
+        "compare",
+        "--dataset",
+        p.to_str().unwrap_or_default(),
+        "--policies",
+        "ctxwin,rag",
+        "--budgets",
+        "2000",
+        "--json",
         json.to_str().unwrap_or_default(),
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -166,9 +188,8 @@ fn window_with_embeddings_runs_hybrid_and_stays_valid() {
 /// Parallel replays merge in a fixed order: two runs give the same results but for timings.
 #[test]
 fn compare_is_deterministic() {
-    use ctxwin::replay::{compare, BudgetSpec, CompareConfig};
-    let policies: Vec<(String, ctxwin::Policy)> =
-        ctxwin::PRESETS.iter().map(|p| (p.to_string(), ctxwin::Policy::preset(p).unwrap_or_default())).collect();
+    use ctxwin::replay::{BudgetSpec, CompareConfig, compare};
+    let policies: Vec<(String, ctxwin::Policy)> = ctxwin::PRESETS.iter().map(|p| (p.to_string(), ctxwin::Policy::preset(p).unwrap_or_default())).collect();
     let cfg = CompareConfig::new(
         vec![root().join("datasets/samples/synth-conversation.locomo.json"), root().join("datasets/samples/claude-code-long.jsonl")],
         policies,
@@ -245,7 +266,9 @@ fn compare_draws_a_chart_per_dataset() {
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&svg).unwrap_or_default();
     assert!(text.starts_with("<svg"), "{}", text.chars().take(80).collect::<String>());
-    for needle in ["synth-conversation.locomo.json (lexical)", "claude-code-long.jsonl (lexical)", "evidence recall", "long-range recall", "recency", "10%", "2000"] {
+    for needle in
+        ["synth-conversation.locomo.json (lexical)", "claude-code-long.jsonl (lexical)", "evidence recall", "long-range recall", "recency", "10%", "2000"]
+    {
         assert!(text.contains(needle), "chart lacks {needle}");
     }
     // Only SVG is drawn, and the name says so before anything runs.
@@ -290,7 +313,59 @@ fn samples_subcommand_reproduces_the_committed_samples() {
         let made = std::fs::read(out.join(name)).unwrap_or_default();
         let committed = std::fs::read(root().join("datasets/samples").join(name)).unwrap_or_default();
         assert!(!committed.is_empty(), "{name} is committed");
-        assert!(made == committed, "{name} differs from what `ctxbench samples` writes now: regenerate it with `cargo run --bin ctxbench -- samples` and commit the result");
+        assert!(
+            made == committed,
+            "{name} differs from what `ctxbench samples` writes now: regenerate it with `cargo run --bin ctxbench -- samples` and commit the result"
+        );
         assert!(stdout.contains(name), "{stdout}");
+    }
+}
+
+/// The numbers of `compare --json` on the samples, minus timings, as they were before the
+/// restructuring of issue 8 (`tests/snapshots/compare-samples.json`, written by the ctxbench of
+/// commit 13d1362): a change of behaviour shows up here as a changed number.
+#[test]
+fn compare_on_the_samples_matches_the_snapshot() {
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/snapshots/compare-samples.json")).unwrap_or_default()).unwrap_or_default();
+    let runs: [(&str, &[&str], &str, &str); 2] = [
+        ("locomo_sample", &["datasets/samples/synth-conversation.locomo.json"], "ctxwin,recency,rag", "1000,2000,4000,8000"),
+        (
+            "agent_samples",
+            &[
+                "datasets/samples/claude-code-long.jsonl",
+                "datasets/samples/synth-agent.openai.json",
+                "datasets/samples/openai-chat.json",
+                "datasets/samples/anthropic-messages.json",
+                "datasets/samples/claude-code-session.jsonl",
+            ],
+            "ctxwin,recency,rag,compaction,tool-clearing",
+            "10%,25%,50%",
+        ),
+    ];
+    for (key, datasets, policies, budgets) in runs {
+        let json = tmp(&format!("snapshot-{key}.json"));
+        let mut args = vec!["compare", "--policies", policies, "--budgets", budgets, "--json", json.to_str().unwrap_or_default()];
+        for d in datasets {
+            args.extend(["--dataset", d]);
+        }
+        let (code, _, err) = ctxbench(&args);
+        assert_eq!(code, 0, "{err}");
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("wall_s");
+        }
+        for run in v["runs"].as_array_mut().into_iter().flatten() {
+            if let Some(o) = run.as_object_mut() {
+                for k in ["assemble_us", "push_us", "wall_s", "query_embed_us", "embed_us_per_turn"] {
+                    o.remove(k);
+                }
+            }
+        }
+        assert!(v["runs"].as_array().is_some_and(|r| !r.is_empty()), "{key}: no runs");
+        for (i, (got, want)) in v["runs"].as_array().into_iter().flatten().zip(snapshot[key]["runs"].as_array().into_iter().flatten()).enumerate() {
+            assert_eq!(got, want, "{key}: run {i} differs from the snapshot");
+        }
+        assert_eq!(v, snapshot[key], "{key}: the report differs from the snapshot");
     }
 }

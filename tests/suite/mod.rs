@@ -2,8 +2,6 @@
 mod agent_loaders;
 #[cfg(feature = "cli")]
 mod cli;
-#[cfg(feature = "cli")]
-mod compare_snapshot;
 mod dense;
 mod engine;
 mod props;

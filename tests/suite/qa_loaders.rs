@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ctxwin::replay::loaders::{load_file, load_path, Format};
+use ctxwin::replay::loaders::{Format, load_file, load_path};
 use ctxwin::{Error, Role};
 
 use super::shared;
@@ -106,7 +106,10 @@ fn malformed_qa_files_name_file_and_position() {
     let m = malformed_message(&p, Some(Format::Locomo));
     assert!(m.contains("truncated.json:2:"), "{m}");
 
-    let p = tmp("wrongtype.json", "[{\"sample_id\": \"s1\", \"conversation\": {\"speaker_a\": \"A\", \"speaker_b\": \"B\", \"session_1\": [{\"speaker\": \"A\", \"dia_id\": \"D1:1\", \"text\": 42}]}, \"qa\": []}]");
+    let p = tmp(
+        "wrongtype.json",
+        "[{\"sample_id\": \"s1\", \"conversation\": {\"speaker_a\": \"A\", \"speaker_b\": \"B\", \"session_1\": [{\"speaker\": \"A\", \"dia_id\": \"D1:1\", \"text\": 42}]}, \"qa\": []}]",
+    );
     let m = malformed_message(&p, Some(Format::Locomo));
     assert!(m.contains("wrongtype.json") && m.contains("session_1[0]") && m.contains("`text` must be a string"), "{m}");
 

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use ctxwin::replay::loaders::load_path;
-use ctxwin::replay::{for_each_window, BudgetSpec};
-use ctxwin::{check_anthropic, check_openai, recount_openai, Encoding, Error, Policy, PRESETS};
+use ctxwin::replay::{BudgetSpec, for_each_window};
+use ctxwin::{Encoding, Error, PRESETS, Policy, check_anthropic, check_openai, recount_openai};
 
 fn check_dataset(path: &Path, budgets: &[BudgetSpec], max_transcripts: usize) {
     let ts = match load_path(path, None) {

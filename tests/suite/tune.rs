@@ -1,8 +1,8 @@
 //! `tune` on real data: coordinate ascent keeps the best value of each knob on the training
 //! transcripts, checks the result on the held-out ones, and is deterministic.
 
-use ctxwin::replay::{tune, BudgetSpec, CompareConfig, TuneConfig};
 use ctxwin::Policy;
+use ctxwin::replay::{BudgetSpec, CompareConfig, TuneConfig, tune};
 
 #[test]
 fn tuning_keeps_the_best_value_and_checks_it_on_held_out_conversations() {

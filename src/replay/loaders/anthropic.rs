@@ -18,9 +18,9 @@ use serde_json::Value;
 use super::Format;
 use crate::error::Result;
 use crate::pins::PinLayer;
-use crate::replay::loaders::json_path::{Seg, excerpt, file_stem};
 use crate::replay::loaders::json_path::Doc;
-use crate::replay::loaders::{parse_json, parts_text, shown_text, EXCERPT_CHARS};
+use crate::replay::loaders::json_path::{Seg, excerpt, file_stem};
+use crate::replay::loaders::{EXCERPT_CHARS, parse_json, parts_text, shown_text};
 use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Role, Turn};
 
@@ -54,7 +54,6 @@ pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
 }
 
 impl Doc<'_> {
-
     fn conversation(&self, at: &[Seg<'_>], c: &Value, id: String) -> Result<Transcript> {
         if !c.is_object() {
             return Err(self.err(at, &[], "expected an object {system?, messages}"));
@@ -84,10 +83,7 @@ impl Doc<'_> {
             }
             Some(_) => return Err(self.err(at, &[Seg::Key("system")], "must be a string or a list of text blocks")),
         }
-        let msgs = c
-            .get("messages")
-            .and_then(Value::as_array)
-            .ok_or_else(|| self.err(at, &[Seg::Key("messages")], "must be an array of messages"))?;
+        let msgs = c.get("messages").and_then(Value::as_array).ok_or_else(|| self.err(at, &[Seg::Key("messages")], "must be an array of messages"))?;
         for (i, m) in msgs.iter().enumerate() {
             let here = [at, &[Seg::Key("messages"), Seg::Idx(i)]].concat();
             self.message(&here, m, &mut t)?;
@@ -138,8 +134,7 @@ impl Doc<'_> {
             match b.get("type").and_then(Value::as_str).unwrap_or("untyped") {
                 "tool_use" | "server_tool_use" => {
                     let id = b.get("id").and_then(Value::as_str).ok_or_else(|| self.err(here, &bat, "a `tool_use` block needs a string `id`"))?;
-                    let name =
-                        b.get("name").and_then(Value::as_str).ok_or_else(|| self.err(here, &bat, "a `tool_use` block needs a string `name`"))?;
+                    let name = b.get("name").and_then(Value::as_str).ok_or_else(|| self.err(here, &bat, "a `tool_use` block needs a string `name`"))?;
                     let arguments = b.get("input").cloned().unwrap_or_else(|| Value::Object(Default::default()));
                     pending.push(Block::ToolCall { call_id: id.to_string(), name: name.to_string(), arguments });
                 }

@@ -32,15 +32,14 @@ use serde_json::{Map, Value};
 use super::Format;
 use crate::error::{Error, Result};
 use crate::replay::loaders::json_path::{Seg, error_in_line, excerpt, file_stem};
-use crate::replay::loaders::{parts_text, shown_text, EXCERPT_CHARS};
+use crate::replay::loaders::{EXCERPT_CHARS, parts_text, shown_text};
 use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Provenance, Role, Turn};
 
 const FORMAT: Format = Format::ClaudeCode;
 
 /// Bookkeeping fields every event repeats; left out of opaque excerpts.
-const COMMON_FIELDS: &[&str] =
-    &["uuid", "parentUuid", "sessionId", "timestamp", "cwd", "version", "gitBranch", "userType", "isSidechain", "type"];
+const COMMON_FIELDS: &[&str] = &["uuid", "parentUuid", "sessionId", "timestamp", "cwd", "version", "gitBranch", "userType", "isSidechain", "type"];
 
 /// One parsed line.
 struct Event<'a> {
@@ -77,8 +76,8 @@ pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
             continue;
         }
         let line_no = i + 1;
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| Error::malformed(path, line_no, e.column().max(1), format!("invalid JSON event: {}", json_message(&e))))?;
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| Error::malformed(path, line_no, e.column().max(1), format!("invalid JSON event: {}", json_message(&e))))?;
         let Value::Object(obj) = v else {
             return Err(Error::malformed(path, line_no, 1, "expected a JSON object (one event per line)"));
         };
@@ -89,8 +88,7 @@ pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
     }
 
     // Which session each event belongs to.
-    let by_uuid: HashMap<&str, &str> =
-        events.iter().filter_map(|e| Some((e.str("uuid")?, e.str("sessionId")?))).collect();
+    let by_uuid: HashMap<&str, &str> = events.iter().filter_map(|e| Some((e.str("uuid")?, e.str("sessionId")?))).collect();
     let first_session = events.iter().find_map(|e| e.str("sessionId")).map(str::to_string).unwrap_or_else(|| file_stem(path));
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, Vec<&Event<'_>>> = HashMap::new();
@@ -157,17 +155,18 @@ fn load_event(path: &Path, e: &Event<'_>, t: &mut Transcript, by_message_id: &mu
             return Ok(());
         }
         other => {
-            let rest: Map<String, Value> =
-                e.obj.iter().filter(|(k, _)| !COMMON_FIELDS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let rest: Map<String, Value> = e.obj.iter().filter(|(k, _)| !COMMON_FIELDS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
             t.notes.opaque_items += 1;
             let turn = Turn::user(format!("[{other} event] {}", excerpt(&Value::Object(rest), EXCERPT_CHARS))).with_tag("opaque");
             t.turns.push(decorate(e, turn));
             return Ok(());
         }
     }
-    let message = e.obj.get("message").filter(|m| m.is_object()).ok_or_else(|| {
-        e.err(path, &[Seg::Key("message")], format!("a `{kind}` event needs an object `message`"))
-    })?;
+    let message = e
+        .obj
+        .get("message")
+        .filter(|m| m.is_object())
+        .ok_or_else(|| e.err(path, &[Seg::Key("message")], format!("a `{kind}` event needs an object `message`")))?;
     let role = match message.get("role").and_then(Value::as_str) {
         Some("assistant") => Role::Assistant,
         Some("user") => Role::User,
@@ -192,41 +191,53 @@ fn load_event(path: &Path, e: &Event<'_>, t: &mut Transcript, by_message_id: &mu
         Some(_) => return Err(e.err(path, &content_at, "must be a string or a list of content blocks")),
     };
 
-    if role == Role::Assistant {
-        let mut out = Vec::with_capacity(blocks.len());
-        for (i, b) in blocks.iter().enumerate() {
-            let at = [Seg::Key("message"), Seg::Key("content"), Seg::Idx(i)];
-            match block_kind(e, path, &at, b)? {
-                "tool_use" => {
-                    let id = b.get("id").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `id`"))?;
-                    let name =
-                        b.get("name").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `name`"))?;
-                    let arguments = b.get("input").cloned().unwrap_or_else(|| Value::Object(Map::new()));
-                    out.push(Block::ToolCall { call_id: id.to_string(), name: name.to_string(), arguments });
-                }
-                other => {
-                    if let Some(text) = shown_text(other, b, &mut t.notes) {
-                        out.push(Block::text(text));
-                    }
+    if role == Role::Assistant { assistant_event(path, e, message, blocks, t, by_message_id) } else { user_event(path, e, blocks, t) }
+}
+
+/// An assistant message's blocks: text and tool calls, one turn, or more blocks for the turn of an
+/// earlier line of the same streamed message (same `message.id`).
+fn assistant_event(
+    path: &Path,
+    e: &Event<'_>,
+    message: &Value,
+    blocks: &[Value],
+    t: &mut Transcript,
+    by_message_id: &mut HashMap<String, usize>,
+) -> Result<()> {
+    let mut out = Vec::with_capacity(blocks.len());
+    for (i, b) in blocks.iter().enumerate() {
+        let at = [Seg::Key("message"), Seg::Key("content"), Seg::Idx(i)];
+        match block_kind(e, path, &at, b)? {
+            "tool_use" => {
+                let id = b.get("id").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `id`"))?;
+                let name = b.get("name").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `name`"))?;
+                let arguments = b.get("input").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+                out.push(Block::ToolCall { call_id: id.to_string(), name: name.to_string(), arguments });
+            }
+            other => {
+                if let Some(text) = shown_text(other, b, &mut t.notes) {
+                    out.push(Block::text(text));
                 }
             }
         }
-        let message_id = message.get("id").and_then(Value::as_str);
-        if let Some(turn) = message_id.and_then(|id| by_message_id.get(id)).and_then(|&idx| t.turns.get_mut(idx)) {
-            turn.blocks_mut().extend(out);
-            return Ok(());
-        }
-        if out.is_empty() {
-            return Ok(());
-        }
-        if let Some(id) = message_id {
-            by_message_id.insert(id.to_string(), t.turns.len());
-        }
-        t.turns.push(decorate(e, Turn::new(Role::Assistant, out)));
+    }
+    let message_id = message.get("id").and_then(Value::as_str);
+    if let Some(turn) = message_id.and_then(|id| by_message_id.get(id)).and_then(|&idx| t.turns.get_mut(idx)) {
+        turn.blocks_mut().extend(out);
         return Ok(());
     }
+    if out.is_empty() {
+        return Ok(());
+    }
+    if let Some(id) = message_id {
+        by_message_id.insert(id.to_string(), t.turns.len());
+    }
+    t.turns.push(decorate(e, Turn::new(Role::Assistant, out)));
+    Ok(())
+}
 
-    // A user event: results become tool turns, other blocks user turns, in block order.
+/// A user event's blocks: results become tool turns, other blocks user turns, in block order.
+fn user_event(path: &Path, e: &Event<'_>, blocks: &[Value], t: &mut Transcript) -> Result<()> {
     let mut texts: Vec<Block> = Vec::new();
     for (i, b) in blocks.iter().enumerate() {
         let at = [Seg::Key("message"), Seg::Key("content"), Seg::Idx(i)];
@@ -235,10 +246,7 @@ fn load_event(path: &Path, e: &Event<'_>, t: &mut Transcript, by_message_id: &mu
                 if !texts.is_empty() {
                     t.turns.push(decorate(e, Turn::new(Role::User, std::mem::take(&mut texts))));
                 }
-                let id = b
-                    .get("tool_use_id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| e.err(path, &at, "a `tool_result` block needs a string `tool_use_id`"))?;
+                let id = b.get("tool_use_id").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_result` block needs a string `tool_use_id`"))?;
                 let content = result_text(e, path, &at, b.get("content"))?;
                 let is_error = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
                 t.turns.push(decorate(e, Turn::tool_result(id, content, is_error)));
@@ -317,9 +325,6 @@ mod tests {
         assert_eq!(err(""), "s.jsonl:1:1: empty file: no Claude Code events");
         assert!(err("{\"type\":\"user\"}\n\n{\"type\":").starts_with("s.jsonl:3:"), "{}", err("{}\n\n{\"type\":"));
         assert_eq!(err("{}\n[1]"), "s.jsonl:2:1: expected a JSON object (one event per line)");
-        assert_eq!(
-            err("{\"type\":\"user\",\"message\":{\"content\":5}}"),
-            "s.jsonl:1:37: message.content: must be a string or a list of content blocks"
-        );
+        assert_eq!(err("{\"type\":\"user\",\"message\":{\"content\":5}}"), "s.jsonl:1:37: message.content: must be a string or a list of content blocks");
     }
 }

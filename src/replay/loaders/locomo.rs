@@ -9,12 +9,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::Format;
 use crate::error::{Error, Result};
 use crate::replay::loaders::parse_json;
-use crate::replay::transcript::{QaItem, Transcript};
+use crate::replay::transcript::{LoadNotes, QaItem, Transcript};
 use crate::turn::{Role, Turn};
 
 pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
@@ -32,9 +32,7 @@ fn field<'a>(path: &Path, at: &str, v: &'a Value, key: &str) -> Result<&'a Value
 }
 
 fn str_of<'a>(path: &Path, at: &str, v: &'a Value, key: &str) -> Result<&'a str> {
-    field(path, at, v, key)?
-        .as_str()
-        .ok_or_else(|| Error::malformed(path, 0, 0, format!("{at}: field `{key}` must be a string")))
+    field(path, at, v, key)?.as_str().ok_or_else(|| Error::malformed(path, 0, 0, format!("{at}: field `{key}` must be a string")))
 }
 
 fn load_sample(path: &Path, index: usize, s: &Value) -> Result<Transcript> {
@@ -43,23 +41,46 @@ fn load_sample(path: &Path, index: usize, s: &Value) -> Result<Transcript> {
     let at = format!("{at0} ({id})");
     let conv = field(path, &at, s, "conversation")?;
     let conv_obj = conv.as_object().ok_or_else(|| Error::malformed(path, 0, 0, format!("{at}: `conversation` must be an object")))?;
-    let speaker_a = str_of(path, &at, conv, "speaker_a")?.to_string();
+    let speaker_a = str_of(path, &at, conv, "speaker_a")?;
     let mut t = Transcript::new(id.clone(), path, Format::Locomo);
+    let dia_index = load_sessions(path, &at, conv_obj, speaker_a, &mut t)?;
+    let qa = s.get("qa").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for (k, q) in qa.iter().enumerate() {
+        let qat = format!("{at}, qa[{k}]");
+        let question = str_of(path, &qat, q, "question")?.to_string();
+        let category = q.get("category").map(|c| match c {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        let category = category.ok_or_else(|| Error::malformed(path, 0, 0, format!("{qat}: missing field `category`")))?;
+        let answer = q.get("answer").and_then(|a| match a {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        });
+        let evidence = evidence_of(q, &dia_index, &mut t.notes);
+        if evidence.is_empty() {
+            t.notes.qa_without_evidence += 1;
+            continue;
+        }
+        let headline = category != "5";
+        t.qa.push(QaItem { question, answer: if headline { answer } else { None }, evidence, category, headline });
+    }
+    Ok(t)
+}
 
-    // Session numbers, from both `session_<n>` and `session_<n>_date_time` keys.
-    let mut numbers: Vec<u32> = conv_obj
-        .keys()
-        .filter_map(|k| k.strip_prefix("session_"))
-        .filter_map(|rest| rest.split('_').next())
-        .filter_map(|n| n.parse().ok())
-        .collect();
+/// Pushes every session's turns (in session order, from both `session_<n>` and
+/// `session_<n>_date_time` keys) onto `t`; returns each turn's index by `dia_id`.
+fn load_sessions(path: &Path, at: &str, conv: &Map<String, Value>, speaker_a: &str, t: &mut Transcript) -> Result<HashMap<String, usize>> {
+    let mut numbers: Vec<u32> =
+        conv.keys().filter_map(|k| k.strip_prefix("session_")).filter_map(|rest| rest.split('_').next()).filter_map(|n| n.parse().ok()).collect();
     numbers.sort_unstable();
     numbers.dedup();
 
     let mut dia_index: HashMap<String, usize> = HashMap::new();
     for n in numbers {
-        let date = conv_obj.get(&format!("session_{n}_date_time")).and_then(Value::as_str);
-        let turns = match conv_obj.get(&format!("session_{n}")) {
+        let date = conv.get(&format!("session_{n}_date_time")).and_then(Value::as_str);
+        let turns = match conv.get(&format!("session_{n}")) {
             Some(Value::Array(a)) if !a.is_empty() => a,
             Some(Value::Array(_)) | None => {
                 t.notes.empty_sessions += 1;
@@ -86,55 +107,37 @@ fn load_sample(path: &Path, index: usize, s: &Value) -> Result<Transcript> {
             t.turns.push(tt);
         }
     }
+    Ok(dia_index)
+}
 
-    let qa = s.get("qa").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    for (k, q) in qa.iter().enumerate() {
-        let qat = format!("{at}, qa[{k}]");
-        let question = str_of(path, &qat, q, "question")?.to_string();
-        let category = q.get("category").map(|c| match c {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
-        let category = category.ok_or_else(|| Error::malformed(path, 0, 0, format!("{qat}: missing field `category`")))?;
-        let answer = q.get("answer").and_then(|a| match a {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        });
-        let mut evidence = Vec::new();
-        if let Some(ev) = q.get("evidence").and_then(Value::as_array) {
-            for e in ev {
-                let Some(e) = e.as_str() else {
-                    t.notes.malformed_evidence += 1;
-                    continue;
-                };
-                let parts: Vec<&str> = e.split(|c: char| c == ';' || c.is_whitespace()).filter(|p| !p.is_empty()).collect();
-                let well_formed = parts.len() == 1 && is_dia_id(parts[0]) && canonical(parts[0]).as_deref() == Some(parts[0]);
-                if !well_formed {
-                    t.notes.malformed_evidence += 1;
-                }
-                for p in parts {
-                    // Repairs `D:11:26` and zero-padded `D30:05`; junk like `D` is dropped (counted above).
-                    let Some(p) = canonical(p) else { continue };
-                    match dia_index.get(&p) {
-                        Some(&i) => {
-                            if !evidence.contains(&vec![i]) {
-                                evidence.push(vec![i]);
-                            }
-                        }
-                        None => t.notes.unknown_evidence_ids += 1,
+/// A QA item's evidence groups (one turn each), repaired where possible; what is malformed or
+/// unknown is counted in `notes`.
+fn evidence_of(q: &Value, dia_index: &HashMap<String, usize>, notes: &mut LoadNotes) -> Vec<Vec<usize>> {
+    let mut evidence = Vec::new();
+    for e in q.get("evidence").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        let Some(e) = e.as_str() else {
+            notes.malformed_evidence += 1;
+            continue;
+        };
+        let parts: Vec<&str> = e.split(|c: char| c == ';' || c.is_whitespace()).filter(|p| !p.is_empty()).collect();
+        let well_formed = parts.len() == 1 && is_dia_id(parts[0]) && canonical(parts[0]).as_deref() == Some(parts[0]);
+        if !well_formed {
+            notes.malformed_evidence += 1;
+        }
+        for p in parts {
+            // Repairs `D:11:26` and zero-padded `D30:05`; junk like `D` is dropped (counted above).
+            let Some(p) = canonical(p) else { continue };
+            match dia_index.get(&p) {
+                Some(&i) => {
+                    if !evidence.contains(&vec![i]) {
+                        evidence.push(vec![i]);
                     }
                 }
+                None => notes.unknown_evidence_ids += 1,
             }
         }
-        if evidence.is_empty() {
-            t.notes.qa_without_evidence += 1;
-            continue;
-        }
-        let headline = category != "5";
-        t.qa.push(QaItem { question, answer: if headline { answer } else { None }, evidence, category, headline });
     }
-    Ok(t)
+    evidence
 }
 
 /// The canonical `D<session>:<turn>` form of an evidence id (`D:11:26` → `D11:26`, `D30:05` →

@@ -37,24 +37,39 @@ fn as_text(v: &Value) -> Option<String> {
     }
 }
 
+/// A haystack's questions, answers and answer sessions: `questions[]`/`answers[]`/
+/// `answer_session_ids[]` (derived file) or the original single `question`/`answer`/
+/// `answer_session_ids` (`None` when there is no question at all).
+fn questions_of(h: &Value) -> Option<Questions> {
+    Some(if let Some(qs) = h.get("questions").and_then(Value::as_array) {
+        let ans = h.get("answers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let sess = h.get("answer_session_ids").and_then(Value::as_array).cloned().unwrap_or_default();
+        (
+            qs.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            (0..qs.len()).map(|i| ans.get(i).and_then(as_text)).collect(),
+            (0..qs.len())
+                .map(|i| sess.get(i).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default())
+                .collect(),
+        )
+    } else {
+        let q = h.get("question").and_then(Value::as_str)?;
+        let sess =
+            h.get("answer_session_ids").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
+        (vec![q.to_string()], vec![h.get("answer").and_then(as_text)], vec![sess])
+    })
+}
+
+/// Questions, their answers, and the ids of the sessions that answer each.
+type Questions = (Vec<String>, Vec<Option<String>>, Vec<Vec<String>>);
+
 fn load_one(path: &Path, index: usize, h: &Value) -> Result<Transcript> {
     let id = h.get("question_id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("haystack-{index}"));
     let at = format!("haystack [{index}] ({id})");
     let bad = |msg: String| Error::malformed(path, 0, 0, format!("{at}: {msg}"));
-    let sessions = h
-        .get("haystack_sessions")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("missing array `haystack_sessions`".into()))?;
-    let dates: Vec<Option<&str>> = h
-        .get("haystack_dates")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(Value::as_str).collect())
-        .unwrap_or_default();
-    let session_ids: Vec<Option<&str>> = h
-        .get("haystack_session_ids")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(Value::as_str).collect())
-        .unwrap_or_default();
+    let sessions = h.get("haystack_sessions").and_then(Value::as_array).ok_or_else(|| bad("missing array `haystack_sessions`".into()))?;
+    let dates: Vec<Option<&str>> = h.get("haystack_dates").and_then(Value::as_array).map(|a| a.iter().map(Value::as_str).collect()).unwrap_or_default();
+    let session_ids: Vec<Option<&str>> =
+        h.get("haystack_session_ids").and_then(Value::as_array).map(|a| a.iter().map(Value::as_str).collect()).unwrap_or_default();
 
     let mut t = Transcript::new(id.clone(), path, Format::LongMemEval);
     let mut has_answer_turns = Vec::new();
@@ -73,10 +88,8 @@ fn load_one(path: &Path, index: usize, h: &Value) -> Result<Transcript> {
                 Some("system") => Role::System,
                 other => return Err(bad(format!("haystack_sessions[{si}][{ti}]: unknown role {other:?}"))),
             };
-            let content = turn
-                .get("content")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("haystack_sessions[{si}][{ti}]: `content` must be a string")))?;
+            let content =
+                turn.get("content").and_then(Value::as_str).ok_or_else(|| bad(format!("haystack_sessions[{si}][{ti}]: `content` must be a string")))?;
             let idx = t.turns.len();
             let mut tt = Turn::new(role, vec![Block::text(content)]).with_source_id(format!("{sid}:{ti}"));
             if let Some(d) = dates.get(si).copied().flatten() {
@@ -90,35 +103,8 @@ fn load_one(path: &Path, index: usize, h: &Value) -> Result<Transcript> {
         }
     }
 
-    // Questions: `questions[]`/`answers[]`/`answer_session_ids[]` (derived file) or the original
-    // single `question`/`answer`/`answer_session_ids`.
     let qtype = h.get("question_type").and_then(Value::as_str).unwrap_or("unknown").to_string();
-    let (questions, answers, answer_sessions): (Vec<String>, Vec<Option<String>>, Vec<Vec<String>>) =
-        if let Some(qs) = h.get("questions").and_then(Value::as_array) {
-            let ans = h.get("answers").and_then(Value::as_array).cloned().unwrap_or_default();
-            let sess = h.get("answer_session_ids").and_then(Value::as_array).cloned().unwrap_or_default();
-            (
-                qs.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-                (0..qs.len()).map(|i| ans.get(i).and_then(as_text)).collect(),
-                (0..qs.len())
-                    .map(|i| {
-                        sess.get(i)
-                            .and_then(Value::as_array)
-                            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                            .unwrap_or_default()
-                    })
-                    .collect(),
-            )
-        } else {
-            let q = h.get("question").and_then(Value::as_str).ok_or_else(|| bad("missing `question` or `questions`".into()))?;
-            let sess = h
-                .get("answer_session_ids")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                .unwrap_or_default();
-            (vec![q.to_string()], vec![h.get("answer").and_then(as_text)], vec![sess])
-        };
-
+    let (questions, answers, answer_sessions) = questions_of(h).ok_or_else(|| bad("missing `question` or `questions`".into()))?;
     for (qi, question) in questions.into_iter().enumerate() {
         let answer = answers.get(qi).cloned().flatten();
         if qi == 0 && !has_answer_turns.is_empty() {

@@ -35,8 +35,7 @@ use crate::turn::{Block, Role, Turn};
 const FORMAT: Format = Format::MiniSweAgent;
 
 /// mini-swe-agent's default `action_regex`.
-static BASH_BLOCK: LazyLock<std::result::Result<Regex, regex::Error>> =
-    LazyLock::new(|| Regex::new(r"(?s)```bash\s*\n(.*?)\n```"));
+static BASH_BLOCK: LazyLock<std::result::Result<Regex, regex::Error>> = LazyLock::new(|| Regex::new(r"(?s)```bash\s*\n(.*?)\n```"));
 
 /// The command marker that makes the harness submit (the output is then the final diff).
 const SUBMIT_MARKER: &str = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT";
@@ -49,11 +48,9 @@ pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
     let stem = stem.strip_suffix(".traj").unwrap_or(&stem).to_string();
     match &v {
         Value::Object(_) => Ok(vec![load_one(path, text, &[], &v, stem)?]),
-        Value::Array(items) if !items.is_empty() => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| load_one(path, text, &[Seg::Idx(i)], item, format!("{stem}#{}", i + 1)))
-            .collect(),
+        Value::Array(items) if !items.is_empty() => {
+            items.iter().enumerate().map(|(i, item)| load_one(path, text, &[Seg::Idx(i)], item, format!("{stem}#{}", i + 1))).collect()
+        }
         _ => Err(error_at(path, text, &[], "expected a mini-swe-agent trajectory object {instance_id, messages}")),
     }
 }

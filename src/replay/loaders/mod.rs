@@ -44,15 +44,8 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order `--format` lists them.
-    pub const ALL: [Format; 7] = [
-        Format::Locomo,
-        Format::LongMemEval,
-        Format::OpenAiChat,
-        Format::MiniSweAgent,
-        Format::ClaudeCode,
-        Format::AnthropicMessages,
-        Format::Aider,
-    ];
+    pub const ALL: [Format; 7] =
+        [Format::Locomo, Format::LongMemEval, Format::OpenAiChat, Format::MiniSweAgent, Format::ClaudeCode, Format::AnthropicMessages, Format::Aider];
 
     /// The format's canonical name (what `--format` takes).
     pub fn name(self) -> &'static str {

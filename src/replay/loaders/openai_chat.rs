@@ -100,10 +100,7 @@ fn load_object(doc: &Doc<'_>, at: &[Seg<'_>], obj: &Value, default_id: String) -
     } else {
         obj.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or(default_id)
     };
-    let msgs = obj
-        .get(key)
-        .and_then(Value::as_array)
-        .ok_or_else(|| doc.err(at, &[Seg::Key(key)], "must be an array of messages"))?;
+    let msgs = obj.get(key).and_then(Value::as_array).ok_or_else(|| doc.err(at, &[Seg::Key(key)], "must be an array of messages"))?;
     let mut t = Transcript::new(id, doc.path, FORMAT);
     convert(doc, &[at, &[Seg::Key(key)]].concat(), msgs, &mut t, task_pin)?;
     if key == "traj" {
@@ -122,10 +119,7 @@ fn gold_actions(doc: &Doc<'_>, at: &[Seg<'_>], run: &Value) -> Result<Vec<GoldAc
     let actions = actions.as_array().ok_or_else(|| doc.err(&base, &[], "must be an array of actions"))?;
     let mut out = Vec::with_capacity(actions.len());
     for (i, a) in actions.iter().enumerate() {
-        let name = a
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| doc.err(&base, &[Seg::Idx(i)], "an action needs a string `name`"))?;
+        let name = a.get("name").and_then(Value::as_str).ok_or_else(|| doc.err(&base, &[Seg::Idx(i)], "an action needs a string `name`"))?;
         let arguments = a.get("kwargs").or_else(|| a.get("arguments")).cloned().unwrap_or_else(|| Value::Object(Default::default()));
         out.push(GoldAction { name: name.to_string(), arguments });
     }
@@ -214,10 +208,7 @@ fn convert(doc: &Doc<'_>, at: &[Seg<'_>], msgs: &[Value], t: &mut Transcript, ta
         if !m.is_object() {
             return Err(doc.err(&here, &[], "a message must be an object"));
         }
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| doc.err(&here, &[], "a message needs a string `role`"))?;
+        let role = m.get("role").and_then(Value::as_str).ok_or_else(|| doc.err(&here, &[], "a message needs a string `role`"))?;
         let text = content_text(doc, &here, m.get("content"), &mut t.notes)?;
         match role {
             "system" | "developer" => {
@@ -244,66 +235,8 @@ fn convert(doc: &Doc<'_>, at: &[Seg<'_>], msgs: &[Value], t: &mut Transcript, ta
                     t.turns.push(Turn::user(text));
                 }
             }
-            "assistant" => {
-                let mut blocks = Vec::new();
-                if !text.trim().is_empty() {
-                    blocks.push(Block::text(text));
-                }
-                match m.get("tool_calls") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(calls)) => {
-                        for (k, c) in calls.iter().enumerate() {
-                            let cat = [Seg::Key("tool_calls"), Seg::Idx(k)];
-                            let f = c.get("function").unwrap_or(c);
-                            let name = f
-                                .get("name")
-                                .and_then(Value::as_str)
-                                .ok_or_else(|| doc.err(&here, &cat, "a tool call needs a string `function.name`"))?;
-                            let call_id = ids.call(c.get("id").and_then(Value::as_str), "call");
-                            blocks.push(Block::ToolCall { call_id, name: name.to_string(), arguments: arguments(f.get("arguments")) });
-                        }
-                    }
-                    Some(_) => return Err(doc.err(&here, &[Seg::Key("tool_calls")], "must be an array of tool calls")),
-                }
-                if let Some(fc) = m.get("function_call").filter(|v| !v.is_null()) {
-                    let name = fc
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| doc.err(&here, &[Seg::Key("function_call")], "needs a string `name`"))?;
-                    let call_id = ids.call(None, "function-call");
-                    open_function_calls.push_back(call_id.clone());
-                    blocks.push(Block::ToolCall { call_id, name: name.to_string(), arguments: arguments(fc.get("arguments")) });
-                }
-                if blocks.is_empty() {
-                    t.notes.skipped_items += 1;
-                } else {
-                    t.turns.push(Turn::new(Role::Assistant, blocks));
-                }
-            }
-            "tool" => {
-                let mut raw_ids: Vec<&str> = Vec::new();
-                if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
-                    raw_ids.push(id);
-                } else if let Some(list) = m.get("tool_call_ids").and_then(Value::as_array) {
-                    raw_ids.extend(list.iter().filter_map(Value::as_str));
-                }
-                match raw_ids.split_first() {
-                    // No id: `normalize` keeps it as text and counts it as an orphan result.
-                    None => t.turns.push(Turn::tool_result("", text, false)),
-                    Some((first, rest)) => {
-                        let first = ids.result(first);
-                        let mut blocks = vec![Block::ToolResult { call_id: first.clone(), content: text, is_error: false }];
-                        for r in rest {
-                            blocks.push(Block::ToolResult {
-                                call_id: ids.result(r),
-                                content: format!("[one output answered several calls: see the result of {first}]"),
-                                is_error: false,
-                            });
-                        }
-                        t.turns.push(Turn::new(Role::Tool, blocks));
-                    }
-                }
-            }
+            "assistant" => assistant_turn(doc, &here, m, text, &mut ids, &mut open_function_calls, t)?,
+            "tool" => tool_turn(m, text, &mut ids, t),
             "function" => {
                 let call_id = open_function_calls.pop_front().unwrap_or_default();
                 t.turns.push(Turn::tool_result(call_id, text, false));
@@ -315,6 +248,75 @@ fn convert(doc: &Doc<'_>, at: &[Seg<'_>], msgs: &[Value], t: &mut Transcript, ta
         }
     }
     Ok(())
+}
+
+/// An assistant message: its text and its calls (`tool_calls[]` and the legacy `function_call`,
+/// whose id is queued for the `role: function` message that answers it).
+fn assistant_turn(
+    doc: &Doc<'_>,
+    here: &[Seg<'_>],
+    m: &Value,
+    text: String,
+    ids: &mut CallIds,
+    open_function_calls: &mut VecDeque<String>,
+    t: &mut Transcript,
+) -> Result<()> {
+    let mut blocks = Vec::new();
+    if !text.trim().is_empty() {
+        blocks.push(Block::text(text));
+    }
+    match m.get("tool_calls") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(calls)) => {
+            for (k, c) in calls.iter().enumerate() {
+                let cat = [Seg::Key("tool_calls"), Seg::Idx(k)];
+                let f = c.get("function").unwrap_or(c);
+                let name = f.get("name").and_then(Value::as_str).ok_or_else(|| doc.err(here, &cat, "a tool call needs a string `function.name`"))?;
+                let call_id = ids.call(c.get("id").and_then(Value::as_str), "call");
+                blocks.push(Block::ToolCall { call_id, name: name.to_string(), arguments: arguments(f.get("arguments")) });
+            }
+        }
+        Some(_) => return Err(doc.err(here, &[Seg::Key("tool_calls")], "must be an array of tool calls")),
+    }
+    if let Some(fc) = m.get("function_call").filter(|v| !v.is_null()) {
+        let name = fc.get("name").and_then(Value::as_str).ok_or_else(|| doc.err(here, &[Seg::Key("function_call")], "needs a string `name`"))?;
+        let call_id = ids.call(None, "function-call");
+        open_function_calls.push_back(call_id.clone());
+        blocks.push(Block::ToolCall { call_id, name: name.to_string(), arguments: arguments(fc.get("arguments")) });
+    }
+    if blocks.is_empty() {
+        t.notes.skipped_items += 1;
+    } else {
+        t.turns.push(Turn::new(Role::Assistant, blocks));
+    }
+    Ok(())
+}
+
+/// A `role: tool` message: the result of the call it names (`tool_call_id`, or SWE-agent's
+/// `tool_call_ids`: the output then answers the first, and the others point to it).
+fn tool_turn(m: &Value, text: String, ids: &mut CallIds, t: &mut Transcript) {
+    let mut raw_ids: Vec<&str> = Vec::new();
+    if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
+        raw_ids.push(id);
+    } else if let Some(list) = m.get("tool_call_ids").and_then(Value::as_array) {
+        raw_ids.extend(list.iter().filter_map(Value::as_str));
+    }
+    match raw_ids.split_first() {
+        // No id: `normalize` keeps it as text and counts it as an orphan result.
+        None => t.turns.push(Turn::tool_result("", text, false)),
+        Some((first, rest)) => {
+            let first = ids.result(first);
+            let mut blocks = vec![Block::ToolResult { call_id: first.clone(), content: text, is_error: false }];
+            for r in rest {
+                blocks.push(Block::ToolResult {
+                    call_id: ids.result(r),
+                    content: format!("[one output answered several calls: see the result of {first}]"),
+                    is_error: false,
+                });
+            }
+            t.turns.push(Turn::new(Role::Tool, blocks));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Writers that save a transcript in a format a loader reads back: LoCoMo JSON and OpenAI chat
 //! JSON. They make the project's own samples (`ctxbench samples`) and the loaders' round-trip tests.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::pins::PinLayer;
 use crate::replay::transcript::Transcript;
@@ -52,22 +52,21 @@ pub fn to_locomo_json(t: &Transcript) -> Value {
     if session > 0 {
         conv.insert(format!("session_{session}"), Value::Array(current));
     }
-    let qa: Vec<Value> = t
-        .qa
-        .iter()
-        .map(|q| {
-            let evidence: Vec<&String> = q.evidence.iter().flatten().filter_map(|&i| dia.get(i)).collect();
-            let category = q.category.parse::<u64>().map_or_else(|_| Value::String(q.category.clone()), Value::from);
-            let mut item = Map::new();
-            item.insert("question".into(), Value::String(q.question.clone()));
-            if let Some(a) = &q.answer {
-                item.insert("answer".into(), Value::String(a.clone()));
-            }
-            item.insert("evidence".into(), json!(evidence));
-            item.insert("category".into(), category);
-            Value::Object(item)
-        })
-        .collect();
+    let qa: Vec<Value> =
+        t.qa.iter()
+            .map(|q| {
+                let evidence: Vec<&String> = q.evidence.iter().flatten().filter_map(|&i| dia.get(i)).collect();
+                let category = q.category.parse::<u64>().map_or_else(|_| Value::String(q.category.clone()), Value::from);
+                let mut item = Map::new();
+                item.insert("question".into(), Value::String(q.question.clone()));
+                if let Some(a) = &q.answer {
+                    item.insert("answer".into(), Value::String(a.clone()));
+                }
+                item.insert("evidence".into(), json!(evidence));
+                item.insert("category".into(), category);
+                Value::Object(item)
+            })
+            .collect();
     json!([{"sample_id": t.id, "conversation": conv, "qa": qa}])
 }
 
@@ -109,9 +108,7 @@ pub fn to_openai_json(t: &Transcript) -> Value {
                     "type": "function",
                     "function": {"name": name, "arguments": arguments.to_string()},
                 })),
-                Block::ToolResult { call_id, content, .. } => {
-                    results.push(json!({"role": "tool", "tool_call_id": call_id, "content": content}))
-                }
+                Block::ToolResult { call_id, content, .. } => results.push(json!({"role": "tool", "tool_call_id": call_id, "content": content})),
             }
         }
         if !texts.is_empty() || !calls.is_empty() {
@@ -142,7 +139,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::replay::loaders::{load_file, Format};
+    use crate::replay::loaders::{Format, load_file};
     use crate::replay::synth::{agent_session, conversation};
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;

@@ -259,11 +259,7 @@ impl AgentGen {
         match self.failing.first() {
             Some(f) => format!(
                 "Still failing: `{}::tests::{}`, which expects `{}` in `{}` to be {}.",
-                self.modules[f.module].name,
-                f.test,
-                f.constant,
-                self.modules[f.module].path,
-                f.expected
+                self.modules[f.module].name, f.test, f.constant, self.modules[f.module].path, f.expected
             ),
             None => "All the tests I know of pass now.".to_string(),
         }
@@ -322,9 +318,7 @@ mod tests {
         let early = texts[..30].join("\n");
         let far = (200..300)
             .filter(|&i| t.turns[i].role() == Role::Assistant)
-            .filter(|&i| {
-                salient_terms(&texts[i]).iter().any(|w| early.contains(w.as_str()) && !texts[i - 20..i].iter().any(|x| x.contains(w.as_str())))
-            })
+            .filter(|&i| salient_terms(&texts[i]).iter().any(|w| early.contains(w.as_str()) && !texts[i - 20..i].iter().any(|x| x.contains(w.as_str()))))
             .count();
         assert!(far >= 5, "{far} late assistant turns recall early identifiers");
     }

@@ -4,11 +4,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::facts::{make_fact, Fact};
+use super::facts::{Fact, make_fact};
 use super::rng::Rng;
 use super::words::{
-    ACTIVITIES, ANSWER_OPENERS, DAYPARTS, FIRST_NAMES, FOODS, HABITS, MONTHS, OPINIONS, PLANS, REACTIONS, RELATIONS_ANY,
-    SHOWS, WEATHER, WEATHER_DID,
+    ACTIVITIES, ANSWER_OPENERS, DAYPARTS, FIRST_NAMES, FOODS, HABITS, MONTHS, OPINIONS, PLANS, REACTIONS, RELATIONS_ANY, SHOWS, WEATHER, WEATHER_DID,
 };
 use crate::replay::transcript::{QaItem, Transcript};
 use crate::turn::{Block, Role, Turn};
@@ -71,11 +70,11 @@ pub(super) fn generate(seed: u64, turns: usize) -> (Transcript, Vec<String>) {
     }
     let names = [a, b];
     let layout = layout(&mut rng, turns);
-    let (planted, mut slot) = plant(&mut rng, &names, &layout.speaker);
+    let (planted, slot) = plant(&mut rng, &names, &layout.speaker);
     let mut t = Transcript::generated(format!("synth-conversation-{seed}"), Path::new("<synth>"));
     let mut prev_question = false;
     let mut k_in_session = 0;
-    for i in 0..turns {
+    for (i, planted_text) in slot.into_iter().enumerate() {
         if i > 0 && layout.session_of[i] != layout.session_of[i - 1] {
             k_in_session = 0;
             prev_question = false;
@@ -84,7 +83,7 @@ pub(super) fn generate(seed: u64, turns: usize) -> (Transcript, Vec<String>) {
         let who = layout.speaker[i];
         let other = &names[1 - who];
         let first_of_session = k_in_session == 1;
-        let text = match slot[i].take() {
+        let text = match planted_text {
             Some(s) => match opener(&mut rng, other, first_of_session, prev_question) {
                 Some(o) => format!("{o} {s}"),
                 None => s,
@@ -214,13 +213,25 @@ fn statement(rng: &mut Rng, kind: usize) -> String {
     match kind {
         0 => format!("I spent the {} {}.", rng.pick(DAYPARTS), rng.pick(ACTIVITIES)),
         1 => format!("{} here today, so I {}.", rng.pick(WEATHER), rng.pick(WEATHER_DID)),
-        2 => format!("Work has been {} this week{}.", rng.pick(&["hectic", "slow", "surprisingly fun", "exhausting", "a bit weird"]), rng.pick(&["", ", lots of meetings", ", but the team is great", ", I need a holiday"])),
+        2 => format!(
+            "Work has been {} this week{}.",
+            rng.pick(&["hectic", "slow", "surprisingly fun", "exhausting", "a bit weird"]),
+            rng.pick(&["", ", lots of meetings", ", but the team is great", ", I need a holiday"])
+        ),
         3 => format!("I finally finished {}, and the ending was {}.", rng.pick(SHOWS), rng.pick(OPINIONS)),
         4 => format!("We had {} for dinner and it was {}.", rng.pick(FOODS), rng.pick(OPINIONS)),
         5 => format!("I've been trying to {} lately.", rng.pick(HABITS)),
         6 => format!("I'm thinking about {} next month.", rng.pick(PLANS)),
-        7 => format!("The {} I ordered finally arrived, it's {}.", rng.pick(&["lamp", "rug", "kettle", "backpack", "desk chair", "rain jacket"]), rng.pick(OPINIONS)),
-        _ => format!("My {} called yesterday, {}.", rng.pick(RELATIONS_ANY), rng.pick(&["we talked for ages", "it was nice to catch up", "there's always some drama", "they're doing well"])),
+        7 => format!(
+            "The {} I ordered finally arrived, it's {}.",
+            rng.pick(&["lamp", "rug", "kettle", "backpack", "desk chair", "rain jacket"]),
+            rng.pick(OPINIONS)
+        ),
+        _ => format!(
+            "My {} called yesterday, {}.",
+            rng.pick(RELATIONS_ANY),
+            rng.pick(&["we talked for ages", "it was nice to catch up", "there's always some drama", "they're doing well"])
+        ),
     }
 }
 

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use super::rng::Rng;
 use super::words::{
-    ANIMALS, APPOINTMENTS, CITIES, CODE_ADJ, CODE_NOUN, FAVOURITES, ITEMS, MEN, MONTHS, PASSWORD_WORDS, PET_NAMES, PLACES,
-    RELATIONS_ANY, RELATIONS_F, RELATIONS_M, WOMEN,
+    ANIMALS, APPOINTMENTS, CITIES, CODE_ADJ, CODE_NOUN, FAVOURITES, ITEMS, MEN, MONTHS, PASSWORD_WORDS, PET_NAMES, PLACES, RELATIONS_ANY, RELATIONS_F,
+    RELATIONS_M, WOMEN,
 };
 
 /// One planted fact: the sentence that states it, the question and answer, and distractor

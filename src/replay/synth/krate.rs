@@ -101,7 +101,8 @@ fn parts(rng: &mut Rng, name: &str, all: &[&str]) -> Parts {
             fns.push(f);
         }
     }
-    let fields: Vec<String> = (0..rng.range(3, 6)).map(|k| format!("{}_{}", rng.pick(NOUNS), ["count", "limit", "len", "id", "epoch", "budget"][k % 6])).collect();
+    let fields: Vec<String> =
+        (0..rng.range(3, 6)).map(|k| format!("{}_{}", rng.pick(NOUNS), ["count", "limit", "len", "id", "epoch", "budget"][k % 6])).collect();
     let others: Vec<&str> = all.iter().copied().filter(|o| *o != name).collect();
     let dep = rng.pick(&others).to_string();
     Parts { base, err, structs, consts, fns, fields, dep }

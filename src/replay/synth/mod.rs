@@ -65,10 +65,7 @@ pub fn samples() -> Vec<Sample> {
     let c = conversation(7, 600);
     let a = agent_session(11, 300);
     let (cj, aj) = (pretty(&to_locomo_json(&c)), pretty(&to_openai_json(&a)));
-    vec![
-        Sample { name: "synth-conversation.locomo.json", transcript: c, text: cj },
-        Sample { name: "synth-agent.openai.json", transcript: a, text: aj },
-    ]
+    vec![Sample { name: "synth-conversation.locomo.json", transcript: c, text: cj }, Sample { name: "synth-agent.openai.json", transcript: a, text: aj }]
 }
 
 /// Pretty JSON and a final newline (serializing a `Value` cannot fail: its keys are strings).

@@ -190,12 +190,14 @@ impl AgentGen {
                 let path = self.modules[f.module].path.clone();
                 let line = self.modules[f.module].line_of(&new);
                 self.failing.retain(|x| x.test != f.test);
-                let text = format!(
-                    "`{}` expects `{}` to be {}; the release bumped it. Restoring the value in `{path}`.",
-                    f.test, f.constant, f.expected
-                );
+                let text = format!("`{}` expects `{}` to be {}; the release bumped it. Restoring the value in `{path}`.", f.test, f.constant, f.expected);
                 self.edits.push((path.clone(), old.clone(), new.clone()));
-                self.call(Some(text), "edit_file", json!({"path": path, "old": old, "new": new}), format!("Edited {path}: replaced 1 occurrence at line {line}."));
+                self.call(
+                    Some(text),
+                    "edit_file",
+                    json!({"path": path, "old": old, "new": new}),
+                    format!("Edited {path}: replaced 1 occurrence at line {line}."),
+                );
             }
             None => {
                 let mi = self.rng.below(self.modules.len());
@@ -203,7 +205,12 @@ impl AgentGen {
                 let candidates: Vec<usize> = m.lines.iter().enumerate().filter(|(_, l)| l.contains("saturating_sub(")).map(|(k, _)| k).collect();
                 let Some(&k) = candidates.get(self.rng.below(candidates.len().max(1))) else {
                     let path = m.path.clone();
-                    self.call(None, "edit_file", json!({"path": path, "old": "wrapping_add(", "new": "saturating_add("}), format!("Error: `wrapping_add(` occurs more than once in {path}; give more context."));
+                    self.call(
+                        None,
+                        "edit_file",
+                        json!({"path": path, "old": "wrapping_add(", "new": "saturating_add("}),
+                        format!("Error: `wrapping_add(` occurs more than once in {path}; give more context."),
+                    );
                     return;
                 };
                 let old = m.lines[k].clone();
@@ -236,7 +243,10 @@ impl AgentGen {
                 m.lines[k]
             ));
         }
-        out.push_str(&format!("warning: `{}` (lib) generated {n} warnings\n    Finished `dev` profile [unoptimized + debuginfo] target(s) in 2.31s\n", self.krate));
+        out.push_str(&format!(
+            "warning: `{}` (lib) generated {n} warnings\n    Finished `dev` profile [unoptimized + debuginfo] target(s) in 2.31s\n",
+            self.krate
+        ));
         self.call(None, "bash", json!({"command": "cargo clippy --all-targets 2>&1"}), out);
     }
 
