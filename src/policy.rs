@@ -12,6 +12,8 @@
 //!   most recent user messages (up to 20% of the budget) becomes one summary; pins re-applied.
 //! - `tool-clearing` — Anthropic `clear_tool_uses`: keep the last 3 tool results, placeholders for
 //!   older ones, otherwise recency.
+//! - `masking` — observation masking ("The Complexity Trap", JetBrains 2025): keep the last 10 tool
+//!   outputs verbatim, placeholders for older ones, otherwise recency.
 
 use std::path::Path;
 
@@ -187,7 +189,7 @@ impl Default for Policy {
 }
 
 /// Names of the built-in presets.
-pub const PRESETS: &[&str] = &["ctxwin", "recency", "rag", "compaction", "tool-clearing"];
+pub const PRESETS: &[&str] = &["ctxwin", "recency", "rag", "compaction", "tool-clearing", "masking"];
 
 /// A built-in preset: ctxwin's own default and the peers' behaviours as baselines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -203,11 +205,14 @@ pub enum Preset {
     Compaction,
     /// Anthropic `clear_tool_uses`.
     ToolClearing,
+    /// Observation masking ("The Complexity Trap", JetBrains 2025): the last 10 tool outputs
+    /// verbatim, older ones replaced by a placeholder.
+    Masking,
 }
 
 impl Preset {
     /// Every preset, in [`PRESETS`] order.
-    pub const ALL: [Preset; 5] = [Preset::Ctxwin, Preset::Recency, Preset::Rag, Preset::Compaction, Preset::ToolClearing];
+    pub const ALL: [Preset; 6] = [Preset::Ctxwin, Preset::Recency, Preset::Rag, Preset::Compaction, Preset::ToolClearing, Preset::Masking];
 
     /// Its name, as in policy files.
     pub fn as_str(self) -> &'static str {
@@ -217,6 +222,7 @@ impl Preset {
             Preset::Rag => "rag",
             Preset::Compaction => "compaction",
             Preset::ToolClearing => "tool-clearing",
+            Preset::Masking => "masking",
         }
     }
 }
@@ -264,6 +270,9 @@ impl Policy {
             Preset::Compaction => Policy { strategy: Strategy::Compaction, ..plain },
             Preset::ToolClearing => {
                 Policy { strategy: Strategy::ToolClearing, keep_tool_results: Some(3), old_tool_output_max_tokens: 0, ..plain }
+            }
+            Preset::Masking => {
+                Policy { strategy: Strategy::ToolClearing, keep_tool_results: Some(10), old_tool_output_max_tokens: 0, ..plain }
             }
         }
     }

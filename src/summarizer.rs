@@ -331,6 +331,27 @@ impl ExtractiveSummarizer {
     }
 }
 
+/// The candidates (indices) that fit `max_tokens` after `used`, best rank first (ties by position),
+/// each line estimated at its tokens + label + newline; returned in order.
+fn pick(cands: &[(usize, &Sentence)], used: usize, max_tokens: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by(|&a, &b| rank(cands[b].1).total_cmp(&rank(cands[a].1)).then(a.cmp(&b)));
+    let mut picked: Vec<usize> = Vec::new();
+    let mut used = used;
+    for k in order {
+        let cost = cands[k].1.tokens + 3;
+        if used + cost <= max_tokens {
+            used += cost;
+            picked.push(k);
+        }
+        if max_tokens.saturating_sub(used) < 6 {
+            break;
+        }
+    }
+    picked.sort_unstable();
+    picked
+}
+
 fn label(t: RunTurn<'_>) -> &'static str {
     match (t.speaker(), t.role()) {
         (Some(_), _) => "",
@@ -381,23 +402,7 @@ impl Summarizer for ExtractiveSummarizer {
                 }
             }
         }
-        // Rank by information per token (sqrt-damped), ties by position.
-        let mut order: Vec<usize> = (0..cands.len()).collect();
-        order.sort_by(|&a, &b| rank(cands[b].1).total_cmp(&rank(cands[a].1)).then(a.cmp(&b)));
-        let mut picked: Vec<usize> = Vec::new();
-        let mut used = head_tokens;
-        for k in order {
-            // Each line costs its tokens + label + newline (estimate; checked exactly below).
-            let cost = cands[k].1.tokens + 3;
-            if used + cost <= max_tokens {
-                used += cost;
-                picked.push(k);
-            }
-            if max_tokens.saturating_sub(used) < 6 {
-                break;
-            }
-        }
-        picked.sort_unstable();
+        let mut picked = pick(&cands, head_tokens, max_tokens);
         let build = |picked: &[usize]| {
             let mut out = head.clone();
             for &k in picked {
