@@ -5,6 +5,7 @@ mod engine;
 mod props;
 mod qa_loaders;
 mod replay_validity;
+mod sequences;
 mod tokens;
 mod tune;
 
