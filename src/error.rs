@@ -43,6 +43,17 @@ pub enum Error {
     /// A turn handed to `push` breaks the turn model (e.g. a duplicate tool call id).
     #[error("invalid turn: {0}")]
     InvalidTurn(String),
+    /// A turn handed to `push` cannot be rendered with every tool call answered right after it:
+    /// `call_id` names the call, `problem` says what is wrong. Nothing was stored.
+    #[error("invalid turn {turn}: tool call `{call_id}`: {problem}")]
+    ToolPair {
+        /// The id the turn would have had.
+        turn: usize,
+        /// The call (or the result's call) at fault.
+        call_id: String,
+        /// What is wrong.
+        problem: crate::turn::PairProblem,
+    },
     /// A user-given path is not acceptable.
     #[error("invalid path {}: {message}", path.display())]
     InvalidPath {

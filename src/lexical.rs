@@ -1,11 +1,18 @@
 //! The lexical index: Tantivy BM25 over each turn's rendered text, English stemming and stop words.
 //!
 //! Committing a Tantivy index costs milliseconds (with occasional ~100 ms stalls on the index lock),
-//! so `add` does not commit per turn: documents go to the writer at once and are committed in
-//! batches of `commit_every`. Turns not yet committed are kept here, analyzed, and scored in memory
+//! so `add` does not commit per turn: documents are committed in batches of `commit_every`.
+//! Turns not yet committed are kept here, analyzed, and scored in memory
 //! with the same BM25 formula (Tantivy's, including its quantized field norms) over the statistics
 //! of committed + pending documents — Tantivy itself scores committed documents with those same
 //! combined statistics — so every pushed turn is findable by the very next query.
+//!
+//! A session costs almost nothing until it has something to commit: the Tantivy index (in RAM) is
+//! created at the first commit, and a writer — ≈9 MB and 7 threads with Tantivy's minimum arena —
+//! exists only during a commit: it is made, given the pending documents, committed, and dropped
+//! once its merges are done. An empty engine holds no thread and no arena, and a session shorter
+//! than `commit_every` turns never builds a Tantivy index at all (its scores are the in-memory BM25
+//! above, equal to Tantivy's).
 
 use std::path::Path;
 
@@ -39,16 +46,24 @@ fn analyzer() -> TextAnalyzer {
 
 struct PendingDoc {
     id: TurnId,
-    /// The text until it is analyzed (at the first query that needs it, not at `add`).
-    text: Option<String>,
+    /// The text, given to Tantivy at the next commit.
+    text: String,
+    /// Whether `len` and `tf` are computed (at the first query that needs them, not at `add`).
+    analyzed: bool,
     len: u32,
     tf: FxHashMap<String, u32>,
 }
 
+/// The Tantivy index and its reader, made at the first commit (or at once for a directory).
+struct Committed {
+    index: Index,
+    reader: IndexReader,
+}
+
 /// Tantivy index plus in-memory scoring of not-yet-committed documents.
 pub(crate) struct LexicalIndex {
-    writer: IndexWriter<TantivyDocument>,
-    reader: IndexReader,
+    dir: Option<std::path::PathBuf>,
+    committed: Option<Committed>,
     id_field: Field,
     text_field: Field,
     analyzer: TextAnalyzer,
@@ -120,30 +135,18 @@ impl SegmentCollector for AllScoresSegment {
 }
 
 impl LexicalIndex {
-    /// A new index in RAM, or in `dir` (which must not already hold an index).
+    /// A new index in RAM, or in `dir` (which must not already hold an index; it is created at
+    /// once so that a bad directory fails here). In RAM, nothing of Tantivy exists until the first
+    /// commit.
     pub(crate) fn new(dir: Option<&Path>, commit_every: usize) -> Result<Self> {
         let mut schema = Schema::builder();
         let id_field = schema.add_u64_field("id", FAST | INDEXED);
         let text_opts = TextOptions::default()
             .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs));
         let text_field = schema.add_text_field("text", text_opts);
-        let schema = schema.build();
-        let index = match dir {
-            None => Index::create_in_ram(schema),
-            Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-                Index::create_in_dir(d, schema).map_err(|e| Error::InvalidPath {
-                    path: d.to_path_buf(),
-                    message: format!("cannot create a lexical index here: {e}"),
-                })?
-            }
-        };
-        index.tokenizers().register(TOKENIZER, analyzer());
-        let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(LexicalIndex {
-            writer,
-            reader,
+        let mut idx = LexicalIndex {
+            dir: dir.map(Path::to_path_buf),
+            committed: None,
             id_field,
             text_field,
             analyzer: analyzer(),
@@ -152,7 +155,34 @@ impl LexicalIndex {
             pending_tokens: 0,
             commit_every: commit_every.max(1),
             commits: 0,
-        })
+        };
+        if dir.is_some() {
+            idx.committed = Some(idx.create_index()?);
+        }
+        Ok(idx)
+    }
+
+    /// Creates the Tantivy index (schema: the turn id and its text) and a manually reloaded reader.
+    fn create_index(&self) -> Result<Committed> {
+        let mut schema = Schema::builder();
+        let text_opts = TextOptions::default()
+            .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs));
+        schema.add_u64_field("id", FAST | INDEXED);
+        schema.add_text_field("text", text_opts);
+        let schema = schema.build();
+        let index = match &self.dir {
+            None => Index::create_in_ram(schema),
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+                Index::create_in_dir(d, schema).map_err(|e| Error::InvalidPath {
+                    path: d.clone(),
+                    message: format!("cannot create a lexical index here: {e}"),
+                })?
+            }
+        };
+        index.tokenizers().register(TOKENIZER, analyzer());
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Committed { index, reader })
     }
 
     /// The analyzed terms of `text`, in order (with repeats).
@@ -168,11 +198,7 @@ impl LexicalIndex {
     /// Adds a turn's text. Commits when `commit_every` documents are pending. The in-memory
     /// analysis of pending documents waits for the next query, keeping `add` cheap.
     pub(crate) fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
-        let mut doc = TantivyDocument::default();
-        doc.add_u64(self.id_field, id as u64);
-        doc.add_text(self.text_field, text);
-        self.writer.add_document(doc)?;
-        self.pending.push(PendingDoc { id, text: Some(text.to_string()), len: 0, tf: FxHashMap::default() });
+        self.pending.push(PendingDoc { id, text: text.to_string(), analyzed: false, len: 0, tf: FxHashMap::default() });
         if self.pending.len() >= self.commit_every {
             self.commit()?;
         }
@@ -182,7 +208,10 @@ impl LexicalIndex {
     /// Analyzes pending documents not analyzed yet, updating the pending statistics.
     fn analyze_pending(&mut self) {
         for i in 0..self.pending.len() {
-            let Some(text) = self.pending[i].text.take() else { continue };
+            if self.pending[i].analyzed {
+                continue;
+            }
+            let text = std::mem::take(&mut self.pending[i].text);
             let terms = self.analyze(&text);
             let mut tf: FxHashMap<String, u32> = FxHashMap::default();
             for t in terms.iter() {
@@ -193,13 +222,15 @@ impl LexicalIndex {
             }
             self.pending_tokens += terms.len() as u64;
             let d = &mut self.pending[i];
+            d.text = text;
+            d.analyzed = true;
             d.len = u32::try_from(terms.len()).unwrap_or(u32::MAX);
             d.tf = tf;
         }
     }
 
     fn analyze_pending_if_needed(&mut self) {
-        if self.pending.iter().any(|d| d.text.is_some()) {
+        if self.pending.iter().any(|d| !d.analyzed) {
             self.analyze_pending();
         }
     }
@@ -209,8 +240,22 @@ impl LexicalIndex {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.writer.commit()?;
-        self.reader.reload()?;
+        let committed = match self.committed.take() {
+            Some(c) => c,
+            None => self.create_index()?,
+        };
+        // A writer for this commit only: its threads and arena go when it is done.
+        let mut writer: IndexWriter<TantivyDocument> = committed.index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        for d in &self.pending {
+            let mut doc = TantivyDocument::default();
+            doc.add_u64(self.id_field, d.id as u64);
+            doc.add_text(self.text_field, &d.text);
+            writer.add_document(doc)?;
+        }
+        writer.commit()?;
+        writer.wait_merging_threads()?;
+        committed.reader.reload()?;
+        self.committed = Some(committed);
         self.pending.clear();
         self.pending_df.clear();
         self.pending_tokens = 0;
@@ -233,7 +278,13 @@ impl LexicalIndex {
             return Ok(Vec::new());
         }
         self.analyze_pending_if_needed();
-        let searcher = self.reader.searcher();
+        let searcher = match &self.committed {
+            Some(c) => c.reader.searcher(),
+            None => {
+                let (n, total, pending_df) = (self.pending.len() as u64, self.pending_tokens, &self.pending_df);
+                return Ok(self.pending_scores(&uniq, n, total, &|t| pending_df.get(t).copied().unwrap_or(0)));
+            }
+        };
         let stats = CombinedStats {
             searcher: &searcher,
             pending_docs: self.pending.len() as u64,
@@ -256,36 +307,40 @@ impl LexicalIndex {
         }
         if !self.pending.is_empty() {
             let n = stats.total_num_docs()?;
-            let avg = stats.total_num_tokens(self.text_field)? as f32 / n.max(1) as f32;
-            let idfs: Vec<(&str, f32)> = uniq
-                .iter()
-                .map(|t| {
-                    let df = stats.doc_freq(&Term::from_field_text(self.text_field, t)).unwrap_or(0);
-                    (t.as_str(), idf(df, n))
-                })
-                .collect();
-            for d in &self.pending {
-                let norm = FieldNormReader::id_to_fieldnorm(FieldNormReader::fieldnorm_to_id(d.len)) as f32;
-                let denom_extra = K1 * (1.0 - B + B * norm / avg.max(f32::MIN_POSITIVE));
-                let mut s = 0.0;
-                for (t, w) in &idfs {
-                    if let Some(&tf) = d.tf.get(*t) {
-                        let tf = tf as f32;
-                        s += w * (1.0 + K1) * tf / (tf + denom_extra);
-                    }
-                }
-                if s > 0.0 {
-                    out.push((d.id, s));
-                }
-            }
+            let total = stats.total_num_tokens(self.text_field)?;
+            let field = self.text_field;
+            out.extend(self.pending_scores(&uniq, n, total, &|t| stats.doc_freq(&Term::from_field_text(field, t)).unwrap_or(0)));
         }
         Ok(out)
+    }
+
+    /// BM25 of the pending documents for `uniq`, over `n` documents of `total` tokens in all, with
+    /// `df` the document frequency of a term.
+    fn pending_scores(&self, uniq: &[&String], n: u64, total: u64, df: &dyn Fn(&str) -> u64) -> Vec<(TurnId, f32)> {
+        let avg = total as f32 / n.max(1) as f32;
+        let idfs: Vec<(&str, f32)> = uniq.iter().map(|t| (t.as_str(), idf(df(t), n))).collect();
+        let mut out = Vec::new();
+        for d in &self.pending {
+            let norm = FieldNormReader::id_to_fieldnorm(FieldNormReader::fieldnorm_to_id(d.len)) as f32;
+            let denom_extra = K1 * (1.0 - B + B * norm / avg.max(f32::MIN_POSITIVE));
+            let mut s = 0.0;
+            for (t, w) in &idfs {
+                if let Some(&tf) = d.tf.get(*t) {
+                    let tf = tf as f32;
+                    s += w * (1.0 + K1) * tf / (tf + denom_extra);
+                }
+            }
+            if s > 0.0 {
+                out.push((d.id, s));
+            }
+        }
+        out
     }
 
     /// The index, for tests.
     #[cfg(test)]
     pub(crate) fn num_committed(&self) -> u64 {
-        self.reader.searcher().num_docs()
+        self.committed.as_ref().map_or(0, |c| c.reader.searcher().num_docs())
     }
 
 }

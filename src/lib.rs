@@ -50,6 +50,8 @@ mod retrieval;
 mod scorer;
 mod store;
 mod summarizer;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod text;
 mod tokens;
 mod turn;
@@ -68,7 +70,7 @@ pub use refs::salient_terms;
 pub use scorer::ScoreParts;
 pub use summarizer::{ExtractiveSummarizer, Run, RunTurn, Summarizer, Summary};
 pub use tokens::{count_reference, Encoding, TokenCounter, MESSAGE_OVERHEAD, REPLY_PRIMING, TOOL_CALL_OVERHEAD};
-pub use turn::{normalize, Block, NormalizeReport, Provenance, Role, Turn, TurnId, MISSING_RESULT_TEXT};
+pub use turn::{normalize, Block, NormalizeReport, PairProblem, Provenance, Role, Turn, TurnId, MISSING_RESULT_TEXT};
 pub use window::anthropic::check_anthropic;
 pub use window::openai::{check_openai, recount_openai};
 pub use window::{Api, Fate, Problem, ReportLine, RequestError, SummaryInfo, Window};

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::message::{Message, Origin, ToolCallOut};
 use crate::refs::references;
 use crate::tokens::TokenCounter;
-use crate::turn::{Block, Role, Turn, TurnId, MISSING_RESULT_TEXT};
+use crate::turn::{Block, PairProblem, Role, Turn, TurnId, MISSING_RESULT_TEXT};
 
 /// Shown for a call whose result has not been pushed yet when a window is assembled.
 pub(crate) const PENDING_RESULT_TEXT: &str = "[tool result pending]";
@@ -54,8 +54,9 @@ pub(crate) struct Store {
     /// `token_prefix[i]`: tokens of turns `0..i` as rendered verbatim (one entry more than turns).
     token_prefix: Vec<usize>,
     units: Vec<Range<TurnId>>,
-    /// Calls of the last unit still waiting for their results.
-    open_calls: HashSet<String>,
+    /// Calls of the last unit still waiting for their results, in call order (the calls of every
+    /// turn of the unit, not only its first).
+    open_calls: Vec<String>,
     all_calls: HashSet<String>,
     /// The turns mentioning each reference, in order (its postings; their number is its document
     /// frequency). Scoring walks the query's postings instead of every turn.
@@ -150,20 +151,8 @@ impl Store {
         if turn.blocks().is_empty() {
             return Err(Error::InvalidTurn("a turn needs at least one content block".into()));
         }
-        // Tool-pair invariant: results answer open calls of the latest unit; call ids are unique.
         let results: Vec<&str> = turn.result_ids().collect();
-        for r in &results {
-            if !self.open_calls.contains(*r) {
-                return Err(Error::InvalidTurn(format!(
-                    "tool result for call `{r}` does not follow that call (results must come right after their call; run `normalize` on transcripts)"
-                )));
-            }
-        }
-        for c in turn.call_ids() {
-            if self.all_calls.contains(c) {
-                return Err(Error::InvalidTurn(format!("tool call id `{c}` was already used")));
-            }
-        }
+        self.check_pairs(&turn, &results)?;
         let id = self.turns.len();
         let (mut messages, text) = render_turn(id, &turn);
         let tokens: usize = messages.iter_mut().map(|m| m.counted(counter)).sum();
@@ -197,15 +186,13 @@ impl Store {
             self.close_open_calls(counter);
             self.units.push(id..id + 1);
         } else {
-            for r in &results {
-                self.open_calls.remove(*r);
-            }
+            self.open_calls.retain(|c| !results.contains(&c.as_str()));
             if let Some(u) = self.units.last_mut() {
                 u.end = id + 1;
             }
         }
         for c in turn.call_ids() {
-            self.open_calls.insert(c.to_string());
+            self.open_calls.push(c.to_string());
             self.all_calls.insert(c.to_string());
         }
         for b in turn.blocks() {
@@ -236,40 +223,70 @@ impl Store {
         Ok(id)
     }
 
-    /// Gives every open call a synthetic "no result" tool message, appended to the open unit's
-    /// last turn so that call and result stay together.
+    /// Refuses a turn that could not be rendered with every call answered right after it (see
+    /// the rules in `turn`'s module docs), naming the call.
+    fn check_pairs(&self, turn: &Turn, results: &[&str]) -> Result<()> {
+        let fail = |call_id: &str, problem| Err(Error::ToolPair { turn: self.turns.len(), call_id: call_id.to_string(), problem });
+        let mut answered: Vec<&str> = Vec::with_capacity(results.len());
+        for &r in results {
+            if answered.contains(&r) || !self.open_calls.iter().any(|c| c == r) {
+                return fail(r, PairProblem::ResultWithoutOpenCall);
+            }
+            answered.push(r);
+        }
+        let mut new_calls: Vec<&str> = Vec::new();
+        for c in turn.call_ids() {
+            if turn.role() != Role::Assistant {
+                return fail(c, PairProblem::CallOutsideAssistant);
+            }
+            if self.all_calls.contains(c) || new_calls.contains(&c) {
+                return fail(c, PairProblem::DuplicateCallId);
+            }
+            new_calls.push(c);
+        }
+        if let (false, Some(c)) = (results.is_empty(), new_calls.first()) {
+            return fail(c, PairProblem::CallWithResults);
+        }
+        let more_than_results = turn.blocks().iter().any(|b| !matches!(b, Block::ToolResult { .. }));
+        let left_open = self.open_calls.iter().find(|c| !answered.contains(&c.as_str()));
+        if let (false, true, Some(c)) = (results.is_empty(), more_than_results, left_open) {
+            return fail(c, PairProblem::CallLeftOpen);
+        }
+        Ok(())
+    }
+
+    /// Gives every open call a synthetic "no result" tool message, appended to the messages of the
+    /// unit's first turn — the one that made the calls (a turn with results makes none). That turn
+    /// has no tool output, so it is always rendered verbatim from these messages: no cached form
+    /// of it can miss the results added here.
     fn close_open_calls(&mut self, counter: &mut TokenCounter) {
         if self.open_calls.is_empty() {
             return;
         }
         let Some(unit) = self.units.last() else { return };
-        let Some(first) = self.turns.get(unit.start) else { return };
-        // In call order.
-        let order: Vec<String> = first.turn.call_ids().filter(|c| self.open_calls.contains(*c)).map(str::to_string).collect();
-        let last_id = unit.end - 1;
-        if let Some(last) = self.turns.get_mut(last_id) {
+        let order = std::mem::take(&mut self.open_calls);
+        let first_id = unit.start;
+        let mut added = 0;
+        if let Some(first) = self.turns.get_mut(first_id) {
             for c in order {
-                let mut m = Message::tool_result(c, MISSING_RESULT_TEXT.to_string(), true, Origin::Turn { turn: last_id });
+                let mut m = Message::tool_result(c, MISSING_RESULT_TEXT.to_string(), true, Origin::Turn { turn: first_id });
                 let n = m.counted(counter);
-                last.tokens += n;
-                // The unit's last turn is the history's last turn: only the final total moves.
-                if let Some(total) = self.token_prefix.last_mut() {
-                    *total += n;
-                }
-                last.messages.push(m);
+                first.tokens += n;
+                first.messages.push(m);
+                added += n;
             }
         }
-        self.open_calls.clear();
+        // The unit is the history's last: the running totals from its first turn on move.
+        for total in self.token_prefix.iter_mut().skip(first_id + 1) {
+            *total += added;
+        }
     }
 
     /// Synthetic "pending" results for calls still open, to render after the last unit (uncounted).
     pub(crate) fn pending_results(&self) -> Vec<Message> {
         let Some(unit) = self.units.last() else { return Vec::new() };
-        let Some(first) = self.turns.get(unit.start) else { return Vec::new() };
-        first
-            .turn
-            .call_ids()
-            .filter(|c| self.open_calls.contains(*c))
+        self.open_calls
+            .iter()
             .map(|c| Message::tool_result(c.to_string(), PENDING_RESULT_TEXT.to_string(), false, Origin::Turn { turn: unit.end - 1 }))
             .collect()
     }

@@ -1,5 +1,27 @@
 //! The turn model: roles, content blocks, provenance, and the one `normalize` step that keeps
 //! tool calls and their results paired.
+//!
+//! # What `Engine::push` accepts
+//!
+//! The tool-call unit (an assistant turn with calls, then the turns holding their results) is an
+//! invariant of the store: every sequence `push` accepts renders, in every window and in both the
+//! OpenAI and the Anthropic shape, with each call answered right after it. There is no third
+//! outcome — a turn is either stored so that this holds, or refused with [`crate::Error::ToolPair`]
+//! naming the call id and the [`PairProblem`], and nothing of it is stored. `push` accepts:
+//!
+//! - tool calls only in assistant turns, each call id used once in the whole history;
+//! - tool results only for calls still open in the latest unit, each answered once, and never in a
+//!   turn that also makes calls (no API message does both);
+//! - a turn holding results and also text only when its results answer every call still open (its
+//!   text follows the results, so no call may remain unanswered before it);
+//! - a call whose result never comes: the next turn that is not a result closes it with a
+//!   synthetic error result ([`MISSING_RESULT_TEXT`]; it is rendered with the calling turn, which
+//!   is never truncated or cleared), and a window assembled while it is open shows
+//!   a `[tool result pending]` result. Its result can no longer be pushed after that.
+//!
+//! Transcripts that break these rules (results late, out of order, duplicated or without a call;
+//! calls in user turns; duplicate call ids) go through [`normalize`] first, whose output `push`
+//! always accepts.
 
 use serde::{Deserialize, Serialize};
 
@@ -256,6 +278,27 @@ impl Turn {
     }
 }
 
+/// Why `push` refused a turn (see the module docs for what it accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PairProblem {
+    /// A tool call in a turn that is not the assistant's.
+    #[error("tool calls are only allowed in assistant turns")]
+    CallOutsideAssistant,
+    /// The call id was already used, earlier or in the same turn.
+    #[error("the call id was already used")]
+    DuplicateCallId,
+    /// A result for a call that is not open in the latest unit (unknown, already answered or
+    /// closed, or answered twice in the turn).
+    #[error("the result does not answer a call still open in the latest unit (run `normalize` on transcripts)")]
+    ResultWithoutOpenCall,
+    /// A turn with results and text leaves this earlier call unanswered before its text.
+    #[error("the call is still unanswered when this turn's text follows its results")]
+    CallLeftOpen,
+    /// A turn holding tool results also makes this call (no API message does both).
+    #[error("a turn holding tool results cannot also make tool calls")]
+    CallWithResults,
+}
+
 /// What [`normalize`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NormalizeReport {
@@ -267,6 +310,9 @@ pub struct NormalizeReport {
     pub moved_results: usize,
     /// Turns with no content blocks, removed.
     pub empty_turns: usize,
+    /// Calls outside assistant turns or reusing an id already used: turned into text (their
+    /// results then have no call and become text too).
+    pub invalid_calls: usize,
 }
 
 /// The text of the synthetic result added for a call that never got one.
@@ -275,10 +321,13 @@ pub const MISSING_RESULT_TEXT: &str = "[no result was recorded for this tool cal
 /// Enforces the tool-pair invariant on a transcript, as codex-rs's context manager does:
 /// every call is followed (after its own turn, before any unrelated turn) by its result;
 /// a result without a call is turned into plain text (kept, counted); a call without a result
-/// gets a synthetic error result; empty turns are removed. Returns the normalized turns and a report.
+/// gets a synthetic error result; a call `push` would refuse (outside an assistant turn, or with an
+/// id already used) is turned into text; empty turns are removed. `Engine::push` accepts every
+/// turn of the output. Returns the normalized turns and a report.
 pub fn normalize(turns: Vec<Turn>) -> (Vec<Turn>, NormalizeReport) {
     use std::collections::{HashMap, HashSet};
     let mut report = NormalizeReport::default();
+    let turns = calls_as_text_where_invalid(turns, &mut report);
     // Where each result lives (turn index, block index), for moving results up.
     let mut all_call_ids: HashSet<String> = HashSet::new();
     for t in &turns {
@@ -367,6 +416,24 @@ pub fn normalize(turns: Vec<Turn>) -> (Vec<Turn>, NormalizeReport) {
         out.push(Turn::user(format!("[tool result for unknown call {id}] {text}")));
     }
     (out, report)
+}
+
+/// Turns the calls `push` would refuse into text: calls outside assistant turns, and calls whose id
+/// was already used (earlier, or in the same turn).
+fn calls_as_text_where_invalid(mut turns: Vec<Turn>, report: &mut NormalizeReport) -> Vec<Turn> {
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for t in &mut turns {
+        let assistant = t.role == Role::Assistant;
+        for b in &mut t.blocks {
+            let Block::ToolCall { call_id, name, arguments } = b else { continue };
+            if assistant && seen.insert(call_id.clone()) {
+                continue;
+            }
+            report.invalid_calls += 1;
+            *b = Block::text(format!("[tool call {call_id} not made by the assistant or with a reused id] {name} {arguments}"));
+        }
+    }
+    turns
 }
 
 #[cfg(test)]
@@ -462,5 +529,21 @@ mod tests {
         assert_eq!((report.orphan_results, report.empty_turns), (1, 1));
         assert_eq!(out.len(), 3);
         assert!(out[2].plain_text().contains("again"));
+    }
+
+    #[test]
+    fn calls_push_would_refuse_become_text() {
+        let (out, report) = normalize(vec![
+            Turn::new(Role::User, vec![Block::ToolCall { call_id: "u".into(), name: "x".into(), arguments: json!({}) }]),
+            Turn::tool_call(None, "a", "bash", json!({})),
+            Turn::tool_call(None, "a", "bash", json!({"again": 1})),
+            Turn::tool_result("a", "ok", false),
+            Turn::tool_result("u", "from a user call", false),
+        ]);
+        assert_eq!(report.invalid_calls, 2);
+        assert_eq!(report.orphan_results, 1);
+        let calls: Vec<String> = out.iter().flat_map(|t| t.call_ids().map(str::to_string).collect::<Vec<_>>()).collect();
+        assert_eq!(calls, vec!["a".to_string()]);
+        assert_eq!(roles(&out)[2], (Role::Tool, vec![], vec!["a".into()]));
     }
 }

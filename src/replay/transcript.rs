@@ -96,6 +96,7 @@ impl LoadNotes {
         self.normalize.orphan_results += o.normalize.orphan_results;
         self.normalize.missing_results += o.normalize.missing_results;
         self.normalize.moved_results += o.normalize.moved_results;
+        self.normalize.invalid_calls += o.normalize.invalid_calls;
         self.normalize.empty_turns += o.normalize.empty_turns;
     }
 }

@@ -205,10 +205,10 @@ fn calls_and_results_are_never_split() {
 #[test]
 fn orphan_results_are_refused_and_duplicate_call_ids_too() {
     let mut e = engine("ctxwin");
-    assert!(matches!(e.push(Turn::tool_result("nope", "x", false)), Err(Error::InvalidTurn(_))));
+    assert!(matches!(e.push(Turn::tool_result("nope", "x", false)), Err(Error::ToolPair { call_id, .. }) if call_id == "nope"));
     ok(e.push(Turn::tool_call(None, "c1", "bash", json!({}))));
     ok(e.push(Turn::tool_result("c1", "ok", false)));
-    assert!(matches!(e.push(Turn::tool_call(None, "c1", "bash", json!({}))), Err(Error::InvalidTurn(_))));
+    assert!(matches!(e.push(Turn::tool_call(None, "c1", "bash", json!({}))), Err(Error::ToolPair { call_id, .. }) if call_id == "c1"));
 }
 
 #[test]

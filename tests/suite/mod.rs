@@ -11,6 +11,7 @@ mod qa_loaders;
 mod replay_validity;
 #[cfg(feature = "replay")]
 mod snapshots;
+mod sequences;
 #[cfg(feature = "replay")]
 mod tokens;
 #[cfg(feature = "replay")]
