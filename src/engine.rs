@@ -284,7 +284,7 @@ impl Engine {
     pub fn assemble_with(&mut self, state: &mut PlanState, budget: usize, request: Request<'_>) -> Result<Window> {
         self.retrieval.last_query_embed_us = None;
         let pins = self.pins.render();
-        let fixed = plan::fixed_tokens(&mut self.counter, pins.as_deref(), budget)?;
+        let fixed = plan::fixed_tokens(&mut self.counter, pins.as_deref(), budget, self.store.len())?;
         let mut ctx = PlanContext {
             store: &self.store,
             counter: &mut self.counter,

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 /// Everything that can go wrong in ctxwin, with variants a caller can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The pinned layers plus the window's fixed framing do not fit the budget.
+    /// The pinned layers plus the window's fixed framing — and, with any history, one marker saying
+    /// the history is left out (a window never drops turns silently) — do not fit the budget.
     #[error(
         "budget of {budget} tokens is too small: pinned layers and framing need {needed} tokens ({shortfall} short)"
     )]
     BudgetBelowPins {
         /// The budget that was asked for.
         budget: usize,
-        /// Tokens the pins and framing need on their own.
+        /// Tokens the pins and framing (and with history, the smallest marker) need on their own.
         needed: usize,
         /// `needed - budget`.
         shortfall: usize,

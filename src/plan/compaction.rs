@@ -3,6 +3,7 @@
 //! one summary; later calls add new units after it until the threshold is passed again.
 
 use crate::error::Result;
+use crate::plan::gaps::marker_bound;
 use crate::plan::select::UnitCost;
 use crate::plan::{Compacted, Item, Plan, PlanContext};
 use crate::policy::Policy;
@@ -42,11 +43,14 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, state: &mut Option<Compacted>, pol
             Item::Marker { .. } => 0,
         })
         .sum();
+    let all_live: usize = (live_from..n).map(|u| full(&costs[u])).sum();
+    // When live units must be left out too, their marker needs room.
+    let limit = if fixed + all_live <= avail { avail } else { avail.saturating_sub(marker_bound(ctx.counter, ctx.store.len())) };
     let mut live: Vec<usize> = Vec::new();
     let mut used = fixed;
     for u in (live_from..n).rev() {
         let c = full(&costs[u]);
-        if used + c > avail {
+        if used + c > limit {
             break;
         }
         used += c;

@@ -152,14 +152,18 @@ impl PlanContext<'_> {
     }
 }
 
-/// Tokens the pins and the request's framing need on their own; an error when they exceed `budget`.
-pub(crate) fn fixed_tokens(counter: &mut TokenCounter, pins: Option<&str>, budget: usize) -> Result<usize> {
+/// Tokens the pins and the request's framing need on their own (what the history's share of the
+/// budget is measured from). A window must also say what it leaves out, so with any history the
+/// smallest window is the pins plus one marker standing for every turn: a budget below that is an
+/// error saying by how much.
+pub(crate) fn fixed_tokens(counter: &mut TokenCounter, pins: Option<&str>, budget: usize, n_turns: usize) -> Result<usize> {
     let pin_tokens = pins.map_or(0, |t| MESSAGE_OVERHEAD + counter.count(t));
-    let needed = pin_tokens + REPLY_PRIMING;
+    let fixed = pin_tokens + REPLY_PRIMING;
+    let needed = fixed + if n_turns > 0 { MESSAGE_OVERHEAD + counter.count(&gaps::marker_text(n_turns)) } else { 0 };
     if needed > budget {
         return Err(Error::BudgetBelowPins { budget, needed, shortfall: needed - budget });
     }
-    Ok(needed)
+    Ok(fixed)
 }
 
 /// Plans and builds a window with `state`'s policy; for the next call, updates `state`.
@@ -182,9 +186,13 @@ pub(crate) fn assemble(ctx: &mut PlanContext<'_>, state: &mut PlanState) -> Resu
     Ok(w)
 }
 
-/// Builds the window; if it is over budget (selection costs are exact or upper bounds, so this
-/// should not happen), drops the lowest-scored unit until it fits.
+/// Builds the window, every left-out run covered by a summary or a marker. If it is over budget
+/// (selection costs are exact or upper bounds, so this should not happen), drops the lowest-scored
+/// unit, marking its run, until it fits; with no unit left, one marker stands for everything (the
+/// smallest window, which [`fixed_tokens`] made sure fits).
 fn fit(ctx: &mut PlanContext<'_>, plan: &mut Plan, policy: &Policy, scores: Option<&[ScoreParts]>) -> Window {
+    let n_units = ctx.store.units().len();
+    cover(plan, n_units);
     let mut w = ctx.window(plan, policy, scores);
     while w.total_tokens > ctx.budget {
         let victim = plan
@@ -200,14 +208,51 @@ fn fit(ctx: &mut PlanContext<'_>, plan: &mut Plan, policy: &Policy, scores: Opti
             Some((i, _)) => {
                 plan.items.remove(i);
             }
-            None => {
-                // Only summaries/markers left: drop them, the report still says what was left out.
-                if plan.items.pop().is_none() {
-                    break;
-                }
+            None if plan.items.iter().any(|it| matches!(it, Item::Summary { .. })) || plan.items.len() > 1 => {
+                plan.items.clear();
             }
+            None => break,
         }
+        cover(plan, n_units);
         w = ctx.window(plan, policy, scores);
     }
     w
+}
+
+/// Gives every run of units the plan leaves out, that no summary stands for, one marker, placed in
+/// order before the next unit shown (existing markers are rebuilt, so adjacent runs merge).
+pub(crate) fn cover(plan: &mut Plan, n_units: usize) {
+    plan.items.retain(|it| !matches!(it, Item::Marker { .. }));
+    let mut covered = vec![false; n_units];
+    for it in &plan.items {
+        let (a, b) = match it {
+            Item::Unit(u) => (*u, *u),
+            Item::Summary { first_unit, last_unit, .. } | Item::Marker { first_unit, last_unit } => (*first_unit, *last_unit),
+        };
+        for c in covered.iter_mut().take(b + 1).skip(a) {
+            *c = true;
+        }
+    }
+    let mut u = 0;
+    while u < n_units {
+        if covered[u] {
+            u += 1;
+            continue;
+        }
+        let start = u;
+        while u < n_units && !covered[u] {
+            u += 1;
+        }
+        let marker = Item::Marker { first_unit: start, last_unit: u - 1 };
+        // Before the first item that comes after the run in the window's order.
+        let at = plan
+            .items
+            .iter()
+            .position(|it| match it {
+                Item::Unit(x) => *x > start,
+                Item::Summary { first_unit, .. } | Item::Marker { first_unit, .. } => *first_unit > start,
+            })
+            .unwrap_or(plan.items.len());
+        plan.items.insert(at, marker);
+    }
 }

@@ -1,8 +1,10 @@
-//! The `rag` baseline: the top-k units by BM25, in chronological order, nothing standing in for the
-//! rest (no tail, no summaries, no markers: the peer's behaviour).
+//! The `rag` baseline: the top-k units by BM25, in chronological order, no tail and no summaries
+//! (the peer's behaviour); the runs left out are marked, since a window never drops silently.
 
 use crate::error::Result;
+use crate::plan::gaps::marker_bound;
 use crate::plan::select::{self, Selection};
+use crate::tokens::MESSAGE_OVERHEAD;
 use crate::plan::{costs, Item, Plan, PlanContext};
 use crate::policy::Policy;
 use crate::scorer::ScoreParts;
@@ -17,7 +19,9 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     let units = ctx.store.units();
     let unit_scores: Vec<f32> = units.iter().map(|r| r.clone().map(|i| parts[i].total).fold(0.0f32, f32::max)).collect();
     let bm25: Vec<f32> = units.iter().map(|r| r.clone().map(|i| parts[i].bm25).fold(0.0f32, f32::max)).collect();
-    let mut sel = Selection::new(&costs, 0);
+    // Each gap between the units retrieved is marked; a gap after the last has no turn to ride on.
+    let mut sel = Selection::new(&costs, marker_bound(ctx.counter, ctx.store.len()));
+    sel.reserve(MESSAGE_OVERHEAD);
     let limit = avail.max(sel.used());
     let eff = select::fill_by_score(&mut sel, &bm25, 0, policy.neighbour_decay, limit, policy.rag_top_k);
     let items = sel.selected().map(Item::Unit).collect();

@@ -34,7 +34,7 @@ fn adversarial_sequences_keep_every_window_invariant() {
 }
 
 #[test]
-#[ignore = "fixed by the plan/ move: recency/tool-clearing/rag place no gap marker; tiny budgets lose the marker in the fix-up"]
+
 fn adversarial_sequences_never_drop_silently() {
     sequences(cases(2_000), Checks::ALL);
 }
@@ -113,7 +113,7 @@ fn chat(n: usize) -> Vec<Turn> {
 /// leaves the older turns out with no marker. Fix in plan/: `plan_recency` reserves the marker
 /// bound and pushes `Item::Marker { first_unit: 0, last_unit: first_kept - 1 }` before the tail.
 #[test]
-#[ignore = "fixed by the plan/ move: plan_recency never emits a gap marker"]
+
 fn recency_marks_what_it_leaves_out() {
     for preset in ["recency", "tool-clearing"] {
         let mut e = engine(preset);
@@ -129,7 +129,7 @@ fn recency_marks_what_it_leaves_out() {
 /// Fix in plan/: in `plan_scored`, the `rag` branch builds gap items like the scored one (markers
 /// at least; `marker` must then be `marker_bound()` for rag too, and `sel.reserve(MESSAGE_OVERHEAD)`).
 #[test]
-#[ignore = "fixed by the plan/ move: plan_scored's rag branch emits no gap marker"]
+
 fn rag_marks_what_it_leaves_out() {
     let mut e = engine("rag");
     for t in chat(6) {
@@ -145,7 +145,7 @@ fn rag_marks_what_it_leaves_out() {
 /// of the leading gap, `assemble` returns a typed error (e.g. `BudgetBelowPins` with `needed` =
 /// pins + framing + the marker's message); the fix-up never pops a marker or summary.
 #[test]
-#[ignore = "fixed by the plan/ move: assemble's fix-up pops markers; compaction marks no gap"]
+
 fn a_budget_just_above_the_pins_marks_or_refuses() {
     for preset in ["ctxwin", "compaction"] {
         for budget in 3..40 {
