@@ -81,10 +81,8 @@ impl Forms {
         if form == Form::Verbatim {
             return (t.messages.clone(), t.tokens);
         }
-        if let Some((msgs, total, n)) = self.messages.get(&(id, form)) {
-            if *n == t.messages.len() {
-                return (msgs.clone(), *total);
-            }
+        if let Some((msgs, total, _)) = self.messages.get(&(id, form)).filter(|(_, _, n)| *n == t.messages.len()) {
+            return (msgs.clone(), *total);
         }
         let mut msgs = t.messages.clone();
         for m in msgs.iter_mut().filter(|m| m.tool_call_id.is_some()) {
@@ -176,8 +174,8 @@ pub(crate) fn head_tail(counter: &TokenCounter, text: &str, max: usize) -> Strin
             }
             if e < toks.len() {
                 e += 1;
-            } else if s > 0 {
-                s -= 1;
+            } else {
+                s = s.saturating_sub(1);
             }
         }
         String::new()

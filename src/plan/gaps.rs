@@ -112,13 +112,12 @@ impl GapFill<'_> {
         for (a, b, _) in by_size {
             let allowance = max.min((left + self.marker).saturating_sub(MESSAGE_OVERHEAD));
             let mut item = Item::Marker { first_unit: a, last_unit: b };
-            if allowance >= min {
-                if let Some(text) = summaries.summary(store, counter, units[a].start, units[b].end - 1, allowance)? {
-                    let tokens = MESSAGE_OVERHEAD + counter.count(&text);
-                    if tokens <= left + self.marker {
-                        left = (left + self.marker) - tokens;
-                        item = Item::Summary { first_unit: a, last_unit: b, text, tokens };
-                    }
+            let text = if allowance >= min { summaries.summary(store, counter, units[a].start, units[b].end - 1, allowance)? } else { None };
+            if let Some(text) = text {
+                let tokens = MESSAGE_OVERHEAD + counter.count(&text);
+                if tokens <= left + self.marker {
+                    left = (left + self.marker) - tokens;
+                    item = Item::Summary { first_unit: a, last_unit: b, text, tokens };
                 }
             }
             gap_items.insert(a, item);

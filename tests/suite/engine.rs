@@ -238,11 +238,23 @@ fn recency_is_a_suffix_and_rag_is_chronological_bm25() {
 
     let mut e = engine("rag");
     push_all(&mut e, chat());
-    let w = ok(e.assemble_for(60, "puppy Oliver and the sunrise painting"));
+    let w = ok(e.assemble_for(90, "puppy Oliver and the sunrise painting"));
     let kept: Vec<usize> = w.kept_turns().collect();
     assert!(kept.contains(&7) && kept.contains(&1), "{kept:?}");
     assert!(kept.windows(2).all(|p| p[0] < p[1]));
-    assert!(w.messages().iter().all(|m| !matches!(m.origin(), Origin::Marker { .. } | Origin::Summary { .. })));
+    // No summaries (the peer's behaviour), but what is left out is marked: nothing drops silently.
+    assert!(w.messages().iter().all(|m| !matches!(m.origin(), Origin::Summary { .. })));
+    let marked: Vec<(usize, usize)> = w
+        .messages()
+        .iter()
+        .filter_map(|m| match m.origin() {
+            Origin::Marker { first, last } => Some((*first, *last)),
+            _ => m.omitted(),
+        })
+        .collect();
+    for line in w.report().iter().filter(|l| l.fate == Fate::Dropped) {
+        assert!(marked.iter().any(|&(a, b)| a <= line.turn && line.turn <= b), "turn {} dropped unmarked", line.turn);
+    }
 }
 
 #[test]
