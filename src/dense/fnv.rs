@@ -23,6 +23,16 @@ pub(crate) fn text_key(model_id: &str, text: &str) -> u128 {
     h
 }
 
+/// A 128-bit FNV-1a key `h` continued over `bytes` (chains content keys: the key of a run of
+/// turns is its previous key extended by the next turn's key).
+pub(crate) fn key_extend(mut h: u128, bytes: &[u8]) -> u128 {
+    for &b in bytes {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(PRIME_128);
+    }
+    h
+}
+
 /// A running 64-bit FNV-1a checksum.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Checksum(u64);

@@ -6,6 +6,7 @@ mod cli;
 mod compare_snapshot;
 mod dense;
 mod engine;
+mod generated;
 mod props;
 #[cfg(feature = "replay")]
 mod qa_loaders;
