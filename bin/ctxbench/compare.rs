@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, default_value = "1000,2000,4000,8000")]
     budgets: BudgetList,
     #[command(flatten)]
-    summarizer: crate::summarizer::Args,
+    summarizer: crate::summarizer::SummarizerArgs,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {

@@ -41,7 +41,7 @@ impl FromStr for Which {
 
 /// Summarizer options.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct SummarizerArgs {
     /// extractive | endpoint:URL (OpenAI-compatible, e.g. endpoint:http://127.0.0.1:8080/v1) | local
     #[arg(long, default_value = "extractive")]
     summarizer: Which,
@@ -77,7 +77,7 @@ pub struct Loaded {
     _server: Option<ctxwin::LocalModelServer>,
 }
 
-impl Args {
+impl SummarizerArgs {
     /// Starts what the options ask for.
     pub fn load(&self) -> anyhow::Result<Loaded> {
         #[cfg(feature = "local-llm")]

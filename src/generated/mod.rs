@@ -34,7 +34,7 @@ pub use client::EndpointConfig;
 #[cfg(feature = "local-llm")]
 pub use local::LocalModelServer;
 
-use crate::dense::fnv::{key_extend, text_key};
+use crate::dense::fnv::{chain_key, text_key};
 use crate::error::{Error, Result};
 use client::Client;
 use disk::{Stored, SummaryDisk};
@@ -118,7 +118,7 @@ pub(crate) enum Done {
 /// A run to generate: per turn, its cache key (of the run up to and including it), its text and tokens.
 pub(crate) struct Job {
     pub(crate) keys: Vec<u128>,
-    pub(crate) texts: Vec<String>,
+    pub(crate) texts: Vec<Arc<str>>,
     pub(crate) tokens: Vec<usize>,
     pub(crate) max_tokens: usize,
 }
@@ -187,12 +187,13 @@ impl SummaryService {
 
     /// The key of a run extended by one turn whose content key is `turn`.
     pub(crate) fn chain(prev: u128, turn: u128) -> u128 {
-        key_extend(prev, &turn.to_le_bytes())
+        chain_key(prev, turn)
     }
 
-    /// What the cache holds for the run `key`.
-    pub(crate) fn lookup(&self, key: u128) -> Option<Done> {
-        self.shared.lock().done.get(&key).cloned()
+    /// What the cache holds for the run `key`: `Ok(done)`, or `Err(queued)` when it has nothing yet.
+    pub(crate) fn lookup(&self, key: u128) -> std::result::Result<Done, bool> {
+        let st = self.shared.lock();
+        st.done.get(&key).cloned().ok_or_else(|| st.queued.contains(&key))
     }
 
     /// Queues `job` unless its run is cached or already queued.
@@ -311,7 +312,7 @@ impl Worker {
                 tokens += job.tokens[end];
                 end += 1;
             }
-            let texts: Vec<&str> = job.texts[start..end].iter().map(String::as_str).collect();
+            let texts: Vec<&str> = job.texts[start..end].iter().map(|t| &**t).collect();
             let user = match &prev {
                 Some(p) => prompt::extend(p, &texts, words),
                 None => prompt::fresh(&texts, words),
@@ -397,7 +398,7 @@ mod tests {
                 k
             })
             .collect();
-        let job = |n: usize| Job { keys: keys[..n].to_vec(), texts: texts[..n].to_vec(), tokens: vec![20; n], max_tokens: 64 };
+        let job = |n: usize| Job { keys: keys[..n].to_vec(), texts: texts[..n].iter().map(|t| Arc::from(t.as_str())).collect(), tokens: vec![20; n], max_tokens: 64 };
         service.request(job(4));
         assert!(service.wait_idle(Duration::from_secs(300)));
         assert_eq!((service.stats().requests, service.stats().extensions), (1, 0));
@@ -405,7 +406,7 @@ mod tests {
         assert!(service.wait_idle(Duration::from_secs(300)));
         let stats = service.stats();
         assert_eq!((stats.requests, stats.extensions, stats.failed), (2, 1, 0));
-        assert!(matches!(service.lookup(keys[5]), Some(Done::Stored(s)) if s.accepted && !s.text.is_empty()));
+        assert!(matches!(service.lookup(keys[5]), Ok(Done::Stored(s)) if s.accepted && !s.text.is_empty()));
         // Asking again for a cached run makes no request.
         service.request(job(6));
         assert!(service.wait_idle(Duration::from_secs(5)));

@@ -38,8 +38,10 @@ pub(crate) struct Summaries {
     summarizer: Box<dyn Summarizer>,
     cache: LruCache<(TurnId, TurnId, usize), Option<String>>,
     generated: Option<Arc<SummaryService>>,
-    /// Content key of each turn (by id), computed once.
+    /// Content key and shared text of each turn (by id), made once: a queued run only counts
+    /// references to its turns' texts.
     turn_keys: Vec<u128>,
+    turn_texts: Vec<Arc<str>>,
     /// What wrote the latest summary of each run `(first, last)`, with its text's hash.
     used: FxHashMap<(TurnId, TurnId), (u64, Used)>,
 }
@@ -73,6 +75,7 @@ impl Summaries {
             cache: LruCache::new(cap),
             generated,
             turn_keys: Vec::new(),
+            turn_texts: Vec::new(),
             used: FxHashMap::default(),
         }
     }
@@ -101,7 +104,7 @@ impl Summaries {
         let keys = self.run_keys(store, &service, first, last);
         let Some(&key) = keys.last() else { return self.extractive(store, counter, first, last, allowance) };
         let source = match service.lookup(key) {
-            Some(Done::Stored(s)) if s.accepted => match fit_lines(counter, &s.text, allowance) {
+            Ok(Done::Stored(s)) if s.accepted => match fit_lines(counter, &s.text, allowance) {
                 Some(text) => {
                     let used = Used { source: SummarySource::Generated, unsupported: s.unsupported as usize, latency_ms: Some(u64::from(s.latency_ms)) };
                     self.used.insert((first, last), (text_hash(&text), used));
@@ -109,12 +112,12 @@ impl Summaries {
                 }
                 None => SummarySource::FallbackTooLong,
             },
-            Some(Done::Stored(_)) => SummarySource::FallbackRejected,
-            Some(Done::Failed) => SummarySource::FallbackFailed,
-            None => {
-                let turns = store.turns().get(first..=last).unwrap_or_default();
-                let texts = turns.iter().map(|t| t.text.clone()).collect();
-                let tokens = turns.iter().map(|t| t.tokens).collect();
+            Ok(Done::Stored(_)) => SummarySource::FallbackRejected,
+            Ok(Done::Failed) => SummarySource::FallbackFailed,
+            Err(true) => SummarySource::FallbackPending,
+            Err(false) => {
+                let texts = self.turn_texts.get(first..=last).unwrap_or_default().to_vec();
+                let tokens = store.turns().get(first..=last).unwrap_or_default().iter().map(|t| t.tokens).collect();
                 service.request(Job { keys, texts, tokens, max_tokens: allowance });
                 SummarySource::FallbackPending
             }
@@ -131,6 +134,7 @@ impl Summaries {
         while self.turn_keys.len() < store.len() {
             let Some(t) = store.get(self.turn_keys.len()) else { break };
             self.turn_keys.push(crate::dense::fnv::text_key("turn", &t.text));
+            self.turn_texts.push(Arc::from(t.text.as_str()));
         }
         let mut k = service.key_base();
         let turn_keys = self.turn_keys.get(first..=last).unwrap_or_default();
