@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::dense::EmbeddingService;
 use crate::error::Result;
+use crate::generated::SummaryService;
 use crate::lexical::LexicalIndex;
 use crate::message::Message;
 use crate::pins::{Pin, PinId, PinLayer, Pins};
@@ -33,6 +34,7 @@ pub struct EngineConfig {
     policy: Policy,
     summary_cache: usize,
     embeddings: Option<Arc<EmbeddingService>>,
+    generated: Option<Arc<SummaryService>>,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +47,7 @@ impl Default for EngineConfig {
             policy: Policy::default(),
             summary_cache: 4096,
             embeddings: None,
+            generated: None,
         }
     }
 }
@@ -81,6 +84,13 @@ impl EngineConfig {
     /// fused as the policy says. Without it, scoring is lexical.
     pub fn embeddings(mut self, service: Arc<EmbeddingService>) -> Self {
         self.embeddings = Some(service);
+        self
+    }
+    /// Generated summaries from this service (shared across engines): a left-out run shows its
+    /// generated summary once the service has written it, and the extractive one until then (or
+    /// when the endpoint fails or the guard rejects it). `assemble` never waits for the model.
+    pub fn generated_summaries(mut self, service: Arc<SummaryService>) -> Self {
+        self.generated = Some(service);
         self
     }
     /// Summaries cached (default 4,096).
@@ -132,7 +142,7 @@ impl Engine {
             store: Store::default(),
             retrieval: Retrieval::new(lexical, config.embeddings),
             pins: Pins::default(),
-            summaries: Summaries::new(config.summary_cache),
+            summaries: Summaries::new(config.summary_cache, config.generated),
             forms: Forms::default(),
             state: PlanState::new(config.policy),
         })

@@ -96,6 +96,25 @@ pub enum Error {
     /// The dense embedding backend failed or is unavailable.
     #[error("embeddings: {0}")]
     Embeddings(String),
+    /// A summary endpoint failed (after its retries). The generated summarizer never lets this
+    /// reach `assemble`: the run is summarized extractively and the failure counted.
+    #[error("summary endpoint {url}: {message} (after {attempts} attempt(s))")]
+    Endpoint {
+        /// The URL requested.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        message: String,
+    },
+    /// The local summary model could not be loaded or served (feature `local-llm`).
+    #[error("local model {}: {message}", path.display())]
+    LocalModel {
+        /// The model file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// `Result` with ctxwin's [`Error`].

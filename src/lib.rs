@@ -38,6 +38,7 @@
 mod dense;
 mod engine;
 mod error;
+mod generated;
 mod lexical;
 mod message;
 mod pins;
@@ -62,6 +63,9 @@ pub use dense::FastEmbedder;
 pub use dense::{CacheStats, DiskCacheStatus, Embedder, EmbeddingCache, EmbeddingService, VectorIndex};
 pub use engine::{Engine, EngineConfig, SearchHit};
 pub use error::{Error, Result};
+#[cfg(feature = "local-llm")]
+pub use generated::LocalModelServer;
+pub use generated::{EndpointConfig, GeneratedConfig, GenerationStats, SummaryService};
 pub use message::{Message, Origin, ToolCallOut};
 pub use pins::{Pin, PinId, PinLayer};
 pub use plan::{PlanState, Request};
@@ -73,4 +77,4 @@ pub use tokens::{count_reference, Encoding, TokenCounter, MESSAGE_OVERHEAD, REPL
 pub use turn::{normalize, Block, NormalizeReport, PairProblem, Provenance, Role, Turn, TurnId, MISSING_RESULT_TEXT};
 pub use window::anthropic::check_anthropic;
 pub use window::openai::{check_openai, recount_openai};
-pub use window::{Api, Fate, Problem, ReportLine, RequestError, SummaryInfo, Window};
+pub use window::{Api, Fate, Problem, ReportLine, RequestError, SummaryInfo, SummarySource, Window};

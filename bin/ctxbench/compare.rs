@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
+use ctxwin::replay::{compare, BudgetSpec, CompareReport, GeneratedReplay};
 use ctxwin::Policy;
-use ctxwin::replay::{BudgetSpec, CompareReport, compare};
 
 use crate::args::{BudgetList, Data, Outputs, PolicyList, write};
 
@@ -21,22 +21,35 @@ pub struct Args {
     /// Comma-separated budgets: tokens (2000) or shares of each transcript (10%).
     #[arg(long, default_value = "1000,2000,4000,8000")]
     budgets: BudgetList,
+    #[command(flatten)]
+    summarizer: crate::summarizer::SummarizerArgs,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let policies = a.policies.load(&a.data.sets)?;
-    execute(&a.data, &a.outputs, policies, a.budgets.0.clone())
+    let loaded = a.summarizer.load()?;
+    execute(&a.data, &a.outputs, policies, a.budgets.0.clone(), loaded.generated.clone())
 }
 
 /// Replays `policies` × `budgets` over the data, prints the table, writes the outputs asked for,
 /// and fails the run (exit code 1) when a window was over budget or split a tool pair.
-pub fn execute(data: &Data, outputs: &Outputs, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> anyhow::Result<ExitCode> {
+pub fn execute(
+    data: &Data,
+    outputs: &Outputs,
+    policies: Vec<(String, Policy)>,
+    budgets: Vec<BudgetSpec>,
+    generated: Option<GeneratedReplay>,
+) -> anyhow::Result<ExitCode> {
     if let Some(p) = &outputs.plot
         && !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"))
     {
         bail!("--plot {}: the chart is SVG, give the file a .svg name", p.display());
     }
-    let report = compare(&data.replay_config(policies, budgets)?)?;
+    let mut cfg = data.replay_config(policies, budgets)?;
+    if let Some(g) = generated {
+        cfg = cfg.generated_summaries(g);
+    }
+    let report = compare(&cfg)?;
     print!("{}", report.table());
     write_outputs(&report, outputs)?;
     // Validity is part of the result: a window over budget or a split tool pair fails the run.

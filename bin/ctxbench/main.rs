@@ -7,6 +7,7 @@ mod args;
 mod compare;
 mod replay;
 mod samples;
+mod summarizer;
 mod tune;
 mod window;
 
@@ -33,6 +34,8 @@ enum Cmd {
     Replay(replay::Args),
     /// Write the generated sample transcripts (the ones under datasets/samples/).
     Samples(samples::Args),
+    /// Serve the local summary model (OpenAI-compatible chat completions) on 127.0.0.1.
+    SummarizerServer(summarizer::ServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,5 +56,6 @@ fn run() -> anyhow::Result<ExitCode> {
         Cmd::Tune(a) => tune::run(&a),
         Cmd::Replay(a) => replay::run(&a),
         Cmd::Samples(a) => samples::run(&a),
+        Cmd::SummarizerServer(a) => summarizer::serve(&a),
     }
 }

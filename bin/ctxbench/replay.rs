@@ -23,5 +23,5 @@ pub struct Args {
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let policy = a.policy.load(&a.data.sets)?;
-    crate::compare::execute(&a.data, &a.outputs, vec![policy], vec![a.budget])
+    crate::compare::execute(&a.data, &a.outputs, vec![policy], vec![a.budget], None)
 }

@@ -23,6 +23,13 @@ pub(crate) fn text_key(model_id: &str, text: &str) -> u128 {
     h
 }
 
+/// Chains 128-bit keys: the key of a sequence extended by an element whose own key is `next`
+/// (one multiply per element, so a run of turns is keyed in O(turns) from its turns' text keys).
+/// Fixed by its definition, like the keys, since chained keys are written to disk.
+pub(crate) fn chain_key(prev: u128, next: u128) -> u128 {
+    (prev ^ next).wrapping_mul(PRIME_128).rotate_left(61)
+}
+
 /// A running 64-bit FNV-1a checksum.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Checksum(u64);

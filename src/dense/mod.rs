@@ -10,7 +10,7 @@ mod cache;
 mod disk;
 #[cfg(feature = "dense")]
 mod fast;
-mod fnv;
+pub(crate) mod fnv;
 mod index;
 mod service;
 

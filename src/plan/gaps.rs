@@ -3,23 +3,47 @@
 //! [`Summarizer`] and are cached by run and allowance.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use lru::LruCache;
 use rustc_hash::FxHashMap;
 
 use crate::error::Result;
+use crate::generated::{Done, Job, SummaryService};
 use crate::plan::select::{self, Selection, UnitCost};
 use crate::plan::Item;
 use crate::store::Store;
 use crate::summarizer::{ExtractiveSummarizer, Run, Summarizer};
 use crate::tokens::{TokenCounter, MESSAGE_OVERHEAD};
 use crate::turn::TurnId;
+use crate::window::SummarySource;
+
+/// Which summarizer wrote the latest summary of a run (for the window's report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Used {
+    pub(crate) source: SummarySource,
+    pub(crate) unsupported: usize,
+    pub(crate) latency_ms: Option<u64>,
+}
+
+impl Used {
+    const EXTRACTIVE: Used = Used { source: SummarySource::Extractive, unsupported: 0, latency_ms: None };
+}
 
 /// The summarizer and its cache of summaries, keyed by `(first, last, allowance)` under the
-/// summarizer's id (the cache is cleared when the summarizer changes).
+/// summarizer's id (the cache is cleared when the summarizer changes); with a [`SummaryService`],
+/// the generated summary of a run when it is cached, else the extractive one at once while the
+/// run is queued for generation (`crate::generated`).
 pub(crate) struct Summaries {
     summarizer: Box<dyn Summarizer>,
     cache: LruCache<(TurnId, TurnId, usize), Option<String>>,
+    generated: Option<Arc<SummaryService>>,
+    /// Content key and shared text of each turn (by id), made once: a queued run only counts
+    /// references to its turns' texts.
+    turn_keys: Vec<u128>,
+    turn_texts: Vec<Arc<str>>,
+    /// What wrote the latest summary of each run `(first, last)`, with its text's hash.
+    used: FxHashMap<(TurnId, TurnId), (u64, Used)>,
 }
 
 impl std::fmt::Debug for Summaries {
@@ -28,11 +52,32 @@ impl std::fmt::Debug for Summaries {
     }
 }
 
+fn text_hash(text: &str) -> u64 {
+    crate::dense::fnv::checksum(text.as_bytes())
+}
+
+/// The longest prefix of `text`'s lines that fits `allowance` tokens, or `None` when no line does.
+fn fit_lines(counter: &mut TokenCounter, text: &str, allowance: usize) -> Option<String> {
+    if counter.count(text) <= allowance {
+        return Some(text.to_string());
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    (1..lines.len()).rev().map(|k| lines[..k].join("\n")).find(|t| counter.count(t) <= allowance)
+}
+
 impl Summaries {
-    /// The extractive summarizer with a cache of `capacity` summaries.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// The extractive summarizer with a cache of `capacity` summaries, and generated summaries
+    /// from `generated` when given.
+    pub(crate) fn new(capacity: usize, generated: Option<Arc<SummaryService>>) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        Summaries { summarizer: Box::new(ExtractiveSummarizer::default()), cache: LruCache::new(cap) }
+        Summaries {
+            summarizer: Box::new(ExtractiveSummarizer::default()),
+            cache: LruCache::new(cap),
+            generated,
+            turn_keys: Vec::new(),
+            turn_texts: Vec::new(),
+            used: FxHashMap::default(),
+        }
     }
 
     /// Replaces the summarizer and clears the cache.
@@ -51,8 +96,69 @@ impl Summaries {
         }
     }
 
-    /// A cached summary of turns `first..=last` in at most `allowance` tokens, or `None` when none fits.
+    /// What wrote the summary `text` of turns `first..=last` (extractive when unknown).
+    pub(crate) fn used(&self, first: TurnId, last: TurnId, text: &str) -> Used {
+        match self.used.get(&(first, last)) {
+            Some(&(h, u)) if h == text_hash(text) => u,
+            _ => Used::EXTRACTIVE,
+        }
+    }
+
+    /// A summary of turns `first..=last` in at most `allowance` tokens, or `None` when none fits:
+    /// the generated one when it is cached and fits, else the (cached) extractive one. Never waits.
     pub(crate) fn summary(&mut self, store: &Store, counter: &mut TokenCounter, first: TurnId, last: TurnId, allowance: usize) -> Result<Option<String>> {
+        let last = last.min(store.len().saturating_sub(1));
+        let Some(service) = self.generated.clone() else {
+            return self.extractive(store, counter, first, last, allowance);
+        };
+        let keys = self.run_keys(store, &service, first, last);
+        let Some(&key) = keys.last() else { return self.extractive(store, counter, first, last, allowance) };
+        let source = match service.lookup(key) {
+            Ok(Done::Stored(s)) if s.accepted => match fit_lines(counter, &s.text, allowance) {
+                Some(text) => {
+                    let used = Used { source: SummarySource::Generated, unsupported: s.unsupported as usize, latency_ms: Some(u64::from(s.latency_ms)) };
+                    self.used.insert((first, last), (text_hash(&text), used));
+                    return Ok(Some(text));
+                }
+                None => SummarySource::FallbackTooLong,
+            },
+            Ok(Done::Stored(_)) => SummarySource::FallbackRejected,
+            Ok(Done::Failed) => SummarySource::FallbackFailed,
+            Err(true) => SummarySource::FallbackPending,
+            Err(false) => {
+                let texts = self.turn_texts.get(first..=last).unwrap_or_default().to_vec();
+                let tokens = store.turns().get(first..=last).unwrap_or_default().iter().map(|t| t.tokens).collect();
+                service.request(Job { keys, texts, tokens, max_tokens: allowance });
+                SummarySource::FallbackPending
+            }
+        };
+        let s = self.extractive(store, counter, first, last, allowance)?;
+        if let Some(text) = &s {
+            self.used.insert((first, last), (text_hash(text), Used { source, ..Used::EXTRACTIVE }));
+        }
+        Ok(s)
+    }
+
+    /// The cache keys of the runs `first..=k` for each `k` in `first..=last`.
+    fn run_keys(&mut self, store: &Store, service: &SummaryService, first: TurnId, last: TurnId) -> Vec<u128> {
+        while self.turn_keys.len() < store.len() {
+            let Some(t) = store.get(self.turn_keys.len()) else { break };
+            self.turn_keys.push(crate::dense::fnv::text_key("turn", &t.text));
+            self.turn_texts.push(Arc::from(t.text.as_str()));
+        }
+        let mut k = service.key_base();
+        let turn_keys = self.turn_keys.get(first..=last).unwrap_or_default();
+        turn_keys
+            .iter()
+            .map(|&t| {
+                k = SummaryService::chain(k, t);
+                k
+            })
+            .collect()
+    }
+
+    /// The extractive summary of turns `first..=last`, cached by run and allowance.
+    fn extractive(&mut self, store: &Store, counter: &mut TokenCounter, first: TurnId, last: TurnId, allowance: usize) -> Result<Option<String>> {
         let key = (first, last, allowance);
         if let Some(s) = self.cache.get(&key) {
             return Ok(s.clone());

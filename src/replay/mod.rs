@@ -6,6 +6,7 @@ pub mod plot;
 mod probes;
 mod report;
 pub mod synth;
+mod summaries;
 mod transcript;
 mod tune;
 
@@ -19,6 +20,7 @@ pub use loaders::Format;
 pub use metrics::{Percentiles, answer_present, normalize_answer, pair_violations};
 pub use probes::BudgetSpec;
 pub use report::{CategoryResult, CompareReport, RunResult};
+pub use summaries::{GenLatency, GeneratedReplay, SummaryResult};
 pub use transcript::{GoldAction, LoadNotes, QaItem, Transcript};
 pub use tune::{Step, TuneConfig, TuneReport, tune};
 
@@ -36,12 +38,13 @@ pub struct CompareConfig {
     budgets: Vec<BudgetSpec>,
     encoding: Encoding,
     embeddings: Option<Arc<EmbeddingService>>,
+    generated: Option<GeneratedReplay>,
 }
 
 impl CompareConfig {
     /// A comparison of `policies` (name, policy) at `budgets` over `datasets` (files or folders).
     pub fn new(datasets: Vec<PathBuf>, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> Self {
-        CompareConfig { datasets, format: None, policies, budgets, encoding: Encoding::O200kBase, embeddings: None }
+        CompareConfig { datasets, format: None, policies, budgets, encoding: Encoding::O200kBase, embeddings: None, generated: None }
     }
     /// The transcript format (default: detected per file).
     pub fn format(mut self, f: Format) -> Self {
@@ -56,6 +59,11 @@ impl CompareConfig {
     /// Hybrid retrieval with this embedding service (default: lexical only).
     pub fn embeddings(mut self, service: Arc<EmbeddingService>) -> Self {
         self.embeddings = Some(service);
+        self
+    }
+    /// Generated summaries (default: extractive only).
+    pub fn generated_summaries(mut self, g: GeneratedReplay) -> Self {
+        self.generated = Some(g);
         self
     }
 }
@@ -80,7 +88,7 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
             notes.add(t.notes());
         }
         let refs: Vec<&Transcript> = transcripts.iter().collect();
-        let merged = evaluate(&refs, &cfg.policies, &cfg.budgets, cfg.encoding, cfg.embeddings.as_ref())?;
+        let merged = evaluate(&refs, &cfg.policies, &cfg.budgets, cfg.encoding, cfg.embeddings.as_ref(), cfg.generated.as_ref())?;
         let name = dataset_name(path);
         for (k, m) in merged.into_iter().enumerate() {
             let (pi, bi) = (k / cfg.budgets.len(), k % cfg.budgets.len());
@@ -110,6 +118,7 @@ pub(crate) fn evaluate(
     budgets: &[BudgetSpec],
     encoding: Encoding,
     dense: Option<&Arc<EmbeddingService>>,
+    generated: Option<&GeneratedReplay>,
 ) -> Result<Vec<probes::Partial>> {
     // Replays run in their own pool: an embedding model may use rayon's global pool, which must
     // stay free while replay threads wait for embeddings.
@@ -122,9 +131,9 @@ pub(crate) fn evaluate(
             .par_iter()
             .map(|t| {
                 if t.qa().is_empty() {
-                    probes::run_hindsight(t, policies, budgets, encoding, dense)
+                    probes::run_hindsight(t, policies, budgets, encoding, dense, generated)
                 } else {
-                    probes::run_qa(t, policies, budgets, encoding, dense)
+                    probes::run_qa(t, policies, budgets, encoding, dense, generated)
                 }
             })
             .collect::<Result<Vec<_>>>()
@@ -191,7 +200,7 @@ pub fn inspect_window(cfg: &InspectConfig) -> Result<(crate::window::Window, cra
     let (path, index) = (cfg.path.as_path(), cfg.transcript);
     let transcripts = loaders::load_path(path, cfg.format)?;
     let t = transcripts.get(index).ok_or_else(|| Error::NoSuchItem { path: path.to_path_buf(), what: "transcript", index, count: transcripts.len() })?;
-    let mut e = engine_for(t, cfg.encoding, cfg.embeddings.as_ref())?;
+    let mut e = engine_for(t, cfg.encoding, cfg.embeddings.as_ref(), None)?;
     for turn in t.turns() {
         e.push(turn.clone())?;
     }
@@ -210,10 +219,18 @@ pub fn inspect_window(cfg: &InspectConfig) -> Result<(crate::window::Window, cra
 
 /// A fresh engine holding the transcript's pins (with dense retrieval when a service is given):
 /// every replay starts from one.
-pub(crate) fn engine_for(t: &Transcript, encoding: Encoding, dense: Option<&Arc<EmbeddingService>>) -> Result<crate::engine::Engine> {
+pub(crate) fn engine_for(
+    t: &Transcript,
+    encoding: Encoding,
+    dense: Option<&Arc<EmbeddingService>>,
+    generated: Option<&GeneratedReplay>,
+) -> Result<crate::engine::Engine> {
     let mut cfg = crate::engine::EngineConfig::default().encoding(encoding);
     if let Some(s) = dense {
         cfg = cfg.embeddings(Arc::clone(s));
+    }
+    if let Some(g) = generated {
+        cfg = cfg.generated_summaries(Arc::clone(&g.service));
     }
     let mut e = crate::engine::Engine::new(cfg)?;
     for (layer, text) in t.pins() {
@@ -232,7 +249,7 @@ pub fn for_each_window(
     encoding: Encoding,
     mut visit: impl FnMut(usize, Result<&crate::window::Window>),
 ) -> Result<()> {
-    let mut e = engine_for(t, encoding, None)?;
+    let mut e = engine_for(t, encoding, None, None)?;
     let (pins, history) = probes::budget_basis(t, &mut e);
     let budget = budget.resolve(pins, history);
     let mut a = crate::plan::PlanState::new(policy.clone());

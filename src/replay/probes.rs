@@ -26,6 +26,7 @@ use crate::policy::Policy;
 use crate::refs::salient_terms;
 use crate::replay::metrics::{answer_present, common_prefix_tokens, cost_units, normalize_answer, pair_violations};
 use crate::replay::engine_for;
+use crate::replay::summaries::{GeneratedReplay, SummaryAcc};
 use crate::replay::transcript::Transcript;
 use crate::tokens::{Encoding, MESSAGE_OVERHEAD, REPLY_PRIMING};
 use crate::turn::{Block, Role};
@@ -106,6 +107,7 @@ pub(crate) struct Partial {
     pub(crate) query_embed_us: Vec<f64>,
     pub(crate) embed_s: f64,
     pub(crate) embedded_turns: usize,
+    pub(crate) summaries: SummaryAcc,
 }
 
 impl Partial {
@@ -143,6 +145,7 @@ impl Partial {
         self.query_embed_us.extend(o.query_embed_us);
         self.embed_s += o.embed_s;
         self.embedded_turns += o.embedded_turns;
+        self.summaries.merge(o.summaries);
     }
 
     fn record_window(&mut self, w: &Window, budget: usize, us: f64) {
@@ -161,6 +164,16 @@ impl Partial {
         }
         self.pair_violations += pair_violations(w.messages());
     }
+}
+
+/// With generated summaries, builds the window once untimed on a copy of the plan state (which
+/// queues the runs it leaves out) and waits for the service, so the measured window shows the
+/// generated summaries that are ready by then. Without, does nothing.
+fn settle(e: &mut Engine, a: &PlanState, budget: usize, query: Option<&str>, g: Option<&GeneratedReplay>) {
+    let Some(g) = g.filter(|g| !g.wait.is_zero()) else { return };
+    let mut warm = a.clone();
+    let _ = e.assemble_with(&mut warm, budget, query.map_or(Request::NextCall, Request::Query));
+    g.service.wait_idle(g.wait);
 }
 
 /// Assembles one probe's window, timing it and recording its validity in `p`; `None` when the
@@ -202,8 +215,9 @@ pub(crate) fn run_qa(
     budgets: &[BudgetSpec],
     encoding: Encoding,
     dense: Option<&Arc<EmbeddingService>>,
+    generated: Option<&GeneratedReplay>,
 ) -> Result<Vec<Partial>> {
-    let mut e = engine_for(t, encoding, dense)?;
+    let mut e = engine_for(t, encoding, dense, generated)?;
     let mut push_us = Vec::with_capacity(t.turns().len());
     for turn in t.turns() {
         let t0 = Instant::now();
@@ -227,7 +241,9 @@ pub(crate) fn run_qa(
             };
             for q in t.qa() {
                 let mut a = PlanState::new(policy.clone());
+                settle(&mut e, &a, budget, Some(q.question()), generated);
                 let Some(w) = probe_window(&mut e, &mut a, budget, Some(q.question()), &mut p)? else { continue };
+                p.summaries.window(&w);
                 let groups = q.evidence();
                 let hit = groups.iter().filter(|g| g.iter().any(|&id| kept(&w, id))).count();
                 let recall = if groups.is_empty() { 0.0 } else { hit as f64 / groups.len() as f64 };
@@ -245,6 +261,9 @@ pub(crate) fn run_qa(
                     if let Some(a) = answer {
                         p.answer_sum += f64::from(u8::from(a));
                         p.answer_n += 1;
+                    }
+                    if let Some(gold) = q.answer() {
+                        p.summaries.answer(&w, gold);
                     }
                 }
             }
@@ -310,8 +329,9 @@ pub(crate) fn run_hindsight(
     budgets: &[BudgetSpec],
     encoding: Encoding,
     dense: Option<&Arc<EmbeddingService>>,
+    generated: Option<&GeneratedReplay>,
 ) -> Result<Vec<Partial>> {
-    let mut e = engine_for(t, encoding, dense)?;
+    let mut e = engine_for(t, encoding, dense, generated)?;
     let turns = t.turns();
     // Budgets resolve against the whole session's tokens, known to the replay.
     let (pins, history) = budget_basis(t, &mut e);
@@ -336,7 +356,11 @@ pub(crate) fn run_hindsight(
             for (k, &(_, b)) in combos.iter().enumerate() {
                 let budget = budgets[b].resolve(pins, history);
                 let p = &mut parts[k];
+                settle(&mut e, &assemblers[k], budget, None, generated);
                 let Some(w) = probe_window(&mut e, &mut assemblers[k], budget, None, p)? else { continue };
+                p.summaries.window(&w);
+                let terms: Vec<&str> = needed.iter().map(|(s, _)| *s).collect();
+                p.summaries.references(&w, &terms);
                 let text = w.text();
                 if !needed.is_empty() {
                     let present = needed.iter().filter(|(s, _)| text.contains(*s)).count();

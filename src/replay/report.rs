@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::replay::metrics::Percentiles;
 use crate::replay::probes::Partial;
+use crate::replay::summaries::SummaryResult;
 use crate::replay::transcript::LoadNotes;
 
 /// Per-category QA results.
@@ -73,6 +74,8 @@ pub struct RunResult {
     pub embed_us_per_turn: Option<f64>,
     /// What the loaders repaired or counted in this dataset.
     pub load_notes: LoadNotes,
+    /// What the windows' summaries carry (measured inside the summaries only).
+    pub summaries: SummaryResult,
 }
 
 pub(crate) fn mean(sum: f64, n: usize) -> Option<f64> {
@@ -114,6 +117,7 @@ impl RunResult {
             query_embed_us: (!p.query_embed_us.is_empty()).then(|| Percentiles::of(&mut p.query_embed_us)),
             embed_us_per_turn: (p.embedded_turns > 0).then(|| p.embed_s * 1e6 / p.embedded_turns as f64),
             load_notes: notes.clone(),
+            summaries: std::mem::take(&mut p.summaries).result(),
         }
     }
 }

@@ -117,7 +117,7 @@ fn score(parts: &[Vec<&Transcript>], candidates: &[(String, Policy)], cfg: &Tune
     let mut sums = vec![0.0; candidates.len()];
     let mut counts = vec![0usize; candidates.len()];
     for transcripts in parts.iter().filter(|t| !t.is_empty()) {
-        let merged = evaluate(transcripts, candidates, &r.budgets, r.encoding, r.embeddings.as_ref())?;
+        let merged = evaluate(transcripts, candidates, &r.budgets, r.encoding, r.embeddings.as_ref(), None)?;
         for (c, chunk) in merged.chunks(nb).enumerate() {
             let values: Vec<f64> = chunk.iter().filter_map(headline).collect();
             if !values.is_empty() {

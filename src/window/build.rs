@@ -93,7 +93,16 @@ impl Builder {
                 *f = (Fate::Summarized { summary: k }, 0);
             }
         }
-        self.summaries.push(SummaryInfo { first, last, tokens, source_tokens });
+        let used = ctx.summaries.used(first, last, text);
+        self.summaries.push(SummaryInfo {
+            first,
+            last,
+            tokens,
+            source_tokens,
+            source: used.source,
+            unsupported_terms: used.unsupported,
+            generation_ms: used.latency_ms,
+        });
         let mut m = Message::text(Role::User, text.to_string(), Origin::Summary { first, last });
         m.tokens = tokens;
         self.push(m);

@@ -50,6 +50,31 @@ pub struct ReportLine {
     pub score: ScoreParts,
 }
 
+/// Which summarizer wrote a summary, and why the extractive one did when a generated one was wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SummarySource {
+    /// The extractive summarizer (no generated summaries configured).
+    Extractive,
+    /// A model (the generated summarizer), accepted by the guard.
+    Generated,
+    /// Extractive because the generated one is not ready yet (queued or being written).
+    FallbackPending,
+    /// Extractive because the endpoint failed for this run.
+    FallbackFailed,
+    /// Extractive because the guard rejected the generated one (too many unsupported terms).
+    FallbackRejected,
+    /// Extractive because not even the first line of the generated one fits the allowance.
+    FallbackTooLong,
+}
+
+impl SummarySource {
+    /// Whether a generated summary was wanted but the extractive one stood in.
+    pub fn is_fallback(self) -> bool {
+        !matches!(self, SummarySource::Extractive | SummarySource::Generated)
+    }
+}
+
 /// A summary in the window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SummaryInfo {
@@ -61,6 +86,13 @@ pub struct SummaryInfo {
     pub tokens: usize,
     /// Tokens of the turns it stands in for.
     pub source_tokens: usize,
+    /// Which summarizer wrote it.
+    pub source: SummarySource,
+    /// Terms (identifiers, paths, numbers, names) it mentions that occur nowhere in its turns
+    /// (0 for extractive summaries, which only quote them).
+    pub unsupported_terms: usize,
+    /// For a generated summary, how long the model took to write it, ms.
+    pub generation_ms: Option<u64>,
 }
 
 /// An assembled window.

@@ -4,6 +4,7 @@ mod agent_loaders;
 mod cli;
 mod dense;
 mod engine;
+mod generated;
 mod props;
 #[cfg(feature = "replay")]
 mod qa_loaders;
