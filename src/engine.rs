@@ -107,7 +107,7 @@ pub struct SearchHit<'a> {
 }
 
 /// How a turn is shown in a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 enum Form {
     Verbatim,
     /// Tool outputs over this many tokens shown head + tail.
@@ -117,14 +117,14 @@ enum Form {
 }
 
 /// A piece of a planned window, in order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Item {
     Unit(usize),
     Summary { first_unit: usize, last_unit: usize, text: String, tokens: usize },
     Marker { first_unit: usize, last_unit: usize },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Plan {
     items: Vec<Item>,
     /// Tool results in turns before this id are cleared.
@@ -134,7 +134,7 @@ struct Plan {
 }
 
 /// A compaction already done (the `compaction` strategy, per-turn windows).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Compacted {
     /// Units before this one are compacted.
     boundary: usize,
@@ -145,7 +145,7 @@ struct Compacted {
 
 /// A policy plus what it remembers between per-turn windows (the previous window for a stable
 /// prefix; the last compaction). One per policy and budget being replayed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Assembler {
     policy: Policy,
     prev: Option<(Plan, usize, usize)>,
@@ -411,6 +411,40 @@ impl Engine {
         let r = self.assemble_with(&mut a, budget, None);
         self.assembler = a;
         r
+    }
+
+    // --- Durable sessions (src/session/) need these; small and self-contained. ---
+
+    /// The engine's policy.
+    pub fn policy(&self) -> &Policy {
+        &self.assembler.policy
+    }
+
+    /// Replaces the engine's policy; the per-turn memory (stable prefix, compaction) starts over.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.assembler = Assembler::new(policy);
+    }
+
+    /// The per-turn plan state `assemble` keeps (policy, previous plan, last compaction).
+    pub fn plan_state(&self) -> &Assembler {
+        &self.assembler
+    }
+
+    /// Restores a plan state saved by [`Engine::plan_state`], so the next `assemble` continues the
+    /// same stable prefix.
+    pub fn set_plan_state(&mut self, state: Assembler) {
+        self.assembler = state;
+    }
+
+    /// The cached summaries: `((first turn, last turn, token allowance), text)`, most recent first.
+    pub fn summary_entries(&self) -> impl Iterator<Item = ((TurnId, TurnId, usize), &str)> + '_ {
+        self.summary_cache.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    /// Puts a summary into the cache (as [`Engine::summary_entries`] gave it), so it is not
+    /// recomputed.
+    pub fn insert_summary(&mut self, key: (TurnId, TurnId, usize), text: String) {
+        self.summary_cache.put(key, text);
     }
 
     /// Assembles a window for `budget` tokens relevant to `query`, with the engine's policy.

@@ -61,4 +61,7 @@ mod window;
 pub use engine::{Assembler, Engine, EngineConfig, SearchHit};
 pub use policy::{Fusion, Policy, Strategy, Weights, PRESETS};
 pub use summarizer::{ExtractiveSummarizer, Run, Summarizer};
+// Durable sessions (issue 11): SQLite by default, PostgreSQL with the `postgres` feature.
+pub mod session;
+pub use session::{Session, SessionStore, Sessions, SessionsConfig, StoreSpec};
 pub use window::{check_anthropic, check_openai, recount_openai, Fate, Message, Origin, ReportLine, ScoreParts, SummaryInfo, Window};

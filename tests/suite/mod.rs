@@ -5,6 +5,8 @@ mod engine;
 mod props;
 mod qa_loaders;
 mod replay_validity;
+#[cfg(feature = "sqlite")]
+mod sessions;
 mod tokens;
 mod tune;
 
