@@ -69,8 +69,8 @@ impl Sessions {
 
     fn run<T>(&self, id: &str, create: bool, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
         validate_id(id)?;
-        let slot = self.slot(id, create)?;
         let result = {
+            let slot = self.slot(id, create)?;
             let mut s = slot.session.lock().map_err(|_| self.poisoned(id))?;
             let r = f(&mut s);
             slot.bytes.store(s.memory_estimate(), Ordering::Relaxed);
