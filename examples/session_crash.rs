@@ -9,6 +9,10 @@
 //! scripts/with-postgres.sh cargo run --release --features postgres --example session_crash -- \
 //!     --store "$CTXWIN_TEST_POSTGRES" --kills 200 --restart-server   # (inside the script's env)
 //! ```
+//! `--concurrent N`: two child processes append N turns each to one session at the same time;
+//! the parent checks 2·N turns are stored, numbered 1..=2·N+1 (the policy record first) without
+//! gaps or duplicates, each child's turns in its own order.
+//!
 //! With `--restart-server` (PostgreSQL; needs CTXWIN_TEST_POSTGRES_CTL from
 //! scripts/with-postgres.sh) the server is also restarted (`-m immediate`) mid-stream in a third
 //! of the rounds; the child reconnects and continues.
@@ -62,6 +66,9 @@ fn position(store: &Arc<dyn SessionStore>, lap_len: usize) -> ctxwin::Result<(us
 fn child(spec: &str) {
     let turns = turns();
     let out = std::io::stdout();
+    // Loading the transcripts is not what is tested: the parent's random delay starts here.
+    writeln!(out.lock(), "READY").ok();
+    out.lock().flush().ok();
     loop {
         // (Re)connect and continue where the store is; a lost server is retried.
         let step = || -> ctxwin::Result<()> {
@@ -139,6 +146,14 @@ fn main() {
         child(&spec);
         return;
     }
+    if let (Some(n), Some(id)) = (arg("--append"), arg("--session")) {
+        append_child(&spec, &id, n.parse().unwrap(), arg("--tag").unwrap_or_default().as_str());
+        return;
+    }
+    if let Some(n) = arg("--concurrent") {
+        concurrent(&spec, n.parse().unwrap());
+        return;
+    }
     let kills: usize = arg("--kills").map_or(200, |k| k.parse().unwrap());
     let mut rng = Rng(arg("--seed").map_or(1, |s| s.parse().unwrap()));
     let restart = args.iter().any(|a| a == "--restart-server");
@@ -155,14 +170,26 @@ fn main() {
             .spawn()
             .unwrap();
         let stdout = c.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(|l| l.ok()).collect::<Vec<String>>());
-        let wait = 30 + rng.next() % 400;
-        if restart && rng.next() % 3 == 0 {
-            if let Some(ctl) = &ctl {
-                std::thread::sleep(Duration::from_millis(wait / 2));
-                let ok = Command::new("sh").arg("-c").arg(format!("{ctl} -m immediate restart >/dev/null 2>&1")).status().is_ok_and(|s| s.success());
-                t.server_restarts += usize::from(ok);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for l in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if l == "READY" {
+                    tx.send(()).ok();
+                }
+                lines.push(l);
             }
+            lines
+        });
+        rx.recv_timeout(Duration::from_secs(60)).ok();
+        let wait = 30 + rng.next() % 400;
+        if restart
+            && rng.next().is_multiple_of(3)
+            && let Some(ctl) = &ctl
+        {
+            std::thread::sleep(Duration::from_millis(wait / 2));
+            let ok = Command::new("sh").arg("-c").arg(format!("{ctl} -m immediate restart >/dev/null 2>&1")).status().is_ok_and(|s| s.success());
+            t.server_restarts += usize::from(ok);
         }
         std::thread::sleep(Duration::from_millis(wait));
         c.kill().unwrap(); // SIGKILL
@@ -191,4 +218,52 @@ fn main() {
 
 fn stored_len(store: &Arc<dyn SessionStore>, lap: usize) -> usize {
     store.load(&format!("crash-{lap}")).map(|s| s.entries.iter().filter(|e| matches!(e.record, Record::Push { .. })).count()).unwrap_or(0)
+}
+
+/// Appends `n` turns tagged `tag` to session `id`, retrying a lost connection.
+fn append_child(spec: &str, id: &str, n: usize, tag: &str) {
+    let store = open_store(spec).unwrap();
+    let mut s = Session::open_or_create(Arc::clone(&store), id, EngineConfig::default()).unwrap();
+    for k in 0..n {
+        s.push(Turn::user(format!("{tag} {k}"))).unwrap();
+    }
+}
+
+fn concurrent(spec: &str, n: usize) {
+    let store = open_store(spec).unwrap();
+    let id = format!("concurrent-{}", std::process::id());
+    Session::create(Arc::clone(&store), &id, EngineConfig::default()).unwrap();
+    let start = Instant::now();
+    let kids: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|tag| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--store", spec, "--session", &id, "--append", &n.to_string(), "--tag", tag])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut k in kids {
+        assert!(k.wait().unwrap().success());
+    }
+    let snap = store.load(&id).unwrap();
+    let gaps_or_dups = snap.entries.iter().enumerate().filter(|(k, e)| e.seq != *k as u64 + 1).count();
+    let mut next = std::collections::HashMap::new();
+    let mut out_of_order = 0;
+    let mut turns = 0;
+    for e in &snap.entries {
+        if let Record::Push { turn } = &e.record {
+            turns += 1;
+            let text = serde_json::to_value(turn).unwrap()["blocks"][0]["text"].as_str().unwrap().to_string();
+            let (tag, k) = text.split_once(' ').unwrap();
+            let want = next.entry(tag.to_string()).or_insert(0usize);
+            out_of_order += usize::from(k.parse::<usize>().unwrap() != *want);
+            *want += 1;
+        }
+    }
+    println!(
+        "concurrent: 2 processes x {n} turns in {:.1} s: {turns} turns stored, {} records, {gaps_or_dups} gaps/duplicates, {out_of_order} out of order",
+        start.elapsed().as_secs_f64(),
+        snap.entries.len()
+    );
 }
