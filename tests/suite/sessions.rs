@@ -391,3 +391,20 @@ fn a_read_only_directory_is_a_typed_error_and_the_log_is_readable() {
     let n: i64 = c.query_row("SELECT count(*) FROM records WHERE session = 's'", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 2);
 }
+
+#[test]
+fn compare_through_the_store_times_every_call_and_matches_the_memory_windows() {
+    let dir = tmp("compare");
+    let store = sqlite(&dir);
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples");
+    let datasets = vec![samples.join("synth-conversation.locomo.json"), samples.join("synth-agent.openai.json")];
+    let policies = vec![("ctxwin".to_string(), Policy::preset("ctxwin").unwrap()), ("recency".to_string(), Policy::preset("recency").unwrap())];
+    let budgets = [BudgetSpec::Share(0.25), BudgetSpec::Tokens(3000)];
+    let costs = ctxwin::session::compare_durable(&datasets, Format::Auto, &policies, &budgets, Encoding::O200kBase, &store, "cmp").unwrap();
+    assert_eq!(costs.len(), 2 * 2 * 2);
+    for c in &costs {
+        assert!(c.windows > 0, "{c:?}");
+        assert_eq!(c.differing, 0, "{c:?}");
+        assert!(c.push_us.p50 > 0.0 && c.assemble_us.p99 >= c.assemble_us.p50, "{c:?}");
+    }
+}
