@@ -2,7 +2,8 @@
 //! (../shared/datasets: LoCoMo and mini-swe-agent) into a store in a loop, printing `ACK session
 //! index` after each push that returned `Ok`; the parent SIGKILLs it at random moments, then
 //! checks the store: every acknowledged push present, in order, nothing else (at most the one push
-//! in flight may be stored unacknowledged), and every open succeeds.
+//! in flight may be stored unacknowledged), and every open succeeds. Each kill comes 30 ms to
+//! `--max-wait-ms` (400) after the child has loaded the transcripts (uniformly, seeded).
 //!
 //! ```text
 //! cargo run --release --example session_crash -- --store sqlite:/tmp/crash.db --kills 200 --seed 1
@@ -28,8 +29,8 @@ use ctxwin::replay::{loaders, Format};
 use ctxwin::session::{Record, SessionStore};
 use ctxwin::{EngineConfig, Session, StoreSpec, Turn};
 
-/// The turns pushed, in order; session `crash-L` holds lap L of them.
-fn turns() -> Vec<Turn> {
+/// The transcripts pushed: session `crash-J` holds the turns of transcript `J % len`.
+fn transcripts() -> Vec<Vec<Turn>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
     let mut out = Vec::new();
     for (rel, take) in [("locomo/locomo10.json", 2), ("mini-swe-agent", 4)] {
@@ -38,10 +39,7 @@ fn turns() -> Vec<Turn> {
             eprintln!("session_crash: {} is absent", p.display());
             continue;
         }
-        for t in loaders::load_path(&p, Format::Auto).unwrap().iter().take(take) {
-            // Each transcript in a session of its own would also do; one lap keeps call ids unique.
-            out.extend(t.turns().iter().cloned());
-        }
+        out.extend(loaders::load_path(&p, Format::Auto).unwrap().iter().take(take).map(|t| t.turns().to_vec()));
     }
     assert!(!out.is_empty(), "no dataset found");
     out
@@ -51,12 +49,12 @@ fn open_store(spec: &str) -> ctxwin::Result<Arc<dyn SessionStore>> {
     StoreSpec::parse(spec)?.open()?.ok_or_else(|| ctxwin::Error::Store { store: spec.into(), session: None, message: "memory has nothing to crash-test".into() })
 }
 
-/// The session and index to continue from: the last lap's session and its length.
-fn position(store: &Arc<dyn SessionStore>, lap_len: usize) -> ctxwin::Result<(usize, Session)> {
+/// The session to continue: the last `crash-J`, or the next one when it is complete.
+fn position(store: &Arc<dyn SessionStore>, all: &[Vec<Turn>]) -> ctxwin::Result<(usize, Session)> {
     let laps = store.sessions()?.iter().filter(|s| s.starts_with("crash-")).count();
     let lap = laps.saturating_sub(1);
     let s = Session::open_or_create(Arc::clone(store), &format!("crash-{lap}"), EngineConfig::default())?;
-    if s.engine().len() >= lap_len {
+    if s.engine().len() >= all[lap % all.len()].len() {
         let next = Session::open_or_create(Arc::clone(store), &format!("crash-{}", lap + 1), EngineConfig::default())?;
         return Ok((lap + 1, next));
     }
@@ -64,7 +62,7 @@ fn position(store: &Arc<dyn SessionStore>, lap_len: usize) -> ctxwin::Result<(us
 }
 
 fn child(spec: &str) {
-    let turns = turns();
+    let all = transcripts();
     let out = std::io::stdout();
     // Loading the transcripts is not what is tested: the parent's random delay starts here.
     writeln!(out.lock(), "READY").ok();
@@ -74,7 +72,8 @@ fn child(spec: &str) {
         let step = || -> ctxwin::Result<()> {
             let store = open_store(spec)?;
             loop {
-                let (lap, mut s) = position(&store, turns.len())?;
+                let (lap, mut s) = position(&store, &all)?;
+                let turns = &all[lap % all.len()];
                 while s.engine().len() < turns.len() {
                     let i = s.engine().len();
                     s.push(turns[i].clone())?;
@@ -157,8 +156,9 @@ fn main() {
     let kills: usize = arg("--kills").map_or(200, |k| k.parse().unwrap());
     let mut rng = Rng(arg("--seed").map_or(1, |s| s.parse().unwrap()));
     let restart = args.iter().any(|a| a == "--restart-server");
+    let max_wait: u64 = arg("--max-wait-ms").map_or(400, |k| k.parse().unwrap());
     let ctl = std::env::var("CTXWIN_TEST_POSTGRES_CTL").ok();
-    let turns = turns();
+    let all = transcripts();
     let store = open_store(&spec).unwrap();
     let mut t = Tally::default();
     let start = Instant::now();
@@ -182,7 +182,7 @@ fn main() {
             lines
         });
         rx.recv_timeout(Duration::from_secs(60)).ok();
-        let wait = 30 + rng.next() % 400;
+        let wait = 30 + rng.next() % max_wait;
         if restart
             && rng.next().is_multiple_of(3)
             && let Some(ctl) = &ctl
@@ -209,7 +209,7 @@ fn main() {
             if last.contains_key(&lap) || lap + 1 == laps {
                 let prev = last.get(&lap).copied();
                 let acked = prev.or_else(|| stored_len(&store, lap).checked_sub(1));
-                check(&store, &turns, lap, acked, round % 10 == 0, &mut t);
+                check(&store, &all[lap % all.len()], lap, acked, round % 10 == 0, &mut t);
             }
         }
     }
