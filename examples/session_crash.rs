@@ -166,7 +166,6 @@ fn main() {
         let mut c = Command::new(std::env::current_exe().unwrap())
             .args(["--child", "--store", &spec])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdout = c.stdout.take().unwrap();
