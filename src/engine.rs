@@ -240,6 +240,33 @@ impl Engine {
         self.state.policy()
     }
 
+    /// Replaces the engine's policy; the per-call memory (stable prefix, compaction) starts over.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.state = PlanState::new(policy);
+    }
+
+    /// The plan state `assemble` keeps between calls (policy, previous plan, last compaction).
+    pub fn plan_state(&self) -> &PlanState {
+        &self.state
+    }
+
+    /// Restores a plan state saved from [`Engine::plan_state`], so the next `assemble` continues
+    /// the same stable prefix.
+    pub fn set_plan_state(&mut self, state: PlanState) {
+        self.state = state;
+    }
+
+    /// The cached summaries: `((first turn, last turn, token allowance), text)`, most recent first.
+    pub fn summary_entries(&self) -> impl Iterator<Item = ((TurnId, TurnId, usize), &str)> + '_ {
+        self.summaries.entries()
+    }
+
+    /// Puts a summary into the cache (as [`Engine::summary_entries`] gave it), so it is not
+    /// recomputed.
+    pub fn insert_summary(&mut self, key: (TurnId, TurnId, usize), text: String) {
+        self.summaries.insert(key, text);
+    }
+
     /// Commits the lexical index now (normally automatic).
     pub fn commit(&mut self) -> Result<()> {
         self.retrieval.lexical.commit()

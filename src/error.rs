@@ -115,6 +115,85 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+
+    // --- Durable sessions (src/session/). `store` names the file or the server. ---
+    /// A session id is not 1–128 characters of `[A-Za-z0-9._-]`.
+    #[error("invalid session id {id:?}: {message}")]
+    InvalidSessionId {
+        /// The id given.
+        id: String,
+        /// Why it was refused.
+        message: String,
+    },
+    /// No session with this id exists in the store.
+    #[error("session {session:?} does not exist in {store}")]
+    UnknownSession {
+        /// The session id.
+        session: String,
+        /// The store (file or server).
+        store: String,
+    },
+    /// The store is damaged or is not a ctxwin session store (a foreign file, a corrupt page or
+    /// record). Nothing is written to it.
+    #[error("{store} is damaged or not a ctxwin session store{}: {message}", session_suffix(session))]
+    StoreDamaged {
+        /// The store (file or server).
+        store: String,
+        /// The session being read, when one was.
+        session: Option<String>,
+        /// What was found.
+        message: String,
+    },
+    /// Another connection holds the store's write lock longer than the busy timeout. Retry later.
+    #[error("{store} is locked by another connection{}", session_suffix(session))]
+    StoreLocked {
+        /// The store.
+        store: String,
+        /// The session being written, when one was.
+        session: Option<String>,
+    },
+    /// The disk (or the server's) is full; the failed call stored nothing, everything acknowledged
+    /// before it is kept.
+    #[error("{store}: disk full{}", session_suffix(session))]
+    StoreFull {
+        /// The store.
+        store: String,
+        /// The session being written, when one was.
+        session: Option<String>,
+    },
+    /// The store cannot be written (read-only file, directory or mount).
+    #[error("{store} is read-only{}", session_suffix(session))]
+    StoreReadOnly {
+        /// The store.
+        store: String,
+        /// The session being written, when one was.
+        session: Option<String>,
+    },
+    /// A session handle's memory no longer matches its log (a write failed after the engine took
+    /// the call, or another writer interfered). Reopen the session: its log is intact.
+    #[error("session {session:?} in {store} must be reopened: {message}")]
+    SessionStale {
+        /// The session id.
+        session: String,
+        /// The store.
+        store: String,
+        /// The failure that made it stale.
+        message: String,
+    },
+    /// Any other store failure (connection refused or lost, server restart, I/O error).
+    #[error("{store}{}: {message}", session_suffix(session))]
+    Store {
+        /// The store.
+        store: String,
+        /// The session concerned, when one was.
+        session: Option<String>,
+        /// The underlying error.
+        message: String,
+    },
+}
+
+fn session_suffix(session: &Option<String>) -> String {
+    session.as_ref().map(|s| format!(" (session {s:?})")).unwrap_or_default()
 }
 
 /// `Result` with ctxwin's [`Error`].

@@ -49,6 +49,8 @@ mod refs;
 pub mod replay;
 mod retrieval;
 mod scorer;
+/// Durable sessions: SQLite by default, PostgreSQL with the `postgres` feature.
+pub mod session;
 mod store;
 mod summarizer;
 #[cfg(feature = "testing")]
@@ -78,3 +80,5 @@ pub use turn::{normalize, Block, NormalizeReport, PairProblem, Provenance, Role,
 pub use window::anthropic::check_anthropic;
 pub use window::openai::{check_openai, recount_openai};
 pub use window::{Api, Fate, Problem, ReportLine, RequestError, SummaryInfo, SummarySource, Window};
+#[cfg(feature = "sqlite")]
+pub use session::{Session, SessionStore, Sessions, SessionsConfig, StoreSpec};

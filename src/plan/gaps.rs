@@ -86,6 +86,17 @@ impl Summaries {
         self.cache.clear();
     }
 
+    /// The cached summaries, `((first turn, last turn, allowance), text)`, most recent first (runs
+    /// whose summary did not fit are left out). Durable sessions save these.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = ((TurnId, TurnId, usize), &str)> + '_ {
+        self.cache.iter().filter_map(|(k, v)| v.as_deref().map(|t| (*k, t)))
+    }
+
+    /// Puts a summary saved by [`Summaries::entries`] back into the cache.
+    pub(crate) fn insert(&mut self, key: (TurnId, TurnId, usize), text: String) {
+        self.cache.put(key, Some(text));
+    }
+
     /// Lets the summarizer analyze turn `id` once, at push time.
     pub(crate) fn observe(&mut self, store: &Store, counter: &mut TokenCounter, id: TurnId) {
         if let Some(stored) = store.turns().get(id..=id) {

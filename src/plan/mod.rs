@@ -18,6 +18,8 @@ pub(crate) mod select;
 
 use std::borrow::Cow;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::plan::costs::Forms;
 use crate::plan::gaps::Summaries;
@@ -41,7 +43,7 @@ pub enum Request<'q> {
 }
 
 /// A piece of a planned window, in order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Item {
     /// A unit of the history (a turn, or a tool call with its results), in its policy form.
     Unit(usize),
@@ -53,7 +55,7 @@ pub(crate) enum Item {
 
 /// A planned window: its items in order, where tool-output clearing starts, and each unit's
 /// effective score (what the budget fix-up drops first).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Plan {
     pub(crate) items: Vec<Item>,
     /// Tool results in turns before this id are cleared.
@@ -63,7 +65,7 @@ pub(crate) struct Plan {
 }
 
 /// The previous per-call plan, kept so the next call can extend it (a stable prompt-cache prefix).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Prefix {
     plan: Plan,
     /// Units in the history when it was made.
@@ -73,7 +75,7 @@ struct Prefix {
 }
 
 /// A compaction already done (the `compaction` strategy, per-call windows).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Compacted {
     /// Units before this one are compacted.
     pub(crate) boundary: usize,
@@ -84,7 +86,8 @@ pub(crate) struct Compacted {
 
 /// A session's plan state: the policy and what it remembers between per-call windows (the previous
 /// plan for a stable prefix; the last compaction). One per policy and budget being replayed.
-#[derive(Debug, Clone)]
+/// Serializable, so a durable session continues the same prefix after a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanState {
     policy: Policy,
     prev: Option<Prefix>,

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 pub use loaders::Format;
 pub use metrics::{Percentiles, answer_present, normalize_answer, pair_violations};
 pub use probes::BudgetSpec;
+pub(crate) use probes::budget_basis;
 pub use report::{CategoryResult, CompareReport, RunResult};
 pub use summaries::{GenLatency, GeneratedReplay, SummaryResult};
 pub use transcript::{GoldAction, LoadNotes, QaItem, Transcript};

@@ -13,6 +13,8 @@ mod replay_validity;
 #[cfg(feature = "replay")]
 mod snapshots;
 mod sequences;
+#[cfg(all(feature = "sqlite", feature = "replay"))]
+mod sessions;
 #[cfg(feature = "replay")]
 mod tokens;
 #[cfg(feature = "replay")]

@@ -1,0 +1,355 @@
+//! Durable sessions: an [`Engine`] whose every state-changing call (`push`, `pin`, `unpin`, a
+//! policy change) is appended to a [`SessionStore`] before it returns, and that [`Session::open`]
+//! rebuilds by replaying the log. Backends: SQLite (one file, many sessions; feature `sqlite`, on by
+//! default) and PostgreSQL (many workers on many machines; feature `postgres`). [`Sessions`] serves
+//! many sessions from one process through an LRU of hot ones.
+
+mod record;
+#[cfg(feature = "replay")]
+mod replay;
+mod sessions;
+mod spec;
+#[cfg(feature = "postgres")] mod postgres;
+#[cfg(feature = "sqlite")] mod sqlite;
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
+
+pub use record::{validate_id, Entry, Record, Snapshot, SummaryRow};
+#[cfg(feature = "replay")]
+pub use replay::{compare_durable, replay_durable, DurableCost, DurableReplay};
+pub use sessions::{Sessions, SessionsConfig};
+pub use spec::StoreSpec;
+#[cfg(feature = "postgres")] pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")] pub use sqlite::{SqliteStore, Synchronous};
+
+use crate::engine::{Engine, EngineConfig, SearchHit};
+use crate::plan::PlanState;
+use crate::error::{Error, Result};
+use crate::pins::{PinId, PinLayer};
+use crate::policy::Policy;
+use crate::turn::{Turn, TurnId};
+use crate::window::Window;
+
+/// Where sessions are kept. Implementations serialize appends to one session (SQLite: the
+/// database write lock; PostgreSQL: a per-session advisory lock) and number them 1, 2, 3, … with a
+/// uniqueness constraint on `(session, seq)` as a backstop.
+pub trait SessionStore: Send + Sync {
+    /// The store's name in errors: `sqlite:PATH` or `postgres://host:port/db` (no password).
+    fn name(&self) -> &str;
+    /// Creates the session; `Ok(false)` when it already existed.
+    fn create(&self, session: &str) -> Result<bool>;
+    /// Everything stored for the session ([`Error::UnknownSession`] when it does not exist).
+    fn load(&self, session: &str) -> Result<Snapshot>;
+    /// The records after `after`, in order (to catch up with other writers).
+    fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>>;
+    /// In one transaction holding the session's write lock: reads the records after `after`,
+    /// hands them to `apply` (which applies them and returns the record to append, if any),
+    /// appends that record with the next sequence number, and commits. Durable when it returns
+    /// `Ok(last seq)`. When `apply` fails, nothing is appended and its error is returned.
+    fn append(&self, session: &str, after: u64, apply: &mut dyn FnMut(&[Entry]) -> Result<Option<Record>>) -> Result<u64>;
+    /// Saves the plan state (JSON) as of record `seq`, unless a later one is stored.
+    fn save_plan(&self, session: &str, seq: u64, state: &str) -> Result<()>;
+    /// Saves cached summaries (ignoring ones already stored).
+    fn save_summaries(&self, session: &str, rows: &[SummaryRow]) -> Result<()>;
+    /// The ids of all sessions, sorted.
+    fn sessions(&self) -> Result<Vec<String>>;
+}
+
+/// A durable conversation or agent session: an [`Engine`] plus its log in a [`SessionStore`].
+/// Every state-changing call is stored before it returns; [`Session::open`] continues where the
+/// last handle stopped, windows included (same messages, tokens, report and stable prefix).
+pub struct Session {
+    id: String,
+    store: Arc<dyn SessionStore>,
+    engine: Engine,
+    seq: u64,
+    saved_plan: PlanState,
+    saved_summaries: FxHashSet<(TurnId, TurnId, usize)>,
+    stale: Option<String>,
+    bytes: usize,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.id).field("store", &self.store.name()).field("seq", &self.seq).finish()
+    }
+}
+
+/// Per-session memory not proportional to its history (engine, index writer, caches), bytes.
+const SESSION_BASE_BYTES: usize = 256 * 1024;
+/// Memory per stored byte of history (turn, rendered messages, index, references), estimated.
+const BYTES_PER_LOG_BYTE: usize = 4;
+
+impl Session {
+    /// Creates session `id` (which must not exist) with `config`; its policy is stored as the
+    /// first record.
+    pub fn create(store: Arc<dyn SessionStore>, id: &str, config: EngineConfig) -> Result<Session> {
+        validate_id(id)?;
+        if !store.create(id)? {
+            return Err(Error::Store { store: store.name().to_string(), session: Some(id.to_string()), message: "session already exists".into() });
+        }
+        let mut s = Session::open(store, id, config)?;
+        let policy = s.engine.policy().clone();
+        s.set_policy(policy)?;
+        Ok(s)
+    }
+
+    /// Opens session `id`, creating it when it does not exist.
+    pub fn open_or_create(store: Arc<dyn SessionStore>, id: &str, config: EngineConfig) -> Result<Session> {
+        validate_id(id)?;
+        if store.create(id)? {
+            let mut s = Session::open(store, id, config)?;
+            let policy = s.engine.policy().clone();
+            s.set_policy(policy)?;
+            return Ok(s);
+        }
+        Session::open(store, id, config)
+    }
+
+    /// Opens existing session `id`: replays its log through a new engine made with `config`
+    /// (the stored policy replaces the config's), restores the plan state and the summaries.
+    pub fn open(store: Arc<dyn SessionStore>, id: &str, config: EngineConfig) -> Result<Session> {
+        validate_id(id)?;
+        let snap = store.load(id)?;
+        let mut s = Session {
+            id: id.to_string(),
+            engine: Engine::new(config)?,
+            seq: 0,
+            saved_plan: PlanState::new(Policy::default()),
+            saved_summaries: FxHashSet::default(),
+            stale: None,
+            bytes: 0,
+            store,
+        };
+        let plan = match &snap.plan {
+            Some((seq, json)) => {
+                let state: PlanState = serde_json::from_str(json).map_err(|e| s.damaged(format!("plan state does not parse: {e}")))?;
+                Some((*seq, state))
+            }
+            None => None,
+        };
+        let mut plan = plan;
+        if plan.as_ref().is_some_and(|(seq, _)| *seq == 0)
+            && let Some((_, p)) = plan.take()
+        {
+            s.engine.set_plan_state(p);
+        }
+        for e in &snap.entries {
+            s.apply(e)?;
+            if plan.as_ref().is_some_and(|(seq, _)| *seq == e.seq)
+                && let Some((_, p)) = plan.take()
+            {
+                s.engine.set_plan_state(p);
+            }
+        }
+        for r in snap.summaries {
+            let key = (r.first as TurnId, r.last as TurnId, r.allowance as usize);
+            s.saved_summaries.insert(key);
+            s.engine.insert_summary(key, r.text);
+        }
+        s.saved_plan = s.engine.plan_state().clone();
+        Ok(s)
+    }
+
+    fn damaged(&self, message: String) -> Error {
+        Error::StoreDamaged { store: self.store.name().to_string(), session: Some(self.id.clone()), message }
+    }
+
+    /// Applies a stored record to the engine (replay and catch-up).
+    fn apply(&mut self, e: &Entry) -> Result<()> {
+        if e.seq != self.seq + 1 {
+            return Err(self.damaged(format!("record {} follows record {} (a gap)", e.seq, self.seq)));
+        }
+        match &e.record {
+            Record::Push { turn } => {
+                self.bytes += turn.blocks().iter().map(block_bytes).sum::<usize>();
+                if let Err(err) = self.engine.push(turn.clone()) {
+                    return Err(self.damaged(format!("record {} does not replay: {err}", e.seq)));
+                }
+            }
+            Record::Pin { id, layer, priority, text } => {
+                self.bytes += text.len();
+                let got = self.engine.pin(*layer, text.clone(), *priority);
+                if got.0 != *id {
+                    return Err(self.damaged(format!("record {} pins id {id} but replay gave {}", e.seq, got.0)));
+                }
+            }
+            Record::Unpin { id } => {
+                self.engine.unpin(PinId(*id));
+            }
+            Record::Policy { policy } => self.engine.set_policy(policy.clone()),
+        }
+        self.seq = e.seq;
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        match &self.stale {
+            Some(m) => Err(Error::SessionStale { session: self.id.clone(), store: self.store.name().to_string(), message: m.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends the record `make` returns after catching up; marks the handle stale when the engine
+    /// took the call but the store did not.
+    fn append<T>(&mut self, mut make: impl FnMut(&mut Engine) -> Result<(Option<Record>, T)>) -> Result<T> {
+        self.check()?;
+        let store = Arc::clone(&self.store);
+        let id = self.id.clone();
+        let mut took = false;
+        let mut out = None;
+        let mut caught_up = Ok(());
+        let after = self.seq;
+        let r = store.append(&id, after, &mut |newer| {
+            for e in newer {
+                if let Err(err) = self.apply(e) {
+                    caught_up = Err(err.to_string());
+                    return Err(err);
+                }
+            }
+            let (rec, v) = make(&mut self.engine)?;
+            took = rec.is_some();
+            out = Some(v);
+            Ok(rec)
+        });
+        match (r, out) {
+            (Ok(seq), Some(v)) => {
+                self.seq = seq;
+                Ok(v)
+            }
+            (Ok(_), None) => Err(self.damaged("append returned without applying".into())),
+            (Err(e), _) => {
+                if took || caught_up.is_err() {
+                    self.stale = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Pushes a turn (see [`Engine::push`]); durable when it returns `Ok`.
+    pub fn push(&mut self, turn: Turn) -> Result<TurnId> {
+        let mut turn = Some(turn);
+        self.append(|engine| {
+            let t = turn.take().ok_or_else(|| Error::InvalidTurn("push retried".into()))?;
+            let record = Record::Push { turn: t.clone() };
+            let id = engine.push(t)?;
+            Ok((Some(record), id))
+        })
+    }
+
+    /// Pins instruction text (see [`Engine::pin`]); durable when it returns.
+    pub fn pin(&mut self, layer: PinLayer, text: impl Into<String>, priority: i32) -> Result<PinId> {
+        let text = text.into();
+        self.append(|engine| {
+            let id = engine.pin(layer, text.clone(), priority);
+            Ok((Some(Record::Pin { id: id.0, layer, priority, text: text.clone() }), id))
+        })
+    }
+
+    /// Removes a pin; returns whether it existed (only then is anything stored).
+    pub fn unpin(&mut self, id: PinId) -> Result<bool> {
+        self.append(|engine| {
+            let existed = engine.unpin(id);
+            Ok((existed.then_some(Record::Unpin { id: id.0 }), existed))
+        })
+    }
+
+    /// Changes the policy (the per-turn plan state starts over); durable when it returns.
+    pub fn set_policy(&mut self, policy: Policy) -> Result<()> {
+        self.append(|engine| {
+            engine.set_policy(policy.clone());
+            Ok((Some(Record::Policy { policy: policy.clone() }), ()))
+        })
+    }
+
+    /// Applies what other writers appended since this handle's last call; returns how many records.
+    pub fn sync(&mut self) -> Result<usize> {
+        self.check()?;
+        let newer = self.store.load_since(&self.id, self.seq)?;
+        for e in &newer {
+            if let Err(err) = self.apply(e) {
+                self.stale = Some(err.to_string());
+                return Err(err);
+            }
+        }
+        Ok(newer.len())
+    }
+
+    /// Assembles the per-turn window (see [`Engine::assemble`]) after catching up with other
+    /// writers, then stores the plan state when it changed and any new summary.
+    pub fn assemble(&mut self, budget: usize) -> Result<Window> {
+        self.sync()?;
+        let w = self.engine.assemble(budget)?;
+        self.save_derived()?;
+        Ok(w)
+    }
+
+    /// Assembles a window for `query` (see [`Engine::assemble_for`]); new summaries are stored.
+    pub fn assemble_for(&mut self, budget: usize, query: &str) -> Result<Window> {
+        self.sync()?;
+        let w = self.engine.assemble_for(budget, query)?;
+        self.save_derived()?;
+        Ok(w)
+    }
+
+    fn save_derived(&mut self) -> Result<()> {
+        if self.engine.plan_state() != &self.saved_plan {
+            let json = serde_json::to_string(self.engine.plan_state()).map_err(|e| self.damaged(format!("cannot serialize plan state: {e}")))?;
+            self.store.save_plan(&self.id, self.seq, &json)?;
+            self.saved_plan = self.engine.plan_state().clone();
+        }
+        let rows: Vec<SummaryRow> = self
+            .engine
+            .summary_entries()
+            .filter(|(k, _)| !self.saved_summaries.contains(k))
+            .map(|((first, last, allowance), text)| SummaryRow { first: first as u64, last: last as u64, allowance: allowance as u64, text: text.to_string() })
+            .collect();
+        if !rows.is_empty() {
+            self.store.save_summaries(&self.id, &rows)?;
+            self.saved_summaries.extend(rows.iter().map(|r| (r.first as TurnId, r.last as TurnId, r.allowance as usize)));
+        }
+        Ok(())
+    }
+
+    /// The `k` turns that best match `query` (see [`Engine::search`]).
+    pub fn search(&mut self, query: &str, k: usize) -> Result<Vec<SearchHit<'_>>> {
+        self.check()?;
+        self.engine.search(query, k)
+    }
+
+    /// The engine (read-only: changes go through the session so they are stored).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The sequence number of the last record applied.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The store's name.
+    pub fn store_name(&self) -> &str {
+        self.store.name()
+    }
+
+    /// An estimate of the memory the session holds, in bytes (for [`Sessions`]' bound).
+    pub fn memory_estimate(&self) -> usize {
+        SESSION_BASE_BYTES + BYTES_PER_LOG_BYTE * self.bytes
+    }
+}
+
+fn block_bytes(b: &crate::turn::Block) -> usize {
+    match b {
+        crate::turn::Block::Text { text } => text.len(),
+        crate::turn::Block::ToolCall { call_id, name, arguments } => call_id.len() + name.len() + arguments.to_string().len(),
+        crate::turn::Block::ToolResult { call_id, content, .. } => call_id.len() + content.len(),
+    }
+}

@@ -1,0 +1,142 @@
+//! What a session's log holds: one [`Record`] per state-changing call, serialized as JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::pins::PinLayer;
+use crate::policy::Policy;
+use crate::turn::Turn;
+
+/// One appended call. Replaying a session's records in sequence order through an engine rebuilds
+/// it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// `push(turn)`, the turn exactly as pushed.
+    Push {
+        /// The turn.
+        turn: Turn,
+    },
+    /// `pin(layer, text, priority)`, and the id the engine gave the pin.
+    Pin {
+        /// The pin's id (checked on replay).
+        id: u64,
+        /// Its layer.
+        layer: PinLayer,
+        /// Its priority.
+        priority: i32,
+        /// Its text.
+        text: String,
+    },
+    /// `unpin(id)` of a pin that existed.
+    Unpin {
+        /// The pin's id.
+        id: u64,
+    },
+    /// A policy change (the per-turn plan state starts over).
+    Policy {
+        /// The new policy.
+        policy: Policy,
+    },
+}
+
+impl Record {
+    /// The record's kind as stored in the `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Push { .. } => "push",
+            Record::Pin { .. } => "pin",
+            Record::Unpin { .. } => "unpin",
+            Record::Policy { .. } => "policy",
+        }
+    }
+
+    /// The record as JSON.
+    pub fn encode(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::InvalidTurn(format!("cannot serialize record: {e}")))
+    }
+
+    /// Parses a stored record; a record that does not parse means the store is damaged.
+    pub fn decode(store: &str, session: &str, seq: u64, body: &str) -> Result<Record> {
+        serde_json::from_str(body).map_err(|e| Error::StoreDamaged {
+            store: store.to_string(),
+            session: Some(session.to_string()),
+            message: format!("record {seq} does not parse: {e}"),
+        })
+    }
+}
+
+/// A stored record and its per-session sequence number (1, 2, 3, … without gaps).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Sequence number within the session.
+    pub seq: u64,
+    /// The record.
+    pub record: Record,
+}
+
+/// Everything stored for one session.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The log, in sequence order.
+    pub entries: Vec<Entry>,
+    /// The last saved plan state (JSON of [`crate::PlanState`]) and the sequence number it follows.
+    pub plan: Option<(u64, String)>,
+    /// Cached summaries: `(first turn, last turn, allowance)` and text.
+    pub summaries: Vec<SummaryRow>,
+}
+
+/// One cached summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    /// First turn summarized.
+    pub first: u64,
+    /// Last turn summarized.
+    pub last: u64,
+    /// The token allowance it was written for.
+    pub allowance: u64,
+    /// The summary.
+    pub text: String,
+}
+
+/// Checks a session id: 1–128 characters of `[A-Za-z0-9._-]`.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |message: &str| Err(Error::InvalidSessionId { id: id.chars().take(160).collect(), message: message.to_string() });
+    if id.is_empty() {
+        return bad("empty");
+    }
+    if id.len() > 128 {
+        return bad("longer than 128 characters");
+    }
+    match id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        Some(c) => bad(&format!("character {c:?} is not one of [A-Za-z0-9._-]")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(validate_id("chat-42_a.b").is_ok());
+        assert!(matches!(validate_id(""), Err(Error::InvalidSessionId { .. })));
+        assert!(matches!(validate_id(&"a".repeat(129)), Err(Error::InvalidSessionId { .. })));
+        assert!(validate_id(&"a".repeat(128)).is_ok());
+        assert!(matches!(validate_id("a/b"), Err(Error::InvalidSessionId { .. })));
+        assert!(matches!(validate_id("é"), Err(Error::InvalidSessionId { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn a_pushed_turn_round_trips_exactly(text in ".{0,200}", ts in proptest::option::of("[0-9: -]{1,20}"), p in 0.0f32..1.0) {
+            let mut turn = Turn::user(text).with_priority(p);
+            if let Some(ts) = ts { turn = turn.with_timestamp(ts); }
+            let r = Record::Push { turn };
+            let back = Record::decode("s", "x", 1, &r.encode().unwrap()).unwrap();
+            prop_assert_eq!(back, r);
+        }
+    }
+}

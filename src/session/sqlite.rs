@@ -1,0 +1,275 @@
+//! The embedded backend: many sessions in one SQLite file (WAL mode).
+//!
+//! Durability: an append commits before `push` returns. With `synchronous=NORMAL` (the default) a
+//! committed append survives a crash of the process at any point; a power loss or OS crash may
+//! lose the last appends (never corrupts the file). With `synchronous=FULL` every commit is
+//! fsynced, so it also survives power loss.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+use super::record::{Entry, Record, Snapshot, SummaryRow};
+use super::SessionStore;
+use crate::error::{Error, Result};
+
+/// `PRAGMA application_id` of a ctxwin session file ("ctxw").
+const APPLICATION_ID: i32 = 0x6374_7877;
+/// Schema version (`PRAGMA user_version`).
+const SCHEMA_VERSION: i32 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    session TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (session, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS plan_state (session TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS summaries (
+    session TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL, allowance INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (session, first, last, allowance)) WITHOUT ROWID;
+";
+
+/// How hard SQLite syncs each commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// WAL + `synchronous=NORMAL`: survives a process crash at any point (default).
+    #[default]
+    Normal,
+    /// WAL + `synchronous=FULL`: every commit fsynced; survives power loss too.
+    Full,
+}
+
+/// Sessions in one SQLite file.
+pub struct SqliteStore {
+    name: String,
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating when absent) the session file at `path`, `synchronous=NORMAL`, waiting up
+    /// to 5 s for another connection's write lock.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        SqliteStore::open_with(path, Synchronous::Normal, Duration::from_secs(5))
+    }
+
+    /// Opens with a sync level and a busy timeout (after which a locked file is
+    /// [`Error::StoreLocked`]).
+    pub fn open_with(path: impl AsRef<Path>, sync: Synchronous, busy_timeout: Duration) -> Result<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let name = format!("sqlite:{}", path.display());
+        let fail = |e: rusqlite::Error| map_err(&name, &path, None, e);
+        let conn = Connection::open(&path).map_err(fail)?;
+        conn.busy_timeout(busy_timeout).map_err(fail)?;
+        check_foreign(&conn, &name).map_err(|e| match e {
+            Err2::Sql(e) => fail(e),
+            Err2::Ours(e) => e,
+        })?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(fail)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Store { store: name, session: None, message: format!("cannot use WAL mode (journal_mode is {mode})") });
+        }
+        let level = match sync {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", level).map_err(fail)?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+            .map_err(fail)?;
+        Ok(SqliteStore { name, path, conn: Mutex::new(conn) })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
+        self.conn.lock().map_err(|_| Error::Store { store: self.name.clone(), session: None, message: "connection poisoned by a panic".into() })
+    }
+
+    fn err(&self, session: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        let session = session.to_string();
+        move |e| map_err(&self.name, &self.path, Some(&session), e)
+    }
+}
+
+enum Err2 {
+    Sql(rusqlite::Error),
+    Ours(Error),
+}
+
+/// Refuses a file that is a SQLite database of another application.
+fn check_foreign(conn: &Connection, name: &str) -> std::result::Result<(), Err2> {
+    let app: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(Err2::Sql)?;
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(Err2::Sql)?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(Err2::Sql)?;
+    let foreign = |message: String| Err(Err2::Ours(Error::StoreDamaged { store: name.to_string(), session: None, message }));
+    if app == 0 && tables > 0 {
+        return foreign(format!("a SQLite database of another application ({tables} schema objects, no ctxwin application id)"));
+    }
+    if app != 0 && app != APPLICATION_ID {
+        return foreign(format!("a SQLite database of another application (application id {app:#x})"));
+    }
+    if version > SCHEMA_VERSION {
+        return foreign(format!("schema version {version} is newer than this ctxwin's ({SCHEMA_VERSION})"));
+    }
+    Ok(())
+}
+
+/// A typed error for a SQLite failure on `path`.
+fn map_err(name: &str, path: &Path, session: Option<&str>, e: rusqlite::Error) -> Error {
+    let store = name.to_string();
+    let session = session.map(str::to_string);
+    let code = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
+    };
+    match code {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::StoreLocked { store, session },
+        Some(ErrorCode::DiskFull) => Error::StoreFull { store, session },
+        Some(ErrorCode::ReadOnly) => Error::StoreReadOnly { store, session },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => Error::StoreDamaged { store, session, message: e.to_string() },
+        Some(ErrorCode::CannotOpen) if dir_read_only(path) => Error::StoreReadOnly { store, session },
+        _ => Error::Store { store, session, message: e.to_string() },
+    }
+}
+
+/// Whether the file's directory refuses a new file because it is read-only.
+fn dir_read_only(path: &Path) -> bool {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".ctxwin-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(e) => matches!(e.kind(), std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied),
+    }
+}
+
+fn read_entries(conn: &Connection, name: &str, session: &str, after: u64) -> std::result::Result<Vec<Entry>, Err2> {
+    let mut st = conn.prepare_cached("SELECT seq, body FROM records WHERE session = ?1 AND seq > ?2 ORDER BY seq").map_err(Err2::Sql)?;
+    let rows = st.query_map(params![session, after as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(Err2::Sql)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, body) = row.map_err(Err2::Sql)?;
+        let record = Record::decode(name, session, seq as u64, &body).map_err(Err2::Ours)?;
+        out.push(Entry { seq: seq as u64, record });
+    }
+    Ok(out)
+}
+
+fn exists(conn: &Connection, session: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?.query_row([session], |_| Ok(())).optional().map(|o| o.is_some())
+}
+
+impl SessionStore for SqliteStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn create(&self, session: &str) -> Result<bool> {
+        let conn = self.lock()?;
+        let n = conn.execute("INSERT OR IGNORE INTO sessions (id) VALUES (?1)", [session]).map_err(self.err(session))?;
+        Ok(n == 1)
+    }
+
+    fn load(&self, session: &str) -> Result<Snapshot> {
+        let mut conn = self.lock()?;
+        let fail = self.err(session);
+        // One read transaction: a consistent view while another connection appends.
+        let tx = conn.transaction().map_err(&fail)?;
+        if !exists(&tx, session).map_err(&fail)? {
+            return Err(Error::UnknownSession { session: session.to_string(), store: self.name.clone() });
+        }
+        let entries = read_entries(&tx, &self.name, session, 0).map_err(|e| match e {
+            Err2::Sql(e) => fail(e),
+            Err2::Ours(e) => e,
+        })?;
+        let plan = tx
+            .query_row("SELECT seq, body FROM plan_state WHERE session = ?1", [session], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
+            .optional()
+            .map_err(&fail)?;
+        let mut st = tx.prepare("SELECT first, last, allowance, body FROM summaries WHERE session = ?1").map_err(&fail)?;
+        let rows = st
+            .query_map([session], |r| {
+                Ok(SummaryRow { first: r.get::<_, i64>(0)? as u64, last: r.get::<_, i64>(1)? as u64, allowance: r.get::<_, i64>(2)? as u64, text: r.get(3)? })
+            })
+            .map_err(&fail)?;
+        let summaries = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&fail)?;
+        Ok(Snapshot { entries, plan, summaries })
+    }
+
+    fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>> {
+        let conn = self.lock()?;
+        let fail = self.err(session);
+        read_entries(&conn, &self.name, session, after).map_err(|e| match e {
+            Err2::Sql(e) => fail(e),
+            Err2::Ours(e) => e,
+        })
+    }
+
+    fn append(&self, session: &str, after: u64, apply: &mut dyn FnMut(&[Entry]) -> Result<Option<Record>>) -> Result<u64> {
+        let mut conn = self.lock()?;
+        let fail = self.err(session);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&fail)?;
+        if !exists(&tx, session).map_err(&fail)? {
+            return Err(Error::UnknownSession { session: session.to_string(), store: self.name.clone() });
+        }
+        let newer = read_entries(&tx, &self.name, session, after).map_err(|e| match e {
+            Err2::Sql(e) => fail(e),
+            Err2::Ours(e) => e,
+        })?;
+        let mut last = newer.last().map_or(after, |e| e.seq);
+        if let Some(rec) = apply(&newer)? {
+            last += 1;
+            let body = rec.encode()?;
+            tx.prepare_cached("INSERT INTO records (session, seq, kind, body) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut st| st.execute(params![session, last as i64, rec.kind(), body]))
+                .map_err(&fail)?;
+        }
+        tx.commit().map_err(&fail)?;
+        Ok(last)
+    }
+
+    fn save_plan(&self, session: &str, seq: u64, state: &str) -> Result<()> {
+        let conn = self.lock()?;
+        conn.prepare_cached(
+            "INSERT INTO plan_state (session, seq, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body WHERE excluded.seq >= plan_state.seq",
+        )
+        .and_then(|mut st| st.execute(params![session, seq as i64, state]))
+        .map_err(self.err(session))?;
+        Ok(())
+    }
+
+    fn save_summaries(&self, session: &str, rows: &[SummaryRow]) -> Result<()> {
+        let mut conn = self.lock()?;
+        let fail = self.err(session);
+        let tx = conn.transaction().map_err(&fail)?;
+        {
+            let mut st = tx.prepare_cached("INSERT OR IGNORE INTO summaries (session, first, last, allowance, body) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(&fail)?;
+            for r in rows {
+                st.execute(params![session, r.first as i64, r.last as i64, r.allowance as i64, r.text]).map_err(&fail)?;
+            }
+        }
+        tx.commit().map_err(&fail)
+    }
+
+    fn sessions(&self) -> Result<Vec<String>> {
+        let conn = self.lock()?;
+        let fail = |e| map_err(&self.name, &self.path, None, e);
+        let mut st = conn.prepare("SELECT id FROM sessions ORDER BY id").map_err(fail)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(fail)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(fail)
+    }
+}

@@ -1,0 +1,410 @@
+//! Durable sessions (src/session/): reopen gives the same windows, faults give typed errors,
+//! nothing acknowledged is lost.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use ctxwin::replay::{for_each_window, loaders, BudgetSpec, Transcript};
+use ctxwin::session::{replay_durable, SqliteStore, Synchronous};
+use ctxwin::{Encoding, EngineConfig, Error, PinLayer, Policy, Session, SessionStore, Sessions, SessionsConfig, Turn, Window};
+
+use super::shared;
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ctxwin-sessions-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sqlite(dir: &Path) -> Arc<dyn SessionStore> {
+    Arc::new(SqliteStore::open(dir.join("sessions.db")).unwrap())
+}
+
+/// The windows of an uninterrupted in-memory replay, by turn index.
+fn in_memory(t: &Transcript, policy: &Policy, budget: usize) -> Vec<(usize, Option<Window>)> {
+    let mut out = Vec::new();
+    for_each_window(t, policy, BudgetSpec::Tokens(budget), Encoding::O200kBase, |i, w| out.push((i, w.ok().cloned()))).unwrap();
+    out
+}
+
+/// Replays `t` through a durable session, reopening it at the middle, and checks every window
+/// against the uninterrupted in-memory replay.
+fn check_reopen(store: &Arc<dyn SessionStore>, id: &str, t: &Transcript, policy: &Policy, budget: usize) {
+    let want = in_memory(t, policy, budget);
+    let mut got = Vec::new();
+    let half = t.turns().len() / 2;
+    let times = replay_durable(t, store, id, policy, budget, Encoding::O200kBase, Some(half), |i, w| got.push((i, w.ok().cloned()))).unwrap();
+    assert_eq!(times.reopen_us.len(), 1);
+    assert_eq!(got.len(), want.len(), "{id}: number of windows");
+    assert!(want.iter().filter(|(_, w)| w.is_some()).count() > 2, "{id}: too few windows to compare");
+    for ((i, a), (j, b)) in got.iter().zip(&want) {
+        assert_eq!(i, j);
+        let (Some(a), Some(b)) = (a, b) else {
+            assert_eq!(a.is_some(), b.is_some(), "{id}: window before turn {i}");
+            continue;
+        };
+        assert_eq!(a.messages(), b.messages(), "{id}: messages before turn {i} (reopened at {half})");
+        assert_eq!(a.total_tokens(), b.total_tokens(), "{id}: tokens before turn {i}");
+        assert_eq!(a.report(), b.report(), "{id}: report before turn {i}");
+        assert_eq!(a.summaries(), b.summaries(), "{id}: summaries before turn {i}");
+    }
+    // And the stored log holds every turn, in order, exactly as pushed.
+    let s = Session::open(Arc::clone(store), id, EngineConfig::default()).unwrap();
+    assert_eq!(s.engine().len(), t.turns().len());
+    for (k, turn) in t.turns().iter().enumerate() {
+        assert_eq!(s.engine().turn(k), Some(turn), "{id}: turn {k}");
+    }
+}
+
+fn reopen_suite(store: &Arc<dyn SessionStore>, prefix: &str) {
+    let mut checked = 0;
+    if let Some(p) = shared("locomo/locomo10.json") {
+        let ts = loaders::load_path(&p, None).unwrap();
+        for (k, t) in ts.iter().take(2).enumerate() {
+            for name in ["ctxwin", "compaction"] {
+                check_reopen(store, &format!("{prefix}locomo-{k}-{name}"), t, &Policy::preset(name).unwrap(), 3000);
+                checked += 1;
+            }
+        }
+    }
+    if let Some(p) = shared("mini-swe-agent") {
+        let ts = loaders::load_path(&p, None).unwrap();
+        for (k, t) in ts.iter().take(3).enumerate() {
+            for name in ["ctxwin", "tool-clearing"] {
+                check_reopen(store, &format!("{prefix}swe-{k}-{name}"), t, &Policy::preset(name).unwrap(), 6000);
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("reopen: {checked} replays compared window by window");
+}
+
+#[test]
+fn a_reopened_sqlite_session_gives_the_windows_of_an_uninterrupted_one() {
+    let dir = tmp("reopen");
+    reopen_suite(&sqlite(&dir), "");
+}
+
+#[test]
+fn a_reopened_postgres_session_gives_the_windows_of_an_uninterrupted_one() {
+    let Some(store) = postgres() else { return };
+    reopen_suite(&store, &format!("reopen-{}-", std::process::id()));
+}
+
+#[cfg(feature = "postgres")]
+fn postgres() -> Option<Arc<dyn SessionStore>> {
+    match std::env::var("CTXWIN_TEST_POSTGRES") {
+        Ok(url) => Some(Arc::new(ctxwin::session::PostgresStore::connect(&url).unwrap())),
+        Err(_) => {
+            eprintln!("skipping: CTXWIN_TEST_POSTGRES is not set (run under scripts/with-postgres.sh)");
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres() -> Option<Arc<dyn SessionStore>> {
+    eprintln!("skipping: built without the `postgres` feature");
+    None
+}
+
+#[test]
+fn pins_unpins_policy_and_summaries_survive_a_reopen() {
+    let dir = tmp("pins");
+    let store = sqlite(&dir);
+    let mut s = Session::create(Arc::clone(&store), "chat-1", EngineConfig::default()).unwrap();
+    let keep = s.pin(PinLayer::System, "Be brief.", 0).unwrap();
+    let gone = s.pin(PinLayer::Task, "Old task.", 5).unwrap();
+    assert!(s.unpin(gone).unwrap());
+    assert!(!s.unpin(gone).unwrap());
+    s.set_policy(Policy::preset("compaction").unwrap()).unwrap();
+    for k in 0..60 {
+        s.push(Turn::user(format!("question {k} about the parser and lexer {}", "detail ".repeat(20)))).unwrap();
+        s.push(Turn::assistant(format!("answer {k}: tokens and spans {}", "more ".repeat(20)))).unwrap();
+    }
+    let w1 = s.assemble(800).unwrap();
+    assert!(!w1.summaries().is_empty(), "compaction at this budget summarizes");
+    let seq = s.seq();
+    drop(s);
+    let mut s = Session::open(Arc::clone(&store), "chat-1", EngineConfig::default()).unwrap();
+    assert_eq!(s.seq(), seq);
+    assert_eq!(s.engine().policy().preset_name(), "compaction");
+    assert_eq!(s.engine().pins().len(), 1);
+    assert_eq!(s.engine().pins()[0].id(), keep);
+    assert!(s.engine().summary_entries().count() >= 1, "summaries restored from the store");
+    let w2 = s.assemble(800).unwrap();
+    let mut e = ctxwin::Engine::new(EngineConfig::default().policy(Policy::preset("compaction").unwrap())).unwrap();
+    e.pin(PinLayer::System, "Be brief.", 0);
+    for k in 0..60 {
+        e.push(Turn::user(format!("question {k} about the parser and lexer {}", "detail ".repeat(20)))).unwrap();
+        e.push(Turn::assistant(format!("answer {k}: tokens and spans {}", "more ".repeat(20)))).unwrap();
+    }
+    assert_eq!(e.assemble(800).unwrap().messages(), w1.messages());
+    assert_eq!(e.assemble(800).unwrap().messages(), w2.messages());
+    // A new pin after reopen continues the id sequence.
+    assert_ne!(s.pin(PinLayer::Output, "JSON.", 0).unwrap(), gone);
+}
+
+#[test]
+fn unknown_and_invalid_session_ids_are_typed_errors() {
+    let dir = tmp("ids");
+    let store = sqlite(&dir);
+    match Session::open(Arc::clone(&store), "nope", EngineConfig::default()) {
+        Err(Error::UnknownSession { session, store: name }) => {
+            assert_eq!(session, "nope");
+            assert!(name.contains("sessions.db"), "{name}");
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in ["", "a/b", "../x", "sp ace", &"x".repeat(129)] {
+        assert!(matches!(Session::open_or_create(Arc::clone(&store), bad, EngineConfig::default()), Err(Error::InvalidSessionId { .. })), "{bad:?}");
+    }
+    assert!(store.sessions().unwrap().is_empty(), "nothing created for a bad id");
+    Session::create(Arc::clone(&store), "x", EngineConfig::default()).unwrap();
+    assert!(matches!(Session::create(Arc::clone(&store), "x", EngineConfig::default()), Err(Error::Store { .. })));
+}
+
+#[test]
+fn damaged_and_foreign_files_are_refused_untouched() {
+    let dir = tmp("damaged");
+    let garbage = dir.join("garbage.db");
+    let bytes: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&garbage, &bytes).unwrap();
+    match SqliteStore::open(&garbage) {
+        Err(Error::StoreDamaged { store, .. }) => assert!(store.contains("garbage.db"), "{store}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(&garbage).unwrap(), bytes, "the damaged file is not written");
+
+    let foreign = dir.join("foreign.db");
+    let c = rusqlite::Connection::open(&foreign).unwrap();
+    c.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES (1, 9.5);").unwrap();
+    drop(c);
+    assert!(matches!(SqliteStore::open(&foreign), Err(Error::StoreDamaged { .. })));
+    let c = rusqlite::Connection::open(&foreign).unwrap();
+    let n: i64 = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1, "no table added to a foreign database");
+
+    // A record damaged inside a valid store: the open names the session and the record.
+    let good = dir.join("good.db");
+    let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&good).unwrap());
+    let mut s = Session::create(Arc::clone(&store), "s1", EngineConfig::default()).unwrap();
+    s.push(Turn::user("hello")).unwrap();
+    drop(s);
+    rusqlite::Connection::open(&good).unwrap().execute("UPDATE records SET body = '{\"kind\":\"push\",\"turn\":' WHERE seq = 2", []).unwrap();
+    match Session::open(store, "s1", EngineConfig::default()) {
+        Err(Error::StoreDamaged { session: Some(s), message, .. }) => {
+            assert_eq!(s, "s1");
+            assert!(message.contains("record 2"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_locked_file_is_a_typed_error_and_the_session_continues_after() {
+    let dir = tmp("locked");
+    let path = dir.join("sessions.db");
+    let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::open_with(&path, Synchronous::Normal, std::time::Duration::from_millis(50)).unwrap());
+    let mut s = Session::create(Arc::clone(&store), "s", EngineConfig::default()).unwrap();
+    s.push(Turn::user("one")).unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    match s.push(Turn::user("two")) {
+        Err(Error::StoreLocked { store, session }) => {
+            assert!(store.contains("sessions.db"));
+            assert_eq!(session.as_deref(), Some("s"));
+        }
+        other => panic!("{other:?}"),
+    }
+    other.execute_batch("ROLLBACK").unwrap();
+    // The lock was refused before the engine saw "two": the handle goes on, the log has no gap.
+    assert_eq!(s.engine().len(), 1);
+    s.push(Turn::user("two")).unwrap();
+    let s = Session::open(Arc::clone(&store), "s", EngineConfig::default()).unwrap();
+    assert_eq!(s.engine().len(), 2);
+    assert_eq!(s.engine().turn(1), Some(&Turn::user("two")));
+}
+
+#[test]
+fn two_handles_on_one_session_append_in_turn_without_loss() {
+    let dir = tmp("two");
+    let path = dir.join("sessions.db");
+    let a: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&path).unwrap());
+    let b: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&path).unwrap());
+    two_writers(a, b, "shared");
+}
+
+#[test]
+fn two_postgres_connections_append_to_one_session_in_turn_without_loss() {
+    let (Some(a), Some(b)) = (postgres(), postgres()) else { return };
+    two_writers(a, b, &format!("two-{}", std::process::id()));
+}
+
+/// Two handles (separate connections) push alternately; each catches up with the other's turns,
+/// the log is 1..n without gaps and every handle sees every turn in the same order.
+fn two_writers(a: Arc<dyn SessionStore>, b: Arc<dyn SessionStore>, id: &str) {
+    let mut x = Session::create(a, id, EngineConfig::default()).unwrap();
+    let mut y = Session::open(b, id, EngineConfig::default()).unwrap();
+    for k in 0..50 {
+        x.push(Turn::user(format!("x{k}"))).unwrap();
+        y.push(Turn::assistant(format!("y{k}"))).unwrap();
+    }
+    x.sync().unwrap();
+    assert_eq!(x.engine().len(), 100);
+    assert_eq!(y.engine().len(), 100);
+    for k in 0..100 {
+        assert_eq!(x.engine().turn(k), y.engine().turn(k));
+    }
+    assert_eq!(x.engine().turn(1), Some(&Turn::assistant("y0")));
+    assert_eq!(x.seq(), 101, "policy record + 100 turns, no gap");
+}
+
+#[test]
+fn sessions_serve_threads_in_parallel_and_evict_cold_ones() {
+    let dir = tmp("lru");
+    let store = sqlite(&dir);
+    let sessions = Arc::new(Sessions::new(store, EngineConfig::default(), SessionsConfig { max_hot: 3, max_bytes: 1 << 30 }));
+    std::thread::scope(|scope| {
+        for th in 0..6 {
+            let sessions = Arc::clone(&sessions);
+            scope.spawn(move || {
+                for k in 0..40 {
+                    let id = format!("s{}", (th + k) % 8);
+                    sessions.with_or_create(&id, |s| s.push(Turn::user(format!("t{th}-{k}"))).map(|_| ())).unwrap();
+                    assert!(sessions.hot() <= 3 + 6, "bounded (sessions in use are not evicted)");
+                }
+            });
+        }
+    });
+    assert!(sessions.hot() <= 3);
+    assert!(sessions.opens() > 8, "cold sessions were evicted and reopened ({} opens)", sessions.opens());
+    let mut total = 0;
+    for k in 0..8 {
+        total += sessions.with(&format!("s{k}"), |s| Ok(s.engine().len())).unwrap();
+    }
+    assert_eq!(total, 240, "every push of every thread is stored once");
+    assert!(matches!(sessions.with("missing", |s| Ok(s.seq())), Err(Error::UnknownSession { .. })));
+    // A memory bound below one session keeps at most the session in use.
+    let tight = Sessions::new(Arc::clone(sessions.store()), EngineConfig::default(), SessionsConfig { max_hot: 100, max_bytes: 1 });
+    for k in 0..8 {
+        tight.with(&format!("s{k}"), |s| Ok(s.seq())).unwrap();
+    }
+    assert_eq!(tight.hot(), 0);
+}
+
+/// A tmpfs mounted for a test, unmounted on drop; `None` (with a message) when mounting is not
+/// allowed here.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status().is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipping: cannot mount a tmpfs on {} (needs root)", dir.display());
+            return None;
+        }
+        Some(Mount(dir.to_path_buf()))
+    }
+    fn remount_read_only(&self) -> bool {
+        Command::new("mount").args(["-o", "remount,ro"]).arg(&self.0).status().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_typed_error_and_keeps_every_acknowledged_turn() {
+    let dir = tmp("full");
+    let Some(_m) = Mount::tmpfs(&dir, "2m") else { return };
+    let store = sqlite(&dir);
+    let mut s = Session::create(Arc::clone(&store), "big", EngineConfig::default()).unwrap();
+    let mut acked = Vec::new();
+    let err = loop {
+        let turn = Turn::tool_result_text(acked.len());
+        match s.push(turn.clone()) {
+            Ok(_) => acked.push(turn),
+            Err(e) => break e,
+        }
+        assert!(acked.len() < 10_000, "a 2 MB disk must fill");
+    };
+    match &err {
+        Error::StoreFull { store, session } => {
+            assert!(store.contains("sessions.db"));
+            assert_eq!(session.as_deref(), Some("big"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The engine may have taken the failed push before the commit failed: then the handle is stale.
+    match s.push(Turn::user("after")) {
+        Err(Error::SessionStale { session, .. }) => assert_eq!(session, "big"),
+        Err(Error::StoreFull { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    drop(s);
+    drop(store);
+    let s = Session::open(sqlite(&dir), "big", EngineConfig::default()).unwrap();
+    assert_eq!(s.engine().len(), acked.len(), "every acknowledged push, nothing else");
+    for (k, t) in acked.iter().enumerate() {
+        assert_eq!(s.engine().turn(k), Some(t));
+    }
+}
+
+trait Filler {
+    fn tool_result_text(k: usize) -> Turn;
+}
+impl Filler for Turn {
+    fn tool_result_text(k: usize) -> Turn {
+        Turn::user(format!("{k} {}", "log line with some varied words and numbers 12345\n".repeat(60)))
+    }
+}
+
+#[test]
+fn a_read_only_directory_is_a_typed_error_and_the_log_is_readable() {
+    let dir = tmp("ro");
+    let Some(m) = Mount::tmpfs(&dir, "8m") else { return };
+    {
+        let mut s = Session::create(sqlite(&dir), "s", EngineConfig::default()).unwrap();
+        s.push(Turn::user("kept")).unwrap();
+    }
+    if !m.remount_read_only() {
+        eprintln!("skipping: cannot remount read-only");
+        return;
+    }
+    match SqliteStore::open(dir.join("sessions.db")) {
+        Err(Error::StoreReadOnly { store, .. }) => assert!(store.contains("sessions.db")),
+        other => panic!("{other:?}"),
+    }
+    match SqliteStore::open(dir.join("new.db")) {
+        Err(Error::StoreReadOnly { store, .. }) => assert!(store.contains("new.db")),
+        other => panic!("{other:?}"),
+    }
+    // Read in place (no writer), the log is intact.
+    let uri = format!("file:{}?immutable=1", dir.join("sessions.db").display());
+    let c = rusqlite::Connection::open_with_flags(uri, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI).unwrap();
+    let n: i64 = c.query_row("SELECT count(*) FROM records WHERE session = 's'", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn compare_through_the_store_times_every_call_and_matches_the_memory_windows() {
+    let dir = tmp("compare");
+    let store = sqlite(&dir);
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples");
+    let datasets = vec![samples.join("synth-conversation.locomo.json"), samples.join("synth-agent.openai.json")];
+    let policies = vec![("ctxwin".to_string(), Policy::preset("ctxwin").unwrap()), ("recency".to_string(), Policy::preset("recency").unwrap())];
+    let budgets = [BudgetSpec::Share(0.25), BudgetSpec::Tokens(3000)];
+    let costs = ctxwin::session::compare_durable(&datasets, None, &policies, &budgets, Encoding::O200kBase, &store, "cmp").unwrap();
+    assert_eq!(costs.len(), 2 * 2 * 2);
+    for c in &costs {
+        assert!(c.windows > 0, "{c:?}");
+        assert_eq!(c.differing, 0, "{c:?}");
+        assert!(c.push_us.p50 > 0.0 && c.assemble_us.p99 >= c.assemble_us.p50, "{c:?}");
+    }
+}
