@@ -98,6 +98,7 @@ fn postgres() -> Option<Arc<dyn SessionStore>> {
     match std::env::var("CTXWIN_TEST_POSTGRES") {
         Ok(url) => Some(Arc::new(ctxwin::session::PostgresStore::connect(&url).unwrap())),
         Err(_) => {
+            assert!(std::env::var_os("CTXWIN_REQUIRE_POSTGRES").is_none(), "CTXWIN_REQUIRE_POSTGRES is set but CTXWIN_TEST_POSTGRES is not");
             eprintln!("skipping: CTXWIN_TEST_POSTGRES is not set (run under scripts/with-postgres.sh)");
             None
         }
@@ -106,6 +107,7 @@ fn postgres() -> Option<Arc<dyn SessionStore>> {
 
 #[cfg(not(feature = "postgres"))]
 fn postgres() -> Option<Arc<dyn SessionStore>> {
+    assert!(std::env::var_os("CTXWIN_REQUIRE_POSTGRES").is_none(), "CTXWIN_REQUIRE_POSTGRES is set but the `postgres` feature is off");
     eprintln!("skipping: built without the `postgres` feature");
     None
 }
