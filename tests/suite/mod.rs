@@ -2,6 +2,7 @@ mod agent_loaders;
 mod cli;
 mod dense;
 mod engine;
+mod fuzz_regressions;
 mod props;
 mod qa_loaders;
 mod replay_validity;
