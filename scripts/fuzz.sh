@@ -30,7 +30,7 @@ for t in "${targets[@]}"; do
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "fuzz/logs/$t.log" | grep -o '[0-9]*$' || echo "?")
     crashes=$(find "fuzz/artifacts/$t" -type f | wc -l)
     echo "$t: $(( $(date +%s) - start )) s, $execs execs, exit $rc, $crashes crash inputs"
-    for f in "fuzz/artifacts/$t"/*; do
+    for f in "fuzz/artifacts/$t"/crash-* "fuzz/artifacts/$t"/timeout-* "fuzz/artifacts/$t"/oom-*; do
         [ -f "$f" ] || continue
         mkdir -p "tests/fuzz-regressions/$t"
         cp -n "$f" "tests/fuzz-regressions/$t/"

@@ -161,3 +161,13 @@ fn a_budget_just_above_the_pins_marks_or_refuses() {
         }
     }
 }
+
+/// Found by the `policy_toml` fuzz target (`preset = "tool-clearing"` + `keep_tool_results = 0`):
+/// `assemble` panics, index out of bounds in `Engine::clear_boundary`
+/// (`result_turns[result_turns.len() - keep]` with keep 0). Fix in plan/: keep 0 means clear every
+/// result turn (`return store.len()` when `keep == 0`), or `Policy::validate` refuses 0.
+#[test]
+#[ignore = "fixed by the plan/ move: clear_boundary indexes past the end when keep_tool_results = 0"]
+fn keep_tool_results_zero_does_not_panic() {
+    ctxwin::testing::check_policy_text(b"preset = \"tool-clearing\"\nkeep_tool_results = 0\n", "toml").unwrap();
+}
