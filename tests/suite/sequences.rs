@@ -18,7 +18,7 @@ fn cases(default: u32) -> u32 {
 
 fn sequences(n: u32, checks: Checks) {
     let mut runner = TestRunner::new(Config { cases: n, failure_persistence: None, ..Config::default() });
-    let bytes = prop::collection::vec(any::<u8>(), 0..400);
+    let bytes = prop::collection::vec(any::<u8>(), 0..160);
     let r = runner.run(&bytes, |data| {
         let Ok(s) = Scenario::from_bytes(&data) else { return Ok(()) };
         run_twice(&s, checks).map_err(|m| TestCaseError::fail(format!("{m}\n{s:?}")))
