@@ -15,7 +15,6 @@
 //! The Anthropic rendering merges consecutive same-role messages, so it never needs more framing.
 
 use std::hash::{Hash, Hasher};
-use std::num::NonZeroUsize;
 
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
@@ -68,7 +67,11 @@ impl Encoding {
 pub struct TokenCounter {
     encoding: Encoding,
     bpe: &'static bpe_openai::Tokenizer,
+    /// Grows as texts are counted (a preallocated LRU would cost every session ~2 MB of address
+    /// space and 128 KB resident before its first turn); at `cap` entries the least recently used
+    /// one goes, as in a bounded LRU.
     cache: LruCache<u128, u32>,
+    cap: usize,
 }
 
 impl std::fmt::Debug for TokenCounter {
@@ -89,8 +92,7 @@ pub(crate) fn content_hash(text: &str) -> u128 {
 impl TokenCounter {
     /// A counter for `encoding` caching up to `capacity` distinct texts (at least 1).
     pub fn new(encoding: Encoding, capacity: usize) -> Self {
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        TokenCounter { encoding, bpe: encoding.bpe(), cache: LruCache::new(cap) }
+        TokenCounter { encoding, bpe: encoding.bpe(), cache: LruCache::unbounded(), cap: capacity.max(1) }
     }
 
     /// The encoding.
@@ -112,6 +114,9 @@ impl TokenCounter {
             return n as usize;
         }
         let n = self.bpe.count(text);
+        if self.cache.len() >= self.cap {
+            self.cache.pop_lru();
+        }
         self.cache.put(key, u32::try_from(n).unwrap_or(u32::MAX));
         n
     }

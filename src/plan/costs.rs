@@ -46,6 +46,10 @@ pub(crate) struct Forms {
 /// Turn id before which tool results are cleared (keep the latest `keep` result turns).
 pub(crate) fn clear_boundary(store: &Store, policy: &Policy) -> TurnId {
     let Some(keep) = policy.keep_tool_results else { return 0 };
+    if keep == 0 {
+        // Keep none: every result is before the boundary.
+        return store.len();
+    }
     let result_turns: Vec<TurnId> = store.turns().iter().enumerate().filter(|(_, t)| t.has_results()).map(|(i, _)| i).collect();
     if result_turns.len() <= keep {
         return 0;

@@ -4,6 +4,8 @@ mod agent_loaders;
 mod cli;
 mod dense;
 mod engine;
+#[cfg(feature = "replay")]
+mod fuzz_regressions;
 mod generated;
 mod props;
 #[cfg(feature = "replay")]

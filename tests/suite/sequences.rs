@@ -18,7 +18,7 @@ fn cases(default: u32) -> u32 {
 
 fn sequences(n: u32, checks: Checks) {
     let mut runner = TestRunner::new(Config { cases: n, failure_persistence: None, ..Config::default() });
-    let bytes = prop::collection::vec(any::<u8>(), 0..400);
+    let bytes = prop::collection::vec(any::<u8>(), 0..160);
     let r = runner.run(&bytes, |data| {
         let Ok(s) = Scenario::from_bytes(&data) else { return Ok(()) };
         run_twice(&s, checks).map_err(|m| TestCaseError::fail(format!("{m}\n{s:?}")))
@@ -30,14 +30,9 @@ fn sequences(n: u32, checks: Checks) {
 
 #[test]
 fn adversarial_sequences_keep_every_window_invariant() {
-    sequences(cases(10_000), Checks::WITHOUT_SILENT_DROPS);
+    sequences(cases(10_000), Checks::ALL);
 }
 
-#[test]
-
-fn adversarial_sequences_never_drop_silently() {
-    sequences(cases(2_000), Checks::ALL);
-}
 
 fn engine(preset: &str) -> Engine {
     let policy = Policy::preset(preset).unwrap();
@@ -64,7 +59,7 @@ fn a_closed_call_stays_answered_after_its_unit_was_truncated() {
         e.push(Turn::tool_result("c1", "src/parse.rs:12: parse_expr(depth + 1)\n".repeat(400), false)).unwrap();
         for budget in [600, 1500, 3000] {
             let w = e.assemble(budget).unwrap();
-            check_window(&w, budget, &[], e.len(), Checks::WITHOUT_SILENT_DROPS).unwrap();
+            check_window(&w, budget, &[], e.len(), Checks::ALL).unwrap();
         }
         e.push(Turn::user("and now?")).unwrap();
         for budget in [600, 1500, 3000, 100_000] {
@@ -160,4 +155,13 @@ fn a_budget_just_above_the_pins_marks_or_refuses() {
             }
         }
     }
+}
+
+/// Found by the `policy_toml` fuzz target (`preset = "tool-clearing"` + `keep_tool_results = 0`):
+/// `assemble` panics, index out of bounds in `Engine::clear_boundary`
+/// (`result_turns[result_turns.len() - keep]` with keep 0). Fix in plan/: keep 0 means clear every
+/// result turn (`return store.len()` when `keep == 0`), or `Policy::validate` refuses 0.
+#[test]
+fn keep_tool_results_zero_does_not_panic() {
+    ctxwin::testing::check_policy_text(b"preset = \"tool-clearing\"\nkeep_tool_results = 0\n", "toml").unwrap();
 }

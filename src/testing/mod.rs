@@ -18,6 +18,9 @@
 //! `normalize`), leaving the engine unchanged. Playing the same scenario twice gives the same
 //! windows ([`run_twice`]).
 
+mod inputs;
+pub use inputs::{check_loader, check_normalize, check_policy_text, raw_turns};
+
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::json;
 
