@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use ctxwin::replay::synth;
 use ctxwin::session::{Record, SqliteStore, Synchronous};
 use ctxwin::{Engine, EngineConfig, Session, SessionStore, Sessions, SessionsConfig, Turn};

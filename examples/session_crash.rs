@@ -46,7 +46,11 @@ fn transcripts() -> Vec<Vec<Turn>> {
 }
 
 fn open_store(spec: &str) -> ctxwin::Result<Arc<dyn SessionStore>> {
-    StoreSpec::parse(spec)?.open()?.ok_or_else(|| ctxwin::Error::Store { store: spec.into(), session: None, message: "memory has nothing to crash-test".into() })
+    StoreSpec::parse(spec)?.open()?.ok_or_else(|| ctxwin::Error::Store {
+        store: spec.into(),
+        session: None,
+        message: "memory has nothing to crash-test".into(),
+    })
 }
 
 /// The session to continue: the last `crash-J`, or the next one when it is complete.
@@ -163,11 +167,7 @@ fn main() {
     let mut t = Tally::default();
     let start = Instant::now();
     for round in 0..kills {
-        let mut c = Command::new(std::env::current_exe().unwrap())
-            .args(["--child", "--store", &spec])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut c = Command::new(std::env::current_exe().unwrap()).args(["--child", "--store", &spec]).stdout(Stdio::piped()).spawn().unwrap();
         let stdout = c.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
@@ -236,10 +236,7 @@ fn concurrent(spec: &str, n: usize) {
     let kids: Vec<_> = ["a", "b"]
         .iter()
         .map(|tag| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--store", spec, "--session", &id, "--append", &n.to_string(), "--tag", tag])
-                .spawn()
-                .unwrap()
+            Command::new(std::env::current_exe().unwrap()).args(["--store", spec, "--session", &id, "--append", &n.to_string(), "--tag", tag]).spawn().unwrap()
         })
         .collect();
     for mut k in kids {

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use ctxwin::replay::{loaders::load_file, Format};
+use ctxwin::replay::{Format, loaders::load_file};
 use ctxwin::{Engine, EngineConfig};
 
 fn status() -> (u64, u64) {

@@ -18,9 +18,9 @@ use crate::plan::gaps::Summaries;
 use crate::plan::{self, PlanContext, PlanState, Request};
 use crate::policy::Policy;
 use crate::retrieval::Retrieval;
-use crate::store::{render_turn, Store};
+use crate::store::{Store, render_turn};
 use crate::summarizer::Summarizer;
-use crate::tokens::{Encoding, TokenCounter, MESSAGE_OVERHEAD};
+use crate::tokens::{Encoding, MESSAGE_OVERHEAD, TokenCounter};
 use crate::turn::{Turn, TurnId};
 use crate::window::Window;
 
@@ -284,12 +284,7 @@ impl Engine {
             Some(sims) => {
                 let raw: rustc_hash::FxHashMap<TurnId, f32> = scores.bm25.iter().copied().collect();
                 let w = &policy.weights;
-                scores
-                    .parts
-                    .iter()
-                    .enumerate()
-                    .map(|(id, p)| (id, p.relevance(w), raw.get(&id).copied().unwrap_or(0.0), sims.get(id).copied()))
-                    .collect()
+                scores.parts.iter().enumerate().map(|(id, p)| (id, p.relevance(w), raw.get(&id).copied().unwrap_or(0.0), sims.get(id).copied())).collect()
             }
         };
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

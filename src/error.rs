@@ -7,9 +7,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// The pinned layers plus the window's fixed framing — and, with any history, one marker saying
     /// the history is left out (a window never drops turns silently) — do not fit the budget.
-    #[error(
-        "budget of {budget} tokens is too small: pinned layers and framing need {needed} tokens ({shortfall} short)"
-    )]
+    #[error("budget of {budget} tokens is too small: pinned layers and framing need {needed} tokens ({shortfall} short)")]
     BudgetBelowPins {
         /// The budget that was asked for.
         budget: usize,

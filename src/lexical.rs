@@ -20,10 +20,10 @@ use rustc_hash::FxHashMap;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::fieldnorm::FieldNormReader;
-use tantivy::query::{BooleanQuery, Bm25StatisticsProvider, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED};
+use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
-use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader, Term, TantivyDocument};
+use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
 use crate::turn::TurnId;
@@ -141,8 +141,8 @@ impl LexicalIndex {
     pub(crate) fn new(dir: Option<&Path>, commit_every: usize) -> Result<Self> {
         let mut schema = Schema::builder();
         let id_field = schema.add_u64_field("id", FAST | INDEXED);
-        let text_opts = TextOptions::default()
-            .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs));
+        let text_opts =
+            TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs));
         let text_field = schema.add_text_field("text", text_opts);
         let mut idx = LexicalIndex {
             dir: dir.map(Path::to_path_buf),
@@ -165,8 +165,8 @@ impl LexicalIndex {
     /// Creates the Tantivy index (schema: the turn id and its text) and a manually reloaded reader.
     fn create_index(&self) -> Result<Committed> {
         let mut schema = Schema::builder();
-        let text_opts = TextOptions::default()
-            .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs));
+        let text_opts =
+            TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs));
         schema.add_u64_field("id", FAST | INDEXED);
         schema.add_text_field("text", text_opts);
         let schema = schema.build();
@@ -174,10 +174,8 @@ impl LexicalIndex {
             None => Index::create_in_ram(schema),
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-                Index::create_in_dir(d, schema).map_err(|e| Error::InvalidPath {
-                    path: d.clone(),
-                    message: format!("cannot create a lexical index here: {e}"),
-                })?
+                Index::create_in_dir(d, schema)
+                    .map_err(|e| Error::InvalidPath { path: d.clone(), message: format!("cannot create a lexical index here: {e}") })?
             }
         };
         index.tokenizers().register(TOKENIZER, analyzer());
@@ -285,12 +283,8 @@ impl LexicalIndex {
                 return Ok(self.pending_scores(&uniq, n, total, &|t| pending_df.get(t).copied().unwrap_or(0)));
             }
         };
-        let stats = CombinedStats {
-            searcher: &searcher,
-            pending_docs: self.pending.len() as u64,
-            pending_tokens: self.pending_tokens,
-            pending_df: &self.pending_df,
-        };
+        let stats =
+            CombinedStats { searcher: &searcher, pending_docs: self.pending.len() as u64, pending_tokens: self.pending_tokens, pending_df: &self.pending_df };
         let mut out: Vec<(TurnId, f32)> = Vec::new();
         if searcher.num_docs() > 0 {
             let clauses: Vec<(Occur, Box<dyn Query>)> = uniq
@@ -342,7 +336,6 @@ impl LexicalIndex {
     pub(crate) fn num_committed(&self) -> u64 {
         self.committed.as_ref().map_or(0, |c| c.reader.searcher().num_docs())
     }
-
 }
 
 fn idf(df: u64, n: u64) -> f32 {

@@ -71,14 +71,14 @@ pub use generated::{EndpointConfig, GeneratedConfig, GenerationStats, SummarySer
 pub use message::{Message, Origin, ToolCallOut};
 pub use pins::{Pin, PinId, PinLayer};
 pub use plan::{PlanState, Request};
-pub use policy::{Fusion, Policy, Preset, Strategy, Weights, PRESETS};
+pub use policy::{Fusion, PRESETS, Policy, Preset, Strategy, Weights};
 pub use refs::salient_terms;
 pub use scorer::ScoreParts;
+#[cfg(feature = "sqlite")]
+pub use session::{Session, SessionStore, Sessions, SessionsConfig, StoreSpec};
 pub use summarizer::{ExtractiveSummarizer, Run, RunTurn, Summarizer, Summary};
-pub use tokens::{count_reference, Encoding, TokenCounter, MESSAGE_OVERHEAD, REPLY_PRIMING, TOOL_CALL_OVERHEAD};
-pub use turn::{normalize, Block, NormalizeReport, PairProblem, Provenance, Role, Turn, TurnId, MISSING_RESULT_TEXT};
+pub use tokens::{Encoding, MESSAGE_OVERHEAD, REPLY_PRIMING, TOOL_CALL_OVERHEAD, TokenCounter, count_reference};
+pub use turn::{Block, MISSING_RESULT_TEXT, NormalizeReport, PairProblem, Provenance, Role, Turn, TurnId, normalize};
 pub use window::anthropic::check_anthropic;
 pub use window::openai::{check_openai, recount_openai};
 pub use window::{Api, Fate, Problem, ReportLine, RequestError, SummaryInfo, SummarySource, Window};
-#[cfg(feature = "sqlite")]
-pub use session::{Session, SessionStore, Sessions, SessionsConfig, StoreSpec};

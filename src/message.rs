@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::tokens::{TokenCounter, MESSAGE_OVERHEAD, TOOL_CALL_OVERHEAD};
+use crate::tokens::{MESSAGE_OVERHEAD, TOOL_CALL_OVERHEAD, TokenCounter};
 use crate::turn::{Role, TurnId};
 
 /// A tool call as it appears in a rendered assistant message.

@@ -230,10 +230,10 @@ impl Preset {
 impl std::str::FromStr for Preset {
     type Err = Error;
     fn from_str(name: &str) -> Result<Preset> {
-        Preset::ALL.into_iter().find(|p| p.as_str() == name).ok_or_else(|| Error::Policy {
-            source_name: None,
-            message: format!("unknown preset `{name}` (known: {})", PRESETS.join(", ")),
-        })
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| Error::Policy { source_name: None, message: format!("unknown preset `{name}` (known: {})", PRESETS.join(", ")) })
     }
 }
 
@@ -268,12 +268,8 @@ impl Policy {
             Preset::Recency => Policy { strategy: Strategy::Recency, ..plain },
             Preset::Rag => Policy { strategy: Strategy::Rag, weights: Weights { bm25: 1.0, ..plain.weights.clone() }, ..plain },
             Preset::Compaction => Policy { strategy: Strategy::Compaction, ..plain },
-            Preset::ToolClearing => {
-                Policy { strategy: Strategy::ToolClearing, keep_tool_results: Some(3), old_tool_output_max_tokens: 0, ..plain }
-            }
-            Preset::Masking => {
-                Policy { strategy: Strategy::ToolClearing, keep_tool_results: Some(10), old_tool_output_max_tokens: 0, ..plain }
-            }
+            Preset::ToolClearing => Policy { strategy: Strategy::ToolClearing, keep_tool_results: Some(3), old_tool_output_max_tokens: 0, ..plain },
+            Preset::Masking => Policy { strategy: Strategy::ToolClearing, keep_tool_results: Some(10), old_tool_output_max_tokens: 0, ..plain },
         }
     }
 
@@ -448,10 +444,7 @@ impl Policy {
         unit("compaction_summary_share", self.compaction_summary_share)?;
         unit("refill_target", self.refill_target)?;
         if self.summary_min_tokens > self.summary_max_tokens {
-            return Err(format!(
-                "field `summary_min_tokens` ({}) must not exceed `summary_max_tokens` ({})",
-                self.summary_min_tokens, self.summary_max_tokens
-            ));
+            return Err(format!("field `summary_min_tokens` ({}) must not exceed `summary_max_tokens` ({})", self.summary_min_tokens, self.summary_max_tokens));
         }
         if self.tool_output_max_tokens != 0 && self.tool_output_max_tokens < 32 {
             return Err(format!("field `tool_output_max_tokens` must be 0 (off) or ≥ 32, got {}", self.tool_output_max_tokens));

@@ -9,14 +9,12 @@ use std::hash::{Hash, Hasher};
 
 /// Capitalized words that start sentences or questions rather than name something.
 const NOT_NAMES: &[&str] = &[
-    "i", "i'm", "i've", "i'll", "i'd", "the", "a", "an", "and", "but", "or", "so", "if", "it", "it's", "its", "is", "are",
-    "was", "were", "what", "when", "where", "who", "whom", "whose", "why", "how", "which", "did", "do", "does", "has",
-    "have", "had", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "that", "this", "these",
-    "those", "there", "here", "then", "they", "them", "their", "we", "you", "your", "he", "she", "his", "her", "my",
-    "our", "me", "us", "yes", "no", "not", "oh", "hey", "hi", "hello", "thanks", "thank", "wow", "yeah", "ok", "okay",
-    "sure", "well", "just", "also", "great", "good", "nice", "let", "let's", "that's", "in", "on", "at", "for", "to",
-    "of", "with", "from", "by", "as", "be", "been", "all", "some", "any", "one", "now", "after", "before", "since",
-    "because", "while", "about", "into", "over", "again", "very", "really", "still",
+    "i", "i'm", "i've", "i'll", "i'd", "the", "a", "an", "and", "but", "or", "so", "if", "it", "it's", "its", "is", "are", "was", "were", "what", "when",
+    "where", "who", "whom", "whose", "why", "how", "which", "did", "do", "does", "has", "have", "had", "can", "could", "would", "should", "will", "shall",
+    "may", "might", "must", "that", "this", "these", "those", "there", "here", "then", "they", "them", "their", "we", "you", "your", "he", "she", "his", "her",
+    "my", "our", "me", "us", "yes", "no", "not", "oh", "hey", "hi", "hello", "thanks", "thank", "wow", "yeah", "ok", "okay", "sure", "well", "just", "also",
+    "great", "good", "nice", "let", "let's", "that's", "in", "on", "at", "for", "to", "of", "with", "from", "by", "as", "be", "been", "all", "some", "any",
+    "one", "now", "after", "before", "since", "because", "while", "about", "into", "over", "again", "very", "really", "still",
 ];
 
 /// Splits `text` into candidate words: runs of letters, digits and `_ . / : - '`, trimmed of
@@ -108,9 +106,8 @@ fn quoted(text: &str) -> Vec<&str> {
                 let Some(end) = after.find(quote) else { break };
                 let inner = &after[..end];
                 // A single quote inside a word is an apostrophe, not a quote.
-                let apostrophe = quote == '\''
-                    && (rest[..start].chars().next_back().is_some_and(char::is_alphanumeric)
-                        || inner.starts_with(char::is_whitespace));
+                let apostrophe =
+                    quote == '\'' && (rest[..start].chars().next_back().is_some_and(char::is_alphanumeric) || inner.starts_with(char::is_whitespace));
                 if !apostrophe && !inner.is_empty() && inner.chars().count() <= 120 && !inner.trim().is_empty() {
                     out.push(inner);
                 }
@@ -147,10 +144,7 @@ mod tests {
     fn salient_terms_follow_the_definition() {
         let t = "Edit src/engine/mod.rs: call `normalize_turns` in Engine::push, see parseConfig and 12345 or 42; \"exact match\" it's";
         let s = salient_terms(t);
-        assert_eq!(
-            s,
-            vec!["src/engine/mod.rs", "normalize_turns", "Engine::push", "parseConfig", "12345", "exact match"]
-        );
+        assert_eq!(s, vec!["src/engine/mod.rs", "normalize_turns", "Engine::push", "parseConfig", "12345", "exact match"]);
     }
 
     #[test]

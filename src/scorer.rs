@@ -40,7 +40,6 @@ impl ScoreParts {
     }
 }
 
-
 /// What the scorer needs to know about the query.
 pub(crate) struct Query<'a> {
     /// BM25 scores of matching turns (any order).

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::message::{Message, Origin, ToolCallOut};
 use crate::refs::references;
 use crate::tokens::TokenCounter;
-use crate::turn::{Block, PairProblem, Role, Turn, TurnId, MISSING_RESULT_TEXT};
+use crate::turn::{Block, MISSING_RESULT_TEXT, PairProblem, Role, Turn, TurnId};
 
 /// Shown for a call whose result has not been pushed yet when a window is assembled.
 pub(crate) const PENDING_RESULT_TEXT: &str = "[tool result pending]";
@@ -109,9 +109,7 @@ pub(crate) fn render_turn(id: TurnId, turn: &Turn) -> (Vec<Message>, String) {
             Block::ToolCall { call_id, name, arguments } => {
                 calls.push(ToolCallOut { id: call_id.clone(), name: name.clone(), arguments: arguments.to_string() })
             }
-            Block::ToolResult { call_id, content, is_error } => {
-                results.push(Message::tool_result(call_id.clone(), content.clone(), *is_error, origin.clone()))
-            }
+            Block::ToolResult { call_id, content, is_error } => results.push(Message::tool_result(call_id.clone(), content.clone(), *is_error, origin.clone())),
         }
     }
     let body = texts.join("\n");
@@ -210,16 +208,7 @@ impl Store {
             self.token_prefix.push(0);
         }
         self.token_prefix.push(before + tokens);
-        self.turns.push(StoredTurn {
-            turn,
-            text,
-            messages,
-            tokens,
-            header_extra,
-            speaker,
-            ref_count,
-            tool_output_tokens,
-        });
+        self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, speaker, ref_count, tool_output_tokens });
         Ok(id)
     }
 
@@ -307,9 +296,7 @@ impl Store {
 
     /// The speakers (indices) whose name is among the references `refs` (sorted).
     pub(crate) fn speakers_named(&self, refs: &[u64]) -> Vec<u32> {
-        (0..self.speakers.len() as u32)
-            .filter(|&i| self.speakers[i as usize].1.iter().any(|r| refs.binary_search(r).is_ok()))
-            .collect()
+        (0..self.speakers.len() as u32).filter(|&i| self.speakers[i as usize].1.iter().any(|r| refs.binary_search(r).is_ok())).collect()
     }
 
     /// The interned timestamp (session or date) of each turn, by turn id.
@@ -366,8 +353,20 @@ mod tests {
     #[test]
     fn header_extra_from_a_prefix_equals_the_whole_recount() {
         let lines = [
-            "fn main() {", "    let x = 1;", "", "Caroline went to the lake.", "  indented", "\t tabbed", "über straße 漢字 🎉",
-            "12345 67", "a::b::c src/lib.rs", "}", "- item", "> quoted", "    ", "end.",
+            "fn main() {",
+            "    let x = 1;",
+            "",
+            "Caroline went to the lake.",
+            "  indented",
+            "\t tabbed",
+            "über straße 漢字 🎉",
+            "12345 67",
+            "a::b::c src/lib.rs",
+            "}",
+            "- item",
+            "> quoted",
+            "    ",
+            "end.",
         ];
         for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
             let mut c = TokenCounter::new(enc, 1024);

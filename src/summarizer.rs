@@ -161,8 +161,8 @@ pub struct ExtractiveSummarizer {
 
 /// Words that mark a decision, plan or outcome.
 const DECISION_WORDS: &[&str] = &[
-    "decided", "decide", "will", "plan", "planning", "agreed", "must", "should", "going to", "fixed", "error", "failed",
-    "passed", "created", "changed", "moved", "started", "finished", "bought", "adopted", "married", "born", "because",
+    "decided", "decide", "will", "plan", "planning", "agreed", "must", "should", "going to", "fixed", "error", "failed", "passed", "created", "changed",
+    "moved", "started", "finished", "bought", "adopted", "married", "born", "because",
 ];
 
 /// Splits `text` into sentences/lines: newlines always split; `. ! ?` followed by a space split.
@@ -423,9 +423,7 @@ impl Summarizer for ExtractiveSummarizer {
             }
             let mut dropped = 0;
             while dropped < over {
-                let Some(worst) =
-                    picked.iter().enumerate().min_by(|a, b| rank(cands[*a.1].1).total_cmp(&rank(cands[*b.1].1))).map(|(pos, _)| pos)
-                else {
+                let Some(worst) = picked.iter().enumerate().min_by(|a, b| rank(cands[*a.1].1).total_cmp(&rank(cands[*b.1].1))).map(|(pos, _)| pos) else {
                     return Ok(None);
                 };
                 dropped += cands[picked.remove(worst)].1.tokens + 3;

@@ -147,12 +147,7 @@ impl Turn {
     }
 
     /// An assistant turn that calls one tool (with optional text before the call).
-    pub fn tool_call(
-        text: Option<String>,
-        call_id: impl Into<String>,
-        name: impl Into<String>,
-        arguments: serde_json::Value,
-    ) -> Self {
+    pub fn tool_call(text: Option<String>, call_id: impl Into<String>, name: impl Into<String>, arguments: serde_json::Value) -> Self {
         let mut blocks = Vec::new();
         if let Some(t) = text.filter(|t| !t.is_empty()) {
             blocks.push(Block::Text { text: t });
@@ -442,19 +437,12 @@ mod tests {
     use serde_json::json;
 
     fn roles(ts: &[Turn]) -> Vec<(Role, Vec<String>, Vec<String>)> {
-        ts.iter()
-            .map(|t| (t.role(), t.call_ids().map(str::to_string).collect(), t.result_ids().map(str::to_string).collect()))
-            .collect()
+        ts.iter().map(|t| (t.role(), t.call_ids().map(str::to_string).collect(), t.result_ids().map(str::to_string).collect())).collect()
     }
 
     #[test]
     fn clean_transcripts_are_unchanged() {
-        let ts = vec![
-            Turn::user("go"),
-            Turn::tool_call(None, "a", "bash", json!({})),
-            Turn::tool_result("a", "ok", false),
-            Turn::assistant("done"),
-        ];
+        let ts = vec![Turn::user("go"), Turn::tool_call(None, "a", "bash", json!({})), Turn::tool_result("a", "ok", false), Turn::assistant("done")];
         let (out, report) = normalize(ts.clone());
         assert_eq!(out, ts);
         assert_eq!(report, NormalizeReport::default());
@@ -474,14 +462,7 @@ mod tests {
     fn call_without_result_gets_a_synthetic_error_result() {
         let (out, report) = normalize(vec![Turn::tool_call(None, "a", "bash", json!({})), Turn::user("next")]);
         assert_eq!(report.missing_results, 1);
-        assert_eq!(
-            roles(&out),
-            vec![
-                (Role::Assistant, vec!["a".into()], vec![]),
-                (Role::Tool, vec![], vec!["a".into()]),
-                (Role::User, vec![], vec![]),
-            ]
-        );
+        assert_eq!(roles(&out), vec![(Role::Assistant, vec!["a".into()], vec![]), (Role::Tool, vec![], vec!["a".into()]), (Role::User, vec![], vec![]),]);
         assert!(matches!(&out[1].blocks()[0], Block::ToolResult { content, is_error: true, .. } if content == MISSING_RESULT_TEXT));
     }
 

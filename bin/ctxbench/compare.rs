@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use ctxwin::replay::{compare, BudgetSpec, CompareReport, GeneratedReplay};
 use ctxwin::Policy;
+use ctxwin::replay::{BudgetSpec, CompareReport, GeneratedReplay, compare};
 
 use crate::args::{BudgetList, Data, Outputs, PolicyList, write};
 

@@ -85,7 +85,10 @@ impl SummarizerArgs {
         let endpoint = match &self.summarizer {
             Which::Extractive => None,
             Which::Endpoint(url) => Some(EndpointConfig::new(url.clone(), self.summary_model.clone())),
-            Which::Local => Some(self.local(#[cfg(feature = "local-llm")] &mut server)?),
+            Which::Local => Some(self.local(
+                #[cfg(feature = "local-llm")]
+                &mut server,
+            )?),
         };
         let generated = match endpoint {
             None => None,

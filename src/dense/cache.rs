@@ -68,11 +68,7 @@ impl EmbeddingCache {
     /// The file is created when absent. A damaged file, or one written for another model or
     /// dimension, is repaired or started afresh rather than refused: the returned
     /// [`DiskCacheStatus`] says which. Fails only on I/O errors.
-    pub fn try_open<E: Embedder + ?Sized>(
-        path: &Path,
-        capacity: NonZeroUsize,
-        embedder: &E,
-    ) -> Result<(Self, DiskCacheStatus)> {
+    pub fn try_open<E: Embedder + ?Sized>(path: &Path, capacity: NonZeroUsize, embedder: &E) -> Result<(Self, DiskCacheStatus)> {
         let (disk, status) = DiskCache::open(path, embedder.model_id(), embedder.dim())?;
         Ok((EmbeddingCache { memory: LruCache::new(capacity), disk: Some(disk), stats: CacheStats::default() }, status))
     }
@@ -170,14 +166,9 @@ impl EmbeddingCache {
             }
             self.stats.embed_calls += 1;
             self.stats.embedded += misses.len() as u64;
-            let fresh: Vec<(u128, Arc<[f32]>)> = keys
-                .into_iter()
-                .zip(vectors)
-                .map(|(k, v)| (k, Arc::<[f32]>::from(v)))
-                .collect();
+            let fresh: Vec<(u128, Arc<[f32]>)> = keys.into_iter().zip(vectors).map(|(k, v)| (k, Arc::<[f32]>::from(v))).collect();
             if let Some(disk) = &mut self.disk {
-                let records: Vec<(u128, &[f32])> =
-                    fresh.iter().filter(|(k, _)| !self.memory.contains(k)).map(|(k, v)| (*k, &v[..])).collect();
+                let records: Vec<(u128, &[f32])> = fresh.iter().filter(|(k, _)| !self.memory.contains(k)).map(|(k, v)| (*k, &v[..])).collect();
                 disk.append(&records)?;
             }
             for (key, v) in fresh {
@@ -187,9 +178,7 @@ impl EmbeddingCache {
                 self.memory.put(key, v);
             }
         }
-        out.into_iter()
-            .map(|v| v.ok_or_else(|| Error::Embeddings("internal: a text was left without a vector".into())))
-            .collect()
+        out.into_iter().map(|v| v.ok_or_else(|| Error::Embeddings("internal: a text was left without a vector".into()))).collect()
     }
 }
 
@@ -274,10 +263,7 @@ mod tests {
         assert_eq!(table.calls, 2);
         assert_eq!(table.texts_seen, vec!["north", "east", "up"]);
         assert!(Arc::ptr_eq(&again[0], &got[1]), "a hit hands back the cached vector itself");
-        assert_eq!(
-            (cache.stats().memory_hits(), cache.stats().embedded(), cache.stats().embed_calls()),
-            (2, 3, 2)
-        );
+        assert_eq!((cache.stats().memory_hits(), cache.stats().embedded(), cache.stats().embed_calls()), (2, 3, 2));
 
         cache.get_or_embed(&mut table, &["up", "east"])?;
         assert_eq!(table.calls, 2, "all hits: the embedder is not called");

@@ -82,14 +82,7 @@ impl DiskCache {
         let io = |e| Error::io(path, e);
         let existed = path.exists();
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
-        let mut cache = DiskCache {
-            path: path.to_path_buf(),
-            file,
-            model_id: model_id.to_owned(),
-            dim,
-            offsets: FxHashMap::default(),
-            end: 0,
-        };
+        let mut cache = DiskCache { path: path.to_path_buf(), file, model_id: model_id.to_owned(), dim, offsets: FxHashMap::default(), end: 0 };
         let file_len = cache.file.metadata().map_err(io)?.len();
         if !existed || file_len == 0 {
             cache.start_afresh()?;
@@ -212,9 +205,7 @@ impl DiskCache {
         if &fixed[..8] != MAGIC {
             return Ok(Err("not a ctxwin embedding cache (bad magic)".into()));
         }
-        let [d0, d1, d2, d3, l0, l1, l2, l3] = [
-            fixed[8], fixed[9], fixed[10], fixed[11], fixed[12], fixed[13], fixed[14], fixed[15],
-        ];
+        let [d0, d1, d2, d3, l0, l1, l2, l3] = [fixed[8], fixed[9], fixed[10], fixed[11], fixed[12], fixed[13], fixed[14], fixed[15]];
         let dim = u32::from_le_bytes([d0, d1, d2, d3]) as usize;
         let id_len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
         if id_len > MAX_MODEL_ID {
@@ -238,10 +229,7 @@ impl DiskCache {
             return Ok(Err("header model id is not UTF-8".into()));
         };
         if id != self.model_id || dim != self.dim {
-            return Ok(Err(format!(
-                "file was written for model {id:?} (dim {dim}), not {:?} (dim {})",
-                self.model_id, self.dim
-            )));
+            return Ok(Err(format!("file was written for model {id:?} (dim {dim}), not {:?} (dim {})", self.model_id, self.dim)));
         }
         Ok(Ok((16 + id_len + 8) as u64))
     }
@@ -265,8 +253,7 @@ impl DiskCache {
             let body = record_len - 8;
             let mut stored = [0u8; 8];
             stored.copy_from_slice(&record[body..]);
-            let vector_ok =
-                record[16..body].as_chunks::<4>().0.iter().all(|b| f32::from_le_bytes(*b).is_finite());
+            let vector_ok = record[16..body].as_chunks::<4>().0.iter().all(|b| f32::from_le_bytes(*b).is_finite());
             if checksum(&record[..body]) != u64::from_le_bytes(stored) || !vector_ok {
                 problem = Some(format!("record at byte {offset} is corrupted (checksum mismatch)"));
                 break;
@@ -384,12 +371,7 @@ mod tests {
         c.append(&[(1, &[1.0, 2.0, 3.0][..])])?;
         drop(c);
         let (_c, status) = DiskCache::open(&path, "other", 3)?;
-        assert_eq!(
-            status,
-            DiskCacheStatus::Rebuilt {
-                reason: "file was written for model \"m\" (dim 3), not \"other\" (dim 3)".into()
-            }
-        );
+        assert_eq!(status, DiskCacheStatus::Rebuilt { reason: "file was written for model \"m\" (dim 3), not \"other\" (dim 3)".into() });
         let (_c, status) = DiskCache::open(&path, "other", 3)?;
         assert_eq!(status, DiskCacheStatus::Loaded { records: 0 });
         let (_c, status) = DiskCache::open(&path, "other", 4)?;

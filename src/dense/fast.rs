@@ -37,14 +37,8 @@ impl fmt::Debug for FastEmbedder {
 
 impl FastEmbedder {
     /// The files [`load`](Self::load) needs in its folder.
-    pub const REQUIRED_FILES: [&'static str; 6] = [
-        "model.onnx",
-        "tokenizer.json",
-        "config.json",
-        "special_tokens_map.json",
-        "tokenizer_config.json",
-        "libonnxruntime.so",
-    ];
+    pub const REQUIRED_FILES: [&'static str; 6] =
+        ["model.onnx", "tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json", "libonnxruntime.so"];
 
     /// Loads the model in `dir`.
     ///
@@ -58,25 +52,17 @@ impl FastEmbedder {
     pub fn load(dir: &Path) -> Result<Self> {
         let dir = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
         if !dir.is_dir() {
-            return Err(Error::Embeddings(format!(
-                "model folder {} does not exist (run scripts/fetch-models.sh)",
-                dir.display()
-            )));
+            return Err(Error::Embeddings(format!("model folder {} does not exist (run scripts/fetch-models.sh)", dir.display())));
         }
         let missing: Vec<&str> = Self::REQUIRED_FILES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
         if !missing.is_empty() {
-            return Err(Error::Embeddings(format!(
-                "model folder {} lacks {} (run scripts/fetch-models.sh)",
-                dir.display(),
-                missing.join(", ")
-            )));
+            return Err(Error::Embeddings(format!("model folder {} lacks {} (run scripts/fetch-models.sh)", dir.display(), missing.join(", "))));
         }
 
         let runtime = dir.join("libonnxruntime.so");
         // The builder this returns is only needed to configure a custom environment; fastembed
         // makes its own default one.
-        let _environment = ort::init_from(&runtime)
-            .map_err(|e| Error::Embeddings(format!("cannot load ONNX Runtime from {}: {e}", runtime.display())))?;
+        let _environment = ort::init_from(&runtime).map_err(|e| Error::Embeddings(format!("cannot load ONNX Runtime from {}: {e}", runtime.display())))?;
 
         let read = |name: &str| -> Result<Vec<u8>> {
             let path: PathBuf = dir.join(name);
@@ -143,11 +129,7 @@ impl Embedder for FastEmbedder {
             return Err(Error::Embeddings(format!("got {} vectors for {} texts", vectors.len(), texts.len())));
         }
         if let Some(v) = vectors.iter().find(|v| v.len() != self.dim) {
-            return Err(Error::Embeddings(format!(
-                "the model returned {}-component vectors; config.json says {}",
-                v.len(),
-                self.dim
-            )));
+            return Err(Error::Embeddings(format!("the model returned {}-component vectors; config.json says {}", v.len(), self.dim)));
         }
         Ok(vectors)
     }
@@ -166,9 +148,7 @@ mod tests {
     use crate::dense::{DiskCacheStatus, EmbeddingCache, VectorIndex};
 
     fn model_dir() -> PathBuf {
-        std::env::var_os("CTXWIN_MODELS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"))
+        std::env::var_os("CTXWIN_MODELS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"))
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -199,11 +179,7 @@ mod tests {
         let mut model = FastEmbedder::load(&model_dir())?;
         assert_eq!(model.dim(), 384);
         assert!(model.model_id().starts_with("all-MiniLM-L6-v2:mean:256:"), "{}", model.model_id());
-        let texts = [
-            "my sister's wedding",
-            "Caroline got married last weekend",
-            "the compiler failed with error E0382",
-        ];
+        let texts = ["my sister's wedding", "Caroline got married last weekend", "the compiler failed with error E0382"];
         let v = model.embed(&texts)?;
         assert_eq!(v.len(), 3);
         for x in &v {

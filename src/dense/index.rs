@@ -89,11 +89,7 @@ impl VectorIndex {
 
     fn check(&self, vector: &[f32], what: &str) -> Result<()> {
         if vector.len() != self.dim {
-            return Err(Error::Embeddings(format!(
-                "{what} has {} components, the index holds {}-dimensional vectors",
-                vector.len(),
-                self.dim
-            )));
+            return Err(Error::Embeddings(format!("{what} has {} components, the index holds {}-dimensional vectors", vector.len(), self.dim)));
         }
         if let Some(i) = vector.iter().position(|x| !x.is_finite()) {
             return Err(Error::Embeddings(format!("{what} component {i} is {}", vector[i])));

@@ -19,8 +19,8 @@ pub use disk::DiskCacheStatus;
 #[cfg(feature = "dense")]
 pub use fast::FastEmbedder;
 pub use index::VectorIndex;
-pub use service::EmbeddingService;
 pub(crate) use service::EmbedWorker;
+pub use service::EmbeddingService;
 
 use crate::error::Result;
 

@@ -28,11 +28,7 @@ pub struct EmbeddingService {
 
 impl std::fmt::Debug for EmbeddingService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddingService")
-            .field("model_id", &self.model_id)
-            .field("dim", &self.dim)
-            .field("query_model", &self.query.is_some())
-            .finish()
+        f.debug_struct("EmbeddingService").field("model_id", &self.model_id).field("dim", &self.dim).field("query_model", &self.query.is_some()).finish()
     }
 }
 
@@ -55,11 +51,7 @@ impl EmbeddingService {
 
     /// A service with a second instance of the same model that only embeds queries, so queries
     /// never queue behind background batches. Fails when the two are not the same model.
-    pub fn with_query_embedder(
-        embedder: Box<dyn Embedder + Send>,
-        query: Box<dyn Embedder + Send>,
-        cache: EmbeddingCache,
-    ) -> Result<Arc<Self>> {
+    pub fn with_query_embedder(embedder: Box<dyn Embedder + Send>, query: Box<dyn Embedder + Send>, cache: EmbeddingCache) -> Result<Arc<Self>> {
         if query.model_id() != embedder.model_id() || query.dim() != embedder.dim() {
             return Err(Error::Embeddings(format!(
                 "the query model {:?} (dim {}) is not the model {:?} (dim {})",
@@ -77,14 +69,7 @@ impl EmbeddingService {
     fn plain(embedder: Box<dyn Embedder + Send>, cache: EmbeddingCache) -> Self {
         let model_id = embedder.model_id().to_string();
         let dim = embedder.dim();
-        EmbeddingService {
-            cache: Mutex::new(cache),
-            background: Mutex::new(embedder),
-            query: None,
-            queries: AtomicUsize::new(0),
-            model_id,
-            dim,
-        }
+        EmbeddingService { cache: Mutex::new(cache), background: Mutex::new(embedder), query: None, queries: AtomicUsize::new(0), model_id, dim }
     }
 
     /// Loads all-MiniLM-L6-v2 from `dir` (see `scripts/fetch-models.sh`) twice, for background
@@ -123,9 +108,7 @@ impl EmbeddingService {
 
     /// The unit vector of a query, ahead of any background work.
     pub fn embed_query(&self, text: &str) -> Result<Arc<[f32]>> {
-        self.embed_on(Lane::Query, &[text])?
-            .pop()
-            .ok_or_else(|| Error::Embeddings("the embedder returned no vector".into()))
+        self.embed_on(Lane::Query, &[text])?.pop().ok_or_else(|| Error::Embeddings("the embedder returned no vector".into()))
     }
 
     fn embed_on(&self, lane: Lane, texts: &[&str]) -> Result<Vec<Arc<[f32]>>> {
@@ -320,11 +303,7 @@ mod tests {
     fn with_a_query_model_a_query_never_waits_for_background_work() -> Result<()> {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let cache = EmbeddingCache::new(NonZeroUsize::MIN.saturating_add(10));
-        let service = EmbeddingService::with_query_embedder(
-            Box::new(Slow { calls: Arc::clone(&calls) }),
-            Box::new(Slow { calls: Arc::clone(&calls) }),
-            cache,
-        )?;
+        let service = EmbeddingService::with_query_embedder(Box::new(Slow { calls: Arc::clone(&calls) }), Box::new(Slow { calls: Arc::clone(&calls) }), cache)?;
         // Background work holds the background model for as long as it likes.
         let held = service.background.lock().map_err(|_| poisoned())?;
         let s = Arc::clone(&service);

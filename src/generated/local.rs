@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 
@@ -107,11 +107,7 @@ fn serve(server: &tiny_http::Server, path: &PathBuf, name: &str, threads: usize,
     };
     let loaded = backend().and_then(|b| {
         let threads = i32::try_from(threads.max(1)).unwrap_or(1);
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(N_CTX))
-            .with_n_batch(N_CTX)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+        let params = LlamaContextParams::default().with_n_ctx(NonZeroU32::new(N_CTX)).with_n_batch(N_CTX).with_n_threads(threads).with_n_threads_batch(threads);
         let ctx = model.new_context(b, params).map_err(|e| e.to_string())?;
         let template = model.chat_template(None).map_err(|e| format!("no chat template: {e}"))?;
         Ok(Loaded { model: &model, template, ctx })
@@ -129,7 +125,12 @@ fn serve(server: &tiny_http::Server, path: &PathBuf, name: &str, threads: usize,
             (200, json!({"object": "list", "data": [{"id": name, "object": "model"}]}))
         } else if *req.method() == tiny_http::Method::Post && req.url().ends_with("/chat/completions") {
             let mut text = String::new();
-            match req.as_reader().read_to_string(&mut text).map_err(|e| e.to_string()).and_then(|_| serde_json::from_str::<Value>(&text).map_err(|e| e.to_string())) {
+            match req
+                .as_reader()
+                .read_to_string(&mut text)
+                .map_err(|e| e.to_string())
+                .and_then(|_| serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()))
+            {
                 Ok(v) => match loaded.complete(&v) {
                     Ok(reply) => (200, reply),
                     Err(m) => (400, json!({"error": {"message": m}})),

@@ -173,10 +173,11 @@ impl SummaryService {
         let shared = Arc::new(Shared { state: Mutex::new(state), work: Condvar::new(), idle: Condvar::new() });
         let key_base = text_key(&config.endpoint.model, &format!("ctxwin-summary-prompt-v{}", prompt::PROMPT_VERSION));
         let worker = Worker { shared: Arc::clone(&shared), client: Client::new(config.endpoint.clone()), config: config.clone() };
-        std::thread::Builder::new()
-            .name("ctxwin-summaries".into())
-            .spawn(move || worker.run())
-            .map_err(|e| Error::Endpoint { url: config.endpoint.base_url.clone(), attempts: 0, message: format!("cannot start the worker thread: {e}") })?;
+        std::thread::Builder::new().name("ctxwin-summaries".into()).spawn(move || worker.run()).map_err(|e| Error::Endpoint {
+            url: config.endpoint.base_url.clone(),
+            attempts: 0,
+            message: format!("cannot start the worker thread: {e}"),
+        })?;
         Ok(Arc::new(SummaryService { key_base, config, shared }))
     }
 
@@ -398,7 +399,8 @@ mod tests {
                 k
             })
             .collect();
-        let job = |n: usize| Job { keys: keys[..n].to_vec(), texts: texts[..n].iter().map(|t| Arc::from(t.as_str())).collect(), tokens: vec![20; n], max_tokens: 64 };
+        let job =
+            |n: usize| Job { keys: keys[..n].to_vec(), texts: texts[..n].iter().map(|t| Arc::from(t.as_str())).collect(), tokens: vec![20; n], max_tokens: 64 };
         service.request(job(4));
         assert!(service.wait_idle(Duration::from_secs(300)));
         assert_eq!((service.stats().requests, service.stats().extensions), (1, 0));

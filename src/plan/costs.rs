@@ -98,9 +98,7 @@ impl Forms {
                 Form::Cleared => {
                     let cid = m.tool_call_id.clone().unwrap_or_default();
                     let name = store.call_name(&cid).unwrap_or("tool");
-                    m.content = format!(
-                        "[tool output cleared: {name} call {cid}, {tokens} tokens; it is kept as turn {id} and can be recalled with search]"
-                    );
+                    m.content = format!("[tool output cleared: {name} call {cid}, {tokens} tokens; it is kept as turn {id} and can be recalled with search]");
                 }
                 Form::Truncated(_) | Form::Verbatim => {}
             }

@@ -10,11 +10,11 @@ use rustc_hash::FxHashMap;
 
 use crate::error::Result;
 use crate::generated::{Done, Job, SummaryService};
-use crate::plan::select::{self, Selection, UnitCost};
 use crate::plan::Item;
+use crate::plan::select::{self, Selection, UnitCost};
 use crate::store::Store;
 use crate::summarizer::{ExtractiveSummarizer, Run, Summarizer};
-use crate::tokens::{TokenCounter, MESSAGE_OVERHEAD};
+use crate::tokens::{MESSAGE_OVERHEAD, TokenCounter};
 use crate::turn::TurnId;
 use crate::window::SummarySource;
 
@@ -220,10 +220,7 @@ impl GapFill<'_> {
         let gaps = select::gaps(sel, self.costs.len());
         let mut left = self.avail.saturating_sub(sel.used());
         let mut gap_items: FxHashMap<usize, Item> = FxHashMap::default();
-        let mut by_size: Vec<(usize, usize, usize)> = gaps
-            .iter()
-            .map(|&(a, b)| (a, b, store.tokens_between(units[a].start, units[b].end - 1)))
-            .collect();
+        let mut by_size: Vec<(usize, usize, usize)> = gaps.iter().map(|&(a, b)| (a, b, store.tokens_between(units[a].start, units[b].end - 1))).collect();
         by_size.sort_by(|x, y| y.2.cmp(&x.2).then(x.0.cmp(&y.0)));
         let (min, max) = self.summary_tokens;
         for (a, b, _) in by_size {

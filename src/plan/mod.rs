@@ -28,7 +28,7 @@ use crate::retrieval::Retrieval;
 use crate::scorer::ScoreParts;
 use crate::store::Store;
 use crate::text::take_bytes_at_char_boundary;
-use crate::tokens::{TokenCounter, MESSAGE_OVERHEAD, REPLY_PRIMING};
+use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter};
 use crate::turn::{Role, TurnId};
 use crate::window::Window;
 

@@ -4,10 +4,10 @@
 use crate::error::Result;
 use crate::plan::gaps::marker_bound;
 use crate::plan::select::{self, Selection};
-use crate::tokens::MESSAGE_OVERHEAD;
-use crate::plan::{costs, Item, Plan, PlanContext};
+use crate::plan::{Item, Plan, PlanContext, costs};
 use crate::policy::Policy;
 use crate::scorer::ScoreParts;
+use crate::tokens::MESSAGE_OVERHEAD;
 
 /// The top-k plan and every turn's score components.
 pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, Option<Vec<ScoreParts>>)> {

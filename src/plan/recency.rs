@@ -4,7 +4,7 @@
 
 use crate::plan::gaps::marker_bound;
 use crate::plan::select::{self, Selection};
-use crate::plan::{costs, Item, Plan, PlanContext};
+use crate::plan::{Item, Plan, PlanContext, costs};
 use crate::policy::Policy;
 
 /// The latest units that fit.

@@ -5,9 +5,9 @@
 //! instead of shifting the prefix every call.
 
 use crate::error::Result;
-use crate::plan::gaps::{marker_bound, GapFill};
+use crate::plan::gaps::{GapFill, marker_bound};
 use crate::plan::select::{self, Selection};
-use crate::plan::{costs, Item, Plan, PlanContext, PlanState, Prefix};
+use crate::plan::{Item, Plan, PlanContext, PlanState, Prefix, costs};
 use crate::policy::{Policy, Strategy};
 use crate::scorer::ScoreParts;
 use crate::tokens::MESSAGE_OVERHEAD;

@@ -154,14 +154,7 @@ impl Ord for Cand {
 /// Greedy best-first selection of units by score with span expansion: when a unit is taken, its
 /// neighbours within `neighbours` units become candidates at `score × decay^distance` (if that beats
 /// their own score). Units with a score ≤ 0 are never taken. Returns each unit's effective score.
-pub(crate) fn fill_by_score(
-    sel: &mut Selection<'_>,
-    scores: &[f32],
-    neighbours: usize,
-    decay: f32,
-    limit: usize,
-    top_k: usize,
-) -> Vec<f32> {
+pub(crate) fn fill_by_score(sel: &mut Selection<'_>, scores: &[f32], neighbours: usize, decay: f32, limit: usize, top_k: usize) -> Vec<f32> {
     let n = scores.len();
     let mut eff: Vec<f32> = scores.to_vec();
     let mut heap: BinaryHeap<Cand> = (0..n).filter(|&u| scores[u] > 0.0 && !sel.contains(u)).map(|u| Cand { score: scores[u], unit: u }).collect();

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::tokens::TokenCounter;
 use crate::message::Message;
+use crate::tokens::TokenCounter;
 use crate::window::Window;
 
 /// Latency percentiles in microseconds.

@@ -5,8 +5,8 @@ mod metrics;
 pub mod plot;
 mod probes;
 mod report;
-pub mod synth;
 mod summaries;
+pub mod synth;
 mod transcript;
 mod tune;
 
@@ -123,10 +123,7 @@ pub(crate) fn evaluate(
 ) -> Result<Vec<probes::Partial>> {
     // Replays run in their own pool: an embedding model may use rayon's global pool, which must
     // stay free while replay threads wait for embeddings.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("ctxbench-replay-{i}"))
-        .build()
-        .map_err(|e| Error::ThreadPool(e.to_string()))?;
+    let pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("ctxbench-replay-{i}")).build().map_err(|e| Error::ThreadPool(e.to_string()))?;
     let per: Vec<Vec<probes::Partial>> = pool.install(|| {
         transcripts
             .par_iter()
@@ -207,9 +204,9 @@ pub fn inspect_window(cfg: &InspectConfig) -> Result<(crate::window::Window, cra
     }
     e.wait_for_embeddings()?;
     let qa = match cfg.question {
-        Some(q) => Some(
-            t.qa().get(q).cloned().ok_or_else(|| Error::NoSuchItem { path: path.to_path_buf(), what: "question", index: q, count: t.qa().len() })?,
-        ),
+        Some(q) => {
+            Some(t.qa().get(q).cloned().ok_or_else(|| Error::NoSuchItem { path: path.to_path_buf(), what: "question", index: q, count: t.qa().len() })?)
+        }
         None => None,
     };
     let mut a = crate::plan::PlanState::new(cfg.policy.clone());

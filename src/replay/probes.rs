@@ -20,12 +20,12 @@ use serde_json::Value;
 
 use crate::dense::EmbeddingService;
 use crate::engine::Engine;
-use crate::plan::{PlanState, Request};
 use crate::error::{Error, Result};
+use crate::plan::{PlanState, Request};
 use crate::policy::Policy;
 use crate::refs::salient_terms;
-use crate::replay::metrics::{answer_present, common_prefix_tokens, cost_units, normalize_answer, pair_violations};
 use crate::replay::engine_for;
+use crate::replay::metrics::{answer_present, common_prefix_tokens, cost_units, normalize_answer, pair_violations};
 use crate::replay::summaries::{GeneratedReplay, SummaryAcc};
 use crate::replay::transcript::Transcript;
 use crate::tokens::{Encoding, MESSAGE_OVERHEAD, REPLY_PRIMING};
@@ -233,12 +233,7 @@ pub(crate) fn run_qa(
     for (_, policy) in policies {
         for b in budgets {
             let budget = b.resolve(pins, history);
-            let mut p = Partial {
-                push_us: push_us.clone(),
-                embed_s,
-                embedded_turns: if dense.is_some() { t.turns().len() } else { 0 },
-                ..Partial::default()
-            };
+            let mut p = Partial { push_us: push_us.clone(), embed_s, embedded_turns: if dense.is_some() { t.turns().len() } else { 0 }, ..Partial::default() };
             for q in t.qa() {
                 let mut a = PlanState::new(policy.clone());
                 settle(&mut e, &a, budget, Some(q.question()), generated);
@@ -291,10 +286,10 @@ fn gold_calls(t: &Transcript) -> Vec<(usize, Vec<String>)> {
     let mut gold_at: Vec<(usize, Vec<String>)> = Vec::new();
     let mut used_turns = std::collections::HashSet::new();
     for g in t.gold_actions() {
-        let at = turns.iter().enumerate().position(|(i, turn)| {
-            !used_turns.contains(&i)
-                && turn.blocks().iter().any(|b| matches!(b, Block::ToolCall { name, .. } if name == g.name()))
-        });
+        let at = turns
+            .iter()
+            .enumerate()
+            .position(|(i, turn)| !used_turns.contains(&i) && turn.blocks().iter().any(|b| matches!(b, Block::ToolCall { name, .. } if name == g.name())));
         if let Some(i) = at {
             used_turns.insert(i);
             let mut vals = Vec::new();

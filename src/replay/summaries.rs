@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::generated::SummaryService;
 use crate::message::Origin;
-use crate::replay::metrics::{answer_present, normalize_answer, Percentiles};
+use crate::replay::metrics::{Percentiles, answer_present, normalize_answer};
 use crate::replay::report::mean;
 use crate::window::{SummarySource, Window};
 

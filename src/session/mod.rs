@@ -4,30 +4,34 @@
 //! default) and PostgreSQL (many workers on many machines; feature `postgres`). [`Sessions`] serves
 //! many sessions from one process through an LRU of hot ones.
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 #[cfg(feature = "replay")]
 mod replay;
 mod sessions;
 mod spec;
-#[cfg(feature = "postgres")] mod postgres;
-#[cfg(feature = "sqlite")] mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 
-pub use record::{validate_id, Entry, Record, Snapshot, SummaryRow};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+pub use record::{Entry, Record, Snapshot, SummaryRow, validate_id};
 #[cfg(feature = "replay")]
-pub use replay::{compare_durable, replay_durable, DurableCost, DurableReplay};
+pub use replay::{DurableCost, DurableReplay, compare_durable, replay_durable};
 pub use sessions::{Sessions, SessionsConfig};
 pub use spec::StoreSpec;
-#[cfg(feature = "postgres")] pub use postgres::PostgresStore;
-#[cfg(feature = "sqlite")] pub use sqlite::{SqliteStore, Synchronous};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, Synchronous};
 
 use crate::engine::{Engine, EngineConfig, SearchHit};
-use crate::plan::PlanState;
 use crate::error::{Error, Result};
 use crate::pins::{PinId, PinLayer};
+use crate::plan::PlanState;
 use crate::policy::Policy;
 use crate::turn::{Turn, TurnId};
 use crate::window::Window;

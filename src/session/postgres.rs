@@ -14,8 +14,8 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
 
-use super::record::{Entry, Record, Snapshot, SummaryRow};
 use super::SessionStore;
+use super::record::{Entry, Record, Snapshot, SummaryRow};
 use crate::error::{Error, Result};
 
 const SCHEMA: &str = "
@@ -49,7 +49,8 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user[:password]@host:port/db`) and creates the tables when
     /// absent.
     pub fn connect(url: &str) -> Result<PostgresStore> {
-        let mut config = Config::from_str(url).map_err(|e| Error::Store { store: "postgres".into(), session: None, message: format!("bad connection string: {e}") })?;
+        let mut config =
+            Config::from_str(url).map_err(|e| Error::Store { store: "postgres".into(), session: None, message: format!("bad connection string: {e}") })?;
         config.connect_timeout(Duration::from_secs(5));
         let name = display_name(&config);
         let store = PostgresStore { name, config, client: Mutex::new(None) };
@@ -64,8 +65,11 @@ impl PostgresStore {
 
     /// Runs `f` on the connection, reconnecting first when it was lost.
     fn with<T>(&self, session: Option<&str>, f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error>) -> Result<T> {
-        let mut guard: MutexGuard<'_, Option<Client>> =
-            self.client.lock().map_err(|_| Error::Store { store: self.name.clone(), session: session.map(str::to_string), message: "connection poisoned by a panic".into() })?;
+        let mut guard: MutexGuard<'_, Option<Client>> = self.client.lock().map_err(|_| Error::Store {
+            store: self.name.clone(),
+            session: session.map(str::to_string),
+            message: "connection poisoned by a panic".into(),
+        })?;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             *guard = Some(self.config.connect(NoTls).map_err(|e| self.map(session, e))?);
         }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
 
-use super::{validate_id, Session, SessionStore};
+use super::{Session, SessionStore, validate_id};
 use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
 

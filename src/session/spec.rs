@@ -32,11 +32,7 @@ impl StoreSpec {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             return Ok(StoreSpec::Postgres(s.to_string()));
         }
-        Err(Error::Store {
-            store: s.to_string(),
-            session: None,
-            message: "unknown store; use memory, sqlite:PATH or postgres://user@host:port/db".into(),
-        })
+        Err(Error::Store { store: s.to_string(), session: None, message: "unknown store; use memory, sqlite:PATH or postgres://user@host:port/db".into() })
     }
 
     /// Opens the store (`None` for `memory`).

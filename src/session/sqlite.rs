@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use super::record::{Entry, Record, Snapshot, SummaryRow};
 use super::SessionStore;
+use super::record::{Entry, Record, Snapshot, SummaryRow};
 use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of a ctxwin session file ("ctxw").
@@ -257,7 +257,8 @@ impl SessionStore for SqliteStore {
         let fail = self.err(session);
         let tx = conn.transaction().map_err(&fail)?;
         {
-            let mut st = tx.prepare_cached("INSERT OR IGNORE INTO summaries (session, first, last, allowance, body) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(&fail)?;
+            let mut st =
+                tx.prepare_cached("INSERT OR IGNORE INTO summaries (session, first, last, allowance, body) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(&fail)?;
             for r in rows {
                 st.execute(params![session, r.first as i64, r.last as i64, r.allowance as i64, r.text]).map_err(&fail)?;
             }

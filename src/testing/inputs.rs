@@ -4,10 +4,10 @@
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::json;
 
-use super::{check_window, text, Checks, Words};
-use crate::replay::loaders::load_file;
+use super::{Checks, Words, check_window, text};
 use crate::replay::Format;
-use crate::{normalize, Block, Engine, EngineConfig, Error, NormalizeReport, Policy, Role, Turn};
+use crate::replay::loaders::load_file;
+use crate::{Block, Engine, EngineConfig, Error, NormalizeReport, Policy, Role, Turn, normalize};
 
 /// A block with its call id drawn from 8, so that calls and results collide, repeat and miss.
 #[derive(Debug, Clone, Arbitrary)]

@@ -25,14 +25,36 @@ use arbitrary::{Arbitrary, Unstructured};
 use serde_json::json;
 
 use crate::{
-    check_anthropic, check_openai, normalize, recount_openai, Block, Engine, EngineConfig, Error, Fate, Origin, PinId, PinLayer, Policy,
-    Role, Turn, Window, PRESETS,
+    Block, Engine, EngineConfig, Error, Fate, Origin, PRESETS, PinId, PinLayer, Policy, Role, Turn, Window, check_anthropic, check_openai, normalize,
+    recount_openai,
 };
 
 /// Words the generated texts are made of: names, paths, numbers, multi-byte text, whitespace.
 const WORDS: &[&str] = &[
-    "the", "parser", "Caroline", "adoption", "src/main.rs", "parse_expr", "2023", "über", "漢字", "🎉", "error[E0382]", "May",
-    "tests", "fixed", "Lisbon", "wifi", "password", "tulip-4821", "ok", "\n", "  ", "camelCase", "a::b", "[1 turn omitted]",
+    "the",
+    "parser",
+    "Caroline",
+    "adoption",
+    "src/main.rs",
+    "parse_expr",
+    "2023",
+    "über",
+    "漢字",
+    "🎉",
+    "error[E0382]",
+    "May",
+    "tests",
+    "fixed",
+    "Lisbon",
+    "wifi",
+    "password",
+    "tulip-4821",
+    "ok",
+    "\n",
+    "  ",
+    "camelCase",
+    "a::b",
+    "[1 turn omitted]",
 ];
 
 /// A text: `1 + len % 24` words of [`WORDS`] picked from `seed`.
@@ -164,7 +186,11 @@ pub enum Outcome {
 
 /// A turn-producing op, turned into the turn it pushes; `calls` holds every id issued so far.
 fn turn_of(op: &Op, calls: &mut Vec<String>, k: usize) -> Option<Turn> {
-    let call = |id: String, arg: usize| Block::ToolCall { call_id: id, name: "bash".into(), arguments: json!({"command": format!("grep -n parse_expr src/{arg}.rs")}) };
+    let call = |id: String, arg: usize| Block::ToolCall {
+        call_id: id,
+        name: "bash".into(),
+        arguments: json!({"command": format!("grep -n parse_expr src/{arg}.rs")}),
+    };
     let back = |calls: &[String], n: u8| calls.len().checked_sub(1 + usize::from(n) % calls.len().max(1)).and_then(|i| calls.get(i).cloned());
     Some(match op {
         Op::User(w, ts) => {
@@ -438,7 +464,11 @@ fn check_coverage(w: &Window, checks: Checks) -> std::result::Result<(), String>
             Fate::Summarized { summary } => w.summaries().get(*summary).is_some_and(|s| s.first <= i && i <= s.last),
         };
         if !ok {
-            return Err(format!("turn {i} is {:?} but {}", line.fate, if matches!(line.fate, Fate::Dropped | Fate::Summarized { .. }) { "nothing stands in for it (silent drop)" } else { "not shown" }));
+            return Err(format!(
+                "turn {i} is {:?} but {}",
+                line.fate,
+                if matches!(line.fate, Fate::Dropped | Fate::Summarized { .. }) { "nothing stands in for it (silent drop)" } else { "not shown" }
+            ));
         }
     }
     Ok(())

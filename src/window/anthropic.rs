@@ -2,7 +2,7 @@
 //! blocks, and checking that a request is API-valid.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::message::{Message, Origin};
 use crate::turn::Role;
@@ -34,9 +34,7 @@ struct WireMessage {
 /// The blocks a message contributes, and the role of the wire message they go in.
 fn blocks(m: &Message) -> (WireRole, Vec<Block>) {
     let (role, blocks) = match (m.role, &m.tool_call_id) {
-        (Role::Tool, Some(id)) => {
-            (WireRole::User, vec![Block::ToolResult { tool_use_id: id.clone(), content: m.content.clone(), is_error: m.is_error }])
-        }
+        (Role::Tool, Some(id)) => (WireRole::User, vec![Block::ToolResult { tool_use_id: id.clone(), content: m.content.clone(), is_error: m.is_error }]),
         (Role::Assistant, _) => {
             let mut b = vec![Block::Text { text: m.content.clone() }];
             for c in &m.tool_calls {

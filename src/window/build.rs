@@ -3,7 +3,7 @@
 //! last turn shown), exact counts per message and in total, and one report line per turn.
 
 use crate::message::{Message, Origin};
-use crate::plan::costs::{form_of, Form};
+use crate::plan::costs::{Form, form_of};
 use crate::plan::gaps::marker_text;
 use crate::plan::{Item, Plan, PlanContext};
 use crate::policy::Policy;
@@ -164,5 +164,13 @@ pub(crate) fn build(ctx: &mut PlanContext<'_>, plan: &Plan, policy: &Policy, sco
             score: scores.and_then(|s| s.get(id)).copied().unwrap_or_default(),
         })
         .collect();
-    Window { messages: b.messages, total_tokens: b.total, budget: ctx.budget, encoding: ctx.counter.encoding(), report, summaries: b.summaries, query_embed_us: None }
+    Window {
+        messages: b.messages,
+        total_tokens: b.total,
+        budget: ctx.budget,
+        encoding: ctx.counter.encoding(),
+        report,
+        summaries: b.summaries,
+        query_embed_us: None,
+    }
 }

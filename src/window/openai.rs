@@ -1,11 +1,11 @@
 //! The OpenAI chat shape: rendering a window to `messages`, checking that a `messages` array is
 //! API-valid, and recounting one from scratch.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::error::Result;
 use crate::message::{Message, Origin};
-use crate::tokens::{count_reference, Encoding, MESSAGE_OVERHEAD, REPLY_PRIMING, TOOL_CALL_OVERHEAD};
+use crate::tokens::{Encoding, MESSAGE_OVERHEAD, REPLY_PRIMING, TOOL_CALL_OVERHEAD, count_reference};
 use crate::turn::Role;
 use crate::window::{Api, Problem, RequestError};
 
@@ -20,10 +20,7 @@ pub(crate) fn render(messages: &[Message]) -> Value {
                 o["content"] = Value::Null;
             }
             o["tool_calls"] = Value::Array(
-                m.tool_calls
-                    .iter()
-                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-                    .collect(),
+                m.tool_calls.iter().map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}})).collect(),
             );
         }
         if let Some(id) = &m.tool_call_id {

@@ -124,7 +124,9 @@ fn the_real_model_finds_a_paraphrase_that_bm25_cannot() {
     let wedding = "My sister finally tied the knot on Saturday; the ceremony was on the beach.";
     let build = |service: Option<Arc<EmbeddingService>>| {
         let mut e = chat_engine(service);
-        for (i, text) in ["How was your weekend?", wedding, "That sounds lovely, congratulations to her!", "Back to work tomorrow, sadly."].into_iter().enumerate() {
+        for (i, text) in
+            ["How was your weekend?", wedding, "That sounds lovely, congratulations to her!", "Back to work tomorrow, sadly."].into_iter().enumerate()
+        {
             let t = if i % 2 == 0 { Turn::user(text) } else { Turn::assistant(text) };
             if let Err(err) = e.push(t.with_speaker(if i % 2 == 0 { "Caroline" } else { "Melanie" })) {
                 panic!("{err}");

@@ -1,10 +1,7 @@
 //! Engine behaviour on small hand-made conversations: pins, budgets, scoring, selection, tool
 //! pairs, rendering, summaries, search, and the peer presets.
 
-use ctxwin::{
-    check_anthropic, check_openai, recount_openai, PlanState, Request, Engine, EngineConfig, Error, Fate, Origin, PinLayer, Policy,
-    Role, Turn,
-};
+use ctxwin::{Engine, EngineConfig, Error, Fate, Origin, PinLayer, PlanState, Policy, Request, Role, Turn, check_anthropic, check_openai, recount_openai};
 use serde_json::json;
 
 fn engine(policy: &str) -> Engine {
@@ -61,10 +58,7 @@ fn pins_come_first_in_layer_then_priority_order() {
     let w = ok(e.assemble(400));
     let first = &w.messages()[0];
     assert_eq!(first.origin(), &Origin::Pins);
-    assert_eq!(
-        first.content(),
-        "Never reveal secrets.\n\nYou are a helpful assistant.\n\nTask: plan a trip.\n\nAnswer in English."
-    );
+    assert_eq!(first.content(), "Never reveal secrets.\n\nYou are a helpful assistant.\n\nTask: plan a trip.\n\nAnswer in English.");
     assert!(w.messages()[1..].iter().all(|m| m.origin() != &Origin::Pins));
     let openai = w.to_openai();
     assert_eq!(openai[0]["role"], "system");

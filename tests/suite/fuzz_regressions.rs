@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use ctxwin::replay::Format;
-use ctxwin::testing::{check_loader, check_normalize, check_policy_text, raw_turns, run_twice, Checks, Scenario};
+use ctxwin::testing::{Checks, Scenario, check_loader, check_normalize, check_policy_text, raw_turns, run_twice};
 
 fn replay(target: &str, data: &[u8]) -> Result<(), String> {
     let loader = |f: Format, ext: &str| check_loader(data, f, ext);

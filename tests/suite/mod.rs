@@ -12,11 +12,11 @@ mod props;
 mod qa_loaders;
 #[cfg(feature = "replay")]
 mod replay_validity;
-#[cfg(feature = "replay")]
-mod snapshots;
 mod sequences;
 #[cfg(all(feature = "sqlite", feature = "replay"))]
 mod sessions;
+#[cfg(feature = "replay")]
+mod snapshots;
 #[cfg(feature = "replay")]
 mod tokens;
 #[cfg(feature = "replay")]

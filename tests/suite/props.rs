@@ -3,13 +3,34 @@
 //! are present, first and in order; tool pairs are intact in both renderings; turns are
 //! chronological; the same input gives the same window.
 
-use ctxwin::{check_anthropic, check_openai, recount_openai, PlanState, Request, Engine, EngineConfig, Error, Origin, PinLayer, Policy, Turn, PRESETS};
+use ctxwin::{Engine, EngineConfig, Error, Origin, PRESETS, PinLayer, PlanState, Policy, Request, Turn, check_anthropic, check_openai, recount_openai};
 use proptest::prelude::*;
 use serde_json::json;
 
 const WORDS: &[&str] = &[
-    "the", "parser", "Caroline", "adoption", "src/main.rs", "parse_expr", "2023", "über", "漢字", "🎉", "error[E0382]",
-    "May", "tests", "fixed", "Lisbon", "wifi", "password", "tulip-4821", "ok", "\n", "  ", "camelCase", "a::b",
+    "the",
+    "parser",
+    "Caroline",
+    "adoption",
+    "src/main.rs",
+    "parse_expr",
+    "2023",
+    "über",
+    "漢字",
+    "🎉",
+    "error[E0382]",
+    "May",
+    "tests",
+    "fixed",
+    "Lisbon",
+    "wifi",
+    "password",
+    "tulip-4821",
+    "ok",
+    "\n",
+    "  ",
+    "camelCase",
+    "a::b",
 ];
 
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@
 //! shown) and every run replayed for determinism. `CTXWIN_SEQUENCES=N` sets the number of
 //! sequences (default 10,000). Then the minimized regressions the fuzzing found.
 
-use ctxwin::testing::{check_window, run_twice, Checks, Scenario};
-use ctxwin::{check_anthropic, check_openai, Block, Engine, EngineConfig, Error, PairProblem, Policy, Role, Turn};
+use ctxwin::testing::{Checks, Scenario, check_window, run_twice};
+use ctxwin::{Block, Engine, EngineConfig, Error, PairProblem, Policy, Role, Turn, check_anthropic, check_openai};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
@@ -32,7 +32,6 @@ fn sequences(n: u32, checks: Checks) {
 fn adversarial_sequences_keep_every_window_invariant() {
     sequences(cases(10_000), Checks::ALL);
 }
-
 
 fn engine(preset: &str) -> Engine {
     let policy = Policy::preset(preset).unwrap();

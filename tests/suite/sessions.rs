@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use ctxwin::replay::{for_each_window, loaders, BudgetSpec, Transcript};
-use ctxwin::session::{replay_durable, SqliteStore, Synchronous};
+use ctxwin::replay::{BudgetSpec, Transcript, for_each_window, loaders};
+use ctxwin::session::{SqliteStore, Synchronous, replay_durable};
 use ctxwin::{Encoding, EngineConfig, Error, PinLayer, Policy, Session, SessionStore, Sessions, SessionsConfig, Turn, Window};
 
 use super::shared;

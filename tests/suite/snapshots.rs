@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use ctxwin::replay::{loaders, Transcript};
-use ctxwin::{check_anthropic, check_openai, Engine, EngineConfig, PlanState, Policy, Request, Window};
+use ctxwin::replay::{Transcript, loaders};
+use ctxwin::{Engine, EngineConfig, PlanState, Policy, Request, Window, check_anthropic, check_openai};
 
 fn sample(name: &str) -> Transcript {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples").join(name);

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ctxwin::replay::loaders::load_path;
-use ctxwin::{count_reference, Encoding, TokenCounter};
+use ctxwin::{Encoding, TokenCounter, count_reference};
 
 #[test]
 fn bpe_openai_counts_equal_tiktoken_on_real_transcripts() {
