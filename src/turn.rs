@@ -24,6 +24,7 @@
 //! always accepts.
 
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
 
 /// Position of a turn in an engine's history (0-based, in push order).
 pub type TurnId = usize;
@@ -320,71 +321,75 @@ pub const MISSING_RESULT_TEXT: &str = "[no result was recorded for this tool cal
 /// id already used) is turned into text; empty turns are removed. `Engine::push` accepts every
 /// turn of the output. Returns the normalized turns and a report.
 pub fn normalize(turns: Vec<Turn>) -> (Vec<Turn>, NormalizeReport) {
-    use std::collections::{HashMap, HashSet};
     let mut report = NormalizeReport::default();
     let turns = calls_as_text_where_invalid(turns, &mut report);
-    // Where each result lives (turn index, block index), for moving results up.
-    let mut all_call_ids: HashSet<String> = HashSet::new();
-    for t in &turns {
-        for id in t.call_ids() {
-            all_call_ids.insert(id.to_string());
-        }
-    }
-    // Results by call id, taken out of their turns.
+    let (staged, results) = take_results(turns, &mut report);
+    let out = reemit(staged, results, &mut report);
+    (out, report)
+}
+
+/// Results by call id (each as a turn of its own, with where it was staged), taken out of their
+/// turns; the other turns in order. Results whose call never appears, and second results for a
+/// call, become text.
+fn take_results(turns: Vec<Turn>, report: &mut NormalizeReport) -> (Vec<Turn>, HashMap<String, (Turn, usize)>) {
+    let all_call_ids: HashSet<String> = turns.iter().flat_map(|t| t.call_ids().map(str::to_string)).collect();
     let mut results: HashMap<String, (Turn, usize)> = HashMap::new();
-    let mut staged: Vec<Option<Turn>> = Vec::with_capacity(turns.len());
+    let mut staged: Vec<Turn> = Vec::with_capacity(turns.len());
     for t in turns {
         if t.blocks.is_empty() {
             report.empty_turns += 1;
             continue;
         }
-        if t.result_ids().next().is_some() {
-            // Split a multi-result turn into its results; turn orphans into text.
-            let mut rest = Vec::new();
-            for b in t.blocks.iter() {
-                match b {
-                    Block::ToolResult { call_id, content, is_error } if all_call_ids.contains(call_id) => {
-                        if results.contains_key(call_id) {
-                            // A second result for the same call: keep it as text.
-                            report.orphan_results += 1;
-                            rest.push(Block::text(format!("[extra tool result for call {call_id}] {content}")));
-                        } else {
-                            let mut r = t.clone();
-                            r.blocks = vec![Block::ToolResult { call_id: call_id.clone(), content: content.clone(), is_error: *is_error }];
-                            r.role = Role::Tool;
-                            results.insert(call_id.clone(), (r, staged.len()));
-                        }
-                    }
-                    Block::ToolResult { call_id, content, .. } => {
-                        report.orphan_results += 1;
-                        rest.push(Block::text(format!("[tool result for unknown call {call_id}] {content}")));
-                    }
-                    other => rest.push(other.clone()),
-                }
-            }
-            if !rest.is_empty() {
-                let mut r = t.clone();
-                r.blocks = rest;
-                if r.role == Role::Tool {
-                    r.role = Role::User;
-                }
-                staged.push(Some(r));
-            }
+        if t.result_ids().next().is_none() {
+            staged.push(t);
             continue;
         }
-        staged.push(Some(t));
+        // Split a multi-result turn into its results; turn orphans into text.
+        let mut rest = Vec::new();
+        for b in t.blocks.iter() {
+            match b {
+                Block::ToolResult { call_id, content, is_error } if all_call_ids.contains(call_id) => {
+                    if results.contains_key(call_id) {
+                        // A second result for the same call: keep it as text.
+                        report.orphan_results += 1;
+                        rest.push(Block::text(format!("[extra tool result for call {call_id}] {content}")));
+                    } else {
+                        let mut r = t.clone();
+                        r.blocks = vec![Block::ToolResult { call_id: call_id.clone(), content: content.clone(), is_error: *is_error }];
+                        r.role = Role::Tool;
+                        results.insert(call_id.clone(), (r, staged.len()));
+                    }
+                }
+                Block::ToolResult { call_id, content, .. } => {
+                    report.orphan_results += 1;
+                    rest.push(Block::text(format!("[tool result for unknown call {call_id}] {content}")));
+                }
+                other => rest.push(other.clone()),
+            }
+        }
+        if !rest.is_empty() {
+            let mut r = t.clone();
+            r.blocks = rest;
+            if r.role == Role::Tool {
+                r.role = Role::User;
+            }
+            staged.push(r);
+        }
     }
-    // Re-emit: each call turn followed by its results in call order.
+    (staged, results)
+}
+
+/// Each call turn followed by its results in call order (a missing one gets the synthetic error
+/// result); results left over become text.
+fn reemit(staged: Vec<Turn>, mut results: HashMap<String, (Turn, usize)>, report: &mut NormalizeReport) -> Vec<Turn> {
     let mut out = Vec::with_capacity(staged.len() + results.len());
     let mut seen_positions: HashMap<String, usize> = HashMap::new();
     for (i, t) in staged.iter().enumerate() {
-        if let Some(t) = t {
-            for id in t.call_ids() {
-                seen_positions.entry(id.to_string()).or_insert(i);
-            }
+        for id in t.call_ids() {
+            seen_positions.entry(id.to_string()).or_insert(i);
         }
     }
-    for t in staged.into_iter().flatten() {
+    for t in staged {
         let ids: Vec<String> = t.call_ids().map(str::to_string).collect();
         out.push(t);
         for id in ids {
@@ -410,7 +415,7 @@ pub fn normalize(turns: Vec<Turn>) -> (Vec<Turn>, NormalizeReport) {
         let text = r.plain_text();
         out.push(Turn::user(format!("[tool result for unknown call {id}] {text}")));
     }
-    (out, report)
+    out
 }
 
 /// Turns the calls `push` would refuse into text: calls outside assistant turns, and calls whose id

@@ -166,6 +166,25 @@ impl Partial {
     }
 }
 
+impl Partial {
+    /// Reference and long-range recall of one window's `text` for the terms its turn `needed`
+    /// (each with whether it is a long-range one).
+    fn record_references(&mut self, text: &str, needed: &[(&str, bool)]) {
+        if needed.is_empty() {
+            return;
+        }
+        let present = needed.iter().filter(|(s, _)| text.contains(*s)).count();
+        self.ref_sum += present as f64 / needed.len() as f64;
+        self.ref_n += 1;
+        let long: Vec<&str> = needed.iter().filter(|(_, l)| *l).map(|(s, _)| *s).collect();
+        if !long.is_empty() {
+            let lp = long.iter().filter(|s| text.contains(**s)).count();
+            self.long_sum += lp as f64 / long.len() as f64;
+            self.long_n += 1;
+        }
+    }
+}
+
 /// With generated summaries, builds the window once untimed on a copy of the plan state (which
 /// queues the runs it leaves out) and waits for the service, so the measured window shows the
 /// generated summaries that are ready by then. Without, does nothing.
@@ -357,17 +376,7 @@ pub(crate) fn run_hindsight(
                 let terms: Vec<&str> = needed.iter().map(|(s, _)| *s).collect();
                 p.summaries.references(&w, &terms);
                 let text = w.text();
-                if !needed.is_empty() {
-                    let present = needed.iter().filter(|(s, _)| text.contains(*s)).count();
-                    p.ref_sum += present as f64 / needed.len() as f64;
-                    p.ref_n += 1;
-                    let long: Vec<&&str> = needed.iter().filter(|(_, l)| *l).map(|(s, _)| s).collect();
-                    if !long.is_empty() {
-                        let lp = long.iter().filter(|s| text.contains(**s)).count();
-                        p.long_sum += lp as f64 / long.len() as f64;
-                        p.long_n += 1;
-                    }
-                }
+                p.record_references(&text, &needed);
                 for vals in &golds {
                     let present = vals.iter().filter(|v| text.contains(v.as_str())).count();
                     p.gold_sum += present as f64 / vals.len() as f64;

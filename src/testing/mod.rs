@@ -30,7 +30,7 @@ use crate::{
 };
 
 /// Words the generated texts are made of: names, paths, numbers, multi-byte text, whitespace.
-const WORDS: &[&str] = &[
+pub const WORDS: &[&str] = &[
     "the",
     "parser",
     "Caroline",

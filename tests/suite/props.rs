@@ -7,31 +7,8 @@ use ctxwin::{Engine, EngineConfig, Error, Origin, PRESETS, PinLayer, PlanState, 
 use proptest::prelude::*;
 use serde_json::json;
 
-const WORDS: &[&str] = &[
-    "the",
-    "parser",
-    "Caroline",
-    "adoption",
-    "src/main.rs",
-    "parse_expr",
-    "2023",
-    "über",
-    "漢字",
-    "🎉",
-    "error[E0382]",
-    "May",
-    "tests",
-    "fixed",
-    "Lisbon",
-    "wifi",
-    "password",
-    "tulip-4821",
-    "ok",
-    "\n",
-    "  ",
-    "camelCase",
-    "a::b",
-];
+// The words of the adversarial sequences (`ctxwin::testing`).
+use ctxwin::testing::WORDS;
 
 #[derive(Debug, Clone)]
 enum Step {
