@@ -7,7 +7,7 @@
 #
 # Seeds come from scripts/fuzz-corpus.py (samples + small slices of ../shared/datasets, written to
 # the git-ignored fuzz/corpus/). Builds without a sanitizer (safe Rust) and with debug assertions,
-# so integer overflow is a crash. CTXWIN_FUZZ_STRICT=1 adds "no silent drop" to engine_ops.
+# so integer overflow is a crash.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-600}

@@ -1,5 +1,5 @@
 //! Engine operation sequences (`ctxwin::testing::Scenario`) with every window invariant checked and
-//! each scenario played twice (determinism). `CTXWIN_FUZZ_STRICT=1` adds "no silent drop".
+//! each scenario played twice (determinism), every window checked for silent drops too.
 #![no_main]
 use ctxwin::testing::{run_twice, Checks, Scenario};
 use libfuzzer_sys::fuzz_target;
