@@ -178,6 +178,21 @@ pub enum Error {
         /// The failure that made it stale.
         message: String,
     },
+    /// The replay harness could not build what it measures with (an index over a transcript's
+    /// terms too large for memory).
+    #[error("replay: {0}")]
+    Replay(String),
+    /// Replaying a transcript failed: the file and the transcript's id, then what failed (a turn
+    /// the engine refused, a budget below the pins…).
+    #[error("{}: transcript {transcript:?}: {source}", path.display())]
+    InTranscript {
+        /// The file the transcript came from.
+        path: PathBuf,
+        /// The transcript's id.
+        transcript: String,
+        /// What failed.
+        source: Box<Error>,
+    },
     /// Any other store failure (connection refused or lost, server restart, I/O error).
     #[error("{store}{}: {message}", session_suffix(session))]
     Store {
@@ -206,6 +221,15 @@ impl Error {
     /// A `Malformed` error from a serde_json error (which carries line and column).
     pub fn from_json(path: impl Into<PathBuf>, err: &serde_json::Error) -> Self {
         Error::Malformed { path: path.into(), line: err.line(), column: err.column(), message: err.to_string() }
+    }
+
+    /// This error, said of transcript `transcript` of `path` (an error that already names a
+    /// file is returned as it is).
+    pub fn in_transcript(self, path: &std::path::Path, transcript: &str) -> Self {
+        match self {
+            e @ (Error::InTranscript { .. } | Error::Malformed { .. } | Error::Io { .. } | Error::InvalidPath { .. } | Error::NoSuchItem { .. }) => e,
+            e => Error::InTranscript { path: path.to_path_buf(), transcript: transcript.to_string(), source: Box::new(e) },
+        }
     }
 
     /// An `Io` error for `path`.

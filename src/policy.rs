@@ -449,9 +449,31 @@ impl Policy {
         if self.tool_output_max_tokens != 0 && self.tool_output_max_tokens < 32 {
             return Err(format!("field `tool_output_max_tokens` must be 0 (off) or ≥ 32, got {}", self.tool_output_max_tokens));
         }
+        // Counts get ranges too: the work of a window is bounded by the data, never by a knob.
+        for (name, v, max) in [
+            ("neighbours", self.neighbours, MAX_NEIGHBOURS),
+            ("tail_turns", self.tail_turns, MAX_COUNT),
+            ("query_tail_turns", self.query_tail_turns, MAX_COUNT),
+            ("rag_top_k", self.rag_top_k, MAX_COUNT),
+            ("keep_tool_results", self.keep_tool_results.unwrap_or(0), MAX_COUNT),
+            ("summary_max_tokens", self.summary_max_tokens, MAX_TOKENS),
+            ("tool_output_max_tokens", self.tool_output_max_tokens, MAX_TOKENS),
+            ("old_tool_output_max_tokens", self.old_tool_output_max_tokens, MAX_TOKENS),
+        ] {
+            if v > max {
+                return Err(format!("field `{name}` must be within 0..={max}, got {v}"));
+            }
+        }
         Ok(())
     }
 }
+
+/// Largest `neighbours`: how far from a selected unit its neighbours are taken.
+const MAX_NEIGHBOURS: usize = 64;
+/// Largest turn count a policy may name (`tail_turns`, `rag_top_k`, `keep_tool_results`…).
+const MAX_COUNT: usize = 1_000_000;
+/// Largest token allowance a policy may name (summaries, tool outputs).
+const MAX_TOKENS: usize = 10_000_000;
 
 fn policy_error(source_name: Option<&str>, message: String) -> Error {
     Error::Policy { source_name: source_name.map(str::to_string), message }

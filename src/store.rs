@@ -12,13 +12,14 @@ use std::ops::Range;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
+use crate::markers::escape_lookalikes;
 use crate::message::{Message, Origin, ToolCallOut};
 use crate::refs::references;
 use crate::tokens::TokenCounter;
 use crate::turn::{Block, MISSING_RESULT_TEXT, PairProblem, Role, Turn, TurnId};
 
 /// Shown for a call whose result has not been pushed yet when a window is assembled.
-pub(crate) const PENDING_RESULT_TEXT: &str = "[tool result pending]";
+pub(crate) const PENDING_RESULT_TEXT: &str = crate::markers::PENDING_RESULT;
 
 /// A turn and what is computed once for it.
 #[derive(Debug)]
@@ -96,7 +97,8 @@ pub(crate) fn header_extra(counter: &mut TokenCounter, header: &str, content: &s
     counter.count(&format!("{header}{prefix}")).saturating_sub(counter.count(prefix))
 }
 
-/// Renders a turn into messages (no header). User-visible text gets the `speaker: ` prefix.
+/// Renders a turn into messages (no header). User-visible text gets the `speaker: ` prefix; lines
+/// that would imitate an engine marker are escaped.
 pub(crate) fn render_turn(id: TurnId, turn: &Turn) -> (Vec<Message>, String) {
     let prefix = turn.speaker().map(|s| format!("{s}: ")).unwrap_or_default();
     let origin = Origin::Turn { turn: id };
@@ -109,18 +111,22 @@ pub(crate) fn render_turn(id: TurnId, turn: &Turn) -> (Vec<Message>, String) {
             Block::ToolCall { call_id, name, arguments } => {
                 calls.push(ToolCallOut { id: call_id.clone(), name: name.clone(), arguments: arguments.to_string() })
             }
-            Block::ToolResult { call_id, content, is_error } => results.push(Message::tool_result(call_id.clone(), content.clone(), *is_error, origin.clone())),
+            Block::ToolResult { call_id, content, is_error } => {
+                results.push(Message::tool_result(call_id.clone(), escape_lookalikes(content).into_owned(), *is_error, origin.clone()))
+            }
         }
     }
     let body = texts.join("\n");
     let mut msgs = results;
     if !body.is_empty() || !calls.is_empty() {
+        // Turn text never starts a line the way the engine's markers do (see `markers`).
+        let said = format!("{prefix}{body}");
         let content = if body.is_empty() {
             String::new()
         } else if turn.role() == Role::System {
-            format!("[system note] {prefix}{body}")
+            format!("{}{}", crate::markers::SYSTEM_NOTE, escape_lookalikes(&said))
         } else {
-            format!("{prefix}{body}")
+            escape_lookalikes(&said).into_owned()
         };
         let role = match turn.role() {
             Role::Tool => Role::User,
@@ -149,6 +155,7 @@ impl Store {
         if turn.blocks().is_empty() {
             return Err(Error::InvalidTurn("a turn needs at least one content block".into()));
         }
+        let turn = crate::turn::refuse_deep_arguments(turn, self.turns.len())?;
         let results: Vec<&str> = turn.result_ids().collect();
         self.check_pairs(&turn, &results)?;
         let id = self.turns.len();

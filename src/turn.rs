@@ -268,6 +268,10 @@ impl Turn {
         out
     }
 
+    fn into_blocks(self) -> Vec<Block> {
+        self.blocks
+    }
+
     #[cfg(feature = "replay")]
     pub(crate) fn blocks_mut(&mut self) -> &mut Vec<Block> {
         &mut self.blocks
@@ -434,6 +438,65 @@ fn calls_as_text_where_invalid(mut turns: Vec<Turn>, report: &mut NormalizeRepor
         }
     }
     turns
+}
+
+/// Deepest nesting of arrays and objects accepted in a tool call's arguments. Rendering and
+/// dropping JSON recurse once per level; far deeper values (possible through the library API,
+/// where no parser limits them) would overflow the stack.
+pub const MAX_ARGUMENT_DEPTH: usize = 128;
+
+/// The first tool call of `turn` whose arguments nest deeper than [`MAX_ARGUMENT_DEPTH`]
+/// (measured without recursion).
+fn too_deep_call(turn: &Turn) -> Option<&str> {
+    turn.blocks().iter().find_map(|b| match b {
+        Block::ToolCall { call_id, arguments, .. } if json_depth_exceeds(arguments, MAX_ARGUMENT_DEPTH) => Some(call_id.as_str()),
+        _ => None,
+    })
+}
+
+fn json_depth_exceeds(v: &serde_json::Value, limit: usize) -> bool {
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(a) => Box::new(a.iter()),
+            serde_json::Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        if d + 1 > limit {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    false
+}
+
+/// `turn` back, or `Error::InvalidTurn` naming the call whose arguments nest deeper than
+/// [`MAX_ARGUMENT_DEPTH`] (the turn is then dropped without recursion). `id` is the id the turn
+/// would have had.
+pub(crate) fn refuse_deep_arguments(turn: Turn, id: usize) -> crate::error::Result<Turn> {
+    let Some(call_id) = too_deep_call(&turn) else { return Ok(turn) };
+    let e = crate::error::Error::InvalidTurn(format!("turn {id}: the arguments of tool call `{call_id}` are nested deeper than {MAX_ARGUMENT_DEPTH} levels"));
+    dismantle(turn);
+    Err(e)
+}
+
+/// Drops a refused turn without recursing into its JSON (a deep value's own drop would).
+fn dismantle(turn: Turn) {
+    let mut stack: Vec<serde_json::Value> = turn
+        .into_blocks()
+        .into_iter()
+        .filter_map(|b| match b {
+            Block::ToolCall { arguments, .. } => Some(arguments),
+            _ => None,
+        })
+        .collect();
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Array(a) => stack.extend(a),
+            serde_json::Value::Object(o) => stack.extend(o.into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -112,8 +112,11 @@ impl FromStr for PolicySpec {
         if !path.extension().is_some_and(|e| e == "toml" || e == "json") {
             return Err(format!("unknown policy `{spec}`: use a preset ({}) or a .toml/.json file", ctxwin::PRESETS.join(", ")));
         }
-        if !path.is_file() {
-            return Err(format!("policy file {} does not exist", path.display()));
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(format!("policy file {} does not exist", path.display())),
+            Err(e) => return Err(format!("policy file {}: {e}", path.display())),
+            Ok(m) if !m.is_file() => return Err(format!("policy file {} is not a regular file", path.display())),
+            Ok(_) => {}
         }
         Ok(PolicySpec::File(path))
     }
@@ -273,8 +276,9 @@ impl Data {
     /// The replay these options ask for (every dataset known to exist, embeddings loaded).
     pub fn replay_config(&self, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> anyhow::Result<CompareConfig> {
         for d in &self.datasets {
-            if !d.exists() {
-                bail!("dataset {} does not exist", d.display());
+            // The OS's reason (missing, a symlink loop, no permission), not a guess.
+            if let Err(e) = std::fs::metadata(d) {
+                bail!("dataset {}: {e}", d.display());
             }
         }
         let mut cfg = CompareConfig::new(self.datasets.clone(), policies, budgets).encoding(self.encoding.into());

@@ -42,10 +42,24 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ctxbench: {e:#}");
+            eprintln!("ctxbench: {}", message(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each cause once: a cause whose text the message already carries
+/// (`ctxwin::Error::Io` shows its source) is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 /// Exit codes: 0 success, 1 a run produced invalid windows, 2 an error (bad arguments included).

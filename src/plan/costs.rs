@@ -98,7 +98,7 @@ impl Forms {
                 Form::Cleared => {
                     let cid = m.tool_call_id.clone().unwrap_or_default();
                     let name = store.call_name(&cid).unwrap_or("tool");
-                    m.content = format!("[tool output cleared: {name} call {cid}, {tokens} tokens; it is kept as turn {id} and can be recalled with search]");
+                    m.content = crate::markers::tool_output_cleared(name, &cid, tokens, id);
                 }
                 Form::Truncated(_) | Form::Verbatim => {}
             }
@@ -184,5 +184,5 @@ pub(crate) fn head_tail(counter: &TokenCounter, text: &str, max: usize) -> Strin
     };
     let head = decode(0, head_n);
     let tail = decode(toks.len() - tail_n, toks.len());
-    format!("{head}\n… {omitted} tokens omitted …\n{tail}")
+    format!("{head}\n{}\n{tail}", crate::markers::tokens_omitted(omitted))
 }

@@ -186,7 +186,7 @@ impl Summaries {
 /// The marker that stands in for a left-out run without a summary.
 /// (How many tokens were left out is in the window's report; the model needs only the count.)
 pub(crate) fn marker_text(turns: usize) -> String {
-    if turns == 1 { "[1 turn omitted]".to_string() } else { format!("[{turns} turns omitted]") }
+    crate::markers::omitted(turns)
 }
 
 /// Upper bound of a gap marker's tokens in a history of `n_turns`. A marker begins the content of
@@ -194,8 +194,9 @@ pub(crate) fn marker_text(turns: usize) -> String {
 /// recount tests check the totals; `assemble`'s fix-up would catch an exception). The one marker
 /// that may stand alone pays its message framing from the selection's reserve.
 pub(crate) fn marker_bound(counter: &mut TokenCounter, n_turns: usize) -> usize {
-    let nines = "9".repeat(n_turns.max(1).to_string().len());
-    let widest = counter.count(&format!("[{nines} turns omitted]"));
+    let digits = n_turns.max(1).to_string().len() as u32;
+    let nines = 10usize.checked_pow(digits).map_or(usize::MAX, |p| p - 1);
+    let widest = counter.count(&crate::markers::omitted(nines));
     widest.max(counter.count(&marker_text(1)))
 }
 

@@ -257,3 +257,44 @@ pub(crate) fn cover(plan: &mut Plan, n_units: usize) {
         plan.items.insert(at, marker);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(items: Vec<Item>) -> Plan {
+        Plan { items, clear_before: 0, unit_scores: Vec::new() }
+    }
+
+    /// Issue 15: a fix-up that drops the unit between two gaps must leave one marker for the
+    /// merged run, never a marker for only the later gap.
+    #[test]
+    fn dropping_a_unit_between_two_gaps_merges_their_markers() {
+        let mut p = plan(vec![Item::Unit(0), Item::Unit(3), Item::Unit(5)]);
+        cover(&mut p, 7);
+        assert_eq!(
+            p.items,
+            [
+                Item::Unit(0),
+                Item::Marker { first_unit: 1, last_unit: 2 },
+                Item::Unit(3),
+                Item::Marker { first_unit: 4, last_unit: 4 },
+                Item::Unit(5),
+                Item::Marker { first_unit: 6, last_unit: 6 }
+            ]
+        );
+        p.items.retain(|it| *it != Item::Unit(3));
+        cover(&mut p, 7);
+        assert_eq!(p.items, [Item::Unit(0), Item::Marker { first_unit: 1, last_unit: 4 }, Item::Unit(5), Item::Marker { first_unit: 6, last_unit: 6 }]);
+    }
+
+    #[test]
+    fn a_summary_keeps_its_run_and_only_the_rest_gets_markers() {
+        let mut p = plan(vec![Item::Summary { first_unit: 0, last_unit: 2, text: "s".into(), tokens: 1 }, Item::Unit(4)]);
+        cover(&mut p, 5);
+        assert_eq!(p.items[1], Item::Marker { first_unit: 3, last_unit: 3 });
+        p.items.clear();
+        cover(&mut p, 5);
+        assert_eq!(p.items, [Item::Marker { first_unit: 0, last_unit: 4 }]);
+    }
+}

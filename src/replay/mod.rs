@@ -2,6 +2,7 @@
 
 pub mod loaders;
 mod metrics;
+mod occurrences;
 pub mod plot;
 mod probes;
 mod report;
@@ -128,11 +129,12 @@ pub(crate) fn evaluate(
         transcripts
             .par_iter()
             .map(|t| {
-                if t.qa().is_empty() {
+                let run = if t.qa().is_empty() {
                     probes::run_hindsight(t, policies, budgets, encoding, dense, generated)
                 } else {
                     probes::run_qa(t, policies, budgets, encoding, dense, generated)
-                }
+                };
+                run.map_err(|e| e.in_transcript(t.source(), t.id()))
             })
             .collect::<Result<Vec<_>>>()
     })?;
@@ -198,11 +200,12 @@ pub fn inspect_window(cfg: &InspectConfig) -> Result<(crate::window::Window, cra
     let (path, index) = (cfg.path.as_path(), cfg.transcript);
     let transcripts = loaders::load_path(path, cfg.format)?;
     let t = transcripts.get(index).ok_or_else(|| Error::NoSuchItem { path: path.to_path_buf(), what: "transcript", index, count: transcripts.len() })?;
-    let mut e = engine_for(t, cfg.encoding, cfg.embeddings.as_ref(), None)?;
+    let in_t = |e: Error| e.in_transcript(t.source(), t.id());
+    let mut e = engine_for(t, cfg.encoding, cfg.embeddings.as_ref(), None).map_err(in_t)?;
     for turn in t.turns() {
-        e.push(turn.clone())?;
+        e.push(turn.clone()).map_err(in_t)?;
     }
-    e.wait_for_embeddings()?;
+    e.wait_for_embeddings().map_err(in_t)?;
     let qa = match cfg.question {
         Some(q) => {
             Some(t.qa().get(q).cloned().ok_or_else(|| Error::NoSuchItem { path: path.to_path_buf(), what: "question", index: q, count: t.qa().len() })?)
@@ -211,7 +214,7 @@ pub fn inspect_window(cfg: &InspectConfig) -> Result<(crate::window::Window, cra
     };
     let mut a = crate::plan::PlanState::new(cfg.policy.clone());
     let request = qa.as_ref().map_or(crate::plan::Request::NextCall, |q| crate::plan::Request::Query(q.question()));
-    let w = e.assemble_with(&mut a, cfg.budget, request)?;
+    let w = e.assemble_with(&mut a, cfg.budget, request).map_err(in_t)?;
     Ok((w, e, qa))
 }
 
@@ -258,7 +261,7 @@ pub fn for_each_window(
                 Err(err) => visit(i, Err(err)),
             }
         }
-        e.push(turn.clone())?;
+        e.push(turn.clone()).map_err(|err| err.in_transcript(t.source(), t.id()))?;
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ use crate::policy::Policy;
 use crate::refs::salient_terms;
 use crate::replay::engine_for;
 use crate::replay::metrics::{answer_present, common_prefix_tokens, cost_units, normalize_answer, pair_violations};
+use crate::replay::occurrences::Occurrences;
 use crate::replay::summaries::{GeneratedReplay, SummaryAcc};
 use crate::replay::transcript::Transcript;
 use crate::tokens::{Encoding, MESSAGE_OVERHEAD, REPLY_PRIMING};
@@ -321,21 +322,6 @@ fn gold_calls(t: &Transcript) -> Vec<(usize, Vec<String>)> {
     gold_at
 }
 
-/// What turn `i` used: its salient `terms` that occur earlier, each with whether it was last seen
-/// more than 4 turns before (or only in the pins): a long-range reference.
-fn needed_terms<'a>(terms: &'a [String], texts: &[String], pin_text: &str, i: usize) -> Vec<(&'a str, bool)> {
-    let recent_from = i.saturating_sub(4);
-    let mut needed: Vec<(&str, bool)> = Vec::new();
-    for term in terms {
-        let in_recent = texts[recent_from..i].iter().any(|x| x.contains(term.as_str()));
-        let in_old = pin_text.contains(term.as_str()) || texts[..recent_from].iter().any(|x| x.contains(term.as_str()));
-        if in_recent || in_old {
-            needed.push((term.as_str(), !in_recent));
-        }
-    }
-    needed
-}
-
 /// Hindsight probes over one agent/chat transcript for every (policy, budget).
 pub(crate) fn run_hindsight(
     t: &Transcript,
@@ -352,6 +338,10 @@ pub(crate) fn run_hindsight(
     let mut scratch = crate::tokens::TokenCounter::new(encoding, 1 << 14);
     let pin_text: String = t.pins().iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join("\n");
     let texts: Vec<String> = turns.iter().map(|x| x.plain_text()).collect();
+    // What each probed turn used: its salient terms that occur earlier (see `Occurrences`).
+    let probed = |i: usize| i > 0 && turns[i].role() == Role::Assistant;
+    let terms_at: Vec<Vec<String>> = (0..turns.len()).map(|i| if probed(i) { salient_terms(&texts[i]) } else { Vec::new() }).collect();
+    let occurrences = Occurrences::new(terms_at.iter().flatten().map(String::as_str), &texts, &pin_text)?;
 
     let gold_at = gold_calls(t);
 
@@ -363,9 +353,8 @@ pub(crate) fn run_hindsight(
     let mut embed_s = 0.0;
 
     for (i, turn) in turns.iter().enumerate() {
-        if i > 0 && turn.role() == Role::Assistant {
-            let terms = salient_terms(&texts[i]);
-            let needed = needed_terms(&terms, &texts, &pin_text, i);
+        if probed(i) {
+            let needed = occurrences.needed(&terms_at[i], i);
             let golds: Vec<&Vec<String>> = gold_at.iter().filter(|(at, _)| *at == i).map(|(_, v)| v).collect();
             for (k, &(_, b)) in combos.iter().enumerate() {
                 let budget = budgets[b].resolve(pins, history);

@@ -238,6 +238,8 @@ impl Session {
         let mut turn = Some(turn);
         self.append(|engine| {
             let t = turn.take().ok_or_else(|| Error::InvalidTurn("push retried".into()))?;
+            // Refused before it is cloned or serialized (both recurse into the arguments).
+            let t = crate::turn::refuse_deep_arguments(t, engine.len())?;
             let record = Record::Push { turn: t.clone() };
             let id = engine.push(t)?;
             Ok((Some(record), id))

@@ -80,7 +80,7 @@ pub(crate) fn render(messages: &[Message]) -> Value {
         }
     }
     if msgs.first().is_some_and(|m| m.role == WireRole::Assistant) {
-        msgs.insert(0, WireMessage { role: WireRole::User, content: vec![Block::Text { text: "[conversation continues]".into() }] });
+        msgs.insert(0, WireMessage { role: WireRole::User, content: vec![Block::Text { text: crate::markers::CONVERSATION_CONTINUES.into() }] });
     }
     let mut out = json!({ "messages": msgs });
     if let Some(s) = system {

@@ -1,4 +1,6 @@
 #[cfg(feature = "replay")]
+mod adversarial;
+#[cfg(feature = "replay")]
 mod agent_loaders;
 #[cfg(feature = "cli")]
 mod cli;

@@ -9,7 +9,8 @@
 //! `[image]`, `document` → `[document]`; `thinking` / `redacted_thinking` → not shown, counted in
 //! `notes.skipped_items`; other block types → `[<type> block] <excerpt>`, counted in
 //! `notes.opaque_items`. A message of another role than user/assistant is kept as an opaque user
-//! turn (counted).
+//! turn (counted). A reused `tool_use` id is renamed `<id>#<k>` for its k-th use and a result joins
+//! the latest call with its id, as in the OpenAI loader.
 
 use std::path::Path;
 
@@ -20,16 +21,33 @@ use crate::error::Result;
 use crate::pins::PinLayer;
 use crate::replay::loaders::json_path::Doc;
 use crate::replay::loaders::json_path::{Seg, excerpt, file_stem};
-use crate::replay::loaders::{EXCERPT_CHARS, parse_json, parts_text, shown_text};
+use crate::replay::loaders::{CallIds, EXCERPT_CHARS, parse_json, parts_text, shown_text};
 use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Role, Turn};
 
 const FORMAT: Format = Format::AnthropicMessages;
 
-/// Whether a parsed value looks like an Anthropic Messages object: its first message's content is a
-/// list of blocks (used by format detection when there is no `system` key).
+/// Block types only Anthropic Messages has (OpenAI content parts are `text`, `image_url`,
+/// `input_audio`, `file`, `refusal`).
+const ANTHROPIC_BLOCKS: [&str; 7] = ["tool_use", "tool_result", "thinking", "redacted_thinking", "image", "document", "server_tool_use"];
+
+/// Whether a parsed object with `messages` and no `system` key is Anthropic Messages rather than
+/// OpenAI chat (used by format detection). Any message only OpenAI has (a `system`, `developer`
+/// or `tool` role, `tool_calls`, `tool_call_id`, `function_call`) says OpenAI; any block type only
+/// Anthropic has says Anthropic, wherever it is; otherwise a first message whose content is a list
+/// of blocks says Anthropic.
 pub(super) fn looks_like(v: &Value) -> bool {
-    v.get("messages").and_then(|m| m.as_array()).and_then(|m| m.first()).and_then(|m| m.get("content")).is_some_and(|c| c.is_array())
+    let Some(msgs) = v.get("messages").and_then(Value::as_array) else { return false };
+    let openai_only = |m: &Value| {
+        matches!(m.get("role").and_then(Value::as_str), Some("system" | "developer" | "tool"))
+            || ["tool_calls", "tool_call_id", "function_call"].iter().any(|k| m.get(*k).is_some_and(|x| !x.is_null()))
+    };
+    if msgs.iter().any(openai_only) {
+        return false;
+    }
+    let anthropic_block = |b: &Value| b.get("type").and_then(Value::as_str).is_some_and(|t| ANTHROPIC_BLOCKS.contains(&t));
+    let blocks = |m: &Value| m.get("content").and_then(Value::as_array).is_some_and(|c| c.iter().any(anthropic_block));
+    msgs.iter().any(blocks) || msgs.first().and_then(|m| m.get("content")).is_some_and(Value::is_array)
 }
 
 pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
@@ -84,15 +102,16 @@ impl Doc<'_> {
             Some(_) => return Err(self.err(at, &[Seg::Key("system")], "must be a string or a list of text blocks")),
         }
         let msgs = c.get("messages").and_then(Value::as_array).ok_or_else(|| self.err(at, &[Seg::Key("messages")], "must be an array of messages"))?;
+        let mut ids = CallIds::default();
         for (i, m) in msgs.iter().enumerate() {
             let here = [at, &[Seg::Key("messages"), Seg::Idx(i)]].concat();
-            self.message(&here, m, &mut t)?;
+            self.message(&here, m, &mut ids, &mut t)?;
         }
         t.normalize_turns();
         Ok(t)
     }
 
-    fn message(&self, here: &[Seg<'_>], m: &Value, t: &mut Transcript) -> Result<()> {
+    fn message(&self, here: &[Seg<'_>], m: &Value, ids: &mut CallIds, t: &mut Transcript) -> Result<()> {
         if !m.is_object() {
             return Err(self.err(here, &[], "a message must be an object"));
         }
@@ -136,7 +155,7 @@ impl Doc<'_> {
                     let id = b.get("id").and_then(Value::as_str).ok_or_else(|| self.err(here, &bat, "a `tool_use` block needs a string `id`"))?;
                     let name = b.get("name").and_then(Value::as_str).ok_or_else(|| self.err(here, &bat, "a `tool_use` block needs a string `name`"))?;
                     let arguments = b.get("input").cloned().unwrap_or_else(|| Value::Object(Default::default()));
-                    pending.push(Block::ToolCall { call_id: id.to_string(), name: name.to_string(), arguments });
+                    pending.push(Block::ToolCall { call_id: ids.call(Some(id), "toolu"), name: name.to_string(), arguments });
                 }
                 "tool_result" => {
                     flush(&mut pending, t);
@@ -146,7 +165,7 @@ impl Doc<'_> {
                         .ok_or_else(|| self.err(here, &bat, "a `tool_result` block needs a string `tool_use_id`"))?;
                     let content = self.result_text(&[here, &bat[..]].concat(), b.get("content"))?;
                     let is_error = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
-                    t.turns.push(Turn::tool_result(id, content, is_error));
+                    t.turns.push(Turn::tool_result(ids.result(id), content, is_error));
                 }
                 other => {
                     if let Some(text) = shown_text(other, b, &mut t.notes) {

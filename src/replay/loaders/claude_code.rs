@@ -12,8 +12,11 @@
 //!   `[image]`); `text` / `image` blocks → a user turn, kept in block order around the results;
 //! - `assistant` events: `text` and `tool_use{id, name, input}` blocks → one assistant turn with
 //!   text and `ToolCall`s; the several lines Claude Code writes for one streamed message (same
-//!   `message.id`) are merged into the turn of the first; `thinking` / `redacted_thinking` blocks
-//!   are not shown and are counted in `notes.skipped_items`;
+//!   `message.id`) are merged into the turn of the first (a call a later line repeats is kept
+//!   once); `thinking` / `redacted_thinking` blocks are not shown and are counted in
+//!   `notes.skipped_items`; a `tool_use` id reused by a later message is renamed `<id>#<k>` and
+//!   results join the latest call with their id, as in the OpenAI loader;
+//! - an event whose `uuid` was already read (a line written twice) is skipped and counted;
 //! - `summary` events → a user-visible text turn tagged `summary` (model-written);
 //! - `system`, `file-history-snapshot` and events of unknown type → opaque user turns tagged
 //!   `opaque` reading `[<type> event] <short JSON excerpt>`, counted in `notes.opaque_items`; content
@@ -24,7 +27,7 @@
 //! A line that is not JSON, not an object, or has content of the wrong type is `Malformed` with
 //! its real 1-based line number; blank lines are skipped; an empty file is an error at line 1.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -32,7 +35,7 @@ use serde_json::{Map, Value};
 use super::Format;
 use crate::error::{Error, Result};
 use crate::replay::loaders::json_path::{Seg, error_in_line, excerpt, file_stem};
-use crate::replay::loaders::{EXCERPT_CHARS, parts_text, shown_text};
+use crate::replay::loaders::{CallIds, EXCERPT_CHARS, parts_text, shown_text};
 use crate::replay::transcript::Transcript;
 use crate::turn::{Block, Provenance, Role, Turn};
 
@@ -113,14 +116,30 @@ pub(super) fn load(path: &Path, text: &str) -> Result<Vec<Transcript>> {
     let mut out = Vec::with_capacity(order.len());
     for session in order {
         let mut t = Transcript::new(session.clone(), path, FORMAT);
-        let mut by_message_id: HashMap<String, usize> = HashMap::new();
+        let mut state = SessionState::default();
         for e in groups.remove(&session).unwrap_or_default() {
-            load_event(path, e, &mut t, &mut by_message_id)?;
+            if e.str("uuid").is_some_and(|u| !state.seen.insert(u.to_string())) {
+                // The same event written twice (a duplicated streamed line).
+                t.notes.skipped_items += 1;
+                continue;
+            }
+            load_event(path, e, &mut t, &mut state)?;
         }
         t.normalize_turns();
         out.push(t);
     }
     Ok(out)
+}
+
+/// What reading one session's events keeps.
+#[derive(Default)]
+struct SessionState {
+    /// The turn of each streamed assistant message, by `message.id`.
+    by_message_id: HashMap<String, usize>,
+    /// Unique call ids (reused ids renamed).
+    ids: CallIds,
+    /// Event uuids read so far.
+    seen: HashSet<String>,
 }
 
 /// Adds the event's tags, timestamp and source id to a turn.
@@ -140,7 +159,7 @@ fn decorate(e: &Event<'_>, mut turn: Turn) -> Turn {
     turn
 }
 
-fn load_event(path: &Path, e: &Event<'_>, t: &mut Transcript, by_message_id: &mut HashMap<String, usize>) -> Result<()> {
+fn load_event(path: &Path, e: &Event<'_>, t: &mut Transcript, state: &mut SessionState) -> Result<()> {
     let kind = e.str("type").unwrap_or("untyped");
     match kind {
         "user" | "assistant" => {}
@@ -191,19 +210,14 @@ fn load_event(path: &Path, e: &Event<'_>, t: &mut Transcript, by_message_id: &mu
         Some(_) => return Err(e.err(path, &content_at, "must be a string or a list of content blocks")),
     };
 
-    if role == Role::Assistant { assistant_event(path, e, message, blocks, t, by_message_id) } else { user_event(path, e, blocks, t) }
+    if role == Role::Assistant { assistant_event(path, e, message, blocks, t, state) } else { user_event(path, e, blocks, t, &state.ids) }
 }
 
 /// An assistant message's blocks: text and tool calls, one turn, or more blocks for the turn of an
 /// earlier line of the same streamed message (same `message.id`).
-fn assistant_event(
-    path: &Path,
-    e: &Event<'_>,
-    message: &Value,
-    blocks: &[Value],
-    t: &mut Transcript,
-    by_message_id: &mut HashMap<String, usize>,
-) -> Result<()> {
+fn assistant_event(path: &Path, e: &Event<'_>, message: &Value, blocks: &[Value], t: &mut Transcript, state: &mut SessionState) -> Result<()> {
+    let message_id = message.get("id").and_then(Value::as_str);
+    let merged = message_id.and_then(|id| state.by_message_id.get(id)).copied();
     let mut out = Vec::with_capacity(blocks.len());
     for (i, b) in blocks.iter().enumerate() {
         let at = [Seg::Key("message"), Seg::Key("content"), Seg::Idx(i)];
@@ -211,8 +225,15 @@ fn assistant_event(
             "tool_use" => {
                 let id = b.get("id").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `id`"))?;
                 let name = b.get("name").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_use` block needs a string `name`"))?;
+                // A call repeated by a later line of the same streamed message is the same call.
+                let current = state.ids.result(id);
+                let repeated = merged.and_then(|idx| t.turns.get(idx)).is_some_and(|turn| turn.call_ids().any(|c| c == current));
+                if repeated {
+                    t.notes.skipped_items += 1;
+                    continue;
+                }
                 let arguments = b.get("input").cloned().unwrap_or_else(|| Value::Object(Map::new()));
-                out.push(Block::ToolCall { call_id: id.to_string(), name: name.to_string(), arguments });
+                out.push(Block::ToolCall { call_id: state.ids.call(Some(id), "toolu"), name: name.to_string(), arguments });
             }
             other => {
                 if let Some(text) = shown_text(other, b, &mut t.notes) {
@@ -221,8 +242,7 @@ fn assistant_event(
             }
         }
     }
-    let message_id = message.get("id").and_then(Value::as_str);
-    if let Some(turn) = message_id.and_then(|id| by_message_id.get(id)).and_then(|&idx| t.turns.get_mut(idx)) {
+    if let Some(turn) = merged.and_then(|idx| t.turns.get_mut(idx)) {
         turn.blocks_mut().extend(out);
         return Ok(());
     }
@@ -230,14 +250,14 @@ fn assistant_event(
         return Ok(());
     }
     if let Some(id) = message_id {
-        by_message_id.insert(id.to_string(), t.turns.len());
+        state.by_message_id.insert(id.to_string(), t.turns.len());
     }
     t.turns.push(decorate(e, Turn::new(Role::Assistant, out)));
     Ok(())
 }
 
 /// A user event's blocks: results become tool turns, other blocks user turns, in block order.
-fn user_event(path: &Path, e: &Event<'_>, blocks: &[Value], t: &mut Transcript) -> Result<()> {
+fn user_event(path: &Path, e: &Event<'_>, blocks: &[Value], t: &mut Transcript, ids: &CallIds) -> Result<()> {
     let mut texts: Vec<Block> = Vec::new();
     for (i, b) in blocks.iter().enumerate() {
         let at = [Seg::Key("message"), Seg::Key("content"), Seg::Idx(i)];
@@ -249,7 +269,7 @@ fn user_event(path: &Path, e: &Event<'_>, blocks: &[Value], t: &mut Transcript) 
                 let id = b.get("tool_use_id").and_then(Value::as_str).ok_or_else(|| e.err(path, &at, "a `tool_result` block needs a string `tool_use_id`"))?;
                 let content = result_text(e, path, &at, b.get("content"))?;
                 let is_error = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
-                t.turns.push(decorate(e, Turn::tool_result(id, content, is_error)));
+                t.turns.push(decorate(e, Turn::tool_result(ids.result(id), content, is_error)));
             }
             other => {
                 if let Some(text) = shown_text(other, b, &mut t.notes) {

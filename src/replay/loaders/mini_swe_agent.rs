@@ -5,8 +5,11 @@
 //! The agent has no tool-call API: its action is the fenced ```` ```bash ```` block of an assistant
 //! message, and the harness answers with a user message. Mapping:
 //!
-//! - the first `system` message → the System pin; the first `user` message (the task: the PR
-//!   description and the harness's instructions) → the Task pin; neither is repeated as a turn;
+//! - a `system` message that opens the trajectory → the System pin; the `user` message that follows
+//!   it before any assistant message (the task: the PR description and the harness's instructions)
+//!   → the Task pin; neither is repeated as a turn. Only those two positions are host
+//!   instruction: a later system message is a system turn, and a user message after an assistant
+//!   message (an observation, whatever it says) or one shaped like an observation is never pinned;
 //! - an assistant message with exactly one bash block (the harness's own rule: `` ```bash\s*\n(.*?)\n``` ``,
 //!   exactly one match, else a format error) → one assistant turn with its whole text and a
 //!   `ToolCall` `bash {"command": …}` with id `call-<n>` (n counts calls from 1 in file order);
@@ -80,6 +83,8 @@ fn load_one(path: &Path, text: &str, at: &[Seg<'_>], obj: &Value, default_id: St
     let mut t = Transcript::new(id, path, FORMAT);
     let mut system_pinned = false;
     let mut task_pinned = false;
+    // Whether anything but the opening system message has been read (pins are taken only before).
+    let mut conversation_started = false;
     let mut calls = 0usize;
     // The call waiting for its result: (call id, whether it is the submit command).
     let mut pending: Option<(String, bool)> = None;
@@ -92,13 +97,16 @@ fn load_one(path: &Path, text: &str, at: &[Seg<'_>], obj: &Value, default_id: St
             Some(Value::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"),
             Some(_) => return Err(err(&[&here[..], &[Seg::Key("content")]].concat(), "must be a string")),
         };
+        let opening = !conversation_started;
+        conversation_started |= role != "system" || system_pinned;
         match role {
-            "system" if !system_pinned => {
+            "system" if opening && !system_pinned => {
                 system_pinned = true;
                 t.pins.push((PinLayer::System, content));
             }
-            "user" if !task_pinned => {
+            "user" if opening && !task_pinned && returncode(&content).is_none() => {
                 task_pinned = true;
+                conversation_started = true;
                 t.pins.push((PinLayer::Task, content));
             }
             _ if content.trim().is_empty() => {

@@ -14,6 +14,7 @@ mod mini_swe_agent;
 mod openai_chat;
 mod writers;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -62,6 +63,37 @@ impl Format {
 }
 
 /// Characters of an unknown item's JSON kept in its opaque text turn.
+/// Gives every call a unique id within a transcript: a reused id is renamed `<id>#<k>` for its k-th
+/// use, and a result is joined to the latest call with its id (how the runs that reuse ids answered
+/// them, one call at a time). Calls without an id get `<prefix>-<n>`.
+#[derive(Default)]
+pub(crate) struct CallIds {
+    uses: HashMap<String, usize>,
+    current: HashMap<String, String>,
+    synthesized: usize,
+}
+
+impl CallIds {
+    pub(crate) fn call(&mut self, raw: Option<&str>, prefix: &str) -> String {
+        let raw = match raw.filter(|s| !s.is_empty()) {
+            Some(r) => r.to_string(),
+            None => {
+                self.synthesized += 1;
+                format!("{prefix}-{}", self.synthesized)
+            }
+        };
+        let n = self.uses.entry(raw.clone()).or_insert(0);
+        *n += 1;
+        let id = if *n == 1 { raw.clone() } else { format!("{raw}#{n}") };
+        self.current.insert(raw, id.clone());
+        id
+    }
+
+    pub(crate) fn result(&self, raw: &str) -> String {
+        self.current.get(raw).cloned().unwrap_or_else(|| raw.to_string())
+    }
+}
+
 pub(crate) const EXCERPT_CHARS: usize = 240;
 
 /// What a non-tool content block (Anthropic / Claude Code shape) shows as text: `None` for blocks
@@ -120,7 +152,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     String::from_utf8(bytes).map_err(|e| {
-        let (line, col) = line_col(&[], e.utf8_error().valid_up_to());
+        let (line, col) = line_col(e.as_bytes(), e.utf8_error().valid_up_to());
         Error::malformed(path, line, col, format!("not UTF-8 at byte {}", e.utf8_error().valid_up_to()))
     })
 }
@@ -226,6 +258,9 @@ pub fn load_path(path: &Path, format: Option<Format>) -> Result<Vec<Transcript>>
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
         return load_file(path, format);
+    }
+    if !meta.is_dir() {
+        return Err(Error::InvalidPath { path: path.to_path_buf(), message: "not a regular file or a directory (a device, FIFO or socket?)".into() });
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| Error::io(path, e))?

@@ -8,9 +8,12 @@
 //!   become the transcript's gold actions;
 //! - SWE-agent `.traj`: an object with `history[]` (id = file name without `.traj`).
 //!
-//! Mapping: the first `system` (or `developer`) message becomes the System pin, not a turn; later
-//! ones stay system turns. For SWE-agent the first user message (the issue text with the
-//! harness's instructions) becomes the Task pin and is not repeated as a turn. `content` may be a
+//! Mapping: a `system` (or `developer`) message that opens the conversation becomes the System pin,
+//! not a turn; any later one (after a user, assistant or tool message, or a second one) stays a
+//! system turn in the history. For SWE-agent the user message that opens the conversation after
+//! that system message (the issue text with the harness's instructions) becomes the Task pin and is
+//! not repeated as a turn; a user message after an assistant or tool message is never pinned. Only
+//! the host's opening instructions become pins, never text from later in the log. `content` may be a
 //! string, `null`, or a list of parts (`{type:"text", text}`; image parts become `[image]`; parts of
 //! unknown type are kept as `[<type> part]` and counted as opaque). An assistant message becomes one
 //! turn holding its text and one `ToolCall` per `tool_calls[]` entry; `function.arguments` is a
@@ -25,7 +28,7 @@
 //! runs). A reused id is renamed `<id>#<k>` for its k-th use, and a result is joined to the latest
 //! call with its id, which is how the run itself answered them (one call at a time).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::Path;
 
 use serde_json::Value;
@@ -34,7 +37,7 @@ use super::Format;
 use crate::error::Result;
 use crate::pins::PinLayer;
 use crate::replay::loaders::json_path::{Doc, Seg, file_stem};
-use crate::replay::loaders::parse_json;
+use crate::replay::loaders::{CallIds, parse_json};
 use crate::replay::transcript::{GoldAction, LoadNotes, Transcript};
 use crate::turn::{Block, Role, Turn};
 
@@ -126,35 +129,6 @@ fn gold_actions(doc: &Doc<'_>, at: &[Seg<'_>], run: &Value) -> Result<Vec<GoldAc
     Ok(out)
 }
 
-/// Gives every call a unique id within the transcript (see the module doc).
-#[derive(Default)]
-struct CallIds {
-    uses: HashMap<String, usize>,
-    current: HashMap<String, String>,
-    synthesized: usize,
-}
-
-impl CallIds {
-    fn call(&mut self, raw: Option<&str>, prefix: &str) -> String {
-        let raw = match raw.filter(|s| !s.is_empty()) {
-            Some(r) => r.to_string(),
-            None => {
-                self.synthesized += 1;
-                format!("{prefix}-{}", self.synthesized)
-            }
-        };
-        let n = self.uses.entry(raw.clone()).or_insert(0);
-        *n += 1;
-        let id = if *n == 1 { raw.clone() } else { format!("{raw}#{n}") };
-        self.current.insert(raw, id.clone());
-        id
-    }
-
-    fn result(&self, raw: &str) -> String {
-        self.current.get(raw).cloned().unwrap_or_else(|| raw.to_string())
-    }
-}
-
 /// The text of a message's `content`: a string, `null`/absent, or a list of parts.
 fn content_text(doc: &Doc<'_>, at: &[Seg<'_>], content: Option<&Value>, notes: &mut LoadNotes) -> Result<String> {
     match content {
@@ -201,6 +175,8 @@ fn arguments(v: Option<&Value>) -> Value {
 fn convert(doc: &Doc<'_>, at: &[Seg<'_>], msgs: &[Value], t: &mut Transcript, task_pin: bool) -> Result<()> {
     let mut system_pinned = false;
     let mut task_pinned = false;
+    // Whether anything but the opening system message has been read (pins are taken only before).
+    let mut conversation_started = false;
     let mut ids = CallIds::default();
     let mut open_function_calls: VecDeque<String> = VecDeque::new();
     for (i, m) in msgs.iter().enumerate() {
@@ -210,9 +186,11 @@ fn convert(doc: &Doc<'_>, at: &[Seg<'_>], msgs: &[Value], t: &mut Transcript, ta
         }
         let role = m.get("role").and_then(Value::as_str).ok_or_else(|| doc.err(&here, &[], "a message needs a string `role`"))?;
         let text = content_text(doc, &here, m.get("content"), &mut t.notes)?;
+        let opening = !conversation_started;
+        conversation_started |= !matches!(role, "system" | "developer") || system_pinned;
         match role {
             "system" | "developer" => {
-                if !system_pinned {
+                if opening && !system_pinned {
                     system_pinned = true;
                     if !text.trim().is_empty() {
                         t.pins.push((PinLayer::System, text));
@@ -226,7 +204,7 @@ fn convert(doc: &Doc<'_>, at: &[Seg<'_>], msgs: &[Value], t: &mut Transcript, ta
                 }
             }
             "user" => {
-                if task_pin && !task_pinned {
+                if task_pin && opening && !task_pinned {
                     task_pinned = true;
                     t.pins.push((PinLayer::Task, text));
                 } else if text.trim().is_empty() {
