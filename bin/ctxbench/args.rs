@@ -273,6 +273,18 @@ pub struct Data {
 }
 
 impl Data {
+    /// The datasets given.
+    pub fn datasets(&self) -> &[PathBuf] {
+        &self.datasets
+    }
+    /// The transcript format (`None`: detected).
+    pub fn format(&self) -> Option<ctxwin::replay::Format> {
+        self.format.format()
+    }
+    /// The token encoding.
+    pub fn encoding(&self) -> ctxwin::Encoding {
+        self.encoding.into()
+    }
     /// The replay these options ask for (every dataset known to exist, embeddings loaded).
     pub fn replay_config(&self, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> anyhow::Result<CompareConfig> {
         for d in &self.datasets {

@@ -23,12 +23,57 @@ pub struct Args {
     budgets: BudgetList,
     #[command(flatten)]
     summarizer: crate::summarizer::SummarizerArgs,
+    /// Also replay through durable sessions in this store (`sqlite:PATH` or `postgres://…`) and
+    /// report their cost (push, assemble, reopen) and that every window equals the in-memory one;
+    /// `memory` (the default) replays in memory only.
+    #[arg(long, default_value = "memory")]
+    store: String,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let policies = a.policies.load(&a.data.sets)?;
     let loaded = a.summarizer.load()?;
-    execute(&a.data, &a.outputs, policies, a.budgets.0.clone(), loaded.generated.clone())
+    // A bad store is an error before the replay, not after it.
+    let store = ctxwin::StoreSpec::parse(&a.store)?.open()?;
+    let code = execute(&a.data, &a.outputs, policies.clone(), a.budgets.0.clone(), loaded.generated.clone())?;
+    match store {
+        Some(store) => durable(a, &policies, &store).map(|ok| if ok { code } else { ExitCode::from(1) }),
+        None => Ok(code),
+    }
+}
+
+/// The replay through durable sessions: a table of their cost, added to the JSON as `durable`.
+/// `false` when a reopened session's window differed from the in-memory one.
+fn durable(a: &Args, policies: &[(String, Policy)], store: &std::sync::Arc<dyn ctxwin::SessionStore>) -> anyhow::Result<bool> {
+    let prefix = format!("ctxbench-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    let costs = ctxwin::session::compare_durable(a.data.datasets(), a.data.format(), policies, &a.budgets.0, a.data.encoding(), store, &prefix)?;
+    println!("\ndurable sessions ({}): µs, p50 / p99", store.name());
+    println!("{:<22} {:<14} {:>6} {:>17} {:>17} {:>17} {:>9}", "dataset", "policy", "budget", "push", "assemble", "reopen", "differing");
+    for c in &costs {
+        let pp = |p: &ctxwin::replay::Percentiles| format!("{:.0} / {:.0}", p.p50, p.p99);
+        let budget = c.budget.as_str().map_or_else(|| c.budget.to_string(), str::to_string);
+        println!(
+            "{:<22} {:<14} {:>6} {:>17} {:>17} {:>17} {:>4} / {:<4}",
+            c.dataset,
+            c.policy,
+            budget,
+            pp(&c.push_us),
+            pp(&c.assemble_us),
+            pp(&c.reopen_us),
+            c.differing,
+            c.windows
+        );
+    }
+    if let Some(p) = &a.outputs.json {
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p)?)?;
+        v["durable"] = serde_json::to_value(&costs)?;
+        write(p, serde_json::to_string_pretty(&v)?)?;
+    }
+    let differing: usize = costs.iter().map(|c| c.differing).sum();
+    if differing > 0 {
+        eprintln!("ctxbench: {differing} windows of reopened sessions differ from the in-memory replay");
+    }
+    Ok(differing == 0)
 }
 
 /// Replays `policies` × `budgets` over the data, prints the table, writes the outputs asked for,

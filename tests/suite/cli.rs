@@ -369,3 +369,41 @@ fn compare_on_the_samples_matches_the_snapshot() {
         assert_eq!(v, snapshot[key], "{key}: the report differs from the snapshot");
     }
 }
+
+/// `compare --store sqlite:PATH` replays through durable sessions too, reports their cost, and every
+/// window of a session reopened halfway equals the in-memory one; a bad store is refused up front.
+#[cfg(feature = "sqlite")]
+#[test]
+fn compare_through_a_sqlite_store_reports_the_durable_cost() {
+    let db = tmp("durable.db");
+    let json = tmp("durable.json");
+    std::fs::remove_file(&db).ok();
+    let store = format!("sqlite:{}", db.display());
+    let (code, out, err) = ctxbench(&[
+        "compare",
+        "--dataset",
+        "datasets/samples/claude-code-session.jsonl",
+        "--policies",
+        "ctxwin,recency",
+        "--budgets",
+        "25%",
+        "--store",
+        &store,
+        "--json",
+        json.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("durable sessions (") && out.contains("claude-code-session.jsonl"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+    let durable = v["durable"].as_array().cloned().unwrap_or_default();
+    assert_eq!(durable.len(), 2, "{v}");
+    for d in &durable {
+        assert!(d["windows"].as_u64().is_some_and(|n| n > 0), "{d}");
+        assert_eq!(d["differing"], 0, "{d}");
+        assert!(d["push_us"]["p50"].as_f64().is_some_and(|p| p > 0.0), "{d}");
+    }
+    assert!(v["runs"].as_array().is_some_and(|r| r.len() == 2));
+    let (code, _, err) = ctxbench(&["compare", "--dataset", "datasets/samples/openai-chat.json", "--store", "redis://x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown store"), "{err}");
+}
