@@ -6,7 +6,7 @@
 //! [`run`] plays it and checks every window with [`check_window`]:
 //!
 //! - the window's `total_tokens` equals a tiktoken recount of the rendered OpenAI request
-//!   ([`recount_openai`]) and is ≤ the budget;
+//!   ([`recount_openai`](crate::recount_openai)) and is ≤ the budget;
 //! - [`check_openai`] and [`check_anthropic`] pass (no split tool pair, roles valid);
 //! - the pins are in the first message, in layer / priority / insertion order, and only there;
 //! - every turn has a report line, in order;
@@ -24,10 +24,7 @@ pub use inputs::{check_loader, check_normalize, check_policy_text, raw_turns};
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::json;
 
-use crate::{
-    Block, Engine, EngineConfig, Error, Fate, Origin, PRESETS, PinId, PinLayer, Policy, Role, Turn, Window, check_anthropic, check_openai, normalize,
-    recount_openai,
-};
+use crate::{Block, Engine, EngineConfig, Error, Fate, Origin, PRESETS, PinId, PinLayer, Policy, Role, Turn, Window, check_anthropic, check_openai, normalize};
 
 /// Words the generated texts are made of: names, paths, numbers, multi-byte text, whitespace.
 pub const WORDS: &[&str] = &[
@@ -402,12 +399,40 @@ fn assemble_checked(e: &mut Engine, pins: &PinModel, b: Budget, query: Option<St
     }
 }
 
+/// Texts recounted at most, per thread, before the memo starts over.
+const RECOUNT_MEMO: usize = 1 << 16;
+
+thread_local! {
+    /// tiktoken's count of each text already recounted: a window repeats most of the previous
+    /// one's messages, and recounting them with tiktoken-rs dominated the checks' time.
+    static RECOUNTS: std::cell::RefCell<rustc_hash::FxHashMap<(crate::Encoding, String), usize>> = Default::default();
+}
+
+/// [`recount_openai`](crate::recount_openai), each distinct text counted by tiktoken-rs once per thread.
+fn recount_memoized(openai: &serde_json::Value, encoding: crate::Encoding) -> std::result::Result<usize, String> {
+    RECOUNTS.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if memo.len() > RECOUNT_MEMO {
+            memo.clear();
+        }
+        let mut count = |text: &str| match memo.get(&(encoding, text.to_string())) {
+            Some(&n) => n,
+            None => {
+                let n = crate::count_reference(encoding, text);
+                memo.insert((encoding, text.to_string()), n);
+                n
+            }
+        };
+        crate::window::openai::recount_openai_with(openai, &mut count).map_err(|e| e.to_string())
+    })
+}
+
 /// Checks one window: budget by a tiktoken recount, API validity in both shapes, pins (`pins`: their
 /// texts in the expected order), one report line per turn of `n_turns`, every turn reported shown is
 /// shown, and (with `checks.silent_drops`) no silent drop.
 pub fn check_window(w: &Window, budget: usize, pins: &[&str], n_turns: usize, checks: Checks) -> std::result::Result<(), String> {
     let openai = w.to_openai();
-    let recount = recount_openai(&openai, w.encoding()).map_err(|e| e.to_string())?;
+    let recount = recount_memoized(&openai, w.encoding())?;
     if recount != w.total_tokens() || w.total_tokens() > budget {
         return Err(format!("total {} recount {recount} budget {budget}", w.total_tokens()));
     }

@@ -47,22 +47,28 @@ fn error(message: Option<usize>, problem: Problem) -> RequestError {
 /// Recounts an OpenAI chat `messages` array from scratch with tiktoken-rs, using ctxwin's framing
 /// constants: the independent check that a window's reported total is what it renders to.
 pub fn recount_openai(messages: &Value, encoding: Encoding) -> Result<usize> {
+    recount_openai_with(messages, &mut |text| count_reference(encoding, text))
+}
+
+/// [`recount_openai`] with the count of each text given by `count` (the checks in
+/// `ctxwin::testing` memoize tiktoken's counts of texts that recur across windows).
+pub(crate) fn recount_openai_with(messages: &Value, count: &mut dyn FnMut(&str) -> usize) -> Result<usize> {
     let arr = messages.as_array().ok_or_else(|| error(None, Problem::NotAnArray))?;
     let mut n = REPLY_PRIMING;
     for m in arr {
         n += MESSAGE_OVERHEAD;
         if let Some(c) = m.get("content").and_then(Value::as_str) {
-            n += count_reference(encoding, c);
+            n += count(c);
         }
         if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
-            n += count_reference(encoding, id);
+            n += count(id);
         }
         for c in m.get("tool_calls").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
             let f = &c["function"];
             n += TOOL_CALL_OVERHEAD
-                + count_reference(encoding, c["id"].as_str().unwrap_or_default())
-                + count_reference(encoding, f["name"].as_str().unwrap_or_default())
-                + count_reference(encoding, f["arguments"].as_str().unwrap_or_default());
+                + count(c["id"].as_str().unwrap_or_default())
+                + count(f["name"].as_str().unwrap_or_default())
+                + count(f["arguments"].as_str().unwrap_or_default());
         }
     }
     Ok(n)
