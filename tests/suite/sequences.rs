@@ -19,13 +19,16 @@ fn cases(default: u32) -> u32 {
 fn sequences(n: u32, checks: Checks) {
     let mut runner = TestRunner::new(Config { cases: n, failure_persistence: None, ..Config::default() });
     let bytes = prop::collection::vec(any::<u8>(), 0..160);
+    let ops = std::cell::Cell::new(0usize);
     let r = runner.run(&bytes, |data| {
         let Ok(s) = Scenario::from_bytes(&data) else { return Ok(()) };
+        ops.set(ops.get() + s.ops.len());
         run_twice(&s, checks).map_err(|m| TestCaseError::fail(format!("{m}\n{s:?}")))
     });
     if let Err(e) = r {
         panic!("{e}");
     }
+    eprintln!("{n} sequences, {} operations (each played twice), every window checked", ops.get());
 }
 
 #[test]
