@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ctxwin::replay::{Transcript, loaders, synth};
-use ctxwin::{Engine, EngineConfig, Turn};
+use ctxwin::{Engine, EngineConfig};
 use serde_json::{Value, json};
 
 struct Args {
@@ -32,10 +32,11 @@ struct Args {
     secs: u64,
     budget: usize,
     store: Option<String>,
+    rss_every: u64,
 }
 
 fn args() -> Args {
-    let mut a = Args { clients: 64, secs: 20, budget: 2000, store: None };
+    let mut a = Args { clients: 64, secs: 20, budget: 2000, store: None, rss_every: 0 };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < v.len() {
@@ -45,6 +46,7 @@ fn args() -> Args {
             "--secs" => a.secs = next.parse().unwrap(),
             "--budget" => a.budget = next.parse().unwrap(),
             "--store" => a.store = Some(next),
+            "--rss-every" => a.rss_every = next.parse().unwrap(),
             _ => {
                 i += 1;
                 continue;
@@ -100,13 +102,35 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
     (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
 }
 
-/// One client's measured loop: (window latencies µs, append latencies µs, errors).
-fn client(base: &str, id: &str, turns: &[Turn], start: usize, budget: usize, stop: &AtomicBool) -> (Vec<f64>, Vec<f64>, usize) {
+/// Creates session `id` holding the first half of `turns` (untimed).
+fn fill(agent: &ureq::Agent, base: &str, id: &str, t: &Transcript) {
+    for (layer, text) in t.pins() {
+        let mut r = agent.put(&format!("{base}/v1/sessions/{id}/pins/{}", layer.as_str())).send_json(json!({"text": text})).unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", r.body_mut().read_to_string().unwrap_or_default());
+    }
+    for chunk in t.turns()[..t.turns().len() / 2].chunks(200) {
+        let msgs: Vec<Value> = chunk.iter().map(|t| serde_json::to_value(t).unwrap()).collect();
+        let (s, v) = post(agent, &format!("{base}/v1/sessions/{id}/turns"), &json!({"format": "ctxwin", "messages": msgs}));
+        assert_eq!(s, 200, "{v}");
+    }
+}
+
+/// One client's measured loop: (window latencies µs, append latencies µs, errors). When the
+/// whole conversation has been appended, the session is deleted and filled again (untimed), so
+/// sessions stay LoCoMo-size however long the run.
+fn client(base: &str, id: &str, t: &Transcript, budget: usize, stop: &AtomicBool) -> (Vec<f64>, Vec<f64>, usize) {
     let agent = agent();
+    let turns = t.turns();
     let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
-    let mut k = start;
+    let mut k = turns.len() / 2;
     while !stop.load(Ordering::Relaxed) {
-        let turn = serde_json::to_value(&turns[k % turns.len()]).unwrap();
+        if k == turns.len() {
+            let s = agent.delete(&format!("{base}/v1/sessions/{id}")).call().unwrap().status().as_u16();
+            errors += usize::from(s != 204);
+            fill(&agent, base, id, t);
+            k = turns.len() / 2;
+        }
+        let turn = serde_json::to_value(&turns[k]).unwrap();
         k += 1;
         let t0 = Instant::now();
         let (s, _) = post(&agent, &format!("{base}/v1/sessions/{id}/turns"), &json!({"format": "ctxwin", "messages": [turn]}));
@@ -156,6 +180,47 @@ fn library(convs: &[Transcript], clients: usize, steps: usize, budget: usize) ->
     out
 }
 
+/// The server's resident memory (kB) every `every` seconds for `secs` seconds (just sleeps when
+/// `every` is 0).
+fn sample_rss(pid: u32, secs: u64, every: u64) -> Vec<(u64, u64)> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed().as_secs() < secs {
+        if every == 0 {
+            std::thread::sleep(Duration::from_secs(secs));
+            break;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+        out.push((start.elapsed().as_secs(), kb));
+        eprintln!("rss t={}s {} kB", start.elapsed().as_secs(), kb);
+        std::thread::sleep(Duration::from_secs(every).min(Duration::from_secs(secs.saturating_sub(start.elapsed().as_secs()).max(1))));
+    }
+    out
+}
+
+/// Prints how flat the RSS was after warm-up (the first 10% of the samples).
+fn report_rss(rss: &[(u64, u64)]) {
+    if rss.len() < 4 {
+        return;
+    }
+    let after = &rss[rss.len() / 10..];
+    let first = after[0].1 as f64;
+    let (lo, hi) = after.iter().fold((u64::MAX, 0), |(lo, hi), &(_, kb)| (lo.min(kb), hi.max(kb)));
+    let last = after[after.len() - 1].1 as f64;
+    println!(
+        "server RSS after warm-up (t>={}s, {} samples): first {:.1} MB, min {:.1} MB, max {:.1} MB, last {:.1} MB, last/first {:+.1}%, (max-min)/min {:.1}%",
+        after[0].0,
+        after.len(),
+        first / 1024.0,
+        lo as f64 / 1024.0,
+        hi as f64 / 1024.0,
+        last / 1024.0,
+        (last / first - 1.0) * 100.0,
+        (hi - lo) as f64 / lo as f64 * 100.0
+    );
+}
+
 fn main() {
     let a = args();
     let convs = Arc::new(conversations(a.clients));
@@ -168,21 +233,7 @@ fn main() {
     let setup = agent();
     let run = std::process::id();
     for c in 0..a.clients {
-        let t = &convs[c % convs.len()];
-        let id = format!("load-{run}-{c}");
-        for (layer, text) in t.pins() {
-            let (s, v) = (|| {
-                let mut r = setup.put(&format!("{}/v1/sessions/{id}/pins/{}", srv.base, layer.as_str())).send_json(json!({"text": text})).unwrap();
-                (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-            })();
-            assert_eq!(s, 200, "{v}");
-        }
-        let half = t.turns().len() / 2;
-        for chunk in t.turns()[..half].chunks(200) {
-            let msgs: Vec<Value> = chunk.iter().map(|t| serde_json::to_value(t).unwrap()).collect();
-            let (s, v) = post(&setup, &format!("{}/v1/sessions/{id}/turns", srv.base), &json!({"format": "ctxwin", "messages": msgs}));
-            assert_eq!(s, 200, "{v}");
-        }
+        fill(&setup, &srv.base, &format!("load-{run}-{c}"), &convs[c % convs.len()]);
     }
     eprintln!("setup: {} sessions of {} turns on average", a.clients, convs.iter().map(|t| t.turns().len() / 2).sum::<usize>() / convs.len());
     let stop = Arc::new(AtomicBool::new(false));
@@ -190,13 +241,10 @@ fn main() {
     let handles: Vec<_> = (0..a.clients)
         .map(|c| {
             let (convs, stop, base, budget) = (Arc::clone(&convs), Arc::clone(&stop), srv.base.clone(), a.budget);
-            std::thread::spawn(move || {
-                let t = &convs[c % convs.len()];
-                client(&base, &format!("load-{run}-{c}"), t.turns(), t.turns().len() / 2, budget, &stop)
-            })
+            std::thread::spawn(move || client(&base, &format!("load-{run}-{c}"), &convs[c % convs.len()], budget, &stop))
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(a.secs));
+    let rss = sample_rss(srv.child.id(), a.secs, a.rss_every);
     stop.store(true, Ordering::Relaxed);
     let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
     for h in handles {
@@ -221,6 +269,7 @@ fn main() {
     let lib = library(&convs, a.clients.min(convs.len()), steps.clamp(1, 400), a.budget);
     println!("library assemble (Engine::assemble, same mix, {} samples): p50={:.0}us p99={:.0}us", lib.len(), q(&lib, 0.5), q(&lib, 0.99));
     println!("server/library assemble p50: {:.2}x", server_p50 / q(&lib, 0.5));
+    report_rss(&rss);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(errors, 0, "every request answered 200 and every window within budget");
 }

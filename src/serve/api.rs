@@ -190,9 +190,9 @@ pub(crate) async fn search(
     Ok(Json(reply).into_response())
 }
 
-/// A score as JSON (non-finite numbers as 0, which JSON cannot carry).
+/// A score as JSON, to 4 decimals (non-finite numbers as 0, which JSON cannot carry).
 pub(crate) fn finite(x: f32) -> f64 {
-    if x.is_finite() { f64::from(x) } else { 0.0 }
+    if x.is_finite() { (f64::from(x) * 1e4).round() / 1e4 } else { 0.0 }
 }
 
 /// `GET /v1/sessions/{id}`: the session's size, policy and pins.
@@ -243,7 +243,7 @@ pub(crate) async fn readyz(State(st): State<Arc<AppState>>) -> Reply {
     if st.draining() {
         return Err(ApiError::unavailable("the server is shutting down"));
     }
-    st.blocking(|st| st.sessions.store().load_since("ctxwin-readyz-probe", u64::MAX).map(|_| ()).map_err(lib(None))).await?;
+    st.blocking(|st| st.sessions.store().load_since("ctxwin-readyz-probe", 0).map(|_| ()).map_err(lib(None))).await?;
     Ok(Json(json!({"status": "ready", "store": st.sessions.store().name()})).into_response())
 }
 

@@ -205,6 +205,35 @@ fn a_server_killed_and_restarted_on_the_same_file_keeps_the_turns_and_the_window
 }
 
 #[test]
+fn sigterm_finishes_requests_in_flight_and_loses_no_acknowledged_turn() {
+    let dir = tmp("sigterm");
+    let store = format!("sqlite:{}", dir.join("s.db").display());
+    let mut srv = Server::start(&store, &[]);
+    let base = srv.base.clone();
+    let appender = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut acknowledged = 0;
+        for i in 0..10_000 {
+            let body = json!({"messages": [{"role": "user", "content": format!("turn {i}")}]});
+            match agent.post(&format!("{base}/v1/sessions/t/turns")).send_json(&body) {
+                Ok(r) if r.status().as_u16() == 200 => acknowledged += 1,
+                _ => break,
+            }
+        }
+        acknowledged
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = srv.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+    let acknowledged = appender.join().unwrap();
+    assert!(acknowledged > 0);
+    let srv = Server::start(&store, &[]);
+    assert_eq!(srv.call("GET", "/v1/sessions/t", None).1["turns"], acknowledged, "every acknowledged turn is stored");
+}
+
+#[test]
 fn every_malformed_request_is_a_4xx_naming_the_field() {
     let dir = tmp("malformed");
     let srv = Server::start(&format!("sqlite:{}", dir.join("s.db").display()), &[]);
@@ -230,7 +259,13 @@ fn every_malformed_request_is_a_4xx_naming_the_field() {
         ),
         ("POST", "/v1/sessions/m/turns", json!({"messages": [{"role": "tool", "content": "x"}]}).to_string(), 400, "messages[0].tool_call_id"),
         ("POST", "/v1/sessions/m/turns", json!({"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]}).to_string(), 422, "messages[0]"),
-        ("POST", "/v1/sessions/m/turns", json!({"messages": [call, {"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "c9", "content": "late"}]}).to_string(), 422, "messages[2]"),
+        (
+            "POST",
+            "/v1/sessions/m/turns",
+            json!({"messages": [call, {"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "c9", "content": "late"}]}).to_string(),
+            422,
+            "messages[2]",
+        ),
         (
             "POST",
             "/v1/sessions/m/turns",
