@@ -199,12 +199,15 @@ fn sample_rss(pid: u32, secs: u64, every: u64) -> Vec<(u64, u64)> {
     out
 }
 
-/// Prints how flat the RSS was after warm-up (the first 10% of the samples).
+/// Prints how flat the RSS was after warm-up: the first 60 s (every session grows from half its
+/// conversation to all of it and is recycled once) or the first 10% of the run, whichever is longer.
 fn report_rss(rss: &[(u64, u64)]) {
-    if rss.len() < 4 {
+    let total = rss.last().map_or(0, |r| r.0);
+    let warm = rss.iter().position(|r| r.0 >= (total / 10).max(60)).unwrap_or(rss.len());
+    let after = &rss[warm..];
+    if after.len() < 3 {
         return;
     }
-    let after = &rss[rss.len() / 10..];
     let first = after[0].1 as f64;
     let (lo, hi) = after.iter().fold((u64::MAX, 0), |(lo, hi), &(_, kb)| (lo.min(kb), hi.max(kb)));
     let last = after[after.len() - 1].1 as f64;
