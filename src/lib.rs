@@ -50,6 +50,8 @@ mod refs;
 pub mod replay;
 mod retrieval;
 mod scorer;
+#[cfg(feature = "serve")]
+pub mod serve;
 /// Durable sessions: SQLite by default, PostgreSQL with the `postgres` feature.
 pub mod session;
 mod store;

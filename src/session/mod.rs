@@ -59,6 +59,9 @@ pub trait SessionStore: Send + Sync {
     fn save_summaries(&self, session: &str, rows: &[SummaryRow]) -> Result<()>;
     /// The ids of all sessions, sorted.
     fn sessions(&self) -> Result<Vec<String>>;
+    /// Deletes the session and everything stored for it, in one transaction holding its write
+    /// lock; `Ok(false)` when it did not exist.
+    fn delete(&self, session: &str) -> Result<bool>;
 }
 
 /// A durable conversation or agent session: an [`Engine`] plus its log in a [`SessionStore`].

@@ -216,6 +216,19 @@ impl SessionStore for PostgresStore {
         })
     }
 
+    fn delete(&self, session: &str) -> Result<bool> {
+        self.with(Some(session), |c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&session])?;
+            for table in ["ctxwin_records", "ctxwin_plan_state", "ctxwin_summaries"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE session = $1"), &[&session])?;
+            }
+            let n = tx.execute("DELETE FROM ctxwin_sessions WHERE id = $1", &[&session])?;
+            tx.commit()?;
+            Ok(n == 1)
+        })
+    }
+
     fn sessions(&self) -> Result<Vec<String>> {
         self.with(None, |c| Ok(c.query("SELECT id FROM ctxwin_sessions ORDER BY id", &[])?.iter().map(|r| r.get(0)).collect()))
     }

@@ -132,6 +132,21 @@ impl Sessions {
         }
     }
 
+    /// Deletes session `id` from the store (waiting for a call in flight on it to finish) and
+    /// forgets its hot handle; `Ok(false)` when it did not exist.
+    pub fn delete(&self, id: &str) -> Result<bool> {
+        validate_id(id)?;
+        let slot = self.lock_hot()?.pop(id);
+        // Hold the handle's lock while deleting, so no call on it runs meanwhile.
+        let guard = match &slot {
+            Some(s) => Some(s.session.lock().map_err(|_| self.poisoned(id))?),
+            None => None,
+        };
+        let existed = self.store.delete(id)?;
+        drop(guard);
+        Ok(existed)
+    }
+
     /// Hot sessions now.
     pub fn hot(&self) -> usize {
         self.lock_hot().map(|h| h.len()).unwrap_or(0)

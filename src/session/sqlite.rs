@@ -266,6 +266,18 @@ impl SessionStore for SqliteStore {
         tx.commit().map_err(&fail)
     }
 
+    fn delete(&self, session: &str) -> Result<bool> {
+        let mut conn = self.lock()?;
+        let fail = self.err(session);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&fail)?;
+        for table in ["records", "plan_state", "summaries"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE session = ?1"), [session]).map_err(&fail)?;
+        }
+        let n = tx.execute("DELETE FROM sessions WHERE id = ?1", [session]).map_err(&fail)?;
+        tx.commit().map_err(&fail)?;
+        Ok(n == 1)
+    }
+
     fn sessions(&self) -> Result<Vec<String>> {
         let conn = self.lock()?;
         let fail = |e| map_err(&self.name, &self.path, None, e);

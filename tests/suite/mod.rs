@@ -15,6 +15,8 @@ mod qa_loaders;
 #[cfg(feature = "replay")]
 mod replay_validity;
 mod sequences;
+#[cfg(feature = "serve")]
+mod serve;
 #[cfg(all(feature = "sqlite", feature = "replay"))]
 mod sessions;
 #[cfg(feature = "replay")]

@@ -1,0 +1,278 @@
+//! Load on `ctxwin serve` over loopback (not a criterion bench: a fixed-duration load run).
+//!
+//! What is measured: the real `ctxwin` binary (built with this bench, same profile) serving a
+//! SQLite store in a temp dir; `--clients` concurrent clients (threads, one keep-alive connection
+//! each), each on its own LoCoMo-size session: a LoCoMo conversation
+//! (`../shared/datasets/locomo/locomo10.json`, client `c` takes conversation `c % 10`; the seeded
+//! `ctxwin::replay::synth::conversation(42 + c, 600)` when the dataset is absent) whose first half is
+//! appended before the clock starts. Timed: each client in a loop appends the next turn of its
+//! conversation (`POST /turns`, ctxwin format) then asks for a `--budget`-token window
+//! (`POST /window`, OpenAI format), for `--secs` seconds. Printed: windows/s, window and append
+//! latency p50/p99 as the client sees them, and the server's own assemble p50/p99 (from
+//! `/metrics`); then, in the same run, the library's `Engine::assemble` p50 on the same mix (same
+//! conversations, same history lengths, one push then one assemble). Every window is checked:
+//! status 200, `total_tokens <= budget`.
+//!
+//! `cargo bench --bench serve_load -- --clients 64 --secs 20 --budget 2000`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ctxwin::replay::{Transcript, loaders, synth};
+use ctxwin::{Engine, EngineConfig};
+use serde_json::{Value, json};
+
+struct Args {
+    clients: usize,
+    secs: u64,
+    budget: usize,
+    store: Option<String>,
+    rss_every: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args { clients: 64, secs: 20, budget: 2000, store: None, rss_every: 0 };
+    let v: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < v.len() {
+        let next = v.get(i + 1).cloned().unwrap_or_default();
+        match v[i].as_str() {
+            "--clients" => a.clients = next.parse().unwrap(),
+            "--secs" => a.secs = next.parse().unwrap(),
+            "--budget" => a.budget = next.parse().unwrap(),
+            "--store" => a.store = Some(next),
+            "--rss-every" => a.rss_every = next.parse().unwrap(),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn conversations(n: usize) -> Vec<Transcript> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/locomo/locomo10.json");
+    if path.exists() {
+        let t = loaders::load_path(&path, None).unwrap();
+        eprintln!("corpus: {} LoCoMo conversations, {} turns on average", t.len(), t.iter().map(|t| t.turns().len()).sum::<usize>() / t.len().max(1));
+        t
+    } else {
+        eprintln!("corpus: {} absent; seeded synth conversations of 600 turns", path.display());
+        (0..n.min(10)).map(|c| synth::conversation(42 + c as u64, 600)).collect()
+    }
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(store: &str, workers: usize) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ctxwin"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--store", store, "--max-hot", "1000", "--workers", &workers.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
+    Server { child, base }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+    let mut r = agent.post(url).send_json(body).unwrap();
+    (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+/// Creates session `id` holding the first half of `turns` (untimed).
+fn fill(agent: &ureq::Agent, base: &str, id: &str, t: &Transcript) {
+    for (layer, text) in t.pins() {
+        let mut r = agent.put(&format!("{base}/v1/sessions/{id}/pins/{}", layer.as_str())).send_json(json!({"text": text})).unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", r.body_mut().read_to_string().unwrap_or_default());
+    }
+    for chunk in t.turns()[..t.turns().len() / 2].chunks(200) {
+        let msgs: Vec<Value> = chunk.iter().map(|t| serde_json::to_value(t).unwrap()).collect();
+        let (s, v) = post(agent, &format!("{base}/v1/sessions/{id}/turns"), &json!({"format": "ctxwin", "messages": msgs}));
+        assert_eq!(s, 200, "{v}");
+    }
+}
+
+/// One client's measured loop: (window latencies µs, append latencies µs, errors). When the
+/// whole conversation has been appended, the session is deleted and filled again (untimed), so
+/// sessions stay LoCoMo-size however long the run.
+fn client(base: &str, id: &str, t: &Transcript, budget: usize, stop: &AtomicBool) -> (Vec<f64>, Vec<f64>, usize) {
+    let agent = agent();
+    let turns = t.turns();
+    let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
+    let mut k = turns.len() / 2;
+    while !stop.load(Ordering::Relaxed) {
+        if k == turns.len() {
+            let s = agent.delete(&format!("{base}/v1/sessions/{id}")).call().unwrap().status().as_u16();
+            errors += usize::from(s != 204);
+            fill(&agent, base, id, t);
+            k = turns.len() / 2;
+        }
+        let turn = serde_json::to_value(&turns[k]).unwrap();
+        k += 1;
+        let t0 = Instant::now();
+        let (s, _) = post(&agent, &format!("{base}/v1/sessions/{id}/turns"), &json!({"format": "ctxwin", "messages": [turn]}));
+        appends.push(t0.elapsed().as_secs_f64() * 1e6);
+        errors += usize::from(s != 200);
+        let t1 = Instant::now();
+        let (s, w) = post(&agent, &format!("{base}/v1/sessions/{id}/window"), &json!({"budget": budget}));
+        windows.push(t1.elapsed().as_secs_f64() * 1e6);
+        if s != 200 || w["total_tokens"].as_u64().is_none_or(|t| t as usize > budget) {
+            errors += 1;
+        }
+    }
+    (windows, appends, errors)
+}
+
+fn q(v: &[f64], p: f64) -> f64 {
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+/// The library's assemble time on the same mix: per conversation, the same prefix, then `steps`
+/// rounds of push + `assemble(budget)`; returns the assemble times, µs.
+fn library(convs: &[Transcript], clients: usize, steps: usize, budget: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for t in convs.iter().take(clients) {
+        let turns = t.turns();
+        let half = turns.len() / 2;
+        let mut e = Engine::new(EngineConfig::default()).unwrap();
+        for (layer, text) in t.pins() {
+            e.pin(*layer, text.clone(), 0);
+        }
+        for turn in &turns[..half] {
+            e.push(turn.clone()).unwrap();
+        }
+        for k in half..half + steps {
+            e.push(turns[k % turns.len()].clone()).unwrap();
+            let t0 = Instant::now();
+            let w = e.assemble(budget).unwrap();
+            out.push(t0.elapsed().as_secs_f64() * 1e6);
+            assert!(w.total_tokens() <= budget);
+        }
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// The server's resident memory (kB) every `every` seconds for `secs` seconds (just sleeps when
+/// `every` is 0).
+fn sample_rss(pid: u32, secs: u64, every: u64) -> Vec<(u64, u64)> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed().as_secs() < secs {
+        if every == 0 {
+            std::thread::sleep(Duration::from_secs(secs));
+            break;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+        out.push((start.elapsed().as_secs(), kb));
+        eprintln!("rss t={}s {} kB", start.elapsed().as_secs(), kb);
+        std::thread::sleep(Duration::from_secs(every).min(Duration::from_secs(secs.saturating_sub(start.elapsed().as_secs()).max(1))));
+    }
+    out
+}
+
+/// Prints how flat the RSS was after warm-up: the first 60 s (every session grows from half its
+/// conversation to all of it and is recycled once) or the first 10% of the run, whichever is longer.
+fn report_rss(rss: &[(u64, u64)]) {
+    let total = rss.last().map_or(0, |r| r.0);
+    let warm = rss.iter().position(|r| r.0 >= (total / 10).max(60)).unwrap_or(rss.len());
+    let after = &rss[warm..];
+    if after.len() < 3 {
+        return;
+    }
+    let first = after[0].1 as f64;
+    let (lo, hi) = after.iter().fold((u64::MAX, 0), |(lo, hi), &(_, kb)| (lo.min(kb), hi.max(kb)));
+    let last = after[after.len() - 1].1 as f64;
+    println!(
+        "server RSS after warm-up (t>={}s, {} samples): first {:.1} MB, min {:.1} MB, max {:.1} MB, last {:.1} MB, last/first {:+.1}%, (max-min)/min {:.1}%",
+        after[0].0,
+        after.len(),
+        first / 1024.0,
+        lo as f64 / 1024.0,
+        hi as f64 / 1024.0,
+        last / 1024.0,
+        (last / first - 1.0) * 100.0,
+        (hi - lo) as f64 / lo as f64 * 100.0
+    );
+}
+
+fn main() {
+    let a = args();
+    let convs = Arc::new(conversations(a.clients));
+    let dir = std::env::temp_dir().join(format!("ctxwin-serve-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = a.store.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("load.db").display()));
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let srv = start(&store, 2 * cores);
+    let setup = agent();
+    let run = std::process::id();
+    for c in 0..a.clients {
+        fill(&setup, &srv.base, &format!("load-{run}-{c}"), &convs[c % convs.len()]);
+    }
+    eprintln!("setup: {} sessions of {} turns on average", a.clients, convs.iter().map(|t| t.turns().len() / 2).sum::<usize>() / convs.len());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..a.clients)
+        .map(|c| {
+            let (convs, stop, base, budget) = (Arc::clone(&convs), Arc::clone(&stop), srv.base.clone(), a.budget);
+            std::thread::spawn(move || client(&base, &format!("load-{run}-{c}"), &convs[c % convs.len()], budget, &stop))
+        })
+        .collect();
+    let rss = sample_rss(srv.child.id(), a.secs, a.rss_every);
+    stop.store(true, Ordering::Relaxed);
+    let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
+    for h in handles {
+        let (w, ap, e) = h.join().unwrap();
+        windows.extend(w);
+        appends.extend(ap);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let metrics = setup.get(&format!("{}/metrics", srv.base)).call().unwrap().body_mut().read_to_string().unwrap();
+    drop(srv);
+    windows.sort_by(f64::total_cmp);
+    appends.sort_by(f64::total_cmp);
+    let server_p50 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.5\"}").unwrap_or(f64::NAN) * 1e6;
+    let server_p99 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.99\"}").unwrap_or(f64::NAN) * 1e6;
+    println!("clients={} secs={:.1} budget={} cores={cores}", a.clients, elapsed, a.budget);
+    println!("windows: {} ({:.0}/s), errors {errors}", windows.len(), windows.len() as f64 / elapsed);
+    println!("window latency (client): p50={:.2}ms p99={:.2}ms max={:.2}ms", q(&windows, 0.5) / 1e3, q(&windows, 0.99) / 1e3, q(&windows, 1.0) / 1e3);
+    println!("append latency (client): p50={:.2}ms p99={:.2}ms", q(&appends, 0.5) / 1e3, q(&appends, 0.99) / 1e3);
+    println!("server assemble (Session::assemble): p50={server_p50:.0}us p99={server_p99:.0}us");
+    let steps = windows.len() / a.clients.max(1);
+    let lib = library(&convs, a.clients.min(convs.len()), steps.clamp(1, 400), a.budget);
+    println!("library assemble (Engine::assemble, same mix, {} samples): p50={:.0}us p99={:.0}us", lib.len(), q(&lib, 0.5), q(&lib, 0.99));
+    println!("server/library assemble p50: {:.2}x", server_p50 / q(&lib, 0.5));
+    report_rss(&rss);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(errors, 0, "every request answered 200 and every window within budget");
+}

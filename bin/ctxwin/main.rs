@@ -1,0 +1,121 @@
+//! `ctxwin`: the engine as a program. `ctxwin serve` runs the HTTP service over durable sessions
+//! (see `ctxwin::serve` and the README's "Service" section).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use ctxwin::StoreSpec;
+use ctxwin::serve::{ServeConfig, Server};
+
+#[derive(Parser, Debug)]
+#[command(name = "ctxwin", version, about = "Token-budgeted context windows for LLM agents, as a service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serves the JSON API (routes in /openapi.json) until SIGTERM or ctrl-c, then finishes the
+    /// requests in flight.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on (loopback by default; port 0 picks a free port and prints it).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Where sessions are kept: sqlite:PATH or postgres://user@host:port/db.
+    #[arg(long, default_value = "sqlite:sessions.db")]
+    store: String,
+    /// Bearer token required on /v1 and /metrics (or the CTXWIN_TOKEN environment variable).
+    #[arg(long)]
+    token: Option<String>,
+    /// Largest request body, bytes.
+    #[arg(long, default_value_t = 8 << 20)]
+    max_body_bytes: usize,
+    /// Largest single message (turn), bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_turn_bytes: usize,
+    /// Seconds a request may take before it is answered 408.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    /// Engine and store calls running at once (default: 4 per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Sessions kept open in memory at most.
+    #[arg(long, default_value_t = 200)]
+    max_hot: usize,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ctxwin: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let spec = StoreSpec::parse(&args.store)?;
+    let Some(store) = spec.open()? else {
+        bail!("--store memory keeps nothing; use sqlite:PATH or postgres://…");
+    };
+    let mut config = ServeConfig {
+        token: args.token.or_else(|| std::env::var("CTXWIN_TOKEN").ok()).filter(|t| !t.is_empty()),
+        max_body_bytes: args.max_body_bytes,
+        max_turn_bytes: args.max_turn_bytes,
+        timeout: Duration::from_secs(args.timeout_secs.max(1)),
+        ..ServeConfig::default()
+    };
+    if let Some(w) = args.workers {
+        config.workers = w.max(1);
+    }
+    config.sessions.max_hot = args.max_hot.max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let name = store.name().to_string();
+        let server = Server::bind(args.addr, store, config).await?;
+        let addr = server.local_addr().map_or_else(|| args.addr.to_string(), |a| a.to_string());
+        // Tests and scripts read this line to learn the port.
+        println!("ctxwin serve: listening on http://{addr} (store {name})");
+        server.run(shutdown_signal()).await?;
+        eprintln!("ctxwin serve: stopped; requests in flight finished");
+        Ok(())
+    })
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,205 @@
+//! `POST /v1/sessions/{id}/window`: a window for a budget (tokens or `N%`), an optional query, in
+//! the OpenAI or Anthropic request shape, under the session's policy or one the request names.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::{body_object, finite, session_id};
+use super::error::ApiError;
+use super::ingest::Format;
+use crate::policy::Policy;
+use crate::session::Session;
+use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, count_reference};
+use crate::window::{Fate, Window};
+
+/// A budget as asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Budget {
+    /// This many tokens.
+    Tokens(usize),
+    /// The pins and framing plus this share (0–10) of the session's history tokens.
+    Share(f64),
+}
+
+impl Budget {
+    /// Parses `2000`, `"2000"` or `"25%"`.
+    pub(crate) fn parse(v: Option<&Value>) -> std::result::Result<Budget, ApiError> {
+        let bad = || ApiError::bad("budget", "must be a positive number of tokens or a string \"N%\" (0 < N <= 1000)");
+        match v {
+            Some(Value::Number(n)) => n.as_u64().filter(|&n| n > 0).and_then(|n| usize::try_from(n).ok()).map(Budget::Tokens).ok_or_else(bad),
+            Some(Value::String(s)) => {
+                let s = s.trim();
+                if let Some(p) = s.strip_suffix('%') {
+                    let p: f64 = p.trim().parse().map_err(|_| bad())?;
+                    return if p > 0.0 && p <= 1000.0 { Ok(Budget::Share(p / 100.0)) } else { Err(bad()) };
+                }
+                s.parse::<usize>().ok().filter(|&n| n > 0).map(Budget::Tokens).ok_or_else(bad)
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// Tokens for `session`: a share counts the pins' text, the framing and that share of the
+    /// history's tokens (each turn as rendered verbatim).
+    fn resolve(self, s: &Session) -> usize {
+        match self {
+            Budget::Tokens(n) => n,
+            Budget::Share(f) => {
+                let e = s.engine();
+                let pins: usize = e.pins().iter().map(|p| count_reference(e.encoding(), p.text())).sum();
+                let pins = if pins > 0 { pins + MESSAGE_OVERHEAD } else { 0 };
+                let history: usize = (0..e.len()).filter_map(|t| e.turn_tokens(t)).sum();
+                pins + REPLY_PRIMING + (history as f64 * f).round() as usize
+            }
+        }
+    }
+}
+
+/// The policy a request names: a preset name, or an inline policy object (starting from its
+/// `preset`, default `ctxwin`).
+fn policy(v: Option<&Value>) -> std::result::Result<Option<Policy>, ApiError> {
+    let p = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(name)) => Policy::preset(name),
+        Some(o @ Value::Object(_)) => Policy::from_json_str(&o.to_string(), Some("the request")),
+        Some(_) => return Err(ApiError::bad("policy", "must be a preset name or a policy object")),
+    };
+    p.map(Some).map_err(|e| ApiError::from_lib(e, Some("policy")))
+}
+
+/// What a window request asks for.
+struct Ask {
+    budget: Budget,
+    query: Option<String>,
+    format: Format,
+    policy: Option<Policy>,
+}
+
+fn ask(map: &serde_json::Map<String, Value>) -> std::result::Result<Ask, ApiError> {
+    let budget = Budget::parse(map.get("budget"))?;
+    let query = match map.get("query") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(q)) => Some(q.clone()).filter(|q| !q.trim().is_empty()),
+        Some(_) => return Err(ApiError::bad("query", "must be a string")),
+    };
+    let format = Format::parse(map.get("format"), "format", Format::OpenAi, false)?;
+    Ok(Ask { budget, query, format, policy: policy(map.get("policy"))? })
+}
+
+/// `POST /v1/sessions/{id}/window`. A `policy` different from the session's is stored as the
+/// session's policy (like `Session::set_policy`) before the window is assembled.
+pub(crate) async fn post_window(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    session_id(&id)?;
+    let map = body_object(body, &["budget", "query", "format", "policy"])?;
+    let ask = ask(&map)?;
+    let reply = st
+        .blocking(move |st| {
+            let mut assemble_s = 0.0;
+            let r = st.sessions.with(&id, |s| {
+                if let Some(p) = ask.policy
+                    && &p != s.engine().policy()
+                {
+                    s.set_policy(p)?;
+                }
+                let budget = ask.budget.resolve(s);
+                let start = Instant::now();
+                let w = match &ask.query {
+                    Some(q) => s.assemble_for(budget, q),
+                    None => s.assemble(budget),
+                };
+                assemble_s = start.elapsed().as_secs_f64();
+                w
+            });
+            let w = r.map_err(|e| ApiError::from_lib(e, None))?;
+            st.metrics.assemble(assemble_s);
+            Ok(render(&id, &w, ask.format))
+        })
+        .await?;
+    Ok(Json(reply).into_response())
+}
+
+fn fate(f: &Fate) -> (&'static str, Option<usize>) {
+    match f {
+        Fate::Kept => ("kept", None),
+        Fate::Truncated => ("truncated", None),
+        Fate::Cleared => ("cleared", None),
+        Fate::Summarized { summary } => ("summarized", Some(*summary)),
+        Fate::Dropped => ("dropped", None),
+    }
+}
+
+/// The reply: the request body for the model (`messages`, and `system` for Anthropic), the exact
+/// token total, the budget and the per-turn report.
+fn render(id: &str, w: &Window, format: Format) -> Value {
+    let report: Vec<Value> = w
+        .report()
+        .iter()
+        .map(|l| {
+            let (f, summary) = fate(&l.fate);
+            let mut o = json!({"turn": l.turn, "fate": f, "tokens": l.tokens, "shown_tokens": l.shown_tokens, "score": finite(l.score.total)});
+            if let Some(i) = summary {
+                o["summary"] = json!(i);
+            }
+            o
+        })
+        .collect();
+    let summaries: Vec<Value> =
+        w.summaries().iter().map(|s| json!({"first": s.first, "last": s.last, "tokens": s.tokens, "source_tokens": s.source_tokens})).collect();
+    let mut out = json!({
+        "session": id,
+        "format": if format == Format::Anthropic { "anthropic" } else { "openai" },
+        "total_tokens": w.total_tokens(),
+        "budget": w.budget(),
+        "encoding": w.encoding().as_str(),
+        "report": report,
+        "summaries": summaries,
+    });
+    match format {
+        Format::Anthropic => {
+            let a = w.to_anthropic();
+            out["messages"] = a["messages"].clone();
+            if let Some(s) = a.get("system") {
+                out["system"] = s.clone();
+            }
+        }
+        Format::OpenAi | Format::Ctxwin => out["messages"] = w.to_openai(),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_parse_and_refuse_by_field() {
+        assert_eq!(Budget::parse(Some(&json!(2000))).unwrap(), Budget::Tokens(2000));
+        assert_eq!(Budget::parse(Some(&json!("2000"))).unwrap(), Budget::Tokens(2000));
+        assert_eq!(Budget::parse(Some(&json!("25%"))).unwrap(), Budget::Share(0.25));
+        for bad in [json!(0), json!(-5), json!(1.5), json!("0%"), json!("x%"), json!(null), json!([1])] {
+            assert_eq!(Budget::parse(Some(&bad)).unwrap_err().field.as_deref(), Some("budget"), "{bad}");
+        }
+        assert_eq!(Budget::parse(None).unwrap_err().field.as_deref(), Some("budget"));
+    }
+
+    #[test]
+    fn policies_by_name_or_inline() {
+        assert_eq!(policy(Some(&json!("recency"))).unwrap().unwrap().preset_name(), "recency");
+        assert_eq!(policy(Some(&json!({"preset": "rag"}))).unwrap().unwrap().preset_name(), "rag");
+        assert_eq!(policy(Some(&json!("nope"))).unwrap_err().field.as_deref(), Some("policy"));
+        assert_eq!(policy(Some(&json!(3))).unwrap_err().field.as_deref(), Some("policy"));
+        assert!(policy(None).unwrap().is_none());
+    }
+}
