@@ -2,7 +2,10 @@
 //! seeded synthetic conversation (default 100,000), then assembles `assemble_for(2000, question)`
 //! for each of the first Q questions and prints the median time. `long_history N Q agent` pushes N
 //! turns of the seeded agent session, then for the next Q model calls pushes up to the call and
-//! assembles `assemble(8000)`. Run it under callgrind to see where a window's time goes, counting
+//! assembles `assemble(8000)`. `long_history N Q haystack` pushes a LongMemEval-shaped haystack of
+//! N turns (`synth::haystack`, N/10 sessions, long answers) and assembles `assemble_for(2000,
+//! question)` for its first Q planted questions. Each mode prints the bytes of text it pushed (to
+//! compare with the peak resident memory, e.g. under `/usr/bin/time -v`). Run it under callgrind to see where a window's time goes, counting
 //! only the windows:
 //!
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*long_history::measured*' target/release/examples/long_history 20000 50`
@@ -15,10 +18,11 @@ fn main() -> ctxwin::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let q: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
-    if args.next().as_deref() == Some("agent") {
-        return agent(n, q);
-    }
-    let t = synth::conversation(42, n);
+    let t = match args.next().as_deref() {
+        Some("agent") => return agent(n, q),
+        Some("haystack") => synth::haystack(42, n / 10),
+        _ => synth::conversation(42, n),
+    };
     let mut e = Engine::new(EngineConfig::default())?;
     for turn in t.turns() {
         e.push(turn.clone())?;
@@ -32,7 +36,7 @@ fn main() -> ctxwin::Result<()> {
     }
     times.sort_by(f64::total_cmp);
     let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
-    println!("{n} turns, {} windows, assemble_for(2000) p50 {p50:.0} us", times.len());
+    println!("{} turns ({} bytes of text), {} windows, assemble_for(2000) p50 {p50:.0} us", t.turns().len(), text_bytes(t.turns()), times.len());
     Ok(())
 }
 
@@ -66,8 +70,13 @@ fn agent(n: usize, q: usize) -> ctxwin::Result<()> {
     }
     times.sort_by(f64::total_cmp);
     let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
-    println!("agent session of {n} turns, {} calls, assemble(8000) p50 {p50:.0} us", times.len());
+    println!("agent session of {n} turns ({} bytes of text), {} calls, assemble(8000) p50 {p50:.0} us", text_bytes(&turns[..next]), times.len());
     Ok(())
+}
+
+/// Bytes of the turns' text as pushed.
+fn text_bytes(turns: &[ctxwin::Turn]) -> usize {
+    turns.iter().map(|t| t.plain_text().len()).sum()
 }
 
 /// The measured call (a function of its own so a profiler can count only it).

@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use rustc_hash::FxHashMap;
-use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::collector::{Collector, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Occur, Query, TermQuery};
@@ -31,6 +31,10 @@ use crate::turn::TurnId;
 const TOKENIZER: &str = "ctxwin_en";
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
+/// Queries of more distinct terms than this take their top-k from every match instead of Tantivy's
+/// top-k collector (measured on agent queries of up to 64 terms, where block-max WAND was twice as
+/// slow as collecting every match; questions of a few terms prune well).
+const WAND_MAX_TERMS: usize = 12;
 /// Indexing memory per engine (Tantivy's minimum arena for one thread).
 const WRITER_MEMORY: usize = 15_000_000;
 
@@ -287,14 +291,7 @@ impl LexicalIndex {
             CombinedStats { searcher: &searcher, pending_docs: self.pending.len() as u64, pending_tokens: self.pending_tokens, pending_df: &self.pending_df };
         let mut out: Vec<(TurnId, f32)> = Vec::new();
         if searcher.num_docs() > 0 {
-            let clauses: Vec<(Occur, Box<dyn Query>)> = uniq
-                .iter()
-                .map(|t| {
-                    let term = Term::from_field_text(self.text_field, t);
-                    (Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)) as Box<dyn Query>)
-                })
-                .collect();
-            let query = BooleanQuery::new(clauses);
+            let query = self.query(&uniq);
             for (id, s) in searcher.search_with_statistics_provider(&query, &AllScores, &stats)? {
                 out.push((id as TurnId, s));
             }
@@ -306,6 +303,76 @@ impl LexicalIndex {
             out.extend(self.pending_scores(&uniq, n, total, &|t| stats.doc_freq(&Term::from_field_text(field, t)).unwrap_or(0)));
         }
         Ok(out)
+    }
+
+    /// The `k` best turns for `terms` (analyzed) by BM25, best first (ties: lower id first),
+    /// committed and pending: Tantivy's top-k collector over the committed documents (block-max
+    /// WAND skips most postings of common terms) and the pending ones scored in memory, with the
+    /// same statistics as [`LexicalIndex::scores`], so the scores are equal.
+    pub(crate) fn top(&mut self, terms: &[String], k: usize) -> Result<Vec<(TurnId, f32)>> {
+        let mut uniq: Vec<&String> = terms.iter().collect();
+        uniq.sort();
+        uniq.dedup();
+        if uniq.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        self.analyze_pending_if_needed();
+        let mut out = match &self.committed {
+            None => {
+                let (n, total, pending_df) = (self.pending.len() as u64, self.pending_tokens, &self.pending_df);
+                self.pending_scores(&uniq, n, total, &|t| pending_df.get(t).copied().unwrap_or(0))
+            }
+            Some(c) => {
+                let searcher = c.reader.searcher();
+                let stats = CombinedStats {
+                    searcher: &searcher,
+                    pending_docs: self.pending.len() as u64,
+                    pending_tokens: self.pending_tokens,
+                    pending_df: &self.pending_df,
+                };
+                let mut out: Vec<(TurnId, f32)> = Vec::new();
+                if searcher.num_docs() > 0 && uniq.len() > WAND_MAX_TERMS {
+                    // Block-max WAND over many terms costs more than scoring every match.
+                    let query = self.query(&uniq);
+                    out = searcher.search_with_statistics_provider(&query, &AllScores, &stats)?.into_iter().map(|(id, s)| (id as TurnId, s)).collect();
+                    if out.len() > k {
+                        out.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                        out.truncate(k);
+                    }
+                } else if searcher.num_docs() > 0 {
+                    let query = self.query(&uniq);
+                    let top = searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(k).order_by_score(), &stats)?;
+                    for (s, addr) in top {
+                        let ids = searcher.segment_reader(addr.segment_ord).fast_fields().u64("id")?;
+                        if let Some(id) = ids.first(addr.doc_id) {
+                            out.push((id as TurnId, s));
+                        }
+                    }
+                }
+                if !self.pending.is_empty() {
+                    let n = stats.total_num_docs()?;
+                    let total = stats.total_num_tokens(self.text_field)?;
+                    let field = self.text_field;
+                    out.extend(self.pending_scores(&uniq, n, total, &|t| stats.doc_freq(&Term::from_field_text(field, t)).unwrap_or(0)));
+                }
+                out
+            }
+        };
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.truncate(k);
+        Ok(out)
+    }
+
+    /// A disjunction of `uniq`'s terms (BM25, with frequencies).
+    fn query(&self, uniq: &[&String]) -> BooleanQuery {
+        let clauses: Vec<(Occur, Box<dyn Query>)> = uniq
+            .iter()
+            .map(|t| {
+                let term = Term::from_field_text(self.text_field, t);
+                (Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)) as Box<dyn Query>)
+            })
+            .collect();
+        BooleanQuery::new(clauses)
     }
 
     /// BM25 of the pending documents for `uniq`, over `n` documents of `total` tokens in all, with
@@ -381,6 +448,34 @@ mod tests {
             assert_eq!(ia, ib);
             assert!((sa - sb).abs() < 1e-4, "turn {ia}: pending {sa} vs committed {sb}");
         }
+        Ok(())
+    }
+
+    /// The top-k are the k best of every score, with equal scores, committed or pending.
+    #[test]
+    fn top_k_is_the_best_of_all_scores() -> Result<()> {
+        let mut idx = LexicalIndex::new(None, 3)?;
+        for (i, t) in texts().into_iter().chain(["support for Caroline", "counseling group support"]).enumerate() {
+            idx.add(i, t)?;
+        }
+        assert!(idx.commits() > 0 && !idx.pending.is_empty());
+        // A few terms (Tantivy's top-k collector) and many (every match, then the best k).
+        let many = "support group Caroline counseling Melanie painted sunrise lake adoption agencies beach camping kids certifications";
+        for text in ["support group Caroline counseling", many] {
+            let q = idx.analyze(text);
+            let mut all = idx.scores(&q)?;
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for k in [1, 3, 100] {
+                let top = idx.top(&q, k)?;
+                assert_eq!(top.len(), k.min(all.len()));
+                for ((ia, sa), (ib, sb)) in top.iter().zip(&all) {
+                    assert!((sa - sb).abs() < 1e-4, "{ia} {sa} vs {ib} {sb}");
+                }
+            }
+            assert!(idx.top(&q, 0)?.is_empty());
+        }
+        assert!(idx.analyze(many).len() > WAND_MAX_TERMS);
+        assert!(idx.top(&[], 5)?.is_empty());
         Ok(())
     }
 

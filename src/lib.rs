@@ -76,7 +76,7 @@ pub use pins::{Pin, PinId, PinLayer};
 pub use plan::{PlanState, Request};
 pub use policy::{Fusion, PRESETS, Policy, Preset, Strategy, Weights};
 pub use refs::salient_terms;
-pub use scorer::ScoreParts;
+pub use scorer::{ScoreParts, Sources};
 #[cfg(feature = "sqlite")]
 pub use session::{Session, SessionStore, Sessions, SessionsConfig, StoreSpec};
 pub use summarizer::{ExtractiveSummarizer, Run, RunTurn, Summarizer, Summary};

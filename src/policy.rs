@@ -137,6 +137,11 @@ pub struct Policy {
     pub(crate) old_tool_output_max_tokens: usize,
     /// `rag`: number of turns to take (0: as many as fit).
     pub(crate) rag_top_k: usize,
+    /// Candidate generation (`ctxwin`, `rag`): on a history of more turns than this, a window
+    /// scores only the lexical and dense top-`candidates` turns, the turns sharing a rare reference
+    /// with the query, the latest `candidates / 2`, the tail, the sessions of the best of these and
+    /// their neighbours; the rest are left out unscored. 0 scores every turn; else 32–1,000,000.
+    pub(crate) candidates: usize,
     /// `compaction`: history share of the budget that triggers a compaction.
     pub(crate) compaction_threshold: f32,
     /// `compaction`: share of the budget for the latest user messages kept verbatim.
@@ -179,6 +184,7 @@ impl Default for Policy {
             keep_tool_results: Some(3),
             old_tool_output_max_tokens: 80,
             rag_top_k: 0,
+            candidates: 512,
             compaction_threshold: 0.9,
             compaction_user_share: 0.2,
             compaction_summary_share: 0.15,
@@ -435,6 +441,9 @@ impl Policy {
             return Err(format!("field `old_tool_output_max_tokens` must be 0 (clear) or ≥ 32, got {}", self.old_tool_output_max_tokens));
         }
         unit("neighbour_decay", self.neighbour_decay)?;
+        if self.candidates != 0 && !(32..=1_000_000).contains(&self.candidates) {
+            return Err(format!("field `candidates` must be 0 (score every turn) or within 32..=1000000, got {}", self.candidates));
+        }
         unit("context_boost", self.context_boost)?;
         unit("session_boost", self.session_boost)?;
         unit("summary_share", self.summary_share)?;

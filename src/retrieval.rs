@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::lexical::LexicalIndex;
 use crate::policy::Policy;
 use crate::refs::references;
-use crate::scorer::{self, Query, ScoreParts};
+use crate::scorer::{self, Query, ScoreParts, Sources};
 use crate::store::Store;
 use crate::text::take_last_bytes_at_char_boundary;
 use crate::turn::TurnId;
@@ -84,6 +84,9 @@ pub(crate) struct Scores {
     pub(crate) dense: Option<Vec<f32>>,
     /// Every turn's score components.
     pub(crate) parts: Vec<ScoreParts>,
+    /// The turns scored (sorted), when candidate generation left the others out; `None` when every
+    /// turn was scored.
+    pub(crate) candidates: Option<Vec<TurnId>>,
 }
 
 impl Retrieval {
@@ -129,19 +132,30 @@ impl Retrieval {
         }
     }
 
-    /// Every turn's score for a window's `query` (terms deduplicated and capped), sessions lifting
-    /// each other per the policy.
-    pub(crate) fn score_for_window(&mut self, store: &Store, query: &str, policy: &Policy) -> Result<Scores> {
+    /// Scores of the history's turns for a window's `query` (terms deduplicated and capped),
+    /// sessions lifting each other per the policy. With at most `policy.candidates` turns (or
+    /// `candidates = 0`) every turn is scored; on longer histories only the candidates are (see
+    /// [`candidates`]), `taken` (turns already in the window) among them, and the rest keep
+    /// all-zero parts without being looked at.
+    pub(crate) fn score_for_window(&mut self, store: &Store, query: &str, policy: &Policy, taken: &[TurnId]) -> Result<Scores> {
         let mut terms = self.lexical.analyze(query);
         terms.sort();
         terms.dedup();
         terms.truncate(MAX_QUERY_TERMS);
-        let bm25 = self.lexical.scores(&terms)?;
         let refs = references(query);
         let dense = self.dense_similarities(query, policy)?;
+        let (n, k) = (store.len(), policy.candidates);
+        if k == 0 || n <= k {
+            let bm25 = self.lexical.scores(&terms)?;
+            let q = Query { bm25: &bm25, dense: dense.as_deref(), refs: &refs, sessions: store.dates() };
+            let parts = scorer::score(store, n, &q, policy);
+            return Ok(Scores { bm25, dense, parts, candidates: None });
+        }
+        let bm25 = self.lexical.top(&terms, k)?;
+        let (ids, sources) = candidates(store, &bm25, dense.as_deref(), &refs, taken, k);
         let q = Query { bm25: &bm25, dense: dense.as_deref(), refs: &refs, sessions: store.dates() };
-        let parts = scorer::score(store, store.len(), &q, policy);
-        Ok(Scores { bm25, dense, parts })
+        let parts = scorer::score_turns(store, n, Some((&ids, &sources)), &q, policy);
+        Ok(Scores { bm25, dense, parts, candidates: Some(ids) })
     }
 
     /// Scores for [`crate::Engine::search`]: raw BM25 of every term of `query`, and with dense
@@ -157,7 +171,7 @@ impl Retrieval {
                 scorer::score(store, store.len(), &Query { bm25: &bm25, dense: Some(sims), refs: &refs, sessions: &[] }, policy)
             }
         };
-        Ok(Scores { bm25, dense, parts })
+        Ok(Scores { bm25, dense, parts, candidates: None })
     }
 
     /// Cosine similarity of the query to every embedded turn (None without embeddings, when the
@@ -173,6 +187,68 @@ impl Retrieval {
         self.last_query_embed_us = Some(t0.elapsed().as_secs_f64() * 1e6);
         Ok(Some(turn_similarities(&d.index.cosine_all(&qv)?)))
     }
+}
+
+/// Candidates scored per window: the best lexical candidates and dense candidates whose sessions
+/// are taken whole.
+const SESSION_SEEDS: usize = 16;
+/// Turns on each side of a seed walked to find its session (sessions are dozens of turns).
+const SESSION_REACH: usize = 64;
+
+/// The turns worth scoring for a window of a history longer than `k` turns, sorted, with the
+/// sources that proposed each: the lexical top-`k` (`bm25`, best first), the dense top-`k` when
+/// `dense` is given, the turns sharing a reference with the query that at most `k` turns mention,
+/// the latest `k / 2` turns (recency still lifts them), the turns `taken` already, the sessions of
+/// the best [`SESSION_SEEDS`] lexical and dense candidates, and the turn on each side of every one
+/// of these (its question or its answer). Bounded by about `4k` plus the sessions, whatever the
+/// history's length; only the dense top-k looks at every turn (as the similarities already did).
+pub(crate) fn candidates(store: &Store, bm25: &[(TurnId, f32)], dense: Option<&[f32]>, refs: &[u64], taken: &[TurnId], k: usize) -> (Vec<TurnId>, Vec<Sources>) {
+    let n = store.len();
+    let mut c: FxHashMap<TurnId, Sources> = FxHashMap::default();
+    let add = |c: &mut FxHashMap<TurnId, Sources>, id: TurnId, s: Sources| {
+        if id < n {
+            c.entry(id).or_default().insert(s);
+        }
+    };
+    let mut seeds: Vec<TurnId> = bm25.iter().take(SESSION_SEEDS).map(|x| x.0).collect();
+    bm25.iter().for_each(|&(id, _)| add(&mut c, id, Sources::LEXICAL));
+    if let Some(d) = dense {
+        let mut order: Vec<TurnId> = (0..d.len().min(n)).collect();
+        let k = k.min(order.len());
+        if k > 0 && k < order.len() {
+            order.select_nth_unstable_by(k - 1, |&a, &b| d[b].total_cmp(&d[a]).then(a.cmp(&b)));
+        }
+        order.truncate(k);
+        order.sort_by(|&a, &b| d[b].total_cmp(&d[a]).then(a.cmp(&b)));
+        seeds.extend(order.iter().take(SESSION_SEEDS));
+        order.into_iter().for_each(|id| add(&mut c, id, Sources::DENSE));
+    }
+    for &r in refs {
+        let postings = store.ref_postings(r);
+        if postings.len() <= k && store.ref_idf(r) > 0.0 {
+            postings.iter().for_each(|&id| add(&mut c, id, Sources::REFERENCE));
+        }
+    }
+    (n.saturating_sub(k / 2)..n).for_each(|id| add(&mut c, id, Sources::RECENT));
+    taken.iter().for_each(|&id| add(&mut c, id, Sources::WINDOW));
+    let dates = store.dates();
+    for seed in seeds {
+        let Some(Some(day)) = dates.get(seed) else { continue };
+        let lo = (seed.saturating_sub(SESSION_REACH)..seed).rev().take_while(|&j| dates.get(j) == Some(&Some(*day))).last().unwrap_or(seed);
+        let hi = (seed + 1..n.min(seed + 1 + SESSION_REACH)).take_while(|&j| dates.get(j) == Some(&Some(*day))).last().unwrap_or(seed);
+        (lo..=hi).for_each(|id| add(&mut c, id, Sources::SESSION));
+    }
+    let proposed: Vec<TurnId> = c.keys().copied().collect();
+    for id in proposed {
+        for v in [id.checked_sub(1), Some(id + 1)].into_iter().flatten() {
+            if !c.contains_key(&v) {
+                add(&mut c, v, Sources::NEIGHBOUR);
+            }
+        }
+    }
+    let mut out: Vec<(TurnId, Sources)> = c.into_iter().collect();
+    out.sort_unstable_by_key(|x| x.0);
+    out.into_iter().unzip()
 }
 
 /// What is embedded for a turn: the end of the turns before it, then the turn, one per line, as the

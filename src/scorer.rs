@@ -30,6 +30,64 @@ pub struct ScoreParts {
     pub context: f32,
     /// Weighted total (including span expansion from neighbours).
     pub total: f32,
+    /// Why the turn was scored: the candidate sources that proposed it. Every turn is scored when
+    /// the history has at most the policy's `candidates` turns (omitted from JSON then); on longer
+    /// histories a turn no source proposed is left out unscored (all components 0, no source).
+    #[serde(skip_serializing_if = "Sources::is_all")]
+    pub scored: Sources,
+}
+
+/// The candidate sources that proposed a turn for scoring (a small set; see [`ScoreParts::scored`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sources(u8);
+
+impl Sources {
+    /// The history is short enough that every turn was scored.
+    pub const ALL: Sources = Sources(1);
+    /// Among the lexical (BM25) top-k.
+    pub const LEXICAL: Sources = Sources(2);
+    /// Among the dense (embedding) top-k.
+    pub const DENSE: Sources = Sources(4);
+    /// Shares a rare reference (name, number, path…) with the query.
+    pub const REFERENCE: Sources = Sources(8);
+    /// Among the latest turns (the tail and what recency still lifts).
+    pub const RECENT: Sources = Sources(16);
+    /// A neighbour of a turn proposed by another source (its question or answer).
+    pub const NEIGHBOUR: Sources = Sources(32);
+    /// In the session of one of the best candidates (the session boost reaches it).
+    pub const SESSION: Sources = Sources(64);
+    /// Already in the window (the tail taken before scoring).
+    pub const WINDOW: Sources = Sources(128);
+
+    const NAMES: [&'static str; 8] = ["all", "lexical", "dense", "reference", "recent", "neighbour", "session", "window"];
+
+    /// No source: the turn was not scored.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+    /// Every turn was scored (no candidate generation).
+    pub fn is_all(&self) -> bool {
+        *self == Sources::ALL
+    }
+    /// Whether every source of `other` is in this set.
+    pub fn contains(&self, other: Sources) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// Adds the sources of `other`.
+    pub fn insert(&mut self, other: Sources) {
+        self.0 |= other.0;
+    }
+    /// The sources' names (`lexical`, `dense`, `reference`, `recent`, `neighbour`, `session`,
+    /// `window`; `all` when every turn was scored).
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        Self::NAMES.iter().enumerate().filter(|(i, _)| self.0 & (1 << i) != 0).map(|(_, n)| *n)
+    }
+}
+
+impl Serialize for Sources {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.names())
+    }
 }
 
 impl ScoreParts {
@@ -53,61 +111,47 @@ pub(crate) struct Query<'a> {
     pub(crate) sessions: &'a [Option<u32>],
 }
 
-/// Scores turns `0..upto` of `store`.
+/// Scores turns `0..upto` of `store` (every one).
 pub(crate) fn score(store: &Store, upto: usize, q: &Query<'_>, policy: &Policy) -> Vec<ScoreParts> {
+    score_turns(store, upto, None, q, policy)
+}
+
+/// Scores the candidate turns `ids` (sorted, distinct, each below `upto`, with the sources that
+/// proposed each), or with `None` every turn `0..upto`. Turns not scored keep all-zero parts and no
+/// source. With candidates, `q.bm25` must hold the best lexical match (BM25 is relative to it), and
+/// a turn's exchange and session context sees only the relevance of other candidates.
+pub(crate) fn score_turns(store: &Store, upto: usize, ids: Option<(&[TurnId], &[Sources])>, q: &Query<'_>, policy: &Policy) -> Vec<ScoreParts> {
     let w = &policy.weights;
     let mut parts = vec![ScoreParts::default(); upto];
-    match (q.dense, policy.fusion) {
-        (Some(dense), Fusion::Rrf) => {
-            // Reciprocal-rank fusion: both rankings count by rank, not by raw score.
-            let k = policy.rrf_k;
-            let rrf = |rank: usize| (k + 1.0) / (k + rank as f32);
-            let mut lex: Vec<(TurnId, f32)> = q.bm25.iter().copied().filter(|&(id, s)| id < upto && s > 0.0).collect();
-            lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            for (rank, (id, _)) in lex.into_iter().enumerate() {
-                parts[id].bm25 = rrf(rank + 1);
-            }
-            let mut sem: Vec<(TurnId, f32)> = dense.iter().copied().enumerate().take(upto).collect();
-            sem.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            for (rank, (id, _)) in sem.into_iter().enumerate() {
-                parts[id].dense = rrf(rank + 1);
-            }
-        }
-        (dense, _) => {
-            let max_bm25 = q.bm25.iter().filter(|(id, _)| *id < upto).map(|x| x.1).fold(0.0f32, f32::max);
-            if max_bm25 > 0.0 {
-                for &(id, s) in q.bm25 {
-                    if let Some(p) = parts.get_mut(id) {
-                        p.bm25 = s / max_bm25;
-                    }
-                }
-            }
-            if let Some(dense) = dense {
-                // Min-max normalise over the turns so the component is in [0, 1].
-                let (lo, hi) = dense.iter().take(upto).fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-                if hi > lo {
-                    for (p, &x) in parts.iter_mut().zip(dense) {
-                        p.dense = (x - lo) / (hi - lo);
-                    }
+    match ids {
+        None => parts.iter_mut().for_each(|p| p.scored = Sources::ALL),
+        Some((ids, sources)) => {
+            for (&id, &s) in ids.iter().zip(sources) {
+                if let Some(p) = parts.get_mut(id) {
+                    p.scored = s;
                 }
             }
         }
     }
+    lexical_and_dense(&mut parts, upto, q, policy);
     // Each shared reference counts by its rarity; the component is the shared share of the query's.
-    // Walking the query's postings touches only the turns that mention one.
+    // Walking the query's postings touches only the turns that mention one; with candidates, each
+    // candidate looks itself up in the postings instead.
     let idf: Vec<(u64, f32)> = q.refs.iter().map(|&r| (r, store.ref_idf(r))).collect();
     let q_total: f32 = idf.iter().map(|x| x.1).sum();
     if q_total > 0.0 {
-        for &(r, w) in &idf {
-            for &id in store.ref_postings(r).iter().take_while(|&&id| id < upto) {
-                parts[id].references += w / q_total;
+        for &(r, wr) in &idf {
+            let postings = store.ref_postings(r);
+            match ids {
+                None => postings.iter().take_while(|&&id| id < upto).for_each(|&id| parts[id].references += wr / q_total),
+                Some((ids, _)) => ids.iter().filter(|id| postings.binary_search(id).is_ok()).for_each(|&id| parts[id].references += wr / q_total),
             }
         }
     }
     let named = store.speakers_named(q.refs);
     let half = policy.recency_half_life.max(f32::MIN_POSITIVE);
-    for (id, p) in parts.iter_mut().enumerate() {
-        let Some(t) = store.get(id) else { continue };
+    let one = |id: usize, p: &mut ScoreParts| {
+        let Some(t) = store.get(id) else { return };
         p.references = p.references.min(1.0);
         let age = (upto - 1 - id) as f32;
         p.recency = (0.5f32).powf(age / half);
@@ -119,14 +163,107 @@ pub(crate) fn score(store: &Store, upto: usize, q: &Query<'_>, policy: &Policy) 
         };
         p.priority = t.turn.priority();
         p.speaker = f32::from(u8::from(t.speaker.is_some_and(|s| named.contains(&s))));
+    };
+    match ids {
+        None => parts.iter_mut().enumerate().for_each(|(id, p)| one(id, p)),
+        Some((ids, _)) => ids.iter().for_each(|&id| one(id, &mut parts[id])),
     }
-    let relevance: Vec<f32> = parts.iter().map(|p| p.relevance(w)).collect();
-    let context = context_boosts(&relevance, q.sessions, policy.context_boost, policy.session_boost);
-    for ((p, r), c) in parts.iter_mut().zip(relevance).zip(context) {
+    let total = |p: &mut ScoreParts, r: f32, c: f32| {
         p.context = c;
         p.total = r + c + w.speaker * p.speaker + w.recency * p.recency + w.role * p.role + w.priority * p.priority;
+    };
+    match ids {
+        None => {
+            let relevance: Vec<f32> = parts.iter().map(|p| p.relevance(w)).collect();
+            let context = context_boosts(&relevance, q.sessions, policy.context_boost, policy.session_boost);
+            for ((p, r), c) in parts.iter_mut().zip(relevance).zip(context) {
+                total(p, r, c);
+            }
+        }
+        Some((ids, _)) => {
+            let context = candidate_boosts(&parts, ids, q.sessions, policy);
+            for (&id, c) in ids.iter().zip(context) {
+                let r = parts[id].relevance(w);
+                total(&mut parts[id], r, c);
+            }
+        }
     }
     parts
+}
+
+/// The BM25 and dense components (normalised, or fused by rank), of scored turns only.
+fn lexical_and_dense(parts: &mut [ScoreParts], upto: usize, q: &Query<'_>, policy: &Policy) {
+    let scored = |parts: &[ScoreParts], id: usize| parts.get(id).is_some_and(|p| !p.scored.is_empty());
+    match (q.dense, policy.fusion) {
+        (Some(dense), Fusion::Rrf) => {
+            // Reciprocal-rank fusion: both rankings count by rank, not by raw score.
+            let k = policy.rrf_k;
+            let rrf = |rank: usize| (k + 1.0) / (k + rank as f32);
+            let mut lex: Vec<(TurnId, f32)> = q.bm25.iter().copied().filter(|&(id, s)| id < upto && s > 0.0).collect();
+            lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (rank, (id, _)) in lex.into_iter().enumerate() {
+                if scored(parts, id) {
+                    parts[id].bm25 = rrf(rank + 1);
+                }
+            }
+            let mut sem: Vec<(TurnId, f32)> = dense.iter().copied().enumerate().take(upto).collect();
+            sem.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (rank, (id, _)) in sem.into_iter().enumerate() {
+                if scored(parts, id) {
+                    parts[id].dense = rrf(rank + 1);
+                }
+            }
+        }
+        (dense, _) => {
+            let max_bm25 = q.bm25.iter().filter(|(id, _)| *id < upto).map(|x| x.1).fold(0.0f32, f32::max);
+            if max_bm25 > 0.0 {
+                for &(id, s) in q.bm25 {
+                    if scored(parts, id) {
+                        parts[id].bm25 = s / max_bm25;
+                    }
+                }
+            }
+            if let Some(dense) = dense {
+                // Min-max normalise over the turns so the component is in [0, 1].
+                let (lo, hi) = dense.iter().take(upto).fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                if hi > lo {
+                    for (p, &x) in parts.iter_mut().zip(dense).filter(|(p, _)| !p.scored.is_empty()) {
+                        p.dense = (x - lo) / (hi - lo);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`context_boosts`] for the candidates `ids` only (sorted): a turn's neighbours and session mates
+/// count with their relevance when they are candidates too, else with none.
+fn candidate_boosts(parts: &[ScoreParts], ids: &[TurnId], sessions: &[Option<u32>], policy: &Policy) -> Vec<f32> {
+    let w = &policy.weights;
+    let relevance = |i: usize| parts.get(i).filter(|p| !p.scored.is_empty()).map_or(0.0, |p| p.relevance(w));
+    let (exchange, session) = (policy.context_boost, policy.session_boost);
+    let mut boost: Vec<f32> = ids.iter().map(|&i| exchange * i.checked_sub(1).map_or(0.0, relevance).max(relevance(i + 1))).collect();
+    if session > 0.0 {
+        // Per session: the best candidate, its score, and the second-best score.
+        let mut best: rustc_hash::FxHashMap<u32, (usize, f32, f32)> = rustc_hash::FxHashMap::default();
+        for (k, &i) in ids.iter().enumerate() {
+            let Some(Some(s)) = sessions.get(i) else { continue };
+            let x = relevance(i) + boost[k];
+            let b = best.entry(*s).or_insert((usize::MAX, 0.0, 0.0));
+            if b.0 == usize::MAX || x > b.1 {
+                *b = (i, x, if b.0 == usize::MAX { 0.0 } else { b.1 });
+            } else if x > b.2 {
+                b.2 = x;
+            }
+        }
+        for (k, &i) in ids.iter().enumerate() {
+            let Some(Some(s)) = sessions.get(i) else { continue };
+            if let Some(&(top, first, second)) = best.get(s) {
+                boost[k] += session * if top == i { second } else { first };
+            }
+        }
+    }
+    boost
 }
 
 /// What each turn's relevance gains from its context: `exchange` × the larger relevance of its two

@@ -41,20 +41,25 @@ struct CachedCosts {
 pub(crate) struct Forms {
     messages: FxHashMap<(TurnId, Form), (Vec<Message>, usize, usize)>,
     unit_costs: Option<CachedCosts>,
+    /// The turns holding tool results among the first `results_seen` turns, in order.
+    results: Vec<TurnId>,
+    results_seen: usize,
 }
 
-/// Turn id before which tool results are cleared (keep the latest `keep` result turns).
+/// Turn id before which tool results are cleared (keep the latest `keep` result turns). Walks
+/// back from the newest turn only as far as the result turn before the kept ones;
+/// [`Forms::clear_boundary`] answers from an index instead.
 pub(crate) fn clear_boundary(store: &Store, policy: &Policy) -> TurnId {
     let Some(keep) = policy.keep_tool_results else { return 0 };
     if keep == 0 {
         // Keep none: every result is before the boundary.
         return store.len();
     }
-    let result_turns: Vec<TurnId> = store.turns().iter().enumerate().filter(|(_, t)| t.has_results()).map(|(i, _)| i).collect();
-    if result_turns.len() <= keep {
-        return 0;
+    let mut latest = store.turns().iter().enumerate().rev().filter(|(_, t)| t.has_results()).map(|(i, _)| i);
+    match (latest.nth(keep - 1), latest.next()) {
+        (Some(i), Some(_)) => i,
+        _ => 0,
     }
-    result_turns[result_turns.len() - keep]
 }
 
 /// The form turn `id` takes under `policy`, given where clearing starts.
@@ -79,6 +84,23 @@ pub(crate) fn form_of(store: &Store, id: TurnId, policy: &Policy, clear_before: 
 }
 
 impl Forms {
+    /// [`clear_boundary`] from an index of the result turns, extended by the turns pushed since
+    /// the last call (the history only grows).
+    pub(crate) fn clear_boundary(&mut self, store: &Store, policy: &Policy) -> TurnId {
+        let Some(keep) = policy.keep_tool_results else { return 0 };
+        if keep == 0 {
+            return store.len();
+        }
+        if self.results_seen > store.len() {
+            self.results.clear();
+            self.results_seen = 0;
+        }
+        let from = self.results_seen;
+        self.results.extend(store.turns().get(from..).unwrap_or_default().iter().enumerate().filter(|(_, t)| t.has_results()).map(|(i, _)| from + i));
+        self.results_seen = store.len();
+        if self.results.len() <= keep { 0 } else { self.results[self.results.len() - keep] }
+    }
+
     /// Messages (each with its exact tokens) and exact total tokens of turn `id` in `form`.
     pub(crate) fn messages(&mut self, store: &Store, counter: &mut TokenCounter, id: TurnId, form: Form) -> (Vec<Message>, usize) {
         let Some(t) = store.get(id) else { return (Vec::new(), 0) };

@@ -4,13 +4,16 @@
 //! fresh selection that fills only `refill_target` of the budget, so evictions come in batches
 //! instead of shifting the prefix every call.
 
+use std::ops::Range;
+
 use crate::error::Result;
 use crate::plan::gaps::{GapFill, marker_bound};
-use crate::plan::select::{self, Selection};
-use crate::plan::{Item, Plan, PlanContext, PlanState, Prefix, costs};
+use crate::plan::select::{self, Fill, Selection};
+use crate::plan::{Item, Plan, PlanContext, PlanState, Prefix};
 use crate::policy::{Policy, Strategy};
 use crate::scorer::ScoreParts;
 use crate::tokens::MESSAGE_OVERHEAD;
+use crate::turn::TurnId;
 use crate::window::Window;
 
 /// For the next call under a stable-prefix `ctxwin` policy: the previous plan with the units pushed
@@ -42,13 +45,8 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     let avail = ctx.avail;
     let next_call = ctx.next_call();
     let target = if next_call && policy.stable_prefix { ((avail as f32) * policy.refill_target) as usize } else { avail };
-    let clear_before = costs::clear_boundary(ctx.store, policy);
+    let clear_before = ctx.forms.clear_boundary(ctx.store, policy);
     let costs = ctx.forms.unit_costs(ctx.store, ctx.counter, policy, clear_before);
-    let query = ctx.query().into_owned();
-    let scores = ctx.retrieval.score_for_window(ctx.store, &query, policy)?;
-    let mut parts = scores.parts;
-    let units = ctx.store.units();
-    let unit_scores: Vec<f32> = units.iter().map(|r| r.clone().map(|i| parts[i].total).fold(0.0f32, f32::max)).collect();
     let marker = marker_bound(ctx.counter, ctx.store.len());
     let mut sel = Selection::new(&costs, marker);
     // A gap after the last turn shown has no turn to ride on: its marker is a message.
@@ -60,20 +58,116 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     if tail_turns > 0 && !costs.is_empty() {
         sel.try_add(costs.len() - 1, target.min(avail));
     }
+    let query = ctx.query().into_owned();
+    let units = ctx.store.units();
+    let taken: Vec<usize> = sel.selected().filter_map(|u| units.get(u)).flat_map(|r| r.clone()).collect();
+    let scores = ctx.retrieval.score_for_window(ctx.store, &query, policy, &taken)?;
+    let mut parts = scores.parts;
+    let cand_units = scores.candidates.as_deref().map(|ids| candidate_units(units, ids));
+    let unit_scores = unit_totals(units, &parts, cand_units.as_deref(), |p| p.total);
     let share = if next_call { policy.summary_share } else { policy.query_summary_share };
     let reserve = ((avail as f32) * share) as usize;
     let limit = target.min(avail).saturating_sub(reserve);
     let fill_limit = limit.max(sel.used());
-    let eff = select::fill_by_score(&mut sel, &unit_scores, policy.neighbours, policy.neighbour_decay, fill_limit, policy.rag_top_k);
+    let how = Fill { neighbours: policy.neighbours, decay: policy.neighbour_decay, top_k: policy.rag_top_k, candidates: cand_units.as_deref() };
+    let eff = select::fill_by_score(&mut sel, &unit_scores, how, fill_limit);
     let fill = GapFill { avail, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs };
     let items = fill.items(&sel, ctx.store, ctx.counter, ctx.summaries)?;
-    // A turn's reported total includes what it gained from its neighbours.
-    for (u, r) in units.iter().enumerate() {
-        for i in r.clone() {
-            if let (Some(p), Some(&e)) = (parts.get_mut(i), eff.get(u)) {
-                p.total = p.total.max(e.min(unit_scores.get(u).copied().unwrap_or(0.0).max(e)));
+    add_span_gains(units, &mut parts, &eff);
+    Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
+}
+
+/// The units holding the candidate turns `ids` (sorted), each once, in order.
+pub(crate) fn candidate_units(units: &[Range<TurnId>], ids: &[TurnId]) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let u = units.partition_point(|r| r.end <= id);
+        if u < units.len() && out.last() != Some(&u) {
+            out.push(u);
+        }
+    }
+    out
+}
+
+/// Each unit's best turn by `key` (0 for a unit without a scored turn): over every unit, or with
+/// candidate units only over those.
+pub(crate) fn unit_totals(units: &[Range<TurnId>], parts: &[ScoreParts], cand: Option<&[usize]>, key: impl Fn(&ScoreParts) -> f32) -> Vec<f32> {
+    let best = |r: &Range<TurnId>| r.clone().filter_map(|i| parts.get(i)).map(&key).fold(0.0f32, f32::max);
+    match cand {
+        None => units.iter().map(best).collect(),
+        Some(c) => {
+            let mut out = vec![0.0; units.len()];
+            for &u in c {
+                if let Some(r) = units.get(u) {
+                    out[u] = best(r);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// A turn's reported total is at least its unit's effective score (the unit's best turn, or what it
+/// gained from its neighbours); units without one (not scored, not reached) are not visited.
+pub(crate) fn add_span_gains(units: &[Range<TurnId>], parts: &mut [ScoreParts], eff: &[f32]) {
+    for (u, &e) in eff.iter().enumerate() {
+        if e <= 0.0 {
+            continue;
+        }
+        for i in units.get(u).cloned().unwrap_or(0..0) {
+            if let Some(p) = parts.get_mut(i) {
+                p.total = p.total.max(e);
             }
         }
     }
-    Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
+}
+
+#[cfg(all(test, feature = "replay"))]
+mod tests {
+    use crate::error::Result;
+    use crate::replay::synth;
+    use crate::scorer::Sources;
+    use crate::window::Fate;
+    use crate::{Engine, EngineConfig, Policy};
+
+    fn engine(candidates: usize, t: &crate::replay::Transcript) -> Result<Engine> {
+        let mut p = Policy::default();
+        p.set("candidates", &candidates.to_string())?;
+        let mut e = Engine::new(EngineConfig::default().policy(p))?;
+        for turn in t.turns() {
+            e.push(turn.clone())?;
+        }
+        Ok(e)
+    }
+
+    /// On a history longer than `candidates`, a window scores only the candidates (each naming its
+    /// sources), keeps a report line for every turn, and recalls the planted evidence that scoring
+    /// every turn recalls.
+    #[test]
+    fn candidates_are_scored_and_find_the_evidence() -> Result<()> {
+        let t = synth::conversation(5, 3000);
+        let (mut all, mut some) = (engine(0, &t)?, engine(64, &t)?);
+        let (mut recall_all, mut recall_some) = (0, 0);
+        for q in t.qa().iter().take(12) {
+            let evidence = q.evidence()[0][0];
+            let kept = |w: &crate::Window| matches!(w.report()[evidence].fate, Fate::Kept);
+            let w = all.assemble_for(2000, q.question())?;
+            recall_all += usize::from(kept(&w));
+            assert!(w.report().iter().all(|l| l.score.scored == Sources::ALL));
+            let w = some.assemble_for(2000, q.question())?;
+            recall_some += usize::from(kept(&w));
+            assert_eq!(w.report().len(), 3000);
+            let scored: Vec<_> = w.report().iter().filter(|l| !l.score.scored.is_empty()).collect();
+            assert!(scored.len() < 1000, "{} turns scored", scored.len());
+            assert!(scored.iter().all(|l| !l.score.scored.contains(Sources::ALL)));
+            // The latest turns are always candidates; the unscored have no relevance at all.
+            assert!(w.report()[2999].score.scored.contains(Sources::RECENT));
+            for l in w.report().iter().filter(|l| l.score.scored.is_empty()) {
+                assert_eq!((l.score.bm25, l.score.references, l.score.recency), (0.0, 0.0, 0.0), "turn {}", l.turn);
+            }
+        }
+        assert!(recall_some >= recall_all, "candidates {recall_some} vs every turn {recall_all}");
+        assert!(recall_all > 0);
+        Ok(())
+    }
 }

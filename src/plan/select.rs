@@ -153,12 +153,26 @@ impl Ord for Cand {
 
 /// Greedy best-first selection of units by score with span expansion: when a unit is taken, its
 /// neighbours within `neighbours` units become candidates at `score × decay^distance` (if that beats
-/// their own score). Units with a score ≤ 0 are never taken. Returns each unit's effective score.
-pub(crate) fn fill_by_score(sel: &mut Selection<'_>, scores: &[f32], neighbours: usize, decay: f32, limit: usize, top_k: usize) -> Vec<f32> {
+/// their own score). Units with a score ≤ 0 are never taken. With `candidates` (units, any order),
+/// only those and their neighbours are looked at; the others' scores must be 0. Returns each unit's
+/// effective score. The work is bounded by the units looked at and the neighbours that exist, not
+/// by `neighbours` (which may be `usize::MAX`).
+pub(crate) fn fill_by_score(sel: &mut Selection<'_>, scores: &[f32], fill: Fill<'_>, limit: usize) -> Vec<f32> {
     let n = scores.len();
+    let Fill { neighbours, decay, top_k, candidates } = fill;
     let mut eff: Vec<f32> = scores.to_vec();
-    let mut heap: BinaryHeap<Cand> = (0..n).filter(|&u| scores[u] > 0.0 && !sel.contains(u)).map(|u| Cand { score: scores[u], unit: u }).collect();
-    let min_cost = sel.units.iter().map(|u| u.cost).min().unwrap_or(0);
+    let open = |u: usize| u < n && scores[u] > 0.0 && !sel.contains(u);
+    let mut heap: BinaryHeap<Cand> = match candidates {
+        None => (0..n).filter(|&u| open(u)).map(|u| Cand { score: scores[u], unit: u }).collect(),
+        Some(c) => c.iter().copied().filter(|&u| open(u)).map(|u| Cand { score: scores[u], unit: u }).collect(),
+    };
+    // The cheapest unit that can still be taken: every unit, or with candidates those in the heap
+    // (neighbours lower it as they join).
+    let cost = |u: usize| sel.units.get(u).map_or(0, |x| x.cost);
+    let mut min_cost = match candidates {
+        None => sel.units.iter().map(|u| u.cost).min().unwrap_or(0),
+        Some(_) => heap.iter().map(|c| cost(c.unit)).min().unwrap_or(0),
+    };
     let mut taken = 0;
     while let Some(Cand { score, unit }) = heap.pop() {
         if sel.contains(unit) || score < eff[unit] {
@@ -172,17 +186,36 @@ pub(crate) fn fill_by_score(sel: &mut Selection<'_>, scores: &[f32], neighbours:
         }
         taken += 1;
         let mut s = score;
-        for d in 1..=neighbours {
+        // Distances beyond both ends of the history reach no unit: stop there.
+        let reach = neighbours.min(unit.max(n.saturating_sub(unit + 1)));
+        for d in 1..=reach {
             s *= decay;
+            if s <= 0.0 {
+                break;
+            }
             for v in [unit.checked_sub(d), unit.checked_add(d).filter(|&v| v < n)].into_iter().flatten() {
                 if !sel.contains(v) && s > eff[v] {
                     eff[v] = s;
+                    min_cost = min_cost.min(cost(v));
                     heap.push(Cand { score: s, unit: v });
                 }
             }
         }
     }
     eff
+}
+
+/// How [`fill_by_score`] fills: span expansion, how many units at most, which units to look at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fill<'a> {
+    /// Units on each side of a taken unit that become candidates.
+    pub(crate) neighbours: usize,
+    /// A neighbour at distance d gets the taken unit's score × decay^d.
+    pub(crate) decay: f32,
+    /// Take at most this many units (0: as many as fit).
+    pub(crate) top_k: usize,
+    /// The units worth looking at (all units when `None`).
+    pub(crate) candidates: Option<&'a [usize]>,
 }
 
 /// Runs of unselected units between selected ones: `(first_unit, last_unit)`, in order.
@@ -251,10 +284,32 @@ mod tests {
         let u = units(&[10, 10, 10, 10, 10, 10]);
         let mut sel = Selection::new(&u, 0);
         let scores = [0.1, 0.0, 0.0, 1.0, 0.0, 0.2];
-        fill_by_score(&mut sel, &scores, 1, 0.8, 30, 0);
+        fill_by_score(&mut sel, &scores, Fill { neighbours: 1, decay: 0.8, top_k: 0, candidates: None }, 30);
         let got: Vec<usize> = sel.selected().collect();
         // 3 first, then its neighbours 2 and 4 at 0.8 beat 5 (0.2) and 0 (0.1).
         assert_eq!(got, vec![2, 3, 4]);
+        // The same from the candidates with a score alone.
+        let mut sel = Selection::new(&u, 0);
+        fill_by_score(&mut sel, &scores, Fill { neighbours: 1, decay: 0.8, top_k: 0, candidates: Some(&[5, 3, 0]) }, 30);
+        assert_eq!(sel.selected().collect::<Vec<_>>(), vec![2, 3, 4]);
+    }
+
+    /// Issue 15: `neighbours = usize::MAX` (any decay) ends, bounded by the units that exist, and
+    /// spreads over the whole history like a span as wide as it.
+    #[test]
+    fn unbounded_neighbours_end() {
+        let u = units(&[10; 7]);
+        for decay in [1.0, 0.8, 0.0] {
+            let mut sel = Selection::new(&u, 0);
+            let scores = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+            let eff = fill_by_score(&mut sel, &scores, Fill { neighbours: usize::MAX, decay, top_k: 0, candidates: None }, 1000);
+            let mut wide = Selection::new(&u, 0);
+            let want = fill_by_score(&mut wide, &scores, Fill { neighbours: 6, decay, top_k: 0, candidates: None }, 1000);
+            assert_eq!(eff, want, "decay {decay}");
+            assert_eq!(sel.selected().collect::<Vec<_>>(), wide.selected().collect::<Vec<_>>());
+            let n_taken = if decay > 0.0 { 7 } else { 1 };
+            assert_eq!(sel.selected().count(), n_taken, "decay {decay}");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 mod agent;
 mod conversation;
 mod facts;
+mod haystack;
 mod krate;
 mod rng;
 mod tools;
@@ -30,6 +31,7 @@ mod words;
 
 pub use agent::agent_session;
 pub use conversation::conversation;
+pub use haystack::haystack;
 pub use rng::Rng;
 
 use crate::replay::loaders::{to_locomo_json, to_openai_json};
