@@ -343,6 +343,40 @@ mod tests {
         assert!((parts[0].total - expect).abs() < 1e-6);
     }
 
+    /// Scoring every turn as candidates gives what scoring every turn gives (only the sources
+    /// differ); scoring some leaves the others at zero and gives the candidates the same parts
+    /// except the context, which sees candidates only.
+    #[test]
+    fn candidates_score_like_every_turn() {
+        let s = store(&[("Ana moved to Lisbon in 2021", true), ("nice", false), ("Lisbon again", true), ("weather", false), ("Ana", true)]);
+        let bm25 = [(0, 4.0), (2, 2.0), (4, 1.0)];
+        let refs = crate::refs::references("When did Ana move to Lisbon?");
+        let dense = [0.1, 0.5, 0.9, 0.2, 0.4];
+        let sessions = [Some(0), Some(0), Some(1), Some(1), Some(1)];
+        for (dense, fusion) in [(None, Fusion::Weighted), (Some(&dense[..]), Fusion::Weighted), (Some(&dense[..]), Fusion::Rrf)] {
+            let p = Policy { fusion, ..Policy::default() };
+            let q = Query { bm25: &bm25, dense, refs: &refs, sessions: &sessions };
+            let every = score(&s, 5, &q, &p);
+            let ids = [0, 1, 2, 3, 4];
+            let some = score_turns(&s, 5, Some((&ids, &[Sources::LEXICAL; 5])), &q, &p);
+            for (a, b) in every.iter().zip(&some) {
+                assert_eq!(ScoreParts { scored: Sources::ALL, ..*b }, *a);
+            }
+            let few = score_turns(&s, 5, Some((&[0, 2], &[Sources::LEXICAL, Sources::REFERENCE])), &q, &p);
+            for id in [1, 3, 4] {
+                assert_eq!(few[id], ScoreParts::default());
+            }
+            for id in [0, 2] {
+                let (a, b) = (few[id], every[id]);
+                assert_eq!((a.bm25, a.dense, a.references, a.recency, a.role, a.speaker), (b.bm25, b.dense, b.references, b.recency, b.role, b.speaker));
+            }
+            assert!(few[2].scored.contains(Sources::REFERENCE) && !few[2].scored.contains(Sources::LEXICAL));
+            // In JSON the sources are names, and omitted when every turn was scored.
+            assert_eq!(serde_json::to_value(few[2]).ok().map(|v| v["scored"].clone()), Some(serde_json::json!(["reference"])));
+            assert!(serde_json::to_value(every[0]).ok().is_some_and(|v| v.get("scored").is_none()));
+        }
+    }
+
     #[test]
     fn rrf_ranks_both_lists_when_dense_is_on() {
         let s = store(&[("a", true), ("b", true), ("c", true)]);
