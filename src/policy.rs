@@ -184,7 +184,7 @@ impl Default for Policy {
             keep_tool_results: Some(3),
             old_tool_output_max_tokens: 80,
             rag_top_k: 0,
-            candidates: 512,
+            candidates: 1024,
             compaction_threshold: 0.9,
             compaction_user_share: 0.2,
             compaction_summary_share: 0.15,

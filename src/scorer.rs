@@ -135,8 +135,8 @@ pub(crate) fn score_turns(store: &Store, upto: usize, ids: Option<(&[TurnId], &[
     }
     lexical_and_dense(&mut parts, upto, q, policy);
     // Each shared reference counts by its rarity; the component is the shared share of the query's.
-    // Walking the query's postings touches only the turns that mention one; with candidates, each
-    // candidate looks itself up in the postings instead.
+    // Walking the query's postings touches only the turns that mention one; with candidates, a
+    // long postings list is searched for each candidate instead.
     let idf: Vec<(u64, f32)> = q.refs.iter().map(|&r| (r, store.ref_idf(r))).collect();
     let q_total: f32 = idf.iter().map(|x| x.1).sum();
     if q_total > 0.0 {
@@ -144,6 +144,16 @@ pub(crate) fn score_turns(store: &Store, upto: usize, ids: Option<(&[TurnId], &[
             let postings = store.ref_postings(r);
             match ids {
                 None => postings.iter().take_while(|&&id| id < upto).for_each(|&id| parts[id].references += wr / q_total),
+                // Whichever is shorter: the postings walked against the candidate marks, or each
+                // candidate searched in the postings.
+                Some((ids, _)) if postings.len() <= ids.len() * 8 => postings
+                    .iter()
+                    .take_while(|&&id| id < upto)
+                    .for_each(|&id| {
+                        if parts[id].scored != Sources::default() {
+                            parts[id].references += wr / q_total;
+                        }
+                    }),
                 Some((ids, _)) => ids.iter().filter(|id| postings.binary_search(id).is_ok()).for_each(|&id| parts[id].references += wr / q_total),
             }
         }
