@@ -388,8 +388,9 @@ fn a_server_on_postgres_keeps_a_session_across_restarts() {
     let srv = Server::start(&url, &[]);
     let after = srv.ok("POST", &format!("/v1/sessions/{id}/window"), ask);
     check_anthropic(&json!({"system": after["system"], "messages": after["messages"]})).unwrap();
-    // The same request body and fates; the report's scores are not compared (after a reopen on
-    // PostgreSQL the reused plan reports 0 scores: a library matter, noted for the lead).
+    // The same request body and fates; the report's scores are not compared: the window after
+    // the restart reuses the stored plan, and a reused plan reports 0 scores where the first
+    // window scored every turn (a library matter, noted for the lead).
     for key in ["messages", "system", "total_tokens", "summaries"] {
         assert_eq!(after[key], before[key], "{key}");
     }
