@@ -182,11 +182,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `addr` (port 0: any free port) and prepares to serve `store`.
     pub async fn bind(addr: SocketAddr, store: Arc<dyn SessionStore>, config: ServeConfig) -> Result<Server> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Store {
-            store: store.name().to_string(),
-            session: None,
-            message: format!("cannot listen on {addr}: {e}"),
-        })?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::io(format!("listen {addr}"), e))?;
         Ok(Server { listener, state: state(store, config) })
     }
 
@@ -198,17 +194,13 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting, finishes the requests in flight
     /// (every turn they acknowledge is already stored) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let name = self.state.sessions.store().name().to_string();
+        let addr = self.local_addr().map_or_else(|| "listener".to_string(), |a| format!("serve {a}"));
         let state = Arc::clone(&self.state);
         let signal = async move {
             shutdown.await;
             state.draining.store(true, Ordering::SeqCst);
         };
-        axum::serve(self.listener, router_with(Arc::clone(&self.state))).with_graceful_shutdown(signal).await.map_err(|e| Error::Store {
-            store: name,
-            session: None,
-            message: format!("server failed: {e}"),
-        })
+        axum::serve(self.listener, router_with(Arc::clone(&self.state))).with_graceful_shutdown(signal).await.map_err(|e| Error::io(addr, e))
     }
 }
 
