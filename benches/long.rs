@@ -165,7 +165,8 @@ fn agent(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("agent_long_assemble_for");
     configure(&mut g);
-    let queries = ["Which test failed first and what did the error say?", "Where is the parser's error type defined?", "What did the first cargo test run print?"];
+    let queries =
+        ["Which test failed first and what did the error say?", "Where is the parser's error type defined?", "What did the first cargo test run print?"];
     for (n, slot) in &mut agents {
         let mut k = 0usize;
         g.bench_function(BenchmarkId::from_parameter(*n), |b| {

@@ -202,7 +202,14 @@ const SESSION_REACH: usize = 64;
 /// the best [`SESSION_SEEDS`] lexical and dense candidates, and the turn on each side of every one
 /// of these (its question or its answer). Bounded by about `4k` plus the sessions, whatever the
 /// history's length; only the dense top-k looks at every turn (as the similarities already did).
-pub(crate) fn candidates(store: &Store, bm25: &[(TurnId, f32)], dense: Option<&[f32]>, refs: &[u64], taken: &[TurnId], k: usize) -> (Vec<TurnId>, Vec<Sources>) {
+pub(crate) fn candidates(
+    store: &Store,
+    bm25: &[(TurnId, f32)],
+    dense: Option<&[f32]>,
+    refs: &[u64],
+    taken: &[TurnId],
+    k: usize,
+) -> (Vec<TurnId>, Vec<Sources>) {
     let n = store.len();
     let mut c: FxHashMap<TurnId, Sources> = FxHashMap::default();
     let add = |c: &mut FxHashMap<TurnId, Sources>, id: TurnId, s: Sources| {

@@ -146,14 +146,11 @@ pub(crate) fn score_turns(store: &Store, upto: usize, ids: Option<(&[TurnId], &[
                 None => postings.iter().take_while(|&&id| id < upto).for_each(|&id| parts[id].references += wr / q_total),
                 // Whichever is shorter: the postings walked against the candidate marks, or each
                 // candidate searched in the postings.
-                Some((ids, _)) if postings.len() <= ids.len() * 8 => postings
-                    .iter()
-                    .take_while(|&&id| id < upto)
-                    .for_each(|&id| {
-                        if parts[id].scored != Sources::default() {
-                            parts[id].references += wr / q_total;
-                        }
-                    }),
+                Some((ids, _)) if postings.len() <= ids.len() * 8 => postings.iter().take_while(|&&id| id < upto).for_each(|&id| {
+                    if parts[id].scored != Sources::default() {
+                        parts[id].references += wr / q_total;
+                    }
+                }),
                 Some((ids, _)) => ids.iter().filter(|id| postings.binary_search(id).is_ok()).for_each(|&id| parts[id].references += wr / q_total),
             }
         }
