@@ -316,48 +316,45 @@ impl LexicalIndex {
         if uniq.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
+        // Nothing committed, or so many terms that block-max WAND costs more than scoring every
+        // match: every score, then the best k.
+        let many = uniq.len() > WAND_MAX_TERMS;
+        if many || self.committed.is_none() {
+            let mut out = self.scores(terms)?;
+            if out.len() > k {
+                out.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                out.truncate(k);
+            }
+            out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            return Ok(out);
+        }
         self.analyze_pending_if_needed();
-        let mut out = match &self.committed {
-            None => {
-                let (n, total, pending_df) = (self.pending.len() as u64, self.pending_tokens, &self.pending_df);
-                self.pending_scores(&uniq, n, total, &|t| pending_df.get(t).copied().unwrap_or(0))
-            }
-            Some(c) => {
-                let searcher = c.reader.searcher();
-                let stats = CombinedStats {
-                    searcher: &searcher,
-                    pending_docs: self.pending.len() as u64,
-                    pending_tokens: self.pending_tokens,
-                    pending_df: &self.pending_df,
-                };
-                let mut out: Vec<(TurnId, f32)> = Vec::new();
-                if searcher.num_docs() > 0 && uniq.len() > WAND_MAX_TERMS {
-                    // Block-max WAND over many terms costs more than scoring every match.
-                    let query = self.query(&uniq);
-                    out = searcher.search_with_statistics_provider(&query, &AllScores, &stats)?.into_iter().map(|(id, s)| (id as TurnId, s)).collect();
-                    if out.len() > k {
-                        out.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                        out.truncate(k);
-                    }
-                } else if searcher.num_docs() > 0 {
-                    let query = self.query(&uniq);
-                    let top = searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(k).order_by_score(), &stats)?;
-                    for (s, addr) in top {
-                        let ids = searcher.segment_reader(addr.segment_ord).fast_fields().u64("id")?;
-                        if let Some(id) = ids.first(addr.doc_id) {
-                            out.push((id as TurnId, s));
-                        }
+        let mut out: Vec<(TurnId, f32)> = Vec::new();
+        if let Some(c) = &self.committed {
+            let searcher = c.reader.searcher();
+            let stats = CombinedStats {
+                searcher: &searcher,
+                pending_docs: self.pending.len() as u64,
+                pending_tokens: self.pending_tokens,
+                pending_df: &self.pending_df,
+            };
+            if searcher.num_docs() > 0 {
+                let query = self.query(&uniq);
+                let top = searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(k).order_by_score(), &stats)?;
+                for (s, addr) in top {
+                    let ids = searcher.segment_reader(addr.segment_ord).fast_fields().u64("id")?;
+                    if let Some(id) = ids.first(addr.doc_id) {
+                        out.push((id as TurnId, s));
                     }
                 }
-                if !self.pending.is_empty() {
-                    let n = stats.total_num_docs()?;
-                    let total = stats.total_num_tokens(self.text_field)?;
-                    let field = self.text_field;
-                    out.extend(self.pending_scores(&uniq, n, total, &|t| stats.doc_freq(&Term::from_field_text(field, t)).unwrap_or(0)));
-                }
-                out
             }
-        };
+            if !self.pending.is_empty() {
+                let n = stats.total_num_docs()?;
+                let total = stats.total_num_tokens(self.text_field)?;
+                let field = self.text_field;
+                out.extend(self.pending_scores(&uniq, n, total, &|t| stats.doc_freq(&Term::from_field_text(field, t)).unwrap_or(0)));
+            }
+        }
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         out.truncate(k);
         Ok(out)

@@ -13,7 +13,7 @@ use crate::replay::transcript::{QaItem, Transcript};
 use crate::turn::{Block, Role, Turn};
 
 /// (year, month 1–12, day 1–31) of `days` since 1970-01-01 (Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, usize, usize) {
+pub(super) fn civil_from_days(days: i64) -> (i64, usize, usize) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use super::conversation::civil_from_days;
 use super::facts::make_fact;
 use super::rng::Rng;
 use super::words::{ACTIVITIES, CITIES, DAYPARTS, FOODS, HABITS, MONTHS, NOUNS, PLACES, PLANS, VERBS};
@@ -136,7 +137,7 @@ pub fn haystack(seed: u64, sessions: usize) -> Transcript {
     let mut t = Transcript::generated(format!("synth-haystack-{seed}"), Path::new("<synth>"));
     let mut day = 19_358 + rng.below(365) as i64; // 2023-01-01 + up to a year
     for s in 0..sessions {
-        let (y, m, d) = civil(day);
+        let (y, m, d) = civil_from_days(day);
         let date = format!("{y}/{m:02}/{d:02} ({}) {:02}:{:02}", MONTHS[m - 1], rng.range(8, 22), rng.below(60));
         for k in 0..SESSION_TURNS {
             let id = s * SESSION_TURNS + k;
@@ -160,19 +161,6 @@ pub fn haystack(seed: u64, sessions: usize) -> Transcript {
         t.qa.push(QaItem { question: f.question, answer: Some(f.answer), evidence: vec![vec![i]], category: "planted".to_string(), headline: true });
     }
     t
-}
-
-/// (year, month 1–12, day 1–31) of `days` since 1970-01-01 (Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, usize, usize) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m as usize, d as usize)
 }
 
 #[cfg(test)]
