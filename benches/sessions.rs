@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ctxwin::replay::synth;
-use ctxwin::session::{Record, SqliteStore, Synchronous};
+use ctxwin::session::{Derived, Record, SqliteStore, Synchronous};
 use ctxwin::{Engine, EngineConfig, Session, SessionStore, Sessions, SessionsConfig, Turn};
 
 const SEED: u64 = 42;
@@ -112,7 +112,7 @@ fn fill(store: &Arc<dyn SessionStore>, id: &str, turns: &[Turn]) {
     store.create(id).unwrap();
     let mut seq = 0;
     for t in turns {
-        seq = store.append(id, seq, &mut |_| Ok(Some(Record::Push { turn: t.clone() }))).unwrap();
+        seq = store.append(id, seq, &Derived::default(), &mut |_| Ok(Some(Record::Push { turn: t.clone() }))).unwrap();
     }
 }
 

@@ -192,7 +192,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, finishes the requests in flight
-    /// (every turn they acknowledge is already stored) and returns.
+    /// (every turn they acknowledge is already stored), stores what the hot sessions' windows
+    /// derived (plan states, summaries; see [`crate::session::Derived`]) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let addr = self.local_addr().map_or_else(|| "listener".to_string(), |a| format!("serve {a}"));
         let state = Arc::clone(&self.state);
@@ -200,7 +201,14 @@ impl Server {
             shutdown.await;
             state.draining.store(true, Ordering::SeqCst);
         };
-        axum::serve(self.listener, router_with(Arc::clone(&self.state))).with_graceful_shutdown(signal).await.map_err(|e| Error::io(addr, e))
+        axum::serve(self.listener, router_with(Arc::clone(&self.state))).with_graceful_shutdown(signal).await.map_err(|e| Error::io(addr, e))?;
+        let sessions = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || sessions.sessions.flush_all()).await.map_err(|e| Error::Store {
+            store: "serve".into(),
+            session: None,
+            message: format!("flush at shutdown failed: {e}"),
+        })??;
+        Ok(())
     }
 }
 

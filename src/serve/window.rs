@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::AppState;
 use super::api::{body_object, finite, session_id};
@@ -18,7 +19,7 @@ use super::ingest::Format;
 use crate::policy::Policy;
 use crate::session::Session;
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, count_reference};
-use crate::window::{Fate, Window};
+use crate::window::{Fate, ReportLine, Window};
 
 /// A budget as asked for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,10 +125,10 @@ pub(crate) async fn post_window(
             });
             let w = r.map_err(|e| ApiError::from_lib(e, None))?;
             st.metrics.assemble(assemble_s);
-            Ok(render(&id, &w, ask.format))
+            render(&id, &w, ask.format)
         })
         .await?;
-    Ok(Json(reply).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], reply).into_response())
 }
 
 fn fate(f: &Fate) -> (&'static str, Option<usize>) {
@@ -142,46 +143,85 @@ fn fate(f: &Fate) -> (&'static str, Option<usize>) {
 
 /// The reply: the request body for the model (`messages`, and `system` for Anthropic), the exact
 /// token total, the budget and the per-turn report.
-fn render(id: &str, w: &Window, format: Format) -> Value {
-    let report: Vec<Value> = w
-        .report()
-        .iter()
-        .map(|l| {
-            let (f, summary) = fate(&l.fate);
-            let mut o = json!({"turn": l.turn, "fate": f, "tokens": l.tokens, "shown_tokens": l.shown_tokens, "score": finite(l.score.total)});
-            if let Some(i) = summary {
-                o["summary"] = json!(i);
-            }
-            o
-        })
-        .collect();
-    let summaries: Vec<Value> =
-        w.summaries().iter().map(|s| json!({"first": s.first, "last": s.last, "tokens": s.tokens, "source_tokens": s.source_tokens})).collect();
-    let mut out = json!({
-        "session": id,
-        "format": if format == Format::Anthropic { "anthropic" } else { "openai" },
-        "total_tokens": w.total_tokens(),
-        "budget": w.budget(),
-        "encoding": w.encoding().as_str(),
-        "report": report,
-        "summaries": summaries,
-    });
-    match format {
-        Format::Anthropic => {
-            let a = w.to_anthropic();
-            out["messages"] = a["messages"].clone();
-            if let Some(s) = a.get("system") {
-                out["system"] = s.clone();
-            }
-        }
-        Format::OpenAi | Format::Ctxwin => out["messages"] = w.to_openai(),
+/// The reply, serialized straight from the window (no intermediate JSON tree: the report has a
+/// line per turn of the session, and building it as `Value`s cost more than assembling it).
+#[derive(Serialize)]
+struct Reply<'a> {
+    session: &'a str,
+    format: &'static str,
+    total_tokens: usize,
+    budget: usize,
+    encoding: &'static str,
+    messages: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<Value>,
+    report: Lines<'a>,
+    summaries: Vec<SummaryOut>,
+}
+
+struct Lines<'a>(&'a [ReportLine]);
+
+#[derive(Serialize)]
+struct LineOut {
+    turn: usize,
+    fate: &'static str,
+    tokens: usize,
+    shown_tokens: usize,
+    score: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct SummaryOut {
+    first: usize,
+    last: usize,
+    tokens: usize,
+    source_tokens: usize,
+}
+
+impl Serialize for Lines<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|l| {
+            let (fate, summary) = fate(&l.fate);
+            LineOut { turn: l.turn, fate, tokens: l.tokens, shown_tokens: l.shown_tokens, score: finite(l.score.total), summary }
+        }))
     }
-    out
+}
+
+/// The reply body (JSON bytes).
+fn render(id: &str, w: &Window, format: Format) -> std::result::Result<Vec<u8>, ApiError> {
+    let (messages, system) = match format {
+        Format::Anthropic => {
+            let mut a = w.to_anthropic();
+            let system = a.get_mut("system").map(Value::take);
+            (a.get_mut("messages").map(Value::take).unwrap_or(Value::Array(Vec::new())), system)
+        }
+        Format::OpenAi | Format::Ctxwin => (w.to_openai(), None),
+    };
+    let reply = Reply {
+        session: id,
+        format: if format == Format::Anthropic { "anthropic" } else { "openai" },
+        total_tokens: w.total_tokens(),
+        budget: w.budget(),
+        encoding: w.encoding().as_str(),
+        messages,
+        system,
+        report: Lines(w.report()),
+        summaries: w.summaries().iter().map(|s| SummaryOut { first: s.first, last: s.last, tokens: s.tokens, source_tokens: s.source_tokens }).collect(),
+    };
+    serde_json::to_vec(&reply).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        field: None,
+        message: format!("cannot serialize the window: {e}"),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn budgets_parse_and_refuse_by_field() {

@@ -20,7 +20,7 @@ use rustc_hash::FxHashSet;
 
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
-pub use record::{Entry, Record, Snapshot, SummaryRow, validate_id};
+pub use record::{Derived, Entry, Record, Snapshot, SummaryRow, validate_id};
 #[cfg(feature = "replay")]
 pub use replay::{DurableCost, DurableReplay, compare_durable, replay_durable};
 pub use sessions::{Sessions, SessionsConfig};
@@ -50,13 +50,14 @@ pub trait SessionStore: Send + Sync {
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>>;
     /// In one transaction holding the session's write lock: reads the records after `after`,
     /// hands them to `apply` (which applies them and returns the record to append, if any),
-    /// appends that record with the next sequence number, and commits. Durable when it returns
-    /// `Ok(last seq)`. When `apply` fails, nothing is appended and its error is returned.
-    fn append(&self, session: &str, after: u64, apply: &mut dyn FnMut(&[Entry]) -> Result<Option<Record>>) -> Result<u64>;
-    /// Saves the plan state (JSON) as of record `seq`, unless a later one is stored.
-    fn save_plan(&self, session: &str, seq: u64, state: &str) -> Result<()>;
-    /// Saves cached summaries (ignoring ones already stored).
-    fn save_summaries(&self, session: &str, rows: &[SummaryRow]) -> Result<()>;
+    /// appends that record with the next sequence number, stores `derived` (its plan state as of
+    /// record `after`), and commits. Durable when it returns `Ok(last seq)`. When `apply` fails,
+    /// nothing is appended or stored and its error is returned.
+    fn append(&self, session: &str, after: u64, derived: &Derived, apply: &mut dyn FnMut(&[Entry]) -> Result<Option<Record>>) -> Result<u64>;
+    /// Stores `derived` in one transaction: its plan state as of record `seq` (unless a later one is
+    /// stored) and its summaries (ignoring ones already stored). [`Error::UnknownSession`] when the
+    /// session does not exist (nothing is stored for it).
+    fn save_derived(&self, session: &str, seq: u64, derived: &Derived) -> Result<()>;
     /// The ids of all sessions, sorted.
     fn sessions(&self) -> Result<Vec<String>>;
     /// Deletes the session and everything stored for it, in one transaction holding its write
@@ -72,7 +73,8 @@ pub struct Session {
     store: Arc<dyn SessionStore>,
     engine: Engine,
     seq: u64,
-    saved_plan: PlanState,
+    /// A window changed the plan state since it was last stored.
+    plan_dirty: bool,
     saved_summaries: FxHashSet<(TurnId, TurnId, usize)>,
     stale: Option<String>,
     bytes: usize,
@@ -124,7 +126,7 @@ impl Session {
             id: id.to_string(),
             engine: Engine::new(config)?,
             seq: 0,
-            saved_plan: PlanState::new(Policy::default()),
+            plan_dirty: false,
             saved_summaries: FxHashSet::default(),
             stale: None,
             bytes: 0,
@@ -156,7 +158,6 @@ impl Session {
             s.saved_summaries.insert(key);
             s.engine.insert_summary(key, r.text);
         }
-        s.saved_plan = s.engine.plan_state().clone();
         Ok(s)
     }
 
@@ -209,7 +210,8 @@ impl Session {
         let mut out = None;
         let mut caught_up = Ok(());
         let after = self.seq;
-        let r = store.append(&id, after, &mut |newer| {
+        let derived = self.derived()?;
+        let r = store.append(&id, after, &derived, &mut |newer| {
             for e in newer {
                 if let Err(err) = self.apply(e) {
                     caught_up = Err(err.to_string());
@@ -224,6 +226,7 @@ impl Session {
         match (r, out) {
             (Ok(seq), Some(v)) => {
                 self.seq = seq;
+                self.stored(derived);
                 Ok(v)
             }
             (Ok(_), None) => Err(self.damaged("append returned without applying".into())),
@@ -288,39 +291,64 @@ impl Session {
     }
 
     /// Assembles the per-turn window (see [`Engine::assemble`]) after catching up with other
-    /// writers, then stores the plan state when it changed and any new summary.
+    /// writers. Touches the store only to catch up, and not at all when this handle is known to be
+    /// its session's only writer since its last call (SQLite): the plan state and new summaries are
+    /// stored with the next append or by [`Session::flush`] (see [`Derived`]).
     pub fn assemble(&mut self, budget: usize) -> Result<Window> {
         self.sync()?;
         let w = self.engine.assemble(budget)?;
-        self.save_derived()?;
+        self.plan_dirty = true;
         Ok(w)
     }
 
-    /// Assembles a window for `query` (see [`Engine::assemble_for`]); new summaries are stored.
+    /// Assembles a window for `query` (see [`Engine::assemble_for`]), like [`Session::assemble`].
     pub fn assemble_for(&mut self, budget: usize, query: &str) -> Result<Window> {
         self.sync()?;
         let w = self.engine.assemble_for(budget, query)?;
-        self.save_derived()?;
+        self.plan_dirty = true;
         Ok(w)
     }
 
-    fn save_derived(&mut self) -> Result<()> {
-        if self.engine.plan_state() != &self.saved_plan {
-            let json = serde_json::to_string(self.engine.plan_state()).map_err(|e| self.damaged(format!("cannot serialize plan state: {e}")))?;
-            self.store.save_plan(&self.id, self.seq, &json)?;
-            self.saved_plan = self.engine.plan_state().clone();
+    /// Stores what windows derived since the last append (plan state, new summaries), so a reopened
+    /// session starts from it. Called when the handle is dropped (errors ignored there); call it
+    /// yourself to see them. A stale or deleted handle stores nothing.
+    pub fn flush(&mut self) -> Result<()> {
+        self.check()?;
+        let derived = self.derived()?;
+        if derived.is_empty() {
+            return Ok(());
         }
-        let rows: Vec<SummaryRow> = self
+        self.store.save_derived(&self.id, self.seq, &derived)?;
+        self.stored(derived);
+        Ok(())
+    }
+
+    /// What is derived and not stored yet.
+    fn derived(&self) -> Result<Derived> {
+        let plan = match self.plan_dirty {
+            true => Some(serde_json::to_string(self.engine.plan_state()).map_err(|e| self.damaged(format!("cannot serialize plan state: {e}")))?),
+            false => None,
+        };
+        let summaries = self
             .engine
             .summary_entries()
             .filter(|(k, _)| !self.saved_summaries.contains(k))
             .map(|((first, last, allowance), text)| SummaryRow { first: first as u64, last: last as u64, allowance: allowance as u64, text: text.to_string() })
             .collect();
-        if !rows.is_empty() {
-            self.store.save_summaries(&self.id, &rows)?;
-            self.saved_summaries.extend(rows.iter().map(|r| (r.first as TurnId, r.last as TurnId, r.allowance as usize)));
+        Ok(Derived { plan, summaries })
+    }
+
+    /// Notes `derived` as stored.
+    fn stored(&mut self, derived: Derived) {
+        if derived.plan.is_some() {
+            self.plan_dirty = false;
         }
-        Ok(())
+        self.saved_summaries.extend(derived.summaries.iter().map(|r| (r.first as TurnId, r.last as TurnId, r.allowance as usize)));
+    }
+
+    /// Marks the handle unusable: its session was deleted (nothing more is stored through it).
+    pub(crate) fn discard(&mut self, why: &str) {
+        self.stale = Some(why.to_string());
     }
 
     /// The `k` turns that best match `query` (see [`Engine::search`]).
@@ -352,6 +380,16 @@ impl Session {
     /// An estimate of the memory the session holds, in bytes (for [`Sessions`]' bound).
     pub fn memory_estimate(&self) -> usize {
         SESSION_BASE_BYTES + BYTES_PER_LOG_BYTE * self.bytes
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Best effort: what is derived is a cache a later window recomputes; a failure here loses
+        // no turn.
+        if self.stale.is_none() {
+            let _ = self.flush();
+        }
     }
 }
 

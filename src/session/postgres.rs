@@ -15,7 +15,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
 
 use super::SessionStore;
-use super::record::{Entry, Record, Snapshot, SummaryRow};
+use super::record::{Derived, Entry, Record, Snapshot, SummaryRow};
 use crate::error::{Error, Result};
 
 const SCHEMA: &str = "
@@ -114,6 +114,24 @@ fn rows_since(c: &mut impl postgres::GenericClient, session: &str, after: u64) -
     Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1))).collect())
 }
 
+/// Stores the plan state (as of record `seq`, unless a later one is stored) and new summaries.
+fn write_derived(tx: &mut postgres::Transaction<'_>, session: &str, seq: u64, derived: &Derived) -> std::result::Result<(), postgres::Error> {
+    if let Some(state) = &derived.plan {
+        tx.execute(
+            "INSERT INTO ctxwin_plan_state (session, seq, body) VALUES ($1, $2, $3)
+             ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body WHERE excluded.seq >= ctxwin_plan_state.seq",
+            &[&session, &(seq as i64), state],
+        )?;
+    }
+    if !derived.summaries.is_empty() {
+        let st = tx.prepare("INSERT INTO ctxwin_summaries (session, first, last, allowance, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")?;
+        for r in &derived.summaries {
+            tx.execute(&st, &[&session, &(r.first as i64), &(r.last as i64), &(r.allowance as i64), &r.text])?;
+        }
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     fn decode(&self, session: &str, rows: Vec<(u64, String)>) -> Result<Vec<Entry>> {
         rows.into_iter().map(|(seq, body)| Ok(Entry { seq, record: Record::decode(&self.name, session, seq, &body)? })).collect()
@@ -160,7 +178,7 @@ impl SessionStore for PostgresStore {
         self.decode(session, rows)
     }
 
-    fn append(&self, session: &str, after: u64, apply: &mut dyn FnMut(&[Entry]) -> Result<Option<Record>>) -> Result<u64> {
+    fn append(&self, session: &str, after: u64, derived: &Derived, apply: &mut dyn FnMut(&[Entry]) -> Result<Option<Record>>) -> Result<u64> {
         let mut outcome: Result<u64> = Err(self.unknown(session));
         self.with(Some(session), |c| {
             let mut tx = c.transaction()?;
@@ -187,6 +205,7 @@ impl SessionStore for PostgresStore {
                 last += 1;
                 tx.execute("INSERT INTO ctxwin_records (session, seq, kind, body) VALUES ($1, $2, $3, $4)", &[&session, &(last as i64), &kind, &body])?;
             }
+            write_derived(&mut tx, session, after, derived)?;
             tx.commit()?;
             outcome = Ok(last);
             Ok(())
@@ -194,26 +213,21 @@ impl SessionStore for PostgresStore {
         outcome
     }
 
-    fn save_plan(&self, session: &str, seq: u64, state: &str) -> Result<()> {
-        self.with(Some(session), |c| {
-            c.execute(
-                "INSERT INTO ctxwin_plan_state (session, seq, body) VALUES ($1, $2, $3)
-                 ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body WHERE excluded.seq >= ctxwin_plan_state.seq",
-                &[&session, &(seq as i64), &state],
-            )
-        })?;
-        Ok(())
-    }
-
-    fn save_summaries(&self, session: &str, rows: &[SummaryRow]) -> Result<()> {
-        self.with(Some(session), |c| {
+    fn save_derived(&self, session: &str, seq: u64, derived: &Derived) -> Result<()> {
+        if derived.is_empty() {
+            return Ok(());
+        }
+        let exists = self.with(Some(session), |c| {
             let mut tx = c.transaction()?;
-            let st = tx.prepare("INSERT INTO ctxwin_summaries (session, first, last, allowance, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")?;
-            for r in rows {
-                tx.execute(&st, &[&session, &(r.first as i64), &(r.last as i64), &(r.allowance as i64), &r.text])?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&session])?;
+            if tx.query_opt("SELECT 1 FROM ctxwin_sessions WHERE id = $1", &[&session])?.is_none() {
+                return Ok(false);
             }
-            tx.commit()
-        })
+            write_derived(&mut tx, session, seq, derived)?;
+            tx.commit()?;
+            Ok(true)
+        })?;
+        if exists { Ok(()) } else { Err(self.unknown(session)) }
     }
 
     fn delete(&self, session: &str) -> Result<bool> {

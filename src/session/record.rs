@@ -99,6 +99,26 @@ pub struct SummaryRow {
     pub text: String,
 }
 
+/// What a session derives from its log and its calls: the plan state that keeps the prompt-cache
+/// prefix stable, and new summaries. A cache: it is written in the transaction of the session's
+/// next append, or by [`crate::session::Session::flush`] (on close, eviction, shutdown), never on
+/// the window path. A crash loses at most what was derived since the last append, and the next
+/// window derives it again from the same log (the same window, since planning is deterministic).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Derived {
+    /// The plan state (JSON of [`crate::PlanState`]) as of the record it is stored with.
+    pub plan: Option<String>,
+    /// Summaries not stored yet.
+    pub summaries: Vec<SummaryRow>,
+}
+
+impl Derived {
+    /// Nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.plan.is_none() && self.summaries.is_empty()
+    }
+}
+
 /// Checks a session id: 1–128 characters of `[A-Za-z0-9._-]`.
 pub fn validate_id(id: &str) -> Result<()> {
     let bad = |message: &str| Err(Error::InvalidSessionId { id: id.chars().take(160).collect(), message: message.to_string() });

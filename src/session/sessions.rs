@@ -116,19 +116,47 @@ impl Sessions {
 
     /// Evicts the least recently used sessions nobody is using until both bounds hold.
     fn evict(&self) -> Result<()> {
-        let mut hot = self.lock_hot()?;
-        loop {
-            let total: usize = hot.iter().map(|(_, s)| s.bytes.load(Ordering::Relaxed)).sum();
-            if hot.len() <= self.bounds.max_hot.max(1) && total <= self.bounds.max_bytes {
-                return Ok(());
-            }
-            let victim = hot.iter().rev().find(|(_, s)| Arc::strong_count(s) == 1).map(|(k, _)| k.clone());
-            match victim {
-                Some(k) => {
-                    hot.pop(&k);
+        // Evicted handles are dropped (and so flushed) after the table's lock is released.
+        let mut evicted = Vec::new();
+        {
+            let mut hot = self.lock_hot()?;
+            loop {
+                let total: usize = hot.iter().map(|(_, s)| s.bytes.load(Ordering::Relaxed)).sum();
+                if hot.len() <= self.bounds.max_hot.max(1) && total <= self.bounds.max_bytes {
+                    break;
                 }
-                None => return Ok(()),
+                let victim = hot.iter().rev().find(|(_, s)| Arc::strong_count(s) == 1).map(|(k, _)| k.clone());
+                match victim.and_then(|k| hot.pop(&k)) {
+                    Some(slot) => evicted.push(slot),
+                    None => break,
+                }
             }
+        }
+        drop(evicted);
+        Ok(())
+    }
+
+    /// Stores what the hot sessions derived since their last append (see
+    /// [`super::Session::flush`]), e.g. before the process exits; returns how many sessions were
+    /// flushed, or the first error (the others are still tried).
+    pub fn flush_all(&self) -> Result<usize> {
+        let slots: Vec<Arc<Slot>> = self.lock_hot()?.iter().map(|(_, s)| Arc::clone(s)).collect();
+        let mut first = None;
+        for slot in &slots {
+            let r = match slot.session.lock() {
+                Ok(mut s) if s.stale.is_none() => s.flush(),
+                Ok(_) => Ok(()),
+                Err(_) => {
+                    Err(Error::Store { store: self.store.name().to_string(), session: None, message: "a caller panicked while holding a session".into() })
+                }
+            };
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(slots.len()),
         }
     }
 
@@ -138,11 +166,15 @@ impl Sessions {
         validate_id(id)?;
         let slot = self.lock_hot()?.pop(id);
         // Hold the handle's lock while deleting, so no call on it runs meanwhile.
-        let guard = match &slot {
+        let mut guard = match &slot {
             Some(s) => Some(s.session.lock().map_err(|_| self.poisoned(id))?),
             None => None,
         };
         let existed = self.store.delete(id)?;
+        // The handle must not store its derived state into a session made again with this id.
+        if let Some(g) = guard.as_mut() {
+            g.discard("the session was deleted");
+        }
         drop(guard);
         Ok(existed)
     }

@@ -10,9 +10,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rustc_hash::FxHashMap;
 
 use super::SessionStore;
-use super::record::{Entry, Record, Snapshot, SummaryRow};
+use super::record::{Derived, Entry, Record, Snapshot, SummaryRow};
 use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of a ctxwin session file ("ctxw").
@@ -45,7 +46,47 @@ pub enum Synchronous {
 pub struct SqliteStore {
     name: String,
     path: PathBuf,
-    conn: Mutex<Connection>,
+    db: Mutex<Db>,
+}
+
+/// The connection and what it knows of each session's last record.
+struct Db {
+    conn: Connection,
+    seen: Seen,
+}
+
+/// The last record of each session this connection appended or read, valid while no other
+/// connection (process or store) has committed: `PRAGMA data_version` changes exactly then. With it
+/// a handle that is its session's only writer catches up without reading the log.
+#[derive(Default)]
+struct Seen {
+    version: i64,
+    last: FxHashMap<String, u64>,
+}
+
+impl Seen {
+    /// Forgets what it knew when another connection has committed since (`version` is the
+    /// connection's current `PRAGMA data_version`).
+    fn refresh(&mut self, version: i64) {
+        if version != self.version {
+            self.version = version;
+            self.last.clear();
+        }
+    }
+
+    fn saw(&mut self, session: &str, last: u64) {
+        match self.last.get_mut(session) {
+            Some(v) => *v = last,
+            None => {
+                self.last.insert(session.to_string(), last);
+            }
+        }
+    }
+}
+
+/// The connection's `PRAGMA data_version`.
+fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -84,7 +125,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", level).map_err(fail)?;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
             .map_err(fail)?;
-        Ok(SqliteStore { name, path, conn: Mutex::new(conn) })
+        Ok(SqliteStore { name, path, db: Mutex::new(Db { conn, seen: Seen::default() }) })
     }
 
     /// The file.
@@ -92,8 +133,8 @@ impl SqliteStore {
         &self.path
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
-        self.conn.lock().map_err(|_| Error::Store { store: self.name.clone(), session: None, message: "connection poisoned by a panic".into() })
+    fn lock(&self) -> Result<MutexGuard<'_, Db>> {
+        self.db.lock().map_err(|_| Error::Store { store: self.name.clone(), session: None, message: "connection poisoned by a panic".into() })
     }
 
     fn err(&self, session: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -168,6 +209,24 @@ fn read_entries(conn: &Connection, name: &str, session: &str, after: u64) -> std
     Ok(out)
 }
 
+/// Stores the plan state (as of record `seq`, unless a later one is stored) and new summaries.
+fn write_derived(conn: &Connection, session: &str, seq: u64, derived: &Derived) -> rusqlite::Result<()> {
+    if let Some(state) = &derived.plan {
+        conn.prepare_cached(
+            "INSERT INTO plan_state (session, seq, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body WHERE excluded.seq >= plan_state.seq",
+        )?
+        .execute(params![session, seq as i64, state])?;
+    }
+    if !derived.summaries.is_empty() {
+        let mut st = conn.prepare_cached("INSERT OR IGNORE INTO summaries (session, first, last, allowance, body) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for r in &derived.summaries {
+            st.execute(params![session, r.first as i64, r.last as i64, r.allowance as i64, r.text])?;
+        }
+    }
+    Ok(())
+}
+
 fn exists(conn: &Connection, session: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?.query_row([session], |_| Ok(())).optional().map(|o| o.is_some())
 }
@@ -178,16 +237,19 @@ impl SessionStore for SqliteStore {
     }
 
     fn create(&self, session: &str) -> Result<bool> {
-        let conn = self.lock()?;
-        let n = conn.execute("INSERT OR IGNORE INTO sessions (id) VALUES (?1)", [session]).map_err(self.err(session))?;
+        let db = self.lock()?;
+        let n = db.conn.execute("INSERT OR IGNORE INTO sessions (id) VALUES (?1)", [session]).map_err(self.err(session))?;
         Ok(n == 1)
     }
 
     fn load(&self, session: &str) -> Result<Snapshot> {
-        let mut conn = self.lock()?;
+        let mut db = self.lock()?;
         let fail = self.err(session);
+        let Db { conn, seen } = &mut *db;
         // One read transaction: a consistent view while another connection appends.
         let tx = conn.transaction().map_err(&fail)?;
+        // Read before the records: a commit in between makes the next check re-read (safe).
+        seen.refresh(version(&tx).map_err(&fail)?);
         if !exists(&tx, session).map_err(&fail)? {
             return Err(Error::UnknownSession { session: session.to_string(), store: self.name.clone() });
         }
@@ -206,29 +268,52 @@ impl SessionStore for SqliteStore {
             })
             .map_err(&fail)?;
         let summaries = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&fail)?;
+        drop(st);
+        tx.commit().map_err(&fail)?;
+        seen.saw(session, entries.last().map_or(0, |e| e.seq));
         Ok(Snapshot { entries, plan, summaries })
     }
 
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>> {
-        let conn = self.lock()?;
+        let mut db = self.lock()?;
         let fail = self.err(session);
-        read_entries(&conn, &self.name, session, after).map_err(|e| match e {
-            Err2::Sql(e) => fail(e),
-            Err2::Ours(e) => e,
-        })
-    }
-
-    fn append(&self, session: &str, after: u64, apply: &mut dyn FnMut(&[Entry]) -> Result<Option<Record>>) -> Result<u64> {
-        let mut conn = self.lock()?;
-        let fail = self.err(session);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&fail)?;
-        if !exists(&tx, session).map_err(&fail)? {
-            return Err(Error::UnknownSession { session: session.to_string(), store: self.name.clone() });
+        let Db { conn, seen } = &mut *db;
+        let tx = conn.transaction().map_err(&fail)?;
+        // Read before the records: a commit in between makes the next check re-read (safe).
+        seen.refresh(version(&tx).map_err(&fail)?);
+        if seen.last.get(session) == Some(&after) {
+            return Ok(Vec::new());
         }
         let newer = read_entries(&tx, &self.name, session, after).map_err(|e| match e {
             Err2::Sql(e) => fail(e),
             Err2::Ours(e) => e,
         })?;
+        tx.commit().map_err(&fail)?;
+        // An unknown session reads as no records: only remember sessions seen with records.
+        if let Some(e) = newer.last() {
+            seen.saw(session, e.seq);
+        }
+        Ok(newer)
+    }
+
+    fn append(&self, session: &str, after: u64, derived: &Derived, apply: &mut dyn FnMut(&[Entry]) -> Result<Option<Record>>) -> Result<u64> {
+        let mut db = self.lock()?;
+        let fail = self.err(session);
+        let Db { conn, seen } = &mut *db;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&fail)?;
+        // Holding the write lock, the version is current: nobody can commit until we do.
+        seen.refresh(version(&tx).map_err(&fail)?);
+        let newer = if seen.last.get(session) == Some(&after) {
+            Vec::new()
+        } else {
+            if !exists(&tx, session).map_err(&fail)? {
+                return Err(Error::UnknownSession { session: session.to_string(), store: self.name.clone() });
+            }
+            read_entries(&tx, &self.name, session, after).map_err(|e| match e {
+                Err2::Sql(e) => fail(e),
+                Err2::Ours(e) => e,
+            })?
+        };
         let mut last = newer.last().map_or(after, |e| e.seq);
         if let Some(rec) = apply(&newer)? {
             last += 1;
@@ -237,51 +322,43 @@ impl SessionStore for SqliteStore {
                 .and_then(|mut st| st.execute(params![session, last as i64, rec.kind(), body]))
                 .map_err(&fail)?;
         }
+        write_derived(&tx, session, after, derived).map_err(&fail)?;
         tx.commit().map_err(&fail)?;
+        seen.saw(session, last);
         Ok(last)
     }
 
-    fn save_plan(&self, session: &str, seq: u64, state: &str) -> Result<()> {
-        let conn = self.lock()?;
-        conn.prepare_cached(
-            "INSERT INTO plan_state (session, seq, body) VALUES (?1, ?2, ?3)
-             ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body WHERE excluded.seq >= plan_state.seq",
-        )
-        .and_then(|mut st| st.execute(params![session, seq as i64, state]))
-        .map_err(self.err(session))?;
-        Ok(())
-    }
-
-    fn save_summaries(&self, session: &str, rows: &[SummaryRow]) -> Result<()> {
-        let mut conn = self.lock()?;
-        let fail = self.err(session);
-        let tx = conn.transaction().map_err(&fail)?;
-        {
-            let mut st =
-                tx.prepare_cached("INSERT OR IGNORE INTO summaries (session, first, last, allowance, body) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(&fail)?;
-            for r in rows {
-                st.execute(params![session, r.first as i64, r.last as i64, r.allowance as i64, r.text]).map_err(&fail)?;
-            }
+    fn save_derived(&self, session: &str, seq: u64, derived: &Derived) -> Result<()> {
+        if derived.is_empty() {
+            return Ok(());
         }
+        let mut db = self.lock()?;
+        let fail = self.err(session);
+        let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&fail)?;
+        if !exists(&tx, session).map_err(&fail)? {
+            return Err(Error::UnknownSession { session: session.to_string(), store: self.name.clone() });
+        }
+        write_derived(&tx, session, seq, derived).map_err(&fail)?;
         tx.commit().map_err(&fail)
     }
 
     fn delete(&self, session: &str) -> Result<bool> {
-        let mut conn = self.lock()?;
+        let mut db = self.lock()?;
         let fail = self.err(session);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&fail)?;
+        let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&fail)?;
         for table in ["records", "plan_state", "summaries"] {
             tx.execute(&format!("DELETE FROM {table} WHERE session = ?1"), [session]).map_err(&fail)?;
         }
         let n = tx.execute("DELETE FROM sessions WHERE id = ?1", [session]).map_err(&fail)?;
         tx.commit().map_err(&fail)?;
+        db.seen.last.remove(session);
         Ok(n == 1)
     }
 
     fn sessions(&self) -> Result<Vec<String>> {
-        let conn = self.lock()?;
+        let db = self.lock()?;
         let fail = |e| map_err(&self.name, &self.path, None, e);
-        let mut st = conn.prepare("SELECT id FROM sessions ORDER BY id").map_err(fail)?;
+        let mut st = db.conn.prepare("SELECT id FROM sessions ORDER BY id").map_err(fail)?;
         let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(fail)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(fail)
     }

@@ -410,3 +410,92 @@ fn compare_through_the_store_times_every_call_and_matches_the_memory_windows() {
         assert!(c.push_us.p50 > 0.0 && c.assemble_us.p99 >= c.assemble_us.p50, "{c:?}");
     }
 }
+
+/// Pushes `turns` through `s`, asking for a window after each; the windows.
+fn push_and_assemble(s: &mut Session, turns: &[Turn], budget: usize) -> Vec<Window> {
+    turns
+        .iter()
+        .map(|t| {
+            s.push(t.clone()).unwrap();
+            s.assemble(budget).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_crash_after_windows_loses_nothing_the_reopened_session_derives_the_same_windows() {
+    let dir = tmp("crash-derived");
+    let store = sqlite(&dir);
+    let t = ctxwin::replay::synth::conversation(7, 160);
+    let (turns, budget, half) = (t.turns(), 700, 80);
+    // Uninterrupted, with one extra window at `half` (the one asked right after the restart).
+    let mut u = Session::create(Arc::clone(&store), "uninterrupted", EngineConfig::default()).unwrap();
+    let mut want = push_and_assemble(&mut u, &turns[..half], budget);
+    want.push(u.assemble(budget).unwrap());
+    want.extend(push_and_assemble(&mut u, &turns[half..], budget));
+    // Crashed right after a window: no drop, no flush; what that window derived is not stored.
+    let mut c = Session::create(Arc::clone(&store), "crashed", EngineConfig::default()).unwrap();
+    let mut got = push_and_assemble(&mut c, &turns[..half], budget);
+    std::mem::forget(c);
+    let mut c = Session::open(Arc::clone(&store), "crashed", EngineConfig::default()).unwrap();
+    let first = c.assemble(budget).unwrap();
+    assert_eq!(first.messages(), got[half - 1].messages(), "the first window after the crash is the last one before it");
+    got.push(first);
+    got.extend(push_and_assemble(&mut c, &turns[half..], budget));
+    assert_eq!(got.len(), want.len());
+    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(a.messages(), b.messages(), "window {k}");
+        assert_eq!(a.report(), b.report(), "window {k}");
+        assert_eq!(a.summaries(), b.summaries(), "window {k}");
+    }
+}
+
+#[test]
+fn what_windows_derive_is_stored_at_the_next_append_and_when_the_handle_is_dropped() {
+    let dir = tmp("derived");
+    let store = sqlite(&dir);
+    let t = ctxwin::replay::synth::conversation(11, 90);
+    let mut s = Session::create(Arc::clone(&store), "d", EngineConfig::default()).unwrap();
+    push_and_assemble(&mut s, &t.turns()[..60], 500);
+    let at_drop = s.engine().plan_state().clone();
+    assert_ne!(at_drop, ctxwin::PlanState::new(Policy::default()), "windows changed the plan state");
+    drop(s);
+    let mut s = Session::open(Arc::clone(&store), "d", EngineConfig::default()).unwrap();
+    assert_eq!(s.engine().plan_state(), &at_drop, "dropping the handle stored the plan state");
+    // Stored with the next append: a copy that is never dropped still left it in the store.
+    s.assemble(300).unwrap();
+    let before_push = s.engine().plan_state().clone();
+    s.push(t.turns()[60].clone()).unwrap();
+    std::mem::forget(s);
+    let s = Session::open(Arc::clone(&store), "d", EngineConfig::default()).unwrap();
+    assert_eq!(s.engine().plan_state(), &before_push, "the append stored the plan state as of its record");
+    // A deleted session's handle stores nothing into a session made again under its id.
+    let sessions = Sessions::new(Arc::clone(&store), EngineConfig::default(), SessionsConfig::default());
+    sessions.with("d", |s| s.assemble(200).map(|_| ())).unwrap();
+    assert!(sessions.delete("d").unwrap());
+    drop(sessions);
+    Session::create(Arc::clone(&store), "d", EngineConfig::default()).unwrap();
+    let fresh = Session::open(Arc::clone(&store), "d", EngineConfig::default()).unwrap();
+    assert_eq!(fresh.engine().len(), 0);
+    assert_eq!(fresh.engine().plan_state(), &ctxwin::PlanState::new(Policy::default()));
+}
+
+#[test]
+fn handles_on_one_connection_and_on_two_see_each_others_turns_in_their_windows() {
+    let dir = tmp("catch-up");
+    let one = sqlite(&dir);
+    let other = sqlite(&dir);
+    for (id, b) in [("same-connection", Arc::clone(&one)), ("other-connection", other)] {
+        let mut x = Session::create(Arc::clone(&one), id, EngineConfig::default()).unwrap();
+        let mut y = Session::open(b, id, EngineConfig::default()).unwrap();
+        for k in 0..30 {
+            x.push(Turn::user(format!("question {k} about the zebra-{k} file"))).unwrap();
+            let w = y.assemble(4000).unwrap();
+            assert_eq!(y.engine().len(), 2 * k + 1, "{id}: y caught up before its window {k}");
+            assert!(w.messages().iter().any(|m| m.content().contains(&format!("zebra-{k}"))), "{id}: x's turn {k} is in y's window");
+            y.push(Turn::assistant(format!("answer {k}"))).unwrap();
+            x.assemble(4000).unwrap();
+            assert_eq!(x.engine().len(), 2 * k + 2, "{id}: x caught up before its window {k}");
+        }
+    }
+}
