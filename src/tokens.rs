@@ -121,6 +121,19 @@ impl TokenCounter {
         n
     }
 
+    /// Caches `tokens` as the count of `text`, for a caller that computed it exactly another way
+    /// (the summarizer sums a summary's lines), so counting `text` later is a lookup.
+    pub(crate) fn remember(&mut self, text: &str, tokens: usize) {
+        debug_assert_eq!(self.bpe.count(text), tokens, "remembered count of {text:?}");
+        if text.len() <= 16 {
+            return;
+        }
+        if self.cache.len() >= self.cap {
+            self.cache.pop_lru();
+        }
+        self.cache.put(content_hash(text), u32::try_from(tokens).unwrap_or(u32::MAX));
+    }
+
     /// Exact count of `text`, not cached.
     pub fn count_uncached(&self, text: &str) -> usize {
         self.bpe.count(text)

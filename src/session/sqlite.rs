@@ -6,7 +6,7 @@
 //! fsynced, so it also survives power loss.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
@@ -47,6 +47,8 @@ pub struct SqliteStore {
     name: String,
     path: PathBuf,
     db: Mutex<Db>,
+    /// A second connection, for catching up while the first one is busy appending.
+    reader: Mutex<Connection>,
 }
 
 /// The connection and what it knows of each session's last record.
@@ -125,7 +127,9 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", level).map_err(fail)?;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
             .map_err(fail)?;
-        Ok(SqliteStore { name, path, db: Mutex::new(Db { conn, seen: Seen::default() }) })
+        let reader = Connection::open(&path).map_err(fail)?;
+        reader.busy_timeout(busy_timeout).map_err(fail)?;
+        Ok(SqliteStore { name, path, db: Mutex::new(Db { conn, seen: Seen::default() }), reader: Mutex::new(reader) })
     }
 
     /// The file.
@@ -134,7 +138,11 @@ impl SqliteStore {
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Db>> {
-        self.db.lock().map_err(|_| Error::Store { store: self.name.clone(), session: None, message: "connection poisoned by a panic".into() })
+        self.db.lock().map_err(|_| self.poisoned())
+    }
+
+    fn poisoned(&self) -> Error {
+        Error::Store { store: self.name.clone(), session: None, message: "connection poisoned by a panic".into() }
     }
 
     fn err(&self, session: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -275,20 +283,28 @@ impl SessionStore for SqliteStore {
     }
 
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>> {
-        let mut db = self.lock()?;
         let fail = self.err(session);
+        let decode = |e| match e {
+            Err2::Sql(e) => fail(e),
+            Err2::Ours(e) => e,
+        };
+        let mut db = match self.db.try_lock() {
+            Ok(db) => db,
+            // A writer holds the connection (an append committing): read through the reader
+            // connection instead of waiting (WAL lets it read while the writer writes).
+            Err(TryLockError::WouldBlock) => {
+                let reader = self.reader.lock().map_err(|_| self.poisoned())?;
+                return read_entries(&reader, &self.name, session, after).map_err(decode);
+            }
+            Err(TryLockError::Poisoned(_)) => return Err(self.poisoned()),
+        };
         let Db { conn, seen } = &mut *db;
-        let tx = conn.transaction().map_err(&fail)?;
         // Read before the records: a commit in between makes the next check re-read (safe).
-        seen.refresh(version(&tx).map_err(&fail)?);
+        seen.refresh(version(conn).map_err(&fail)?);
         if seen.last.get(session) == Some(&after) {
             return Ok(Vec::new());
         }
-        let newer = read_entries(&tx, &self.name, session, after).map_err(|e| match e {
-            Err2::Sql(e) => fail(e),
-            Err2::Ours(e) => e,
-        })?;
-        tx.commit().map_err(&fail)?;
+        let newer = read_entries(conn, &self.name, session, after).map_err(decode)?;
         // An unknown session reads as no records: only remember sessions seen with records.
         if let Some(e) = newer.last() {
             seen.saw(session, e.seq);
