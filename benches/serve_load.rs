@@ -9,8 +9,9 @@
 //! conversation (`POST /turns`, ctxwin format) then asks for a `--budget`-token window
 //! (`POST /window`, OpenAI format), for `--secs` seconds. Printed: windows/s, window and append
 //! latency p50/p99 as the client sees them, and the server's own assemble p50/p99 (from
-//! `/metrics`); then, in the same run, the library's `Engine::assemble` p50 on the same mix (same
-//! conversations, same history lengths, one push then one assemble). Every window is checked:
+//! `/metrics`); then, in the same run, the library's `Engine::assemble` p50 on the same mix (as many
+//! engines as clients, same conversations and history lengths, interleaved: each in turn takes one
+//! push then one assemble). Every window is checked:
 //! status 200, `total_tokens <= budget`.
 //!
 //! `cargo bench --bench serve_load -- --clients 64 --secs 20 --budget 2000`
@@ -163,22 +164,31 @@ fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 
-/// The library's assemble time on the same mix: per conversation, the same prefix, then `steps`
-/// rounds of push + `assemble(budget)`; returns the assemble times, µs.
+/// The library's assemble time on the same mix: `clients` engines (client `c` on conversation
+/// `c % len`, as the server's sessions), each filled with the first half, then `steps` rounds in
+/// which every engine in turn takes one push and one `assemble(budget)` (interleaved like the
+/// server's clients, so caches are as cold); returns the assemble times, µs.
 fn library(convs: &[Transcript], clients: usize, steps: usize, budget: usize) -> Vec<f64> {
+    let mut engines: Vec<(Engine, &Transcript, usize)> = (0..clients)
+        .map(|c| {
+            let t = &convs[c % convs.len()];
+            let mut e = Engine::new(EngineConfig::default()).unwrap();
+            for (layer, text) in t.pins() {
+                e.pin(*layer, text.clone(), 0);
+            }
+            let half = t.turns().len() / 2;
+            for turn in &t.turns()[..half] {
+                e.push(turn.clone()).unwrap();
+            }
+            (e, t, half)
+        })
+        .collect();
     let mut out = Vec::new();
-    for t in convs.iter().take(clients) {
-        let turns = t.turns();
-        let half = turns.len() / 2;
-        let mut e = Engine::new(EngineConfig::default()).unwrap();
-        for (layer, text) in t.pins() {
-            e.pin(*layer, text.clone(), 0);
-        }
-        for turn in &turns[..half] {
-            e.push(turn.clone()).unwrap();
-        }
-        for k in half..half + steps {
-            e.push(turns[k % turns.len()].clone()).unwrap();
+    for _ in 0..steps {
+        for (e, t, k) in &mut engines {
+            let turns = t.turns();
+            e.push(turns[*k % turns.len()].clone()).unwrap();
+            *k += 1;
             let t0 = Instant::now();
             let w = e.assemble(budget).unwrap();
             out.push(t0.elapsed().as_secs_f64() * 1e6);
@@ -278,7 +288,7 @@ fn main() {
     println!("append latency (client): p50={:.2}ms p99={:.2}ms", q(&appends, 0.5) / 1e3, q(&appends, 0.99) / 1e3);
     println!("server assemble (Session::assemble): p50={server_p50:.0}us p99={server_p99:.0}us");
     let steps = windows.len() / a.clients.max(1);
-    let lib = library(&convs, a.clients.min(convs.len()), steps.clamp(1, 400), a.budget);
+    let lib = library(&convs, a.clients, steps.clamp(1, 400), a.budget);
     println!("library assemble (Engine::assemble, same mix, {} samples): p50={:.0}us p99={:.0}us", lib.len(), q(&lib, 0.5), q(&lib, 0.99));
     println!("server/library assemble p50: {:.2}x", server_p50 / q(&lib, 0.5));
     report_rss(&rss);
