@@ -267,6 +267,21 @@ impl Engine {
         self.summaries.insert(key, text);
     }
 
+    /// Starts recording the token counts this engine computes (a durable session stores them).
+    pub(crate) fn record_token_counts(&mut self) {
+        self.counter.record_fresh(true);
+    }
+
+    /// The token counts computed since the last call, encoded for storage (empty when none).
+    pub(crate) fn take_token_counts(&mut self) -> Vec<u8> {
+        self.counter.take_fresh()
+    }
+
+    /// Caches stored token counts (of this encoding), so replaying turns looks them up.
+    pub(crate) fn prime_token_counts(&mut self, batch: &[u8]) -> usize {
+        self.counter.prime(batch)
+    }
+
     /// Commits the lexical index now (normally automatic).
     pub fn commit(&mut self) -> Result<()> {
         self.retrieval.lexical.commit()

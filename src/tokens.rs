@@ -72,11 +72,25 @@ pub struct TokenCounter {
     /// one goes, as in a bounded LRU.
     cache: LruCache<u128, u32>,
     cap: usize,
+    /// Counts computed since the last [`TokenCounter::take_fresh`], when recording (a durable
+    /// session stores them, so a reopened one looks them up instead of encoding again).
+    fresh: Option<Vec<(u128, u32)>>,
 }
+
+/// Header of a stored batch of counts: the scheme (the content hash) and then the encoding's byte.
+const COUNTS_MAGIC: &[u8; 8] = b"ctxwtc01";
 
 impl std::fmt::Debug for TokenCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCounter").field("encoding", &self.encoding).field("cached", &self.cache.len()).finish()
+    }
+}
+
+/// The encoding's byte in a stored batch of counts (fixed: a stored batch outlives this binary).
+fn counts_tag(e: Encoding) -> u8 {
+    match e {
+        Encoding::O200kBase => 1,
+        Encoding::Cl100kBase => 2,
     }
 }
 
@@ -92,7 +106,7 @@ pub(crate) fn content_hash(text: &str) -> u128 {
 impl TokenCounter {
     /// A counter for `encoding` caching up to `capacity` distinct texts (at least 1).
     pub fn new(encoding: Encoding, capacity: usize) -> Self {
-        TokenCounter { encoding, bpe: encoding.bpe(), cache: LruCache::unbounded(), cap: capacity.max(1) }
+        TokenCounter { encoding, bpe: encoding.bpe(), cache: LruCache::unbounded(), cap: capacity.max(1), fresh: None }
     }
 
     /// The encoding.
@@ -114,10 +128,57 @@ impl TokenCounter {
             return n as usize;
         }
         let n = self.bpe.count(text);
+        self.put(key, u32::try_from(n).unwrap_or(u32::MAX));
+        n
+    }
+
+    fn put(&mut self, key: u128, n: u32) {
         if self.cache.len() >= self.cap {
             self.cache.pop_lru();
         }
-        self.cache.put(key, u32::try_from(n).unwrap_or(u32::MAX));
+        self.cache.put(key, n);
+        if let Some(f) = &mut self.fresh {
+            f.push((key, n));
+        }
+    }
+
+    /// Starts (or stops) recording the counts it computes, for [`TokenCounter::take_fresh`].
+    pub(crate) fn record_fresh(&mut self, on: bool) {
+        self.fresh = on.then(Vec::new);
+    }
+
+    /// The counts computed since the last call, encoded for storage (empty when there are none).
+    pub(crate) fn take_fresh(&mut self) -> Vec<u8> {
+        let Some(f) = self.fresh.as_mut().filter(|f| !f.is_empty()) else { return Vec::new() };
+        let mut out = Vec::with_capacity(9 + f.len() * 20);
+        out.extend_from_slice(COUNTS_MAGIC);
+        out.push(counts_tag(self.encoding));
+        for (k, n) in f.drain(..) {
+            out.extend_from_slice(&k.to_le_bytes());
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out
+    }
+
+    /// Caches the counts of a batch [`TokenCounter::take_fresh`] encoded; returns how many. A batch
+    /// of another encoding or scheme, or cut short, is skipped (it is a cache: the texts are
+    /// counted again).
+    pub(crate) fn prime(&mut self, batch: &[u8]) -> usize {
+        let Some(body) = batch.strip_prefix(COUNTS_MAGIC.as_slice()) else { return 0 };
+        let Some((&enc, entries)) = body.split_first() else { return 0 };
+        if enc != counts_tag(self.encoding) || entries.len() % 20 != 0 {
+            return 0;
+        }
+        let mut n = 0;
+        for e in entries.chunks_exact(20) {
+            let (k, c) = e.split_at(16);
+            let (Ok(k), Ok(c)) = (<[u8; 16]>::try_from(k), <[u8; 4]>::try_from(c)) else { continue };
+            if self.cache.len() >= self.cap {
+                self.cache.pop_lru();
+            }
+            self.cache.put(u128::from_le_bytes(k), u32::from_le_bytes(c));
+            n += 1;
+        }
         n
     }
 
@@ -128,10 +189,7 @@ impl TokenCounter {
         if text.len() <= 16 {
             return;
         }
-        if self.cache.len() >= self.cap {
-            self.cache.pop_lru();
-        }
-        self.cache.put(content_hash(text), u32::try_from(tokens).unwrap_or(u32::MAX));
+        self.put(content_hash(text), u32::try_from(tokens).unwrap_or(u32::MAX));
     }
 
     /// Exact count of `text`, not cached.
@@ -162,6 +220,28 @@ pub fn count_reference(encoding: Encoding, text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_counts_prime_another_counter_of_the_same_encoding_only() {
+        let texts = ["a text long enough to be cached, with words", "another one, with a path src/lib.rs and numbers 12345"];
+        let mut a = TokenCounter::new(Encoding::O200kBase, 64);
+        a.record_fresh(true);
+        let want: Vec<usize> = texts.iter().map(|t| a.count(t)).collect();
+        a.count(texts[0]); // a hit: not recorded again
+        let batch = a.take_fresh();
+        assert_eq!(batch.len(), 9 + 2 * 20);
+        assert!(a.take_fresh().is_empty(), "taken");
+        let mut b = TokenCounter::new(Encoding::O200kBase, 64);
+        assert_eq!(b.prime(&batch), 2);
+        assert_eq!(texts.iter().map(|t| *b.cache.peek(&content_hash(t)).unwrap() as usize).collect::<Vec<_>>(), want);
+        let mut c = TokenCounter::new(Encoding::Cl100kBase, 64);
+        assert_eq!(c.prime(&batch), 0, "another encoding's counts are not used");
+        assert_eq!(c.prime(&batch[..batch.len() - 3]), 0, "a batch cut short is skipped");
+        assert_eq!(c.prime(b"not a batch"), 0);
+        let mut small = TokenCounter::new(Encoding::O200kBase, 1);
+        assert_eq!(small.prime(&batch), 2);
+        assert_eq!(small.cache.len(), 1, "priming keeps the bound");
+    }
 
     #[test]
     fn matches_tiktoken_on_mixed_text() {

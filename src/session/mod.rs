@@ -139,6 +139,11 @@ impl Session {
             }
             None => None,
         };
+        // Counts stored by earlier handles: replaying the turns looks them up instead of encoding.
+        for batch in &snap.counts {
+            s.engine.prime_token_counts(batch);
+        }
+        s.engine.record_token_counts();
         let mut plan = plan;
         if plan.as_ref().is_some_and(|(seq, _)| *seq == 0)
             && let Some((_, p)) = plan.take()
@@ -323,8 +328,9 @@ impl Session {
         Ok(())
     }
 
-    /// What is derived and not stored yet.
-    fn derived(&self) -> Result<Derived> {
+    /// What is derived and not stored yet (the token counts are handed over: if storing them
+    /// fails they are only counted again at the next reopen).
+    fn derived(&mut self) -> Result<Derived> {
         let plan = match self.plan_dirty {
             true => Some(serde_json::to_string(self.engine.plan_state()).map_err(|e| self.damaged(format!("cannot serialize plan state: {e}")))?),
             false => None,
@@ -335,7 +341,7 @@ impl Session {
             .filter(|(k, _)| !self.saved_summaries.contains(k))
             .map(|((first, last, allowance), text)| SummaryRow { first: first as u64, last: last as u64, allowance: allowance as u64, text: text.to_string() })
             .collect();
-        Ok(Derived { plan, summaries })
+        Ok(Derived { plan, summaries, counts: self.engine.take_token_counts() })
     }
 
     /// Notes `derived` as stored.

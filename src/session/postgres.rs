@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS ctxwin_plan_state (session TEXT PRIMARY KEY, seq BIGI
 CREATE TABLE IF NOT EXISTS ctxwin_summaries (
     session TEXT NOT NULL, first BIGINT NOT NULL, last BIGINT NOT NULL, allowance BIGINT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (session, first, last, allowance));
+CREATE TABLE IF NOT EXISTS ctxwin_token_counts (id BIGSERIAL PRIMARY KEY, session TEXT NOT NULL, body BYTEA NOT NULL);
+CREATE INDEX IF NOT EXISTS ctxwin_token_counts_session ON ctxwin_token_counts (session);
 ";
 /// Advisory lock key taken while the schema is created (concurrent `CREATE TABLE IF NOT EXISTS`
 /// can otherwise collide).
@@ -129,6 +131,9 @@ fn write_derived(tx: &mut postgres::Transaction<'_>, session: &str, seq: u64, de
             tx.execute(&st, &[&session, &(r.first as i64), &(r.last as i64), &(r.allowance as i64), &r.text])?;
         }
     }
+    if !derived.counts.is_empty() {
+        tx.execute("INSERT INTO ctxwin_token_counts (session, body) VALUES ($1, $2)", &[&session, &derived.counts])?;
+    }
     Ok(())
 }
 
@@ -153,8 +158,8 @@ impl SessionStore for PostgresStore {
     }
 
     fn load(&self, session: &str) -> Result<Snapshot> {
-        type Raw = (bool, Vec<(u64, String)>, Option<(u64, String)>, Vec<SummaryRow>);
-        let (exists, rows, plan, summaries): Raw = self.with(Some(session), |c| {
+        type Raw = (bool, Vec<(u64, String)>, Option<(u64, String)>, Vec<SummaryRow>, Vec<Vec<u8>>);
+        let (exists, rows, plan, summaries, counts): Raw = self.with(Some(session), |c| {
             let mut tx = c.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?;
             let exists = tx.query_opt("SELECT 1 FROM ctxwin_sessions WHERE id = $1", &[&session])?.is_some();
             let rows = rows_since(&mut tx, session, 0)?;
@@ -164,13 +169,14 @@ impl SessionStore for PostgresStore {
                 .iter()
                 .map(|r| SummaryRow { first: r.get::<_, i64>(0) as u64, last: r.get::<_, i64>(1) as u64, allowance: r.get::<_, i64>(2) as u64, text: r.get(3) })
                 .collect();
+            let counts = tx.query("SELECT body FROM ctxwin_token_counts WHERE session = $1 ORDER BY id", &[&session])?.iter().map(|r| r.get(0)).collect();
             tx.commit()?;
-            Ok((exists, rows, plan, summaries))
+            Ok((exists, rows, plan, summaries, counts))
         })?;
         if !exists {
             return Err(self.unknown(session));
         }
-        Ok(Snapshot { entries: self.decode(session, rows)?, plan, summaries })
+        Ok(Snapshot { entries: self.decode(session, rows)?, plan, summaries, counts })
     }
 
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>> {
@@ -234,7 +240,7 @@ impl SessionStore for PostgresStore {
         self.with(Some(session), |c| {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&session])?;
-            for table in ["ctxwin_records", "ctxwin_plan_state", "ctxwin_summaries"] {
+            for table in ["ctxwin_records", "ctxwin_plan_state", "ctxwin_summaries", "ctxwin_token_counts"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE session = $1"), &[&session])?;
             }
             let n = tx.execute("DELETE FROM ctxwin_sessions WHERE id = $1", &[&session])?;

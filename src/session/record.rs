@@ -84,6 +84,8 @@ pub struct Snapshot {
     pub plan: Option<(u64, String)>,
     /// Cached summaries: `(first turn, last turn, allowance)` and text.
     pub summaries: Vec<SummaryRow>,
+    /// Stored batches of token counts (see [`Derived::counts`]), oldest first.
+    pub counts: Vec<Vec<u8>>,
 }
 
 /// One cached summary.
@@ -110,12 +112,15 @@ pub struct Derived {
     pub plan: Option<String>,
     /// Summaries not stored yet.
     pub summaries: Vec<SummaryRow>,
+    /// Token counts computed since the last store, as one opaque batch (empty when none): a
+    /// reopened session looks them up instead of encoding its turns again.
+    pub counts: Vec<u8>,
 }
 
 impl Derived {
     /// Nothing to store.
     pub fn is_empty(&self) -> bool {
-        self.plan.is_none() && self.summaries.is_empty()
+        self.plan.is_none() && self.summaries.is_empty() && self.counts.is_empty()
     }
 }
 

@@ -6,7 +6,7 @@
 //! fsynced, so it also survives power loss.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Mutex, MutexGuard, TryLockError, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS plan_state (session TEXT PRIMARY KEY NOT NULL, seq IN
 CREATE TABLE IF NOT EXISTS summaries (
     session TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL, allowance INTEGER NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (session, first, last, allowance)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token_counts (session TEXT NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS token_counts_session ON token_counts (session);
 ";
 
 /// How hard SQLite syncs each commit.
@@ -49,6 +51,48 @@ pub struct SqliteStore {
     db: Mutex<Db>,
     /// A second connection, for catching up while the first one is busy appending.
     reader: Mutex<Connection>,
+    _checkpoints: Option<Checkpoints>,
+}
+
+/// How often the checkpoint thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// The store's checkpoint thread: a `PASSIVE` checkpoint (which never blocks appends) every
+/// [`CHECKPOINT_EVERY`], and a last one when the store is dropped. A failed checkpoint is retried
+/// at the next tick; it loses nothing (committed appends are in the WAL).
+struct Checkpoints {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpoints {
+    /// `None` when no connection or thread can be had (appends then only grow the WAL until the
+    /// next store that can checkpoint it opens the file).
+    fn start(path: &Path) -> Option<Checkpoints> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(Duration::from_secs(1)).ok()?;
+        let (tx, rx) = mpsc::channel::<()>();
+        let run = move || {
+            loop {
+                let last = matches!(rx.recv_timeout(CHECKPOINT_EVERY), Err(mpsc::RecvTimeoutError::Disconnected) | Ok(()));
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if last {
+                    return;
+                }
+            }
+        };
+        let thread = std::thread::Builder::new().name("ctxwin-sqlite-checkpoint".into()).spawn(run).ok()?;
+        Some(Checkpoints { stop: Some(tx), thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The connection and what it knows of each session's last record.
@@ -127,9 +171,13 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", level).map_err(fail)?;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
             .map_err(fail)?;
+        // Checkpoints (copying the WAL into the file, and the fsync that goes with them) run on a
+        // thread of their own, not inside whichever append happens to fill the WAL.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(fail)?;
         let reader = Connection::open(&path).map_err(fail)?;
         reader.busy_timeout(busy_timeout).map_err(fail)?;
-        Ok(SqliteStore { name, path, db: Mutex::new(Db { conn, seen: Seen::default() }), reader: Mutex::new(reader) })
+        let checkpoints = Checkpoints::start(&path);
+        Ok(SqliteStore { name, path, db: Mutex::new(Db { conn, seen: Seen::default() }), reader: Mutex::new(reader), _checkpoints: checkpoints })
     }
 
     /// The file.
@@ -232,6 +280,9 @@ fn write_derived(conn: &Connection, session: &str, seq: u64, derived: &Derived) 
             st.execute(params![session, r.first as i64, r.last as i64, r.allowance as i64, r.text])?;
         }
     }
+    if !derived.counts.is_empty() {
+        conn.prepare_cached("INSERT INTO token_counts (session, body) VALUES (?1, ?2)")?.execute(params![session, derived.counts])?;
+    }
     Ok(())
 }
 
@@ -277,9 +328,12 @@ impl SessionStore for SqliteStore {
             .map_err(&fail)?;
         let summaries = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&fail)?;
         drop(st);
+        let mut st = tx.prepare_cached("SELECT body FROM token_counts WHERE session = ?1 ORDER BY rowid").map_err(&fail)?;
+        let counts = st.query_map([session], |r| r.get::<_, Vec<u8>>(0)).map_err(&fail)?.collect::<rusqlite::Result<Vec<_>>>().map_err(&fail)?;
+        drop(st);
         tx.commit().map_err(&fail)?;
         seen.saw(session, entries.last().map_or(0, |e| e.seq));
-        Ok(Snapshot { entries, plan, summaries })
+        Ok(Snapshot { entries, plan, summaries, counts })
     }
 
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>> {
@@ -362,7 +416,7 @@ impl SessionStore for SqliteStore {
         let mut db = self.lock()?;
         let fail = self.err(session);
         let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&fail)?;
-        for table in ["records", "plan_state", "summaries"] {
+        for table in ["records", "plan_state", "summaries", "token_counts"] {
             tx.execute(&format!("DELETE FROM {table} WHERE session = ?1"), [session]).map_err(&fail)?;
         }
         let n = tx.execute("DELETE FROM sessions WHERE id = ?1", [session]).map_err(&fail)?;
