@@ -286,11 +286,14 @@ fn main() {
     println!("windows: {} ({:.0}/s), errors {errors}", windows.len(), windows.len() as f64 / elapsed);
     println!("window latency (client): p50={:.2}ms p99={:.2}ms max={:.2}ms", q(&windows, 0.5) / 1e3, q(&windows, 0.99) / 1e3, q(&windows, 1.0) / 1e3);
     println!("append latency (client): p50={:.2}ms p99={:.2}ms", q(&appends, 0.5) / 1e3, q(&appends, 0.99) / 1e3);
-    println!("server assemble (Session::assemble): p50={server_p50:.0}us p99={server_p99:.0}us");
+    println!("server assemble (Session::assemble, wall): p50={server_p50:.0}us p99={server_p99:.0}us");
+    let cpu_p50 = metric(&metrics, "ctxwin_assemble_cpu_recent_seconds{quantile=\"0.5\"}").unwrap_or(f64::NAN) * 1e6;
+    let cpu_p99 = metric(&metrics, "ctxwin_assemble_cpu_recent_seconds{quantile=\"0.99\"}").unwrap_or(f64::NAN) * 1e6;
+    println!("server assemble (Session::assemble, thread CPU time): p50={cpu_p50:.0}us p99={cpu_p99:.0}us");
     let steps = windows.len() / a.clients.max(1);
     let lib = library(&convs, a.clients, steps.clamp(1, 400), a.budget);
     println!("library assemble (Engine::assemble, same mix, {} samples): p50={:.0}us p99={:.0}us", lib.len(), q(&lib, 0.5), q(&lib, 0.99));
-    println!("server/library assemble p50: {:.2}x", server_p50 / q(&lib, 0.5));
+    println!("server/library assemble p50: wall {:.2}x, CPU {:.2}x", server_p50 / q(&lib, 0.5), cpu_p50 / q(&lib, 0.5));
     report_rss(&rss);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(errors, 0, "every request answered 200 and every window within budget");

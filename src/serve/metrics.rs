@@ -48,7 +48,32 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     assemble: Mutex<(Histogram, VecDeque<f64>)>,
+    /// The CPU time of the last assembles (the thread's own, so time spent preempted by other
+    /// threads on a saturated machine is not in it).
+    assemble_cpu: Mutex<VecDeque<f64>>,
     store_errors: AtomicU64,
+}
+
+/// CPU time of the calling thread in seconds (`CLOCK_THREAD_CPUTIME_ID`), where the platform has it.
+pub(crate) fn thread_cpu_seconds() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `clock_gettime` only writes one `timespec` through the valid pointer it is given.
+        let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (r == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The `q` quantile of `v` (sorted in place), `None` when empty.
+fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len().checked_sub(1)?) as f64 * q).round() as usize;
+    v.get(i).copied()
 }
 
 impl Metrics {
@@ -62,8 +87,8 @@ impl Metrics {
         }
     }
 
-    /// Records the time of one `Session::assemble` (catching up with the store, planning,
-    /// rendering the window, storing the plan state).
+    /// Records the wall time of one `Session::assemble` (catching up with other writers, then
+    /// planning).
     pub fn assemble(&self, seconds: f64) {
         if let Ok(mut a) = self.assemble.lock() {
             a.0.observe(seconds);
@@ -83,12 +108,23 @@ impl Metrics {
     pub fn assemble_quantile(&self, q: f64) -> Option<f64> {
         let a = self.assemble.lock().ok()?;
         let mut v: Vec<f64> = a.1.iter().copied().collect();
-        if v.is_empty() {
-            return None;
+        quantile(&mut v, q)
+    }
+
+    /// Records the thread CPU time of one `Session::assemble`.
+    pub fn assemble_cpu(&self, seconds: f64) {
+        if let Ok(mut a) = self.assemble_cpu.lock() {
+            if a.len() == RECENT {
+                a.pop_front();
+            }
+            a.push_back(seconds);
         }
-        v.sort_by(f64::total_cmp);
-        let i = ((v.len() - 1) as f64 * q).round() as usize;
-        v.get(i).copied()
+    }
+
+    /// The `q` quantile of the last assembles' CPU time, seconds.
+    pub fn assemble_cpu_quantile(&self, q: f64) -> Option<f64> {
+        let mut v: Vec<f64> = self.assemble_cpu.lock().ok()?.iter().copied().collect();
+        quantile(&mut v, q)
     }
 
     /// The exposition text; `sessions_open` and `sessions_bytes` are read from the session table.
@@ -108,7 +144,7 @@ impl Metrics {
                 h.write(&mut out, "ctxwin_http_request_duration_seconds", &format!("route=\"{route}\""));
             }
         }
-        out.push_str("# HELP ctxwin_assemble_seconds Time of Session::assemble in the window route (store catch-up, planning, rendering, plan-state save).\n");
+        out.push_str("# HELP ctxwin_assemble_seconds Time of Session::assemble in the window route (the catch-up with other writers, then planning; rendering excluded).\n");
         out.push_str("# TYPE ctxwin_assemble_seconds histogram\n");
         if let Ok(a) = self.assemble.lock() {
             a.0.write(&mut out, "ctxwin_assemble_seconds", "");
@@ -118,6 +154,13 @@ impl Metrics {
         for q in [0.5, 0.9, 0.99] {
             if let Some(v) = self.assemble_quantile(q) {
                 let _ = writeln!(out, "ctxwin_assemble_recent_seconds{{quantile=\"{q}\"}} {v}");
+            }
+        }
+        out.push_str("# HELP ctxwin_assemble_cpu_recent_seconds Quantiles of the thread CPU time of the last 65536 assembles.\n");
+        out.push_str("# TYPE ctxwin_assemble_cpu_recent_seconds gauge\n");
+        for q in [0.5, 0.9, 0.99] {
+            if let Some(v) = self.assemble_cpu_quantile(q) {
+                let _ = writeln!(out, "ctxwin_assemble_cpu_recent_seconds{{quantile=\"{q}\"}} {v}");
             }
         }
         out.push_str("# HELP ctxwin_sessions_open Sessions held open (hot) in memory.\n# TYPE ctxwin_sessions_open gauge\n");
@@ -150,5 +193,27 @@ mod tests {
         assert!(text.contains("ctxwin_sessions_open 3\n"));
         assert_eq!(m.assemble_quantile(0.5), Some(0.004));
         assert_eq!(m.assemble_quantile(1.0), Some(2.0));
+    }
+
+    #[test]
+    fn thread_cpu_time_counts_work_not_sleep() {
+        let m = Metrics::default();
+        assert_eq!(m.assemble_cpu_quantile(0.5), None);
+        // Sleeping costs (almost) no CPU time; work does, and the clock moves with it.
+        let a = thread_cpu_seconds().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let slept = thread_cpu_seconds().unwrap() - a;
+        assert!(slept < 0.01, "a 50 ms sleep took {slept} s of CPU");
+        let b = thread_cpu_seconds().unwrap();
+        let mut x = 0u64;
+        while thread_cpu_seconds().unwrap() - b < 0.02 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(x > 0);
+        for s in [0.003, 0.001, 0.002] {
+            m.assemble_cpu(s);
+        }
+        assert_eq!(m.assemble_cpu_quantile(0.5), Some(0.002));
+        assert!(m.render(0, 0).contains("ctxwin_assemble_cpu_recent_seconds{quantile=\"0.5\"} 0.002\n"));
     }
 }

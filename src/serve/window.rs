@@ -16,6 +16,7 @@ use super::AppState;
 use super::api::{body_object, finite, session_id};
 use super::error::ApiError;
 use super::ingest::Format;
+use super::metrics::thread_cpu_seconds;
 use crate::policy::Policy;
 use crate::session::Session;
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, count_reference};
@@ -108,6 +109,7 @@ pub(crate) async fn post_window(
     let reply = st
         .blocking(move |st| {
             let mut assemble_s = 0.0;
+            let mut assemble_cpu = None;
             let r = st.sessions.with(&id, |s| {
                 if let Some(p) = ask.policy
                     && &p != s.engine().policy()
@@ -115,16 +117,21 @@ pub(crate) async fn post_window(
                     s.set_policy(p)?;
                 }
                 let budget = ask.budget.resolve(s);
+                let cpu = thread_cpu_seconds();
                 let start = Instant::now();
                 let w = match &ask.query {
                     Some(q) => s.assemble_for(budget, q),
                     None => s.assemble(budget),
                 };
                 assemble_s = start.elapsed().as_secs_f64();
+                assemble_cpu = cpu.zip(thread_cpu_seconds()).map(|(a, b)| b - a);
                 w
             });
             let w = r.map_err(|e| ApiError::from_lib(e, None))?;
             st.metrics.assemble(assemble_s);
+            if let Some(c) = assemble_cpu {
+                st.metrics.assemble_cpu(c);
+            }
             render(&id, &w, ask.format)
         })
         .await?;
