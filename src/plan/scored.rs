@@ -71,7 +71,9 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     let fill_limit = limit.max(sel.used());
     let how = Fill { neighbours: policy.neighbours, decay: policy.neighbour_decay, top_k: policy.rag_top_k, candidates: cand_units.as_deref() };
     let eff = select::fill_by_score(&mut sel, &unit_scores, how, fill_limit);
-    let fill = GapFill { avail, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs };
+    // Summaries stay within the refill target too: a re-selection that filled the whole budget
+    // with summaries would leave no room to append, and the next call would re-select again.
+    let fill = GapFill { avail: target.min(avail).max(sel.used()), marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs };
     let items = fill.items(&sel, ctx.store, ctx.counter, ctx.summaries)?;
     add_span_gains(units, &mut parts, &eff);
     Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
