@@ -196,15 +196,24 @@ pub(crate) fn assemble(ctx: &mut PlanContext<'_>, state: &mut PlanState) -> Resu
     Ok(w)
 }
 
-/// Whether the history holds at least [`CONVERSATIONAL_USERS`] user requests (user turns that are
-/// not tool results): new requests keep changing the query and bring large turns, unlike an agent
-/// session following its one pinned task.
+/// Whether the history is a conversation: at least two user requests (user turns that are not
+/// tool results), and one for every [`TURNS_PER_REQUEST`] assistant turns or fewer. New requests
+/// keep changing the query and bring turns that are large against a small budget, unlike an agent
+/// session following its one pinned task (whose few user messages are format reminders).
 fn conversational(store: &Store) -> bool {
-    store.turns().iter().filter(|t| t.turn.role() == Role::User && !t.has_results()).take(CONVERSATIONAL_USERS).count() >= CONVERSATIONAL_USERS
+    let (mut requests, mut assistant) = (0usize, 0usize);
+    for t in store.turns() {
+        match t.turn.role() {
+            Role::User if !t.has_results() => requests += 1,
+            Role::Assistant => assistant += 1,
+            Role::User | Role::System | Role::Tool => {}
+        }
+    }
+    requests >= 2 && requests * TURNS_PER_REQUEST >= assistant
 }
 
-/// User requests that make a history conversational (see [`conversational`]).
-const CONVERSATIONAL_USERS: usize = 2;
+/// Assistant turns per user request at most in a conversational history (see [`conversational`]).
+const TURNS_PER_REQUEST: usize = 4;
 
 /// Builds the window, every left-out run covered by a summary or a marker. If it is over budget
 /// (selection costs are exact or upper bounds, so this should not happen), drops the lowest-scored
