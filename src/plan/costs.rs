@@ -276,7 +276,8 @@ mod tests {
     fn edges_match_the_whole_encoding() {
         let mut counter = TokenCounter::new(Encoding::O200kBase, 1024);
         let mut rng = crate::replay::synth::Rng::new(7);
-        let words = ["fn", "let", "x", "Error:", "  ", "\t", "été", "日本語", "src/plan/costs.rs", "42", "0x1f", "!!", "\n", "\n\n", "    ", "a.b", "Foo", "_bar"];
+        let words =
+            ["fn", "let", "x", "Error:", "  ", "\t", "été", "日本語", "src/plan/costs.rs", "42", "0x1f", "!!", "\n", "\n\n", "    ", "a.b", "Foo", "_bar"];
         for case in 0..60 {
             let len = 200 + rng.below(6000);
             let mut text = String::new();
