@@ -214,6 +214,31 @@ impl FromStr for Param {
     }
 }
 
+/// `--max-cost-ratio [NAME=]RATIO`: a cost constraint relative to the recency preset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostRatio {
+    /// The dataset it applies to (its folder or file name); `None`: every other dataset.
+    pub dataset: Option<String>,
+    /// Cost per window ≤ this × recency's.
+    pub ratio: f64,
+}
+
+impl FromStr for CostRatio {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let (dataset, r) = match spec.rsplit_once('=') {
+            Some((d, r)) if !d.trim().is_empty() => (Some(d.trim().to_string()), r),
+            Some(_) => return Err(format!("--max-cost-ratio {spec}: expected RATIO or NAME=RATIO")),
+            None => (None, spec),
+        };
+        match r.trim().parse::<f64>() {
+            Ok(ratio) if ratio.is_finite() && ratio > 0.0 => Ok(CostRatio { dataset, ratio }),
+            _ => Err(format!("--max-cost-ratio {spec}: expected RATIO or NAME=RATIO with a number > 0")),
+        }
+    }
+}
+
 /// Hybrid retrieval options.
 #[derive(Debug, clap::Args)]
 pub struct Embeddings {
@@ -270,6 +295,9 @@ pub struct Data {
     pub sets: Vec<Set>,
     #[command(flatten)]
     embeddings: Embeddings,
+    /// Replay threads (default: one per core); 1 makes latencies comparable between runs.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 impl Data {
@@ -299,6 +327,9 @@ impl Data {
         }
         if let Some(service) = self.embeddings.load()? {
             cfg = cfg.embeddings(service);
+        }
+        if let Some(n) = self.threads {
+            cfg = cfg.threads(n);
         }
         Ok(cfg)
     }
@@ -339,6 +370,11 @@ mod tests {
         assert_eq!("k=1, 2,".parse::<Param>(), Ok(Param { key: "k".into(), values: vec!["1".into(), "2".into()] }));
         for bad in ["k", "k=", "=1", " =1,2"] {
             assert!(bad.parse::<Param>().is_err_and(|e| e.contains("KEY=V1")), "{bad}");
+        }
+        assert_eq!("0.5".parse::<CostRatio>(), Ok(CostRatio { dataset: None, ratio: 0.5 }));
+        assert_eq!("mini-swe-agent=0.5".parse::<CostRatio>(), Ok(CostRatio { dataset: Some("mini-swe-agent".into()), ratio: 0.5 }));
+        for bad in ["0", "x", "=1", "a=-1", "a=inf"] {
+            assert!(bad.parse::<CostRatio>().is_err_and(|e| e.contains("NAME=RATIO")), "{bad}");
         }
     }
 

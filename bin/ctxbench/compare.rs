@@ -28,6 +28,10 @@ pub struct Args {
     /// `memory` (the default) replays in memory only.
     #[arg(long, default_value = "memory")]
     store: String,
+    /// Also report each transcript's own numbers (assemble p50/p99, cost per window, prefix reuse,
+    /// long-range recall): the slowest sessions of each run in the table, all of them in the JSON.
+    #[arg(long)]
+    per_session: bool,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
@@ -35,7 +39,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = a.summarizer.load()?;
     // A bad store is an error before the replay, not after it.
     let store = ctxwin::StoreSpec::parse(&a.store)?.open()?;
-    let code = execute(&a.data, &a.outputs, policies.clone(), a.budgets.0.clone(), loaded.generated.clone())?;
+    let code = execute(&a.data, &a.outputs, policies.clone(), a.budgets.0.clone(), loaded.generated.clone(), a.per_session)?;
     match store {
         Some(store) => durable(a, &policies, &store).map(|ok| if ok { code } else { ExitCode::from(1) }),
         None => Ok(code),
@@ -84,13 +88,14 @@ pub fn execute(
     policies: Vec<(String, Policy)>,
     budgets: Vec<BudgetSpec>,
     generated: Option<GeneratedReplay>,
+    per_session: bool,
 ) -> anyhow::Result<ExitCode> {
     if let Some(p) = &outputs.plot
         && !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"))
     {
         bail!("--plot {}: the chart is SVG, give the file a .svg name", p.display());
     }
-    let mut cfg = data.replay_config(policies, budgets)?;
+    let mut cfg = data.replay_config(policies, budgets)?.per_session(per_session);
     if let Some(g) = generated {
         cfg = cfg.generated_summaries(g);
     }

@@ -19,9 +19,12 @@ pub struct Args {
     /// Budget: tokens or a share (10%).
     #[arg(long, default_value = "2000", value_parser = budget)]
     budget: BudgetSpec,
+    /// Also report each transcript's own numbers (see `compare --per-session`).
+    #[arg(long)]
+    per_session: bool,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let policy = a.policy.load(&a.data.sets)?;
-    crate::compare::execute(&a.data, &a.outputs, vec![policy], vec![a.budget], None)
+    crate::compare::execute(&a.data, &a.outputs, vec![policy], vec![a.budget], None, a.per_session)
 }

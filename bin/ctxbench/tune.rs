@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use ctxwin::replay::TuneConfig;
 
-use crate::args::{BudgetList, Data, Param, PolicySpec, write};
+use crate::args::{BudgetList, CostRatio, Data, Param, PolicySpec, write};
 
 /// Options of `tune`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +31,14 @@ pub struct Args {
     /// Most rounds of coordinate ascent over the knobs.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// k-fold cross-validation by session across every dataset at once (k ≥ 2): the search on
+    /// k-1 folds, scored on the other, for each fold; the policy written is the search on all.
+    #[arg(long)]
+    folds: Option<usize>,
+    /// Cost constraint: cost per window ≤ RATIO × the recency preset's at every budget; `RATIO`
+    /// for every dataset, `NAME=RATIO` for one (its folder or file name); repeatable.
+    #[arg(long = "max-cost-ratio")]
+    max_cost: Vec<CostRatio>,
     /// Write the tuned policy (TOML) to this file; without it, it is printed.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -40,7 +48,10 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let (_, start) = a.policy.load(&a.data.sets)?;
     let params = a.params.iter().map(|p| (p.key.clone(), p.values.clone())).collect();
     let replay = a.data.replay_config(vec![("start".into(), start)], a.budgets.0.clone())?;
-    let cfg = TuneConfig::new(replay, params).holdout(a.holdout).seed(a.seed).rounds(a.rounds);
+    let mut cfg = TuneConfig::new(replay, params).holdout(a.holdout).seed(a.seed).rounds(a.rounds).folds(a.folds.unwrap_or(0));
+    for c in &a.max_cost {
+        cfg = cfg.max_cost_ratio(c.dataset.clone(), c.ratio);
+    }
     let report = ctxwin::replay::tune(&cfg)?;
     print!("{}", report.table());
     let toml = report.policy.to_toml();

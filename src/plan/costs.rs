@@ -181,30 +181,118 @@ impl Forms {
 }
 
 /// Head and tail of `text` within about `max` tokens, with a visible "… N tokens omitted …" line.
-pub(crate) fn head_tail(counter: &TokenCounter, text: &str, max: usize) -> String {
-    let toks = counter.encode(text);
-    if toks.len() <= max {
+/// Only the edges are tokenized (see [`edge_tokens`]): a 100 kB tool output costs what its head and
+/// tail cost, and its total comes from the counter's cache (it was counted at push).
+pub(crate) fn head_tail(counter: &mut TokenCounter, text: &str, max: usize) -> String {
+    let total = counter.count(text);
+    if total <= max {
         return text.to_string();
     }
     let budget = max.saturating_sub(16);
     let head_n = budget * 3 / 5;
     let tail_n = budget - head_n;
-    let omitted = toks.len() - head_n - tail_n;
-    let decode = |mut s: usize, mut e: usize| -> String {
-        // Token boundaries can split a UTF-8 character: widen until it decodes.
-        for _ in 0..4 {
-            if let Some(t) = counter.decode(&toks[s..e]) {
-                return t;
+    let omitted = total - head_n - tail_n;
+    let head_toks = edge_tokens(counter, text, head_n, Edge::Head);
+    let tail_toks = edge_tokens(counter, text, tail_n, Edge::Tail);
+    // Token boundaries can split a UTF-8 character: widen (the head forward, the tail backward)
+    // until it decodes.
+    let head = (0..4).find_map(|k| counter.decode(head_toks.get(..(head_n + k).min(head_toks.len()))?)).unwrap_or_default();
+    let tail = (0..4)
+        .find_map(|k| {
+            let from = tail_toks.len().checked_sub(tail_n + k)?;
+            counter.decode(&tail_toks[from..])
+        })
+        .unwrap_or_default();
+    format!("{head}\n{}\n{tail}", crate::markers::tokens_omitted(omitted))
+}
+
+/// Which end of a text [`edge_tokens`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Edge {
+    Head,
+    Tail,
+}
+
+/// Tokens the decode may widen by, plus a margin.
+const EDGE_SLACK: usize = 8;
+
+/// The first (`Head`) or last (`Tail`) tokens of `text`, at least `n` + [`EDGE_SLACK`] of them
+/// when it has that many, exactly as the whole text's encoding has them. Only a piece of the
+/// text is encoded, cut after a newline that a letter or digit follows: the pre-tokenizer always
+/// splits there (no pattern of o200k/cl100k runs a newline into a following letter or digit, and
+/// it only looks ahead), so the pieces on each side, and their tokens, are those of the whole
+/// text. Without such a cut, the whole text is encoded.
+fn edge_tokens(counter: &TokenCounter, text: &str, n: usize, edge: Edge) -> Vec<u32> {
+    let b = text.as_bytes();
+    let splits = |c: usize| c > 0 && c < b.len() && b[c - 1] == b'\n' && b[c].is_ascii_alphanumeric();
+    let mut want = (n + EDGE_SLACK) * 8 + 64;
+    while want < b.len() {
+        let cut = match edge {
+            Edge::Head => (want..b.len()).find(|&c| splits(c)),
+            Edge::Tail => (1..=b.len() - want).rev().find(|&c| splits(c)),
+        };
+        let Some(cut) = cut else { break };
+        let toks = match edge {
+            Edge::Head => counter.encode(&text[..cut]),
+            Edge::Tail => counter.encode(&text[cut..]),
+        };
+        if toks.len() >= n + EDGE_SLACK {
+            return toks;
+        }
+        want = want.saturating_mul(2);
+    }
+    counter.encode(text)
+}
+
+#[cfg(all(test, feature = "replay"))]
+mod tests {
+    use super::*;
+    use crate::tokens::Encoding;
+
+    /// The old way: encode everything, cut, widen until it decodes.
+    fn naive(counter: &TokenCounter, text: &str, max: usize) -> String {
+        let toks = counter.encode(text);
+        if toks.len() <= max {
+            return text.to_string();
+        }
+        let budget = max.saturating_sub(16);
+        let (head_n, tail_n) = (budget * 3 / 5, budget - budget * 3 / 5);
+        let omitted = toks.len() - head_n - tail_n;
+        let decode = |mut s: usize, mut e: usize| -> String {
+            for _ in 0..4 {
+                if let Some(t) = counter.decode(&toks[s..e]) {
+                    return t;
+                }
+                if e < toks.len() { e += 1 } else { s = s.saturating_sub(1) }
             }
-            if e < toks.len() {
-                e += 1;
-            } else {
-                s = s.saturating_sub(1);
+            String::new()
+        };
+        format!("{}\n{}\n{}", decode(0, head_n), crate::markers::tokens_omitted(omitted), decode(toks.len() - tail_n, toks.len()))
+    }
+
+    /// Encoding only the edges gives what encoding the whole output gives (naive oracle), on tool
+    /// outputs of every shape: lines, one long line, whitespace runs, multi-byte characters.
+    #[test]
+    fn edges_match_the_whole_encoding() {
+        let mut counter = TokenCounter::new(Encoding::O200kBase, 1024);
+        let mut rng = crate::replay::synth::Rng::new(7);
+        let words =
+            ["fn", "let", "x", "Error:", "  ", "\t", "été", "日本語", "src/plan/costs.rs", "42", "0x1f", "!!", "\n", "\n\n", "    ", "a.b", "Foo", "_bar"];
+        for case in 0..60 {
+            let len = 200 + rng.below(6000);
+            let mut text = String::new();
+            while text.len() < len {
+                text.push_str(words[rng.below(words.len())]);
+                if case % 3 != 0 && rng.below(4) == 0 {
+                    text.push(' ');
+                }
+                if case % 5 != 0 && rng.below(9) == 0 {
+                    text.push('\n');
+                }
+            }
+            for max in [32, 80, 600] {
+                assert_eq!(head_tail(&mut counter, &text, max), naive(&counter, &text, max), "case {case}, max {max}");
             }
         }
-        String::new()
-    };
-    let head = decode(0, head_n);
-    let tail = decode(toks.len() - tail_n, toks.len());
-    format!("{head}\n{}\n{tail}", crate::markers::tokens_omitted(omitted))
+    }
 }

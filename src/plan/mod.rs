@@ -72,6 +72,10 @@ struct Prefix {
     units: usize,
     /// End (exclusive turn id) of the last unit then, to tell whether that unit has grown since.
     last_end: TurnId,
+    /// Consecutive calls, up to this one, that ended in a fresh selection (0: it extended the
+    /// prefix before it).
+    #[serde(default)]
+    fresh_streak: u32,
 }
 
 /// A compaction already done (the `compaction` strategy, per-call windows).
@@ -174,18 +178,42 @@ pub(crate) fn assemble(ctx: &mut PlanContext<'_>, state: &mut PlanState) -> Resu
     if let Some(w) = scored::extend_prefix(ctx, state, &policy) {
         return Ok(w);
     }
+    // The degrade rule (ARCHITECTURE.md, "Stable prefix"): when the previous call could not extend
+    // its prefix either, and the history holds user requests besides the task (a chat, an Aider
+    // history), the re-selection leaves room to append instead of filling the budget.
+    let streak = if ctx.next_call() { state.prev.as_ref().map_or(0, |p| p.fresh_streak) } else { 0 };
+    let headroom = streak >= 1 && policy.strategy == Strategy::Scored && conversational(ctx.store);
     let (mut plan, scores) = match policy.strategy {
-        Strategy::Scored => scored::plan(ctx, &policy)?,
+        Strategy::Scored => scored::plan(ctx, &policy, headroom)?,
         Strategy::Rag => rag::plan(ctx, &policy)?,
         Strategy::Recency | Strategy::ToolClearing => (recency::plan(ctx, &policy), None),
         Strategy::Compaction => (compaction::plan(ctx, &mut state.compacted, &policy)?, None),
     };
     let w = fit(ctx, &mut plan, &policy, scores.as_deref());
     if ctx.next_call() {
-        state.prev = Some(Prefix { plan, units: n_units, last_end: ctx.store.units().last().map_or(0, |u| u.end) });
+        state.prev = Some(Prefix { plan, units: n_units, last_end: ctx.store.units().last().map_or(0, |u| u.end), fresh_streak: streak.saturating_add(1) });
     }
     Ok(w)
 }
+
+/// Whether the history is a conversation: at least two user requests (user turns that are not
+/// tool results), and one for every [`TURNS_PER_REQUEST`] assistant turns or fewer. New requests
+/// keep changing the query and bring turns that are large against a small budget, unlike an agent
+/// session following its one pinned task (whose few user messages are format reminders).
+fn conversational(store: &Store) -> bool {
+    let (mut requests, mut assistant) = (0usize, 0usize);
+    for t in store.turns() {
+        match t.turn.role() {
+            Role::User if !t.has_results() => requests += 1,
+            Role::Assistant => assistant += 1,
+            Role::User | Role::System | Role::Tool => {}
+        }
+    }
+    requests >= 2 && requests * TURNS_PER_REQUEST >= assistant
+}
+
+/// Assistant turns per user request at most in a conversational history (see [`conversational`]).
+const TURNS_PER_REQUEST: usize = 4;
 
 /// Builds the window, every left-out run covered by a summary or a marker. If it is over budget
 /// (selection costs are exact or upper bounds, so this should not happen), drops the lowest-scored

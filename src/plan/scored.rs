@@ -36,12 +36,14 @@ pub(crate) fn extend_prefix(ctx: &mut PlanContext<'_>, state: &mut PlanState, po
     if w.total_tokens > ctx.budget {
         return None;
     }
-    state.prev = Some(Prefix { plan, units: n_units, last_end: units.last().map_or(0, |u| u.end) });
+    state.prev = Some(Prefix { plan, units: n_units, last_end: units.last().map_or(0, |u| u.end), fresh_streak: 0 });
     Some(w)
 }
 
-/// A fresh `ctxwin` plan and every turn's score components.
-pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, Option<Vec<ScoreParts>>)> {
+/// A fresh `ctxwin` plan and every turn's score components. With `headroom` (a per-call window
+/// whose previous prefix could not be extended either), summaries stay within `refill_target` too,
+/// so the next call can append instead of selecting afresh again.
+pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, headroom: bool) -> Result<(Plan, Option<Vec<ScoreParts>>)> {
     let avail = ctx.avail;
     let next_call = ctx.next_call();
     let target = if next_call && policy.stable_prefix { ((avail as f32) * policy.refill_target) as usize } else { avail };
@@ -71,7 +73,8 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     let fill_limit = limit.max(sel.used());
     let how = Fill { neighbours: policy.neighbours, decay: policy.neighbour_decay, top_k: policy.rag_top_k, candidates: cand_units.as_deref() };
     let eff = select::fill_by_score(&mut sel, &unit_scores, how, fill_limit);
-    let fill = GapFill { avail, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs };
+    let summary_room = if headroom { target.min(avail).max(sel.used()) } else { avail };
+    let fill = GapFill { avail: summary_room, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs };
     let items = fill.items(&sel, ctx.store, ctx.counter, ctx.summaries)?;
     add_span_gains(units, &mut parts, &eff);
     Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))

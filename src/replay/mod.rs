@@ -21,10 +21,10 @@ pub use loaders::Format;
 pub use metrics::{Percentiles, answer_present, normalize_answer, pair_violations};
 pub use probes::BudgetSpec;
 pub(crate) use probes::budget_basis;
-pub use report::{CategoryResult, CompareReport, RunResult};
+pub use report::{CategoryResult, CompareReport, RunResult, SessionResult};
 pub use summaries::{GenLatency, GeneratedReplay, SummaryResult};
 pub use transcript::{GoldAction, LoadNotes, QaItem, Transcript};
-pub use tune::{Step, TuneConfig, TuneReport, tune};
+pub use tune::{Fold, Measured, Step, TuneConfig, TuneReport, tune};
 
 use crate::dense::EmbeddingService;
 use crate::error::{Error, Result};
@@ -41,12 +41,34 @@ pub struct CompareConfig {
     encoding: Encoding,
     embeddings: Option<Arc<EmbeddingService>>,
     generated: Option<GeneratedReplay>,
+    threads: Option<usize>,
+    per_session: bool,
 }
 
 impl CompareConfig {
     /// A comparison of `policies` (name, policy) at `budgets` over `datasets` (files or folders).
     pub fn new(datasets: Vec<PathBuf>, policies: Vec<(String, Policy)>, budgets: Vec<BudgetSpec>) -> Self {
-        CompareConfig { datasets, format: None, policies, budgets, encoding: Encoding::O200kBase, embeddings: None, generated: None }
+        CompareConfig {
+            datasets,
+            format: None,
+            policies,
+            budgets,
+            encoding: Encoding::O200kBase,
+            embeddings: None,
+            generated: None,
+            threads: None,
+            per_session: false,
+        }
+    }
+    /// Replay threads (default: rayon's, one per core). One thread makes latencies comparable.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n.max(1));
+        self
+    }
+    /// Also report every transcript's own numbers in each run (`RunResult::sessions`).
+    pub fn per_session(mut self, on: bool) -> Self {
+        self.per_session = on;
+        self
     }
     /// The transcript format (default: detected per file).
     pub fn format(mut self, f: Format) -> Self {
@@ -90,11 +112,20 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
             notes.add(t.notes());
         }
         let refs: Vec<&Transcript> = transcripts.iter().collect();
-        let merged = evaluate(&refs, &cfg.policies, &cfg.budgets, cfg.encoding, cfg.embeddings.as_ref(), cfg.generated.as_ref())?;
+        let per = evaluate_each(&refs, &cfg.policies, cfg)?;
+        let n_runs = cfg.policies.len() * cfg.budgets.len();
+        // Per session, per run: what each transcript alone measured (before merging).
+        let mut sessions: Vec<Vec<SessionResult>> = vec![Vec::new(); if cfg.per_session { n_runs } else { 0 }];
+        for (t, parts) in refs.iter().zip(&per) {
+            for (k, p) in parts.iter().enumerate().filter(|_| cfg.per_session) {
+                sessions[k].push(SessionResult::of(t.id(), p));
+            }
+        }
+        let merged = merge(per, n_runs);
         let name = dataset_name(path);
         for (k, m) in merged.into_iter().enumerate() {
             let (pi, bi) = (k / cfg.budgets.len(), k % cfg.budgets.len());
-            runs.push(RunResult::from_partial(
+            let mut run = RunResult::from_partial(
                 &name,
                 &cfg.policies[pi].0,
                 cfg.budgets[bi].label(),
@@ -102,7 +133,9 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
                 transcripts.len(),
                 if cfg.embeddings.is_some() { "hybrid" } else { "lexical" },
                 &notes,
-            ));
+            );
+            run.sessions = sessions.get_mut(k).map(std::mem::take).unwrap_or_default();
+            runs.push(run);
         }
     }
     let mode = match &cfg.embeddings {
@@ -112,20 +145,25 @@ pub fn compare(cfg: &CompareConfig) -> Result<CompareReport> {
     Ok(CompareReport { runs, wall_s: start.elapsed().as_secs_f64(), encoding: cfg.encoding.as_str().to_string(), mode })
 }
 
-/// Replays `transcripts` with every policy at every budget, in parallel across transcripts, and
-/// merges the results per (policy, budget), in `policies × budgets` order (deterministic).
-pub(crate) fn evaluate(
-    transcripts: &[&Transcript],
-    policies: &[(String, Policy)],
-    budgets: &[BudgetSpec],
-    encoding: Encoding,
-    dense: Option<&Arc<EmbeddingService>>,
-    generated: Option<&GeneratedReplay>,
-) -> Result<Vec<probes::Partial>> {
+/// Replays `transcripts` with every policy at every budget of `cfg` (its encoding, embeddings,
+/// summaries and threads), in parallel across transcripts, and merges the results per (policy,
+/// budget), in `policies × budgets` order (deterministic).
+pub(crate) fn evaluate(transcripts: &[&Transcript], policies: &[(String, Policy)], cfg: &CompareConfig) -> Result<Vec<probes::Partial>> {
+    let per = evaluate_each(transcripts, policies, cfg)?;
+    Ok(merge(per, policies.len() * cfg.budgets.len()))
+}
+
+/// Each transcript's results (in `transcripts` order), each in `policies × budgets` order.
+fn evaluate_each(transcripts: &[&Transcript], policies: &[(String, Policy)], cfg: &CompareConfig) -> Result<Vec<Vec<probes::Partial>>> {
+    let (budgets, encoding, dense, generated) = (&cfg.budgets, cfg.encoding, cfg.embeddings.as_ref(), cfg.generated.as_ref());
     // Replays run in their own pool: an embedding model may use rayon's global pool, which must
     // stay free while replay threads wait for embeddings.
-    let pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("ctxbench-replay-{i}")).build().map_err(|e| Error::ThreadPool(e.to_string()))?;
-    let per: Vec<Vec<probes::Partial>> = pool.install(|| {
+    let mut builder = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("ctxbench-replay-{i}"));
+    if let Some(n) = cfg.threads {
+        builder = builder.num_threads(n);
+    }
+    let pool = builder.build().map_err(|e| Error::ThreadPool(e.to_string()))?;
+    pool.install(|| {
         transcripts
             .par_iter()
             .map(|t| {
@@ -137,14 +175,18 @@ pub(crate) fn evaluate(
                 run.map_err(|e| e.in_transcript(t.source(), t.id()))
             })
             .collect::<Result<Vec<_>>>()
-    })?;
-    let mut merged: Vec<probes::Partial> = vec![probes::Partial::default(); policies.len() * budgets.len()];
+    })
+}
+
+/// Merges per-transcript results into `n_runs` results, in a fixed order.
+fn merge(per: Vec<Vec<probes::Partial>>, n_runs: usize) -> Vec<probes::Partial> {
+    let mut merged: Vec<probes::Partial> = vec![probes::Partial::default(); n_runs];
     for parts in per {
         for (m, p) in merged.iter_mut().zip(parts) {
             m.merge(p);
         }
     }
-    Ok(merged)
+    merged
 }
 
 /// Which window to build for inspection: transcript `transcript` (0-based) of the dataset at

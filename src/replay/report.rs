@@ -76,6 +76,46 @@ pub struct RunResult {
     pub load_notes: LoadNotes,
     /// What the windows' summaries carry (measured inside the summaries only).
     pub summaries: SummaryResult,
+    /// Each transcript's own numbers (with `--per-session`; omitted from the JSON otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<SessionResult>,
+}
+
+/// One transcript's numbers within a run (`compare --per-session`): where a slow path or a costly
+/// window hides, which the run's pooled numbers average away.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SessionResult {
+    /// The transcript's id.
+    pub id: String,
+    /// Windows built.
+    pub windows: usize,
+    /// Assemble latency of its windows, µs.
+    pub assemble_us: Percentiles,
+    /// Mean cost units per window.
+    pub cost_units: Option<f64>,
+    /// Mean prefix reuse.
+    pub prefix_reuse: Option<f64>,
+    /// Mean long-range recall.
+    pub long_range_recall: Option<f64>,
+    /// Mean reference recall.
+    pub reference_recall: Option<f64>,
+    /// QA: mean evidence recall.
+    pub evidence_recall: Option<f64>,
+}
+
+impl SessionResult {
+    pub(crate) fn of(id: &str, p: &Partial) -> SessionResult {
+        SessionResult {
+            id: id.to_string(),
+            windows: p.windows,
+            assemble_us: Percentiles::of(&mut p.assemble_us.clone()),
+            cost_units: mean(p.cost_sum, p.cost_n),
+            prefix_reuse: mean(p.reuse_sum, p.reuse_n),
+            long_range_recall: mean(p.long_sum, p.long_n),
+            reference_recall: mean(p.ref_sum, p.ref_n),
+            evidence_recall: mean(p.recall_sum, p.recall_n),
+        }
+    }
 }
 
 pub(crate) fn mean(sum: f64, n: usize) -> Option<f64> {
@@ -118,6 +158,7 @@ impl RunResult {
             embed_us_per_turn: (p.embedded_turns > 0).then(|| p.embed_s * 1e6 / p.embedded_turns as f64),
             load_notes: notes.clone(),
             summaries: std::mem::take(&mut p.summaries).result(),
+            sessions: Vec::new(),
         }
     }
 }
@@ -190,7 +231,30 @@ impl CompareReport {
             );
         }
         let _ = writeln!(out, "wall {:.2} s, {} runs, encoding {}, mode {}", self.wall_s, self.runs.len(), self.encoding, self.mode);
+        self.slowest_sessions(&mut out);
         out
+    }
+
+    /// With per-session results: each run's sessions with the slowest median assemble (at most 3).
+    fn slowest_sessions(&self, out: &mut String) {
+        if self.runs.iter().all(|r| r.sessions.is_empty()) {
+            return;
+        }
+        let _ = writeln!(out, "\nslowest sessions per run (assemble p50 / p99 µs, cost/win, long_rec):");
+        for r in self.runs.iter().filter(|r| !r.sessions.is_empty()) {
+            let mut s: Vec<&SessionResult> = r.sessions.iter().collect();
+            s.sort_by(|a, b| b.assemble_us.p50.total_cmp(&a.assemble_us.p50).then(a.id.cmp(&b.id)));
+            let top: Vec<String> = s
+                .iter()
+                .take(3)
+                .map(|x| {
+                    let cost = x.cost_units.map_or_else(|| "-".into(), |c| format!("{c:.0}"));
+                    format!("{} {:.0}/{:.0} {} {}", x.id, x.assemble_us.p50, x.assemble_us.p99, cost, f3(x.long_range_recall))
+                })
+                .collect();
+            let name: String = r.dataset.chars().take(22).collect();
+            let _ = writeln!(out, "{:<22} {:<14} {:>7}  {}", name, r.policy, budget_str(&r.budget), top.join("; "));
+        }
     }
 
     /// `{"runs": [...], "wall_s": …, "encoding": …}`.

@@ -303,6 +303,45 @@ fn tune_writes_a_policy_that_compare_loads() {
     assert!(err.contains("KEY=V1"), "{err}");
 }
 
+/// `--per-session`: each transcript's own numbers in the JSON (its windows add up to the run's) and
+/// the slowest sessions of each run in the table; without it the JSON has no `sessions`.
+#[test]
+fn per_session_numbers_add_up_to_the_run() {
+    let json = tmp("per-session.json");
+    let (code, stdout, err) = ctxbench(&[
+        "compare",
+        "--dataset",
+        "datasets/samples/claude-code-long.jsonl",
+        "--dataset",
+        "datasets/samples/openai-chat.json",
+        "--policies",
+        "ctxwin,recency",
+        "--budgets",
+        "25%",
+        "--per-session",
+        "--threads",
+        "1",
+        "--json",
+        json.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("slowest sessions per run"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+    let runs = v["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 4);
+    for run in &runs {
+        let sessions = run["sessions"].as_array().cloned().unwrap_or_default();
+        assert_eq!(sessions.len() as u64, run["transcripts"].as_u64().unwrap_or(0), "{run}");
+        let windows: u64 = sessions.iter().map(|s| s["windows"].as_u64().unwrap_or(0)).sum();
+        assert_eq!(windows, run["probes"].as_u64().unwrap_or(u64::MAX), "{run}");
+        assert!(sessions.iter().all(|s| s["id"].as_str().is_some_and(|id| !id.is_empty()) && s["assemble_us"]["p50"].as_f64().is_some()));
+    }
+    let (code, _, err) =
+        ctxbench(&["compare", "--dataset", "datasets/samples/openai-chat.json", "--budgets", "25%", "--json", json.to_str().unwrap_or_default()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!std::fs::read_to_string(&json).unwrap_or_default().contains("\"sessions\""));
+}
+
 /// `ctxbench samples` regenerates the generated samples the repository ships, byte for byte.
 #[test]
 fn samples_subcommand_reproduces_the_committed_samples() {
@@ -323,7 +362,8 @@ fn samples_subcommand_reproduces_the_committed_samples() {
 
 /// The numbers of `compare --json` on the samples, minus timings, as they were before the
 /// restructuring of issue 8 (`tests/snapshots/compare-samples.json`, written by the ctxbench of
-/// commit 13d1362): a change of behaviour shows up here as a changed number.
+/// commit 13d1362; ctxwin's runs on the three small chat samples re-written for issue 10's degrade
+/// rule, which makes their windows cheaper): a change of behaviour shows up here as a changed number.
 #[test]
 fn compare_on_the_samples_matches_the_snapshot() {
     let snapshot: serde_json::Value =

@@ -38,3 +38,40 @@ fn tuning_keeps_the_best_value_and_checks_it_on_held_out_conversations() {
     };
     assert_eq!((a.steps, a.chosen, a.train, a.held_out), (b.steps, b.chosen, b.train, b.held_out));
 }
+
+/// `folds`: each fold's search runs on the other folds and is scored on its own, with the cost
+/// constraint against recency measured on both sides; the objective is the recall less the penalty
+/// for cost above the ratio, so it equals the recall exactly when the constraint holds.
+#[test]
+fn folds_score_each_held_out_fold_with_the_cost_constraint() {
+    let Some(aider) = super::shared("aider/Todofine0__storm_con_aider.aider.chat.history.md") else { return };
+    let start = match Policy::preset("ctxwin") {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    let replay = CompareConfig::new(vec![aider], vec![("ctxwin".into(), start)], vec![BudgetSpec::Share(0.25)]);
+    let params = vec![("refill_target".into(), vec!["0.5".into(), "0.6".into()])];
+    let cfg = TuneConfig::new(replay, params).rounds(1).folds(2).max_cost_ratio(None, 1.0);
+    let r = match tune(&cfg) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(r.folds.len(), 2, "two sessions, two folds");
+    assert_eq!(r.transcripts, (2, 0), "the policy written is the search on everything");
+    assert!(r.held_out.is_none());
+    for f in &r.folds {
+        assert_eq!(f.transcripts, (1, 1));
+        for m in [f.train.0, f.train.1, f.held_out.0, f.held_out.1] {
+            let ratio = m.worst_cost_ratio.unwrap_or_else(|| panic!("no cost ratio in {f:?}"));
+            assert!((0.0..=1.0).contains(&m.recall), "{m:?}");
+            let penalty = m.recall - m.objective;
+            assert!(penalty >= -1e-12, "{m:?}");
+            if ratio <= 1.0 {
+                assert!(penalty.abs() < 1e-12, "within the constraint, no penalty: {m:?}");
+            } else {
+                assert!(penalty > 0.0, "above the constraint, a penalty: {m:?}");
+            }
+        }
+    }
+    assert!(r.table().contains("fold 1 (1 train / 1 held out)"), "{}", r.table());
+}
