@@ -39,7 +39,10 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ctxwin::replay::Transcript;
 use ctxwin::replay::synth;
-use ctxwin::{Engine, EngineConfig, PinLayer, Role, Turn, Window};
+use ctxwin::{Engine, EngineConfig, PinLayer, Role, Turn};
+
+mod common;
+use common::{check, must};
 
 const SEED: u64 = 42;
 const CONVERSATION_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
@@ -48,20 +51,6 @@ const AGENT_SIZES: [usize; 2] = [1_000, 10_000];
 const QA_BUDGET: usize = 2_000;
 /// Budget of `assemble_agent/N` (tokens): agent windows hold whole tool outputs.
 const AGENT_BUDGET: usize = 8_000;
-
-/// Unwraps a setup or measured result, naming what failed (a bench has no caller to report to).
-fn must<T>(r: ctxwin::Result<T>, what: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-/// Checks a window: within its budget and not empty.
-fn check(w: &Window, budget: usize) {
-    assert!(w.total_tokens() <= budget, "window of {} tokens over the budget of {budget}", w.total_tokens());
-    assert!(!w.messages().is_empty(), "empty window");
-}
 
 /// An engine holding the first `n` turns of a generated transcript, the turns after them to push,
 /// and the QA questions about the first `n` turns.

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ctxwin::replay::synth;
-use ctxwin::{Engine, EngineConfig, PinLayer, Role, Turn, Window};
+use ctxwin::{Engine, EngineConfig, PinLayer, Role, Turn};
+
+mod common;
+use common::{check, must};
 
 const SEED: u64 = 42;
 /// Sessions of the haystack (ten turns each): the size of a LongMemEval-S instance.
@@ -31,18 +34,6 @@ const HAYSTACK_BUDGETS: [usize; 3] = [2_000, 8_000, 32_000];
 const AGENT_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 const AGENT_BUDGET: usize = 8_000;
 const QUERY_BUDGET: usize = 2_000;
-
-fn must<T>(r: ctxwin::Result<T>, what: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-fn check(w: &Window, budget: usize) {
-    assert!(w.total_tokens() <= budget, "window of {} tokens over the budget of {budget}", w.total_tokens());
-    assert!(!w.messages().is_empty(), "empty window");
-}
 
 fn configure(g: &mut BenchmarkGroup<'_, WallTime>) {
     g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).throughput(Throughput::Elements(1));

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ctxwin::replay::synth::{self, Rng};
-use ctxwin::{Block, Engine, EngineConfig, PinLayer, Role, Turn, Window};
+use ctxwin::{Block, Engine, EngineConfig, PinLayer, Role, Turn};
+
+mod common;
+use common::{check, must};
 
 const SEED: u64 = 42;
 /// Turns pushed before the first measured call, and turns generated in all.
@@ -27,18 +30,6 @@ const TOTAL: usize = 300;
 const LONG_EVERY: usize = 8;
 /// Bytes of a long tool output.
 const LONG_BYTES: usize = 60_000;
-
-fn must<T>(r: ctxwin::Result<T>, what: &str) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-fn check(w: &Window, budget: usize) {
-    assert!(w.total_tokens() <= budget, "window of {} tokens over the budget of {budget}", w.total_tokens());
-    assert!(!w.messages().is_empty(), "empty window");
-}
 
 /// A seeded listing like `grep -rn` prints: `path:line: code`, about `bytes` long.
 fn listing(rng: &mut Rng, bytes: usize) -> String {

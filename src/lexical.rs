@@ -296,12 +296,7 @@ impl LexicalIndex {
                 out.push((id as TurnId, s));
             }
         }
-        if !self.pending.is_empty() {
-            let n = stats.total_num_docs()?;
-            let total = stats.total_num_tokens(self.text_field)?;
-            let field = self.text_field;
-            out.extend(self.pending_scores(&uniq, n, total, &|t| stats.doc_freq(&Term::from_field_text(field, t)).unwrap_or(0)));
-        }
+        out.extend(self.pending_scores_with(&uniq, &stats)?);
         Ok(out)
     }
 
@@ -348,12 +343,7 @@ impl LexicalIndex {
                     }
                 }
             }
-            if !self.pending.is_empty() {
-                let n = stats.total_num_docs()?;
-                let total = stats.total_num_tokens(self.text_field)?;
-                let field = self.text_field;
-                out.extend(self.pending_scores(&uniq, n, total, &|t| stats.doc_freq(&Term::from_field_text(field, t)).unwrap_or(0)));
-            }
+            out.extend(self.pending_scores_with(&uniq, &stats)?);
         }
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         out.truncate(k);
@@ -374,6 +364,17 @@ impl LexicalIndex {
 
     /// BM25 of the pending documents for `uniq`, over `n` documents of `total` tokens in all, with
     /// `df` the document frequency of a term.
+    /// BM25 of the pending documents under the combined (committed + pending) statistics.
+    fn pending_scores_with(&self, uniq: &[&String], stats: &CombinedStats<'_>) -> Result<Vec<(TurnId, f32)>> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = stats.total_num_docs()?;
+        let total = stats.total_num_tokens(self.text_field)?;
+        let field = self.text_field;
+        Ok(self.pending_scores(uniq, n, total, &|t| stats.doc_freq(&Term::from_field_text(field, t)).unwrap_or(0)))
+    }
+
     fn pending_scores(&self, uniq: &[&String], n: u64, total: u64, df: &dyn Fn(&str) -> u64) -> Vec<(TurnId, f32)> {
         let avg = total as f32 / n.max(1) as f32;
         let idfs: Vec<(&str, f32)> = uniq.iter().map(|t| (t.as_str(), idf(df(t), n))).collect();
