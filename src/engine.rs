@@ -282,6 +282,17 @@ impl Engine {
         self.counter.prime(batch)
     }
 
+    /// Rebuilding from a log (a session's reopen): the lexical index takes the turns pushed until
+    /// [`Engine::end_rebuild`] without analyzing them or committing per batch.
+    pub(crate) fn begin_rebuild(&mut self) {
+        self.retrieval.lexical.begin_bulk();
+    }
+
+    /// Ends a rebuild: commits in one batch what the per-batch commits would have committed.
+    pub(crate) fn end_rebuild(&mut self) -> Result<()> {
+        self.retrieval.lexical.end_bulk()
+    }
+
     /// Commits the lexical index now (normally automatic).
     pub fn commit(&mut self) -> Result<()> {
         self.retrieval.lexical.commit()

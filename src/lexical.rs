@@ -2,7 +2,8 @@
 //!
 //! Committing a Tantivy index costs milliseconds (with occasional ~100 ms stalls on the index lock),
 //! so `add` does not commit per turn: documents are committed in batches of `commit_every`.
-//! Turns not yet committed are kept here, analyzed, and scored in memory
+//! Turns not yet committed are kept here, analyzed at `add` (a long tool output is analyzed once,
+//! at push, not by the window after it), and scored in memory
 //! with the same BM25 formula (Tantivy's, including its quantized field norms) over the statistics
 //! of committed + pending documents — Tantivy itself scores committed documents with those same
 //! combined statistics — so every pushed turn is findable by the very next query.
@@ -52,7 +53,7 @@ struct PendingDoc {
     id: TurnId,
     /// The text, given to Tantivy at the next commit.
     text: String,
-    /// Whether `len` and `tf` are computed (at the first query that needs them, not at `add`).
+    /// Whether `len` and `tf` are computed (at `add`; in bulk mode at the first query).
     analyzed: bool,
     len: u32,
     tf: FxHashMap<String, u32>,
@@ -76,6 +77,9 @@ pub(crate) struct LexicalIndex {
     pending_tokens: u64,
     commit_every: usize,
     commits: u64,
+    /// Bulk mode (a session rebuilt from its log): `add` neither analyzes nor commits; how many
+    /// of the pending documents the per-`commit_every` commits would have committed so far.
+    bulk: Option<usize>,
 }
 
 impl std::fmt::Debug for LexicalIndex {
@@ -159,6 +163,7 @@ impl LexicalIndex {
             pending_tokens: 0,
             commit_every: commit_every.max(1),
             commits: 0,
+            bulk: None,
         };
         if dir.is_some() {
             idx.committed = Some(idx.create_index()?);
@@ -197,43 +202,84 @@ impl LexicalIndex {
         out
     }
 
-    /// Adds a turn's text. Commits when `commit_every` documents are pending. The in-memory
-    /// analysis of pending documents waits for the next query, keeping `add` cheap.
+    /// Adds a turn's text, analyzed for the in-memory scores at once (outside bulk mode).
+    /// Commits when `commit_every` documents are pending.
     pub(crate) fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
         self.pending.push(PendingDoc { id, text: text.to_string(), analyzed: false, len: 0, tf: FxHashMap::default() });
-        if self.pending.len() >= self.commit_every {
-            self.commit()?;
+        if let Some(due) = &mut self.bulk {
+            if self.pending.len() - *due >= self.commit_every {
+                *due = self.pending.len();
+            }
+            return Ok(());
         }
+        if self.pending.len() >= self.commit_every {
+            return self.commit();
+        }
+        let last = self.pending.len() - 1;
+        self.analyze_doc(last);
         Ok(())
     }
 
-    /// Analyzes pending documents not analyzed yet, updating the pending statistics.
-    fn analyze_pending(&mut self) {
-        for i in 0..self.pending.len() {
-            if self.pending[i].analyzed {
-                continue;
-            }
-            let text = std::mem::take(&mut self.pending[i].text);
-            let terms = self.analyze(&text);
-            let mut tf: FxHashMap<String, u32> = FxHashMap::default();
-            for t in terms.iter() {
-                *tf.entry(t.clone()).or_insert(0) += 1;
-            }
-            for t in tf.keys() {
-                *self.pending_df.entry(t.clone()).or_insert(0) += 1;
-            }
-            self.pending_tokens += terms.len() as u64;
-            let d = &mut self.pending[i];
-            d.text = text;
-            d.analyzed = true;
-            d.len = u32::try_from(terms.len()).unwrap_or(u32::MAX);
-            d.tf = tf;
+    /// Enters bulk mode: the documents added until [`LexicalIndex::end_bulk`] are neither analyzed
+    /// nor committed one batch at a time.
+    pub(crate) fn begin_bulk(&mut self) {
+        if self.bulk.is_none() {
+            self.bulk = Some(0);
         }
     }
 
+    /// Leaves bulk mode: commits in one batch every document the per-`commit_every` commits would
+    /// have committed, so the same documents stay pending as without bulk mode (their in-memory
+    /// scores are analyzed at the next query).
+    pub(crate) fn end_bulk(&mut self) -> Result<()> {
+        let Some(due) = self.bulk.take() else { return Ok(()) };
+        if due == 0 {
+            return Ok(());
+        }
+        let mut rest = self.pending.split_off(due);
+        self.commit()?;
+        for d in &mut rest {
+            (d.analyzed, d.len, d.tf) = (false, 0, FxHashMap::default());
+        }
+        self.pending = rest;
+        Ok(())
+    }
+
+    /// Analyzes pending document `i` (if not yet), updating the pending statistics.
+    fn analyze_doc(&mut self, i: usize) {
+        let Some(d) = self.pending.get(i).filter(|d| !d.analyzed) else { return };
+        let mut tf: FxHashMap<String, u32> = FxHashMap::default();
+        let mut len: u64 = 0;
+        let mut stream = self.analyzer.token_stream(&d.text);
+        while stream.advance() {
+            let t = &stream.token().text;
+            len += 1;
+            match tf.get_mut(t.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    tf.insert(t.clone(), 1);
+                }
+            }
+        }
+        drop(stream);
+        for t in tf.keys() {
+            match self.pending_df.get_mut(t.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    self.pending_df.insert(t.clone(), 1);
+                }
+            }
+        }
+        self.pending_tokens += len;
+        let d = &mut self.pending[i];
+        d.analyzed = true;
+        d.len = u32::try_from(len).unwrap_or(u32::MAX);
+        d.tf = tf;
+    }
+
     fn analyze_pending_if_needed(&mut self) {
-        if self.pending.iter().any(|d| !d.analyzed) {
-            self.analyze_pending();
+        for i in 0..self.pending.len() {
+            self.analyze_doc(i);
         }
     }
 
@@ -474,6 +520,39 @@ mod tests {
         }
         assert!(idx.analyze(many).len() > WAND_MAX_TERMS);
         assert!(idx.top(&[], 5)?.is_empty());
+        Ok(())
+    }
+
+    /// A rebuild in bulk mode leaves the same documents pending as adding them one by one, and
+    /// every score and top-k is bit-identical; a query in the middle of bulk mode sees every turn.
+    #[test]
+    fn bulk_mode_scores_exactly_as_adding_one_by_one() -> Result<()> {
+        let docs: Vec<String> = (0..23).map(|i| format!("{} number {i} {}", texts()[i % 6], texts()[(i * 5) % 6])).collect();
+        let mut one = LexicalIndex::new(None, 4)?;
+        let mut bulk = LexicalIndex::new(None, 4)?;
+        bulk.begin_bulk();
+        for (i, t) in docs.iter().enumerate() {
+            one.add(i, t)?;
+            bulk.add(i, t)?;
+            if i == 11 {
+                let q = bulk.analyze("number 11 support");
+                assert!(bulk.scores(&q)?.iter().any(|x| x.0 == 11));
+            }
+        }
+        assert_eq!(bulk.commits(), 0);
+        bulk.end_bulk()?;
+        assert_eq!((bulk.commits(), one.commits()), (1, 5));
+        let ids = |x: &LexicalIndex| x.pending.iter().map(|d| d.id).collect::<Vec<_>>();
+        assert_eq!(ids(&bulk), ids(&one));
+        assert_eq!((bulk.num_committed(), bulk.pending_tokens), (20, 0));
+        for text in ["support group Caroline counseling number 3", "painted sunrise 22", "kids beach camping adoption"] {
+            let q = one.analyze(text);
+            let (mut a, mut b) = (one.scores(&q)?, bulk.scores(&q)?);
+            a.sort_by_key(|x| x.0);
+            b.sort_by_key(|x| x.0);
+            assert_eq!(a, b, "{text}");
+            assert_eq!(one.top(&q, 5)?, bulk.top(&q, 5)?, "{text}");
+        }
         Ok(())
     }
 

@@ -150,6 +150,7 @@ impl Session {
         {
             s.engine.set_plan_state(p);
         }
+        s.engine.begin_rebuild();
         for e in &snap.entries {
             s.apply(e)?;
             if plan.as_ref().is_some_and(|(seq, _)| *seq == e.seq)
@@ -158,6 +159,7 @@ impl Session {
                 s.engine.set_plan_state(p);
             }
         }
+        s.engine.end_rebuild()?;
         for r in snap.summaries {
             let key = (r.first as TurnId, r.last as TurnId, r.allowance as usize);
             s.saved_summaries.insert(key);

@@ -90,7 +90,8 @@ pub enum Op {
     /// An assistant turn with `1 + n % 4` parallel calls (fresh ids), with or without text.
     Calls(u8, bool),
     /// A result for the call `k`-th from the latest issued (which may be answered, closed or
-    /// unknown), `len` words, as an error or not.
+    /// unknown), of `1 + len % 600` words, repeated up to 53 times for the top 1/16 of `len`
+    /// (a long tool output), as an error or not.
     Result(u8, u16, bool),
     /// One turn holding results for the latest `1 + n % 3` calls, plus text when the flag is set.
     Results(u8, bool),
@@ -168,6 +169,16 @@ fn body(k: usize, len: usize) -> String {
     (0..len).map(|i| WORDS[(i * 7 + k) % WORDS.len()]).collect::<Vec<_>>().join(" ")
 }
 
+/// How many times a result's words repeat: once, or 2–53 times (up to ~32k words, a long tool
+/// output) for `len` ≥ 0xF000. Long outputs are a sixteenth of the results, so they are covered
+/// without every result costing tens of milliseconds to count, analyze and index.
+fn result_repeats(len: u16) -> usize {
+    match len.checked_sub(0xF000) {
+        Some(over) => 2 + usize::from(over) / 80,
+        None => 1,
+    }
+}
+
 /// What one played operation produced, for the determinism check.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -209,7 +220,7 @@ fn turn_of(op: &Op, calls: &mut Vec<String>, k: usize) -> Option<Turn> {
         }
         Op::Result(n, len, err) => {
             let id = back(calls, *n).unwrap_or_else(|| "c_none".into());
-            Turn::tool_result(id, body(k, 1 + usize::from(*len) % 1200).repeat(1 + usize::from(*len) / 1200), *err)
+            Turn::tool_result(id, body(k, 1 + usize::from(*len) % 600).repeat(result_repeats(*len)), *err)
         }
         Op::Results(n, with_text) => {
             let m = (1 + usize::from(*n) % 3).min(calls.len());
@@ -403,23 +414,27 @@ fn assemble_checked(e: &mut Engine, pins: &PinModel, b: Budget, query: Option<St
 const RECOUNT_MEMO: usize = 1 << 16;
 
 thread_local! {
-    /// tiktoken's count of each text already recounted: a window repeats most of the previous
-    /// one's messages, and recounting them with tiktoken-rs dominated the checks' time.
-    static RECOUNTS: std::cell::RefCell<rustc_hash::FxHashMap<(crate::Encoding, String), usize>> = Default::default();
+    /// tiktoken's count of each text already recounted, per encoding: a window repeats most of the
+    /// previous one's messages, and recounting them with tiktoken-rs dominated the checks' time.
+    static RECOUNTS: std::cell::RefCell<[rustc_hash::FxHashMap<String, usize>; 2]> = Default::default();
 }
 
 /// [`recount_openai`](crate::recount_openai), each distinct text counted by tiktoken-rs once per thread.
 fn recount_memoized(openai: &serde_json::Value, encoding: crate::Encoding) -> std::result::Result<usize, String> {
     RECOUNTS.with(|memo| {
         let mut memo = memo.borrow_mut();
+        let memo = &mut memo[match encoding {
+            crate::Encoding::O200kBase => 0,
+            crate::Encoding::Cl100kBase => 1,
+        }];
         if memo.len() > RECOUNT_MEMO {
             memo.clear();
         }
-        let mut count = |text: &str| match memo.get(&(encoding, text.to_string())) {
+        let mut count = |text: &str| match memo.get(text) {
             Some(&n) => n,
             None => {
                 let n = crate::count_reference(encoding, text);
-                memo.insert((encoding, text.to_string()), n);
+                memo.insert(text.to_string(), n);
                 n
             }
         };

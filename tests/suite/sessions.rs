@@ -325,6 +325,9 @@ impl Drop for Mount {
 fn a_full_disk_is_a_typed_error_and_keeps_every_acknowledged_turn() {
     let dir = tmp("full");
     let Some(_m) = Mount::tmpfs(&dir, "2m") else { return };
+    // Space the operator frees once the disk is full (below).
+    let ballast = dir.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 256 * 1024]).unwrap();
     let store = sqlite(&dir);
     let mut s = Session::create(Arc::clone(&store), "big", EngineConfig::default()).unwrap();
     let mut acked = Vec::new();
@@ -351,6 +354,12 @@ fn a_full_disk_is_a_typed_error_and_keeps_every_acknowledged_turn() {
     }
     drop(s);
     drop(store);
+    // Opening the store on the full disk may need room for its WAL: a typed error if so.
+    match SqliteStore::open(dir.join("sessions.db")) {
+        Ok(_) | Err(Error::StoreFull { .. }) => {}
+        Err(other) => panic!("{other:?}"),
+    }
+    std::fs::remove_file(&ballast).unwrap();
     let s = Session::open(sqlite(&dir), "big", EngineConfig::default()).unwrap();
     assert_eq!(s.engine().len(), acked.len(), "every acknowledged push, nothing else");
     for (k, t) in acked.iter().enumerate() {
