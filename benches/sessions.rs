@@ -8,7 +8,8 @@
 //!   conversation (LoCoMo size), in memory and through a session (which also catches up with
 //!   other writers and compares the plan state with the stored one), in one run.
 //! - `reopen/conversation_600` and `reopen/agent_10000`: `Session::open` of a 600-turn conversation
-//!   and a 10,000-turn agent session: the log read and replayed (token counts, index, references).
+//!   and a 10,000-turn agent session pushed through `Session::push` (so their token counts are
+//!   stored, as a host's are): the log read and replayed (index, references, sentences).
 //! - `cold_window/10000x100`: 10,000 sessions of 100 turns in one file (built once, cached in
 //!   the temp dir), served by `Sessions` with at most 200 hot: a window (open when cold +
 //!   `assemble(2000)`) for a random session. p50/p99 and the process's resident memory are printed.
@@ -120,6 +121,7 @@ fn bench_assemble(c: &mut Criterion) {
 }
 
 /// Writes `turns` into new session `id`, straight through the store (no engine), for fixtures.
+/// Fills a session by appending its records directly (fast; no token counts stored).
 fn fill(store: &Arc<dyn SessionStore>, id: &str, turns: &[Turn]) {
     store.create(id).unwrap();
     let mut seq = 0;
@@ -128,12 +130,21 @@ fn fill(store: &Arc<dyn SessionStore>, id: &str, turns: &[Turn]) {
     }
 }
 
+/// Fills a session through `Session::push`, as a host does: each append stores the token counts
+/// it computed, which a reopen looks up instead of encoding.
+fn fill_pushed(store: &Arc<dyn SessionStore>, id: &str, turns: &[Turn]) {
+    let mut s = Session::create(Arc::clone(store), id, EngineConfig::default()).unwrap();
+    for t in turns {
+        s.push(t.clone()).unwrap();
+    }
+}
+
 fn bench_reopen(c: &mut Criterion) {
     let mut g = c.benchmark_group("reopen");
     g.sample_size(10);
     for (name, t) in [("conversation_600", synth::conversation(SEED, 600)), ("agent_10000", synth::agent_session(SEED, 10_000))] {
         let st = store(name, Synchronous::Normal);
-        fill(&st, name, t.turns());
+        fill_pushed(&st, name, t.turns());
         g.bench_function(name, |b| {
             b.iter(|| {
                 let s = Session::open(Arc::clone(&st), name, EngineConfig::default()).unwrap();

@@ -102,10 +102,11 @@ pub fn execute(
     let report = compare(&cfg)?;
     print!("{}", report.table());
     write_outputs(&report, outputs)?;
-    // Validity is part of the result: a window over budget or a split tool pair fails the run.
-    let bad: usize = report.runs.iter().map(|r| r.budget_violations + r.pair_violations).sum();
+    // Validity is part of the result: a window over budget, a split tool pair or a turn left out
+    // silently fails the run.
+    let bad: usize = report.runs.iter().map(|r| r.budget_violations + r.pair_violations + r.silent_drops).sum();
     if bad > 0 {
-        eprintln!("ctxbench: {bad} invalid windows (over budget or split tool pairs)");
+        eprintln!("ctxbench: {bad} invalid windows or turns (over budget, split tool pairs, silent drops)");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

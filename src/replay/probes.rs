@@ -90,6 +90,7 @@ pub(crate) struct Partial {
     pub(crate) windows: usize,
     pub(crate) budget_violations: usize,
     pub(crate) pair_violations: usize,
+    pub(crate) silent_drops: usize,
     pub(crate) budget_errors: usize,
     pub(crate) tokens_sum: f64,
     pub(crate) assemble_us: Vec<f64>,
@@ -128,6 +129,7 @@ impl Partial {
         self.windows += o.windows;
         self.budget_violations += o.budget_violations;
         self.pair_violations += o.pair_violations;
+        self.silent_drops += o.silent_drops;
         self.budget_errors += o.budget_errors;
         self.tokens_sum += o.tokens_sum;
         self.assemble_us.extend(o.assemble_us);
@@ -164,6 +166,7 @@ impl Partial {
             self.budget_violations += 1;
         }
         self.pair_violations += pair_violations(w.messages());
+        self.silent_drops += w.silent_drops().len();
     }
 }
 

@@ -44,6 +44,8 @@ pub struct RunResult {
     pub budget_violations: usize,
     /// Tool calls separated from their results (must be 0).
     pub pair_violations: usize,
+    /// Turns left out with no marker or summary standing in for them, over all windows (must be 0).
+    pub silent_drops: usize,
     /// Probes refused with a typed "budget below pins" error (never an over-budget window).
     pub budget_errors: usize,
     /// Mean window tokens.
@@ -142,6 +144,7 @@ impl RunResult {
             by_category,
             budget_violations: p.budget_violations,
             pair_violations: p.pair_violations,
+            silent_drops: p.silent_drops,
             budget_errors: p.budget_errors,
             tokens_mean: mean(p.tokens_sum, p.windows),
             assemble_us: Percentiles::of(&mut p.assemble_us),
@@ -200,7 +203,7 @@ impl CompareReport {
         if agent {
             let _ = write!(out, " {:>8} {:>8} {:>8} {:>7} {:>9}", "ref_rec", "long_rec", "gold_arg", "prefix", "cost/win");
         }
-        let _ = writeln!(out, " {:>8} {:>5} {:>5} {:>5} {:>8} {:>8} {:>8}", "tokens", "over", "split", "err", "asm_p50", "asm_p99", "push_p99");
+        let _ = writeln!(out, " {:>8} {:>5} {:>5} {:>6} {:>5} {:>8} {:>8} {:>8}", "tokens", "over", "split", "silent", "err", "asm_p50", "asm_p99", "push_p99");
         for r in &self.runs {
             let name: String = r.dataset.chars().take(22).collect();
             let _ = write!(out, "{:<22} {:<14} {:>7} {:>6}", name, r.policy, budget_str(&r.budget), r.probes);
@@ -220,10 +223,11 @@ impl CompareReport {
             }
             let _ = writeln!(
                 out,
-                " {:>8} {:>5} {:>5} {:>5} {:>8.1} {:>8.1} {:>8.1}",
+                " {:>8} {:>5} {:>5} {:>6} {:>5} {:>8.1} {:>8.1} {:>8.1}",
                 r.tokens_mean.map_or_else(|| "-".into(), |x| format!("{x:.0}")),
                 r.budget_violations,
                 r.pair_violations,
+                r.silent_drops,
                 r.budget_errors,
                 r.assemble_us.p50,
                 r.assemble_us.p99,
@@ -266,7 +270,7 @@ impl CompareReport {
     pub fn to_csv(&self) -> String {
         let cats: std::collections::BTreeSet<&String> = self.runs.iter().flat_map(|r| r.by_category.keys()).collect();
         let mut out = String::from(
-            "dataset,policy,budget,probes,evidence_recall,answer_presence,budget_violations,pair_violations,budget_errors,tokens_mean,assemble_p50_us,assemble_p95_us,assemble_p99_us,push_p50_us,push_p95_us,push_p99_us,wall_s,reference_recall,long_range_recall,gold_args_recall,prefix_reuse,cost_units,mode",
+            "dataset,policy,budget,probes,evidence_recall,answer_presence,budget_violations,pair_violations,silent_drops,budget_errors,tokens_mean,assemble_p50_us,assemble_p95_us,assemble_p99_us,push_p50_us,push_p95_us,push_p99_us,wall_s,reference_recall,long_range_recall,gold_args_recall,prefix_reuse,cost_units,mode",
         );
         for c in &cats {
             let _ = write!(out, ",cat_{c}_evidence_recall,cat_{c}_answer_presence");
@@ -276,7 +280,7 @@ impl CompareReport {
         for r in &self.runs {
             let _ = write!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.3},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.3},{},{},{},{},{},{}",
                 csv_field(&r.dataset),
                 csv_field(&r.policy),
                 budget_str(&r.budget),
@@ -285,6 +289,7 @@ impl CompareReport {
                 o(r.answer_presence),
                 r.budget_violations,
                 r.pair_violations,
+                r.silent_drops,
                 r.budget_errors,
                 o(r.tokens_mean),
                 r.assemble_us.p50,

@@ -136,6 +136,35 @@ impl Window {
     pub fn summaries(&self) -> &[SummaryInfo] {
         &self.summaries
     }
+    /// Turns left out with nothing standing in for them: reported `Dropped` with no gap marker
+    /// covering them, or `Summarized` by a summary that does not cover them. Always empty for the
+    /// engine's windows (an invariant the fuzz target, the `sequences` property test and every
+    /// `ctxbench` replay check); a host can check it too.
+    pub fn silent_drops(&self) -> Vec<TurnId> {
+        let mut marked: Vec<(TurnId, TurnId)> = Vec::new();
+        for m in &self.messages {
+            if let Origin::Marker { first, last } = m.origin() {
+                marked.push((*first, *last));
+            }
+            if let Some(gap) = m.omitted() {
+                marked.push(gap);
+            }
+        }
+        marked.sort_unstable();
+        let covered = |i: TurnId| {
+            let k = marked.partition_point(|&(a, _)| a <= i);
+            marked[..k].iter().rev().any(|&(_, b)| i <= b)
+        };
+        self.report
+            .iter()
+            .filter(|l| match &l.fate {
+                Fate::Dropped => !covered(l.turn),
+                Fate::Summarized { summary } => !self.summaries.get(*summary).is_some_and(|s| s.first <= l.turn && l.turn <= s.last),
+                _ => false,
+            })
+            .map(|l| l.turn)
+            .collect()
+    }
     /// Turns present verbatim (fate `Kept`).
     pub fn kept_turns(&self) -> impl Iterator<Item = TurnId> + '_ {
         self.report.iter().filter(|l| l.fate == Fate::Kept).map(|l| l.turn)
@@ -271,4 +300,40 @@ pub struct RequestError {
     pub message: Option<usize>,
     /// What is wrong.
     pub problem: Problem,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::turn::Role;
+
+    fn line(turn: TurnId, fate: Fate) -> ReportLine {
+        ReportLine { turn, fate, tokens: 5, shown_tokens: 0, score: ScoreParts::default() }
+    }
+
+    /// A dropped turn no marker covers is a silent drop; one a marker covers is not, whether the
+    /// marker is a message of its own or begins a turn's message.
+    #[test]
+    fn silent_drops_are_the_left_out_turns_nothing_stands_in_for() {
+        let marker = Message::text(Role::User, "[2 turns omitted]".into(), Origin::Marker { first: 0, last: 1 });
+        let mut shown = Message::text(Role::User, "[1 turn omitted] hi".into(), Origin::Turn { turn: 5 });
+        shown.omitted = Some((4, 4));
+        let w = Window {
+            messages: vec![marker, shown],
+            total_tokens: 0,
+            budget: 100,
+            encoding: Encoding::O200kBase,
+            report: vec![
+                line(0, Fate::Dropped),
+                line(1, Fate::Dropped),
+                line(2, Fate::Dropped),
+                line(3, Fate::Summarized { summary: 0 }),
+                line(4, Fate::Dropped),
+                line(5, Fate::Kept),
+            ],
+            summaries: Vec::new(),
+            query_embed_us: None,
+        };
+        assert_eq!(w.silent_drops(), vec![2, 3]);
+    }
 }

@@ -34,6 +34,7 @@ const RUN_FIELDS: &[&str] = &[
     "by_category",
     "budget_violations",
     "pair_violations",
+    "silent_drops",
     "tokens_mean",
     "assemble_us",
     "push_us",
@@ -78,6 +79,7 @@ fn compare_on_shipped_agent_samples_writes_json_and_csv() {
         }
         assert_eq!(r["budget_violations"], 0);
         assert_eq!(r["pair_violations"], 0);
+        assert_eq!(r["silent_drops"], 0);
         assert!(r["evidence_recall"].is_null(), "no QA labels in agent sessions");
         assert!(r["reference_recall"].as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)));
         for p in ["p50", "p95", "p99"] {
