@@ -39,6 +39,9 @@ pub(crate) struct StoredTurn {
     pub(crate) ref_count: u32,
     /// Tokens of its tool output (0 when it has none).
     pub(crate) tool_output_tokens: usize,
+    /// For each long tool-result message (by index in `messages`), its lines worth keeping from a
+    /// cut, scored at push against the turn that made the call (`plan::lines::score_lines`).
+    pub(crate) salient_lines: Vec<(usize, Vec<(u32, u16)>)>,
 }
 
 impl StoredTurn {
@@ -169,6 +172,7 @@ impl Store {
             _ => 0,
         };
         let tool_output_tokens = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
+        let salient_lines = self.salient_lines(&messages);
         // References of what was said (not of the speaker label, which half the turns share).
         let speaker = turn.speaker().map(|name| match self.speakers.iter().position(|(n, _)| n == name) {
             Some(i) => i as u32,
@@ -215,8 +219,25 @@ impl Store {
             self.token_prefix.push(0);
         }
         self.token_prefix.push(before + tokens);
-        self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, speaker, ref_count, tool_output_tokens });
+        self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, speaker, ref_count, tool_output_tokens, salient_lines });
         Ok(id)
+    }
+
+    /// The scored lines of each long tool result among `messages` (of the turn being pushed), for
+    /// the query-aware cut: scored against the references of the unit's turn that made the call.
+    fn salient_lines(&self, messages: &[Message]) -> Vec<(usize, Vec<(u32, u16)>)> {
+        let mut out = Vec::new();
+        for (k, m) in messages.iter().enumerate() {
+            let Some(cid) = m.tool_call_id.as_deref().filter(|_| m.content.len() >= crate::plan::lines::SCORED_MIN_BYTES) else { continue };
+            let unit = self.units.last().cloned().unwrap_or(0..0);
+            let caller = unit.rev().filter_map(|t| self.turns.get(t)).find(|t| t.turn.call_ids().any(|c| c == cid));
+            let query = caller.map(|t| references(&t.text)).unwrap_or_default();
+            let lines = crate::plan::lines::score_lines(&m.content, &query);
+            if !lines.is_empty() {
+                out.push((k, lines));
+            }
+        }
+        out
     }
 
     /// Refuses a turn that could not be rendered with every call answered right after it (see

@@ -111,11 +111,12 @@ impl Forms {
             return (msgs.clone(), *total);
         }
         let mut msgs = t.messages.clone();
-        for m in msgs.iter_mut().filter(|m| m.tool_call_id.is_some()) {
+        for (k, m) in msgs.iter_mut().enumerate().filter(|(_, m)| m.tool_call_id.is_some()) {
             let tokens = counter.count(&m.content);
             match form {
                 Form::Truncated(max) if tokens > max => {
-                    m.content = head_tail(counter, &m.content, max);
+                    let lines = t.salient_lines.iter().find(|(i, _)| *i == k).map_or(&[][..], |(_, l)| l.as_slice());
+                    m.content = crate::plan::lines::salient_cut(counter, &m.content, max, lines);
                 }
                 Form::Cleared => {
                     let cid = m.tool_call_id.clone().unwrap_or_default();
@@ -192,6 +193,13 @@ pub(crate) fn head_tail(counter: &mut TokenCounter, text: &str, max: usize) -> S
     let head_n = budget * 3 / 5;
     let tail_n = budget - head_n;
     let omitted = total - head_n - tail_n;
+    let (head, tail) = edges(counter, text, head_n, tail_n);
+    format!("{head}\n{}\n{tail}", crate::markers::tokens_omitted(omitted))
+}
+
+/// The first `head_n` and the last `tail_n` tokens of `text`, decoded (exactly the whole text's
+/// tokens, so the head is a prefix of `text` and the tail a suffix).
+pub(crate) fn edges(counter: &mut TokenCounter, text: &str, head_n: usize, tail_n: usize) -> (String, String) {
     let head_toks = edge_tokens(counter, text, head_n, Edge::Head);
     let tail_toks = edge_tokens(counter, text, tail_n, Edge::Tail);
     // Token boundaries can split a UTF-8 character: widen (the head forward, the tail backward)
@@ -203,7 +211,7 @@ pub(crate) fn head_tail(counter: &mut TokenCounter, text: &str, max: usize) -> S
             counter.decode(&tail_toks[from..])
         })
         .unwrap_or_default();
-    format!("{head}\n{}\n{tail}", crate::markers::tokens_omitted(omitted))
+    (head, tail)
 }
 
 /// Which end of a text [`edge_tokens`] reads.

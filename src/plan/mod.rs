@@ -11,6 +11,7 @@
 mod compaction;
 pub(crate) mod costs;
 pub(crate) mod gaps;
+pub(crate) mod lines;
 mod rag;
 mod recency;
 mod scored;
