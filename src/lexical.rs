@@ -381,7 +381,9 @@ impl LexicalIndex {
             };
             if searcher.num_docs() > 0 {
                 let query = self.query(&uniq);
-                let top = searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(k).order_by_score(), &stats)?;
+                // One more than asked: a tie at the k-th place is decided by id below, not by the
+                // order Tantivy met the documents in (which depends on its segments and merges).
+                let top = searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(k + 1).order_by_score(), &stats)?;
                 for (s, addr) in top {
                     let ids = searcher.segment_reader(addr.segment_ord).fast_fields().u64("id")?;
                     if let Some(id) = ids.first(addr.doc_id) {
@@ -392,6 +394,14 @@ impl LexicalIndex {
             out.extend(self.pending_scores_with(&uniq, &stats)?);
         }
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if out.len() > k && out[k - 1].1 == out[k].1 {
+            // Tied at the boundary: Tantivy may have left out tied documents of lower id. Take the
+            // best k of every score instead (rare: equal BM25 scores need equal term statistics).
+            let mut all = self.scores(terms)?;
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            all.truncate(k);
+            return Ok(all);
+        }
         out.truncate(k);
         Ok(out)
     }

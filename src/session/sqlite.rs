@@ -472,7 +472,8 @@ mod tests {
         let body = "lorem ipsum dolor sit amet ".repeat(150);
         let (mut seq, mut largest) = (0, 0);
         let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_secs(3) {
+        // Until 48x the limit is written (a few seconds here; at most a minute on a loaded machine).
+        while seq * (body.len() as u64) < 48 * WAL_LIMIT_BYTES as u64 && start.elapsed() < Duration::from_secs(60) {
             let rec = Record::Push { turn: Turn::user(format!("{seq} {body}")) };
             seq = store.append("w", seq, &Derived::default(), &mut |_| Ok(Some(rec.clone()))).unwrap();
             largest = largest.max(std::fs::metadata(dir.join("s.db-wal")).map_or(0, |m| m.len()));

@@ -8,7 +8,7 @@ use crate::plan::gaps::marker_text;
 use crate::plan::{Item, Plan, PlanContext};
 use crate::policy::Policy;
 use crate::scorer::ScoreParts;
-use crate::store::header;
+use crate::store::{header, header_extra};
 use crate::tokens::REPLY_PRIMING;
 use crate::turn::{Role, TurnId};
 use crate::window::{Fate, ReportLine, SummaryInfo, Window};
@@ -57,14 +57,19 @@ impl Builder {
             match msgs.iter_mut().find(|m| m.tool_call_id.is_none()) {
                 Some(m) => {
                     let before = m.tokens;
-                    let mut content = date_header.unwrap_or_default() + &m.content;
+                    let mut prefix = date_header.unwrap_or_default();
                     if let Some((first, last)) = marker {
                         let text = marker_text(last - first + 1);
-                        content = if content.is_empty() { text } else { format!("{text} {content}") };
+                        prefix = if prefix.is_empty() && m.content.is_empty() { text } else { format!("{text} {prefix}") };
                         m.omitted = Some((first, last));
                     }
-                    m.content = content;
-                    cost = (cost + m.counted(ctx.counter)).saturating_sub(before);
+                    // The prefix's tokens without recounting the content (a long turn's would be
+                    // encoded again for every distinct marker): exact, see `header_extra`.
+                    let extra = if m.content.is_empty() { ctx.counter.count(&prefix) } else { header_extra(ctx.counter, &prefix, &m.content) };
+                    m.content = prefix + &m.content;
+                    m.tokens = before + extra;
+                    debug_assert_eq!(m.tokens, m.count_tokens(ctx.counter), "prefix {extra} tokens");
+                    cost += extra;
                 }
                 None => {
                     self.pending_marker = marker;
