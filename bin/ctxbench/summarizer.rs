@@ -57,8 +57,9 @@ pub struct SummarizerArgs {
     /// File of generated summaries kept across replays (append-only).
     #[arg(long, default_value = "ctxbench-summaries.bin")]
     summary_cache: PathBuf,
-    /// Seconds a probe waits for the summaries its window asked for (0: never; windows are then
-    /// what a host sees while the model is still writing).
+    /// Seconds a probe waits in all for the summaries its windows ask for (untimed windows are built
+    /// until one has nothing pending, at most 16; 0: never; windows are then what a host sees while
+    /// the model is still writing).
     #[arg(long, default_value_t = 600.0)]
     summary_wait: f64,
     /// Seconds before one request to the endpoint times out.

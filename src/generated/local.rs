@@ -188,8 +188,7 @@ impl Loaded<'_> {
         let vocab = self.model.vocab();
         let mut sampler = LlamaSampler::chain_simple([LlamaSampler::penalties(self.model.n_vocab(), 64, 1.3, 0.0, 0.0), LlamaSampler::greedy()]);
         let mut bytes = Vec::new();
-        let mut pos = prompt.len();
-        for n in 0..max_tokens {
+        for (n, pos) in (0..max_tokens).zip(prompt.len()..) {
             let tok = sampler.sample(&self.ctx, batch.n_tokens() - 1);
             if vocab.is_eog(tok) {
                 return Ok((String::from_utf8_lossy(&bytes).trim().to_string(), n, "stop"));
@@ -197,7 +196,6 @@ impl Loaded<'_> {
             bytes.extend(vocab.token_to_piece(tok, false, None));
             batch.clear();
             batch.add(tok, pos as i32, &[0], true).map_err(|e| e.to_string())?;
-            pos += 1;
             self.ctx.decode(&mut batch).map_err(|e| e.to_string())?;
         }
         Ok((String::from_utf8_lossy(&bytes).trim().to_string(), max_tokens, "length"))

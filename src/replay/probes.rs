@@ -31,7 +31,7 @@ use crate::replay::summaries::{GeneratedReplay, SummaryAcc};
 use crate::replay::transcript::Transcript;
 use crate::tokens::{Encoding, MESSAGE_OVERHEAD, REPLY_PRIMING};
 use crate::turn::{Block, Role};
-use crate::window::{Fate, Window};
+use crate::window::{Fate, SummarySource, Window};
 
 /// A budget: absolute tokens, or a share of the transcript's tokens on top of its pins.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -189,14 +189,28 @@ impl Partial {
     }
 }
 
-/// With generated summaries, builds the window once untimed on a copy of the plan state (which
-/// queues the runs it leaves out) and waits for the service, so the measured window shows the
-/// generated summaries that are ready by then. Without, does nothing.
+/// Most untimed windows [`settle`] builds for one probe.
+const SETTLE_ROUNDS: usize = 16;
+
+/// With generated summaries, builds the window untimed on a copy of the plan state (which queues
+/// the runs it leaves out) and waits for the service, so the measured window shows the generated
+/// summaries that are ready by then. A generated summary is usually shorter than the extractive one
+/// it replaces, so the next window has room to summarize runs the first one did not ask for: this
+/// repeats until a window has no summary still pending, at most [`SETTLE_ROUNDS`] windows and
+/// `g.wait` in all for the probe. Without generated summaries, does nothing.
 fn settle(e: &mut Engine, a: &PlanState, budget: usize, query: Option<&str>, g: Option<&GeneratedReplay>) {
     let Some(g) = g.filter(|g| !g.wait.is_zero()) else { return };
-    let mut warm = a.clone();
-    let _ = e.assemble_with(&mut warm, budget, query.map_or(Request::NextCall, Request::Query));
-    g.service.wait_idle(g.wait);
+    let deadline = Instant::now() + g.wait;
+    for _ in 0..SETTLE_ROUNDS {
+        let mut warm = a.clone();
+        let pending = e
+            .assemble_with(&mut warm, budget, query.map_or(Request::NextCall, Request::Query))
+            .is_ok_and(|w| w.summaries().iter().any(|s| s.source == SummarySource::FallbackPending));
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !pending || left.is_zero() || !g.service.wait_idle(left) {
+            return;
+        }
+    }
 }
 
 /// Assembles one probe's window, timing it and recording its validity in `p`; `None` when the

@@ -129,6 +129,58 @@ fn a_failing_endpoint_leaves_summaries_extractive_and_is_counted() {
     assert_eq!(requests.load(Ordering::SeqCst), 3 * runs);
 }
 
+/// A real chat-completions endpoint on loopback that answers every request at once with a one-line
+/// summary quoted from the run it is given (the first words of its first turn, so the guard accepts it).
+fn quoting_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0usize;
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; len];
+            let _ = std::io::Read::read_exact(&mut r, &mut body);
+            let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let user = req["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or_default().to_string();
+            let first = user.split("---\n").nth(1).unwrap_or_default();
+            let quote: Vec<&str> = first.split_whitespace().take(6).collect();
+            let reply = serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": quote.join(" ")}, "finish_reason": "stop"}]})
+                .to_string();
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", reply.len());
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    url
+}
+
+/// With `--summary-wait`, a replay's measured windows show generated summaries only: a short
+/// generated summary leaves room to summarize runs the first untimed window did not ask for, and
+/// the probe settles those too instead of measuring them as pending fallbacks.
+#[test]
+fn a_waiting_replay_measures_windows_with_no_summary_pending() {
+    use ctxwin::replay::{BudgetSpec, CompareConfig, GeneratedReplay, compare};
+    let service = SummaryService::start(GeneratedConfig::new(EndpointConfig::new(quoting_server(), "quoting"))).unwrap();
+    let mut policy = Policy::default();
+    policy.set("query_summary_share", "0.25").unwrap();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples/synth-conversation.locomo.json");
+    let cfg = CompareConfig::new(vec![data], vec![("ctxwin".into(), policy)], vec![BudgetSpec::Tokens(1000)])
+        .threads(1)
+        .generated_summaries(GeneratedReplay::new(Arc::clone(&service), Duration::from_secs(60)));
+    let report = compare(&cfg).unwrap();
+    let s = &report.runs[0].summaries;
+    assert!(s.count > 0, "{s:?}");
+    assert_eq!((s.fallbacks, s.generated_share), (0, Some(1.0)), "{s:?}");
+    assert!(service.stats().accepted > 0);
+}
+
 #[cfg(feature = "local-llm")]
 mod local {
     use super::*;
