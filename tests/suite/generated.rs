@@ -78,6 +78,22 @@ fn a_stalled_endpoint_never_blocks_a_window_and_every_summary_falls_back() {
     assert_eq!((stats.accepted, stats.failed), (0, 0));
 }
 
+/// Reads one HTTP request from `s` (headers, then `Content-Length` bytes) and returns its body.
+fn read_request(s: &std::net::TcpStream) -> Vec<u8> {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut len = 0usize;
+    let mut line = String::new();
+    while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        line.clear();
+    }
+    let mut body = vec![0u8; len];
+    let _ = std::io::Read::read_exact(&mut r, &mut body);
+    body
+}
+
 /// A real HTTP server that answers every request with `500`, counting them.
 fn failing_server() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -86,17 +102,7 @@ fn failing_server() -> (String, Arc<AtomicUsize>) {
     let c = Arc::clone(&count);
     std::thread::spawn(move || {
         for mut s in listener.incoming().flatten() {
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut len = 0usize;
-            let mut line = String::new();
-            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0u8; len];
-            let _ = std::io::Read::read_exact(&mut r, &mut body);
+            let _ = read_request(&s);
             c.fetch_add(1, Ordering::SeqCst);
             let _ = s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
@@ -136,17 +142,7 @@ fn quoting_server() -> String {
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for mut s in listener.incoming().flatten() {
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut len = 0usize;
-            let mut line = String::new();
-            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0u8; len];
-            let _ = std::io::Read::read_exact(&mut r, &mut body);
+            let body = read_request(&s);
             let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let user = req["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or_default().to_string();
             let first = user.split("---\n").nth(1).unwrap_or_default();
