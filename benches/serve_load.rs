@@ -1,8 +1,9 @@
 //! Load on `ctxwin serve` over loopback (not a criterion bench: a fixed-duration load run).
 //!
 //! What is measured: the real `ctxwin` binary (built with this bench, same profile) serving a
-//! SQLite store in a temp dir; `--clients` concurrent clients (threads, one keep-alive connection
-//! each), each on its own LoCoMo-size session: a LoCoMo conversation
+//! SQLite store in a temp dir; `--clients` concurrent clients (tasks on one event-loop thread, as
+//! wrk and oha run them, one keep-alive HTTP/1.1 connection each, request bodies serialized before
+//! the clock), each on its own LoCoMo-size session: a LoCoMo conversation
 //! (`../shared/datasets/locomo/locomo10.json`, client `c` takes conversation `c % 10`; the seeded
 //! `ctxwin::replay::synth::conversation(42 + c, 600)` when the dataset is absent) whose first half is
 //! appended before the clock starts. Timed: each client in a loop appends the next turn of its
@@ -23,6 +24,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use ctxwin::replay::{Transcript, loaders, synth};
 use ctxwin::{Engine, EngineConfig};
@@ -116,35 +120,100 @@ fn fill(agent: &ureq::Agent, base: &str, id: &str, t: &Transcript) {
     }
 }
 
-/// One client's measured loop: (window latencies µs, append latencies µs, errors). When the
-/// whole conversation has been appended, the session is deleted and filled again (untimed), so
-/// sessions stay LoCoMo-size however long the run.
-fn client(base: &str, id: &str, t: &Transcript, budget: usize, stop: &AtomicBool) -> (Vec<f64>, Vec<f64>, usize) {
-    let agent = agent();
-    let turns = t.turns();
-    let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
-    let mut k = turns.len() / 2;
-    while !stop.load(Ordering::Relaxed) {
-        if k == turns.len() {
-            let s = agent.delete(&format!("{base}/v1/sessions/{id}")).call().unwrap().status().as_u16();
-            errors += usize::from(s != 204);
-            fill(&agent, base, id, t);
-            k = turns.len() / 2;
+/// One HTTP/1.1 exchange on a keep-alive connection: writes the request, reads the status and a
+/// `Content-Length` body into `buf` (a chunked or close-delimited reply is an error: the server
+/// answers every route with a length, or 204 without a body).
+async fn exchange(stream: &mut TcpStream, buf: &mut Vec<u8>, method: &str, path: &str, body: &[u8]) -> std::io::Result<u16> {
+    let head = format!("{method} {path} HTTP/1.1\r\nhost: load\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+    let mut req = Vec::with_capacity(head.len() + body.len());
+    req.extend_from_slice(head.as_bytes());
+    req.extend_from_slice(body);
+    stream.write_all(&req).await?;
+    buf.clear();
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let mut chunk = [0u8; 16384];
+    let header_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
         }
-        let turn = serde_json::to_value(&turns[k]).unwrap();
-        k += 1;
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(bad("connection closed before the reply's headers"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..header_end]).map_err(|_| bad("reply headers are not UTF-8"))?;
+    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status"))?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim().parse().unwrap_or(0)))
+        .or((status == 204).then_some(0))
+        .ok_or_else(|| bad("reply without content-length"))?;
+    buf.drain(..header_end);
+    while buf.len() < len {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(bad("connection closed in the reply's body"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(status)
+}
+
+/// A client's requests, serialized once before the clock (like an agent that already holds its
+/// messages as JSON): the append body of every turn, the window body and the paths.
+struct Requests {
+    turns: Vec<Vec<u8>>,
+    window: Vec<u8>,
+    append_path: String,
+    window_path: String,
+}
+
+impl Requests {
+    fn new(id: &str, t: &Transcript, budget: usize) -> Requests {
+        let turns = t.turns().iter().map(|t| serde_json::to_vec(&json!({"format": "ctxwin", "messages": [t]})).unwrap()).collect();
+        Requests {
+            turns,
+            window: serde_json::to_vec(&json!({"budget": budget})).unwrap(),
+            append_path: format!("/v1/sessions/{id}/turns"),
+            window_path: format!("/v1/sessions/{id}/window"),
+        }
+    }
+}
+
+/// One client's measured loop on its own keep-alive connection: (window latencies µs, append
+/// latencies µs, errors). When the whole conversation has been appended, the session is deleted
+/// and filled again (untimed, on a blocking thread through `fill`), so sessions stay LoCoMo-size
+/// however long the run.
+async fn client(addr: String, base: String, id: String, convs: Arc<Vec<Transcript>>, c: usize, budget: usize, stop: Arc<AtomicBool>) -> (Vec<f64>, Vec<f64>, usize) {
+    let t = &convs[c % convs.len()];
+    let reqs = Requests::new(&id, t, budget);
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
+    let n = reqs.turns.len();
+    let mut k = n / 2;
+    while !stop.load(Ordering::Relaxed) {
+        if k == n {
+            let s = exchange(&mut stream, &mut buf, "DELETE", &format!("/v1/sessions/{id}"), b"").await.unwrap();
+            errors += usize::from(s != 204);
+            let (base, id, convs) = (base.clone(), id.clone(), Arc::clone(&convs));
+            tokio::task::spawn_blocking(move || fill(&agent(), &base, &id, &convs[c % convs.len()])).await.unwrap();
+            k = n / 2;
+        }
         let t0 = Instant::now();
-        let (s, _) = post(&agent, &format!("{base}/v1/sessions/{id}/turns"), &json!({"format": "ctxwin", "messages": [turn]}));
+        let s = exchange(&mut stream, &mut buf, "POST", &reqs.append_path, &reqs.turns[k]).await.unwrap();
         appends.push(t0.elapsed().as_secs_f64() * 1e6);
         errors += usize::from(s != 200);
+        k += 1;
         let t1 = Instant::now();
         // Like an agent that forwards the messages: the reply is read whole, but only the
         // total is decoded (the rest is skipped, not built into a JSON tree).
-        let mut r = agent.post(&format!("{base}/v1/sessions/{id}/window")).send_json(json!({"budget": budget})).unwrap();
-        let ok = r.status().as_u16() == 200;
-        let total = r.body_mut().read_json::<WindowTotal>().map(|w| w.total_tokens).unwrap_or(usize::MAX);
+        let s = exchange(&mut stream, &mut buf, "POST", &reqs.window_path, &reqs.window).await.unwrap();
+        let total = serde_json::from_slice::<WindowTotal>(&buf).map(|w| w.total_tokens).unwrap_or(usize::MAX);
         windows.push(t1.elapsed().as_secs_f64() * 1e6);
-        if !ok || total > budget {
+        if s != 200 || total > budget {
             errors += 1;
         }
     }
@@ -259,18 +328,27 @@ fn main() {
     }
     eprintln!("setup: {} sessions of {} turns on average", a.clients, convs.iter().map(|t| t.turns().len() / 2).sum::<usize>() / convs.len());
     let stop = Arc::new(AtomicBool::new(false));
+    let addr = srv.base.trim_start_matches("http://").trim_end_matches('/').to_string();
+    // The clients: one OS thread running every client as a task (an event loop, as wrk and oha
+    // do), so the load generator takes as little of the two cores as it can.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let started = Instant::now();
-    let handles: Vec<_> = (0..a.clients)
-        .map(|c| {
-            let (convs, stop, base, budget) = (Arc::clone(&convs), Arc::clone(&stop), srv.base.clone(), a.budget);
-            std::thread::spawn(move || client(&base, &format!("load-{run}-{c}"), &convs[c % convs.len()], budget, &stop))
-        })
+    let tasks: Vec<_> = (0..a.clients)
+        .map(|c| rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, a.budget, Arc::clone(&stop))))
         .collect();
+    let runner = std::thread::spawn(move || {
+        rt.block_on(async {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+    });
     let rss = sample_rss(srv.child.id(), a.secs, a.rss_every);
     stop.store(true, Ordering::Relaxed);
     let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
-    for h in handles {
-        let (w, ap, e) = h.join().unwrap();
+    for (w, ap, e) in runner.join().unwrap() {
         windows.extend(w);
         appends.extend(ap);
         errors += e;

@@ -4,7 +4,8 @@
 //! turns of the seeded agent session, then for the next Q model calls pushes up to the call and
 //! assembles `assemble(8000)`. `long_history N Q haystack` pushes a LongMemEval-shaped haystack of
 //! N turns (`synth::haystack`, N/10 sessions, long answers) and assembles `assemble_for(2000,
-//! question)` for its first Q planted questions. Each mode prints the bytes of text it pushed (to
+//! question)` for its first Q planted questions; a fourth argument sets the budget of the
+//! conversation and haystack modes (`long_history 500 50 haystack 32000`). Each mode prints the bytes of text it pushed (to
 //! compare with the peak resident memory, e.g. under `/usr/bin/time -v`). Run it under callgrind to see where a window's time goes, counting
 //! only the windows:
 //!
@@ -18,7 +19,9 @@ fn main() -> ctxwin::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let q: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
-    let t = match args.next().as_deref() {
+    let mode = args.next();
+    let budget: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let t = match mode.as_deref() {
         Some("agent") => return agent(n, q),
         Some("haystack") => synth::haystack(42, n / 10),
         _ => synth::conversation(42, n),
@@ -30,13 +33,13 @@ fn main() -> ctxwin::Result<()> {
     let mut times = Vec::new();
     for item in t.qa().iter().take(q) {
         let t0 = Instant::now();
-        let w = measured(&mut e, Some(item.question()), 2000)?;
+        let w = measured(&mut e, Some(item.question()), budget)?;
         times.push(t0.elapsed().as_secs_f64() * 1e6);
-        assert!(w.total_tokens() <= 2000);
+        assert!(w.total_tokens() <= budget);
     }
     times.sort_by(f64::total_cmp);
     let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
-    println!("{} turns ({} bytes of text), {} windows, assemble_for(2000) p50 {p50:.0} us", t.turns().len(), text_bytes(t.turns()), times.len());
+    println!("{} turns ({} bytes of text), {} windows, assemble_for({budget}) p50 {p50:.0} us", t.turns().len(), text_bytes(t.turns()), times.len());
     Ok(())
 }
 
