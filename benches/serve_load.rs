@@ -12,7 +12,9 @@
 //! latency p50/p99 as the client sees them, and the server's own assemble p50/p99 (from
 //! `/metrics`); then, in the same run, the library's `Engine::assemble` p50 on the same mix (as many
 //! engines as clients, same conversations and history lengths, interleaved: each in turn takes one
-//! push then one assemble). Every window is checked:
+//! push then one assemble), measured twice: during the load (one engine step every 2 ms on a thread
+//! of this process, so it runs under the same contention for the two cores and their caches as the
+//! server) and after it (the machine otherwise idle). `CTXWIN_BIN=path` serves with another build. Every window is checked:
 //! status 200, `total_tokens <= budget`.
 //!
 //! `cargo bench --bench serve_load -- --clients 64 --secs 20 --budget 2000`
@@ -86,8 +88,11 @@ impl Drop for Server {
     }
 }
 
+/// Starts the server: the `ctxwin` built with this bench, or the binary `CTXWIN_BIN` names (to
+/// compare two builds under the same load generator).
 fn start(store: &str, workers: usize) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctxwin"))
+    let bin = std::env::var_os("CTXWIN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctxwin").into());
+    let mut child = Command::new(bin)
         .args(["serve", "--addr", "127.0.0.1:0", "--store", store, "--max-hot", "1000", "--workers", &workers.to_string()])
         .stdout(Stdio::piped())
         .spawn()
@@ -185,7 +190,15 @@ impl Requests {
 /// latencies µs, errors). When the whole conversation has been appended, the session is deleted
 /// and filled again (untimed, on a blocking thread through `fill`), so sessions stay LoCoMo-size
 /// however long the run.
-async fn client(addr: String, base: String, id: String, convs: Arc<Vec<Transcript>>, c: usize, budget: usize, stop: Arc<AtomicBool>) -> (Vec<f64>, Vec<f64>, usize) {
+async fn client(
+    addr: String,
+    base: String,
+    id: String,
+    convs: Arc<Vec<Transcript>>,
+    c: usize,
+    budget: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<f64>, Vec<f64>, usize) {
     let t = &convs[c % convs.len()];
     let reqs = Requests::new(&id, t, budget);
     let mut stream = TcpStream::connect(&addr).await.unwrap();
@@ -208,10 +221,10 @@ async fn client(addr: String, base: String, id: String, convs: Arc<Vec<Transcrip
         errors += usize::from(s != 200);
         k += 1;
         let t1 = Instant::now();
-        // Like an agent that forwards the messages: the reply is read whole, but only the
-        // total is decoded (the rest is skipped, not built into a JSON tree).
+        // Like an agent that forwards the messages: the reply is read whole; only the total is
+        // read from it (the reply's third top-level field, before the messages and the report).
         let s = exchange(&mut stream, &mut buf, "POST", &reqs.window_path, &reqs.window).await.unwrap();
-        let total = serde_json::from_slice::<WindowTotal>(&buf).map(|w| w.total_tokens).unwrap_or(usize::MAX);
+        let total = total_tokens(&buf).unwrap_or(usize::MAX);
         windows.push(t1.elapsed().as_secs_f64() * 1e6);
         if s != 200 || total > budget {
             errors += 1;
@@ -220,9 +233,13 @@ async fn client(addr: String, base: String, id: String, convs: Arc<Vec<Transcrip
     (windows, appends, errors)
 }
 
-#[derive(serde::Deserialize)]
-struct WindowTotal {
-    total_tokens: usize,
+/// The `total_tokens` of a window reply: the value after the first `"total_tokens":` (a top-level
+/// field the server writes before `messages`, whose strings cannot hold an unescaped quote).
+fn total_tokens(body: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"total_tokens\":";
+    let at = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits: Vec<u8> = body[at..].iter().copied().take_while(u8::is_ascii_digit).collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
 fn q(v: &[f64], p: f64) -> f64 {
@@ -233,12 +250,10 @@ fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 
-/// The library's assemble time on the same mix: `clients` engines (client `c` on conversation
-/// `c % len`, as the server's sessions), each filled with the first half, then `steps` rounds in
-/// which every engine in turn takes one push and one `assemble(budget)` (interleaved like the
-/// server's clients, so caches are as cold); returns the assemble times, µs.
-fn library(convs: &[Transcript], clients: usize, steps: usize, budget: usize) -> Vec<f64> {
-    let mut engines: Vec<(Engine, &Transcript, usize)> = (0..clients)
+/// `clients` engines as the server's sessions (client `c` on conversation `c % len`), each holding
+/// the first half of its conversation: (engine, conversation, next turn).
+fn engines(convs: &[Transcript], clients: usize) -> Vec<(Engine, &Transcript, usize)> {
+    (0..clients)
         .map(|c| {
             let t = &convs[c % convs.len()];
             let mut e = Engine::new(EngineConfig::default()).unwrap();
@@ -251,18 +266,50 @@ fn library(convs: &[Transcript], clients: usize, steps: usize, budget: usize) ->
             }
             (e, t, half)
         })
-        .collect();
+        .collect()
+}
+
+/// One step of the library's mix for engine `e`: push its next turn, then `assemble(budget)`;
+/// returns the assemble time, µs.
+fn library_step(e: &mut (Engine, &Transcript, usize), budget: usize) -> f64 {
+    let (e, t, k) = e;
+    let turns = t.turns();
+    e.push(turns[*k % turns.len()].clone()).unwrap();
+    *k += 1;
+    let t0 = Instant::now();
+    let w = e.assemble(budget).unwrap();
+    let us = t0.elapsed().as_secs_f64() * 1e6;
+    assert!(w.total_tokens() <= budget);
+    us
+}
+
+/// The library's assemble time on the same mix, after the load (the machine otherwise idle):
+/// `steps` rounds in which every engine in turn takes one push and one `assemble(budget)`
+/// (interleaved like the server's clients, so caches are as cold); sorted, µs.
+fn library(convs: &[Transcript], clients: usize, steps: usize, budget: usize) -> Vec<f64> {
+    let mut engines = engines(convs, clients);
     let mut out = Vec::new();
     for _ in 0..steps {
-        for (e, t, k) in &mut engines {
-            let turns = t.turns();
-            e.push(turns[*k % turns.len()].clone()).unwrap();
-            *k += 1;
-            let t0 = Instant::now();
-            let w = e.assemble(budget).unwrap();
-            out.push(t0.elapsed().as_secs_f64() * 1e6);
-            assert!(w.total_tokens() <= budget);
+        for e in &mut engines {
+            out.push(library_step(e, budget));
         }
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// The library's assemble time on the same mix *during* the load, on the same two cores: the
+/// engines (built before the clock) take turns, one push and one `assemble(budget)` every 2 ms
+/// (about 2% of a core, so the load is barely changed), until `stop`. The server's assemble and
+/// this one then run under the same contention for cores and caches; sorted, µs.
+fn library_under_load(engines: &mut [(Engine, &Transcript, usize)], budget: usize, stop: &AtomicBool) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let n = engines.len();
+        out.push(library_step(&mut engines[i % n], budget));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(2));
     }
     out.sort_by(f64::total_cmp);
     out
@@ -328,6 +375,17 @@ fn main() {
     }
     eprintln!("setup: {} sessions of {} turns on average", a.clients, convs.iter().map(|t| t.turns().len() / 2).sum::<usize>() / convs.len());
     let stop = Arc::new(AtomicBool::new(false));
+    // The library's engines for the in-run comparison, built before the clock starts.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let paced = {
+        let (convs, stop, clients, budget) = (Arc::clone(&convs), Arc::clone(&stop), a.clients, a.budget);
+        std::thread::spawn(move || {
+            let mut e = engines(&convs, clients);
+            ready_tx.send(()).unwrap();
+            library_under_load(&mut e, budget, &stop)
+        })
+    };
+    ready_rx.recv().unwrap();
     let addr = srv.base.trim_start_matches("http://").trim_end_matches('/').to_string();
     // The clients: one OS thread running every client as a task (an event loop, as wrk and oha
     // do), so the load generator takes as little of the two cores as it can.
@@ -347,6 +405,7 @@ fn main() {
     });
     let rss = sample_rss(srv.child.id(), a.secs, a.rss_every);
     stop.store(true, Ordering::Relaxed);
+    let under_load = paced.join().unwrap();
     let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
     for (w, ap, e) in runner.join().unwrap() {
         windows.extend(w);
@@ -372,6 +431,11 @@ fn main() {
     let lib = library(&convs, a.clients, steps.clamp(1, 400), a.budget);
     println!("library assemble (Engine::assemble, same mix, {} samples): p50={:.0}us p99={:.0}us", lib.len(), q(&lib, 0.5), q(&lib, 0.99));
     println!("server/library assemble p50: wall {:.2}x, CPU {:.2}x", server_p50 / q(&lib, 0.5), cpu_p50 / q(&lib, 0.5));
+    if !under_load.is_empty() {
+        let (p50, p99) = (q(&under_load, 0.5), q(&under_load, 0.99));
+        println!("library assemble during the load (same run, one engine step every 2 ms, {} samples): p50={p50:.0}us p99={p99:.0}us", under_load.len());
+        println!("server/library assemble p50 under the same load: wall {:.2}x, CPU {:.2}x", server_p50 / p50, cpu_p50 / p50);
+    }
     report_rss(&rss);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(errors, 0, "every request answered 200 and every window within budget");

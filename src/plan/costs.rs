@@ -24,13 +24,16 @@ pub(crate) enum Form {
     Cleared,
 }
 
-/// What unit costs depend on besides the history: clear boundary, tool output caps (recent, old).
-type CostKey = (TurnId, usize, usize);
+/// What unit costs depend on besides the history and the clear boundary: the tool output caps
+/// (recent, old).
+type CostKey = (usize, usize);
 
-/// Unit costs computed for a history of `turns` turns under `key`.
+/// Unit costs computed for a history of `turns` turns under `key`, tool results before
+/// `clear_before` counted as old.
 #[derive(Debug)]
 struct CachedCosts {
     key: CostKey,
+    clear_before: TurnId,
     turns: usize,
     costs: Arc<Vec<UnitCost>>,
 }
@@ -133,15 +136,29 @@ impl Forms {
 
     /// Per-unit costs under `policy` with clearing from `clear_before`. Cached; after pushes only
     /// the units from the previous last one on are computed again (the last unit can grow, its
-    /// calls can be closed, and its pending results are priced), so a call costs what was pushed
-    /// since the last one, not the whole history.
+    /// calls can be closed, and its pending results are priced), and when the clear boundary has
+    /// moved (it moves with every new tool result) only the units between the old and the new
+    /// boundary, whose results changed from recent to old: a unit's cost depends on the boundary
+    /// only through which of its turns lie before it. So a call costs what was pushed since the
+    /// last one, not the whole history.
     pub(crate) fn unit_costs(&mut self, store: &Store, counter: &mut TokenCounter, policy: &Policy, clear_before: TurnId) -> Arc<Vec<UnitCost>> {
-        let key = (clear_before, policy.tool_output_max_tokens, policy.old_tool_output_max_tokens);
+        let key = (policy.tool_output_max_tokens, policy.old_tool_output_max_tokens);
         let n_units = store.units().len();
         let mut cached = match self.unit_costs.take() {
             Some(c) if c.key == key && c.turns <= store.len() => c,
-            _ => CachedCosts { key, turns: 0, costs: Arc::new(Vec::new()) },
+            _ => CachedCosts { key, clear_before, turns: 0, costs: Arc::new(Vec::new()) },
         };
+        if cached.clear_before != clear_before && !cached.costs.is_empty() {
+            let (lo, hi) = (cached.clear_before.min(clear_before), cached.clear_before.max(clear_before));
+            // The units holding a turn in lo..hi (units are consecutive ranges in turn order).
+            let first = store.units().partition_point(|r| r.end <= lo);
+            let last = store.units().partition_point(|r| r.start < hi).min(cached.costs.len());
+            let costs = Arc::make_mut(&mut cached.costs);
+            for u in first..last {
+                costs[u] = self.unit_cost(store, counter, policy, clear_before, u);
+            }
+        }
+        cached.clear_before = clear_before;
         if cached.turns != store.len() || cached.costs.len() != n_units {
             let from = cached.costs.len().saturating_sub(1).min(n_units);
             let costs = Arc::make_mut(&mut cached.costs);
@@ -152,6 +169,10 @@ impl Forms {
             }
             cached.turns = store.len();
         }
+        debug_assert!(
+            cached.costs.iter().enumerate().all(|(u, c)| *c == self.unit_cost(store, counter, policy, clear_before, u)),
+            "cached unit costs differ from a recount"
+        );
         let out = Arc::clone(&cached.costs);
         self.unit_costs = Some(cached);
         out

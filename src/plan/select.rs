@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, BinaryHeap};
 
 /// Per-unit facts the selector needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct UnitCost {
     /// Tokens of the unit's messages with headers inside the unit, without its first header.
     pub(crate) cost: usize,

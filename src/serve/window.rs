@@ -148,12 +148,11 @@ fn fate(f: &Fate) -> (&'static str, Option<usize>) {
     }
 }
 
-/// The reply: the request body for the model (`messages`, and `system` for Anthropic), the exact
-/// token total, the budget and the per-turn report.
-/// The reply, serialized straight from the window (no intermediate JSON tree: the report has a
-/// line per turn of the session, and building it as `Value`s cost more than assembling it).
+/// The reply's head: the request body for the model (`messages`, and `system` for Anthropic), the
+/// exact token total and the budget. The per-turn `report` and the `summaries` follow it (see
+/// [`render`]).
 #[derive(Serialize)]
-struct Reply<'a> {
+struct Head<'a> {
     session: &'a str,
     format: &'static str,
     total_tokens: usize,
@@ -162,12 +161,9 @@ struct Reply<'a> {
     messages: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<Value>,
-    report: Lines<'a>,
-    summaries: Vec<SummaryOut>,
 }
 
-struct Lines<'a>(&'a [ReportLine]);
-
+/// One line of the report, as serialized.
 #[derive(Serialize)]
 struct LineOut {
     turn: usize,
@@ -179,6 +175,60 @@ struct LineOut {
     summary: Option<usize>,
 }
 
+impl LineOut {
+    fn of(l: &ReportLine) -> LineOut {
+        let (fate, summary) = fate(&l.fate);
+        LineOut { turn: l.turn, fate, tokens: l.tokens, shown_tokens: l.shown_tokens, score: finite(l.score.total), summary }
+    }
+
+    /// Appends the line's JSON to `out`: the bytes `serde_json` writes for it (a test checks), without
+    /// its per-field machinery. The report has a line per turn of the session, and encoding it was
+    /// the largest part of rendering a reply (README, "Service": the profile under load).
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut n = itoa_buf();
+        out.extend_from_slice(b"{\"turn\":");
+        out.extend_from_slice(n.format(self.turn));
+        out.extend_from_slice(b",\"fate\":\"");
+        out.extend_from_slice(self.fate.as_bytes());
+        out.extend_from_slice(b"\",\"tokens\":");
+        out.extend_from_slice(n.format(self.tokens));
+        out.extend_from_slice(b",\"shown_tokens\":");
+        out.extend_from_slice(n.format(self.shown_tokens));
+        out.extend_from_slice(b",\"score\":");
+        // serde_json's own float encoding (shortest round trip; finite by construction).
+        let _ = serde_json::to_writer(&mut *out, &self.score);
+        if let Some(s) = self.summary {
+            out.extend_from_slice(b",\"summary\":");
+            out.extend_from_slice(n.format(s));
+        }
+        out.push(b'}');
+    }
+}
+
+/// A small decimal formatter for unsigned integers (what `serde_json` writes for them).
+fn itoa_buf() -> Itoa {
+    Itoa { buf: [0; 20] }
+}
+
+struct Itoa {
+    buf: [u8; 20],
+}
+
+impl Itoa {
+    fn format(&mut self, mut v: usize) -> &[u8] {
+        let mut i = self.buf.len();
+        loop {
+            i -= 1;
+            self.buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        &self.buf[i..]
+    }
+}
+
 #[derive(Serialize)]
 struct SummaryOut {
     first: usize,
@@ -187,16 +237,7 @@ struct SummaryOut {
     source_tokens: usize,
 }
 
-impl Serialize for Lines<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|l| {
-            let (fate, summary) = fate(&l.fate);
-            LineOut { turn: l.turn, fate, tokens: l.tokens, shown_tokens: l.shown_tokens, score: finite(l.score.total), summary }
-        }))
-    }
-}
-
-/// The reply body (JSON bytes).
+/// The reply body (JSON bytes): the head, then `"report"` (a line per turn) and `"summaries"`.
 fn render(id: &str, w: &Window, format: Format) -> std::result::Result<Vec<u8>, ApiError> {
     let (messages, system) = match format {
         Format::Anthropic => {
@@ -206,7 +247,7 @@ fn render(id: &str, w: &Window, format: Format) -> std::result::Result<Vec<u8>, 
         }
         Format::OpenAi | Format::Ctxwin => (w.to_openai(), None),
     };
-    let reply = Reply {
+    let head = Head {
         session: id,
         format: if format == Format::Anthropic { "anthropic" } else { "openai" },
         total_tokens: w.total_tokens(),
@@ -214,15 +255,30 @@ fn render(id: &str, w: &Window, format: Format) -> std::result::Result<Vec<u8>, 
         encoding: w.encoding().as_str(),
         messages,
         system,
-        report: Lines(w.report()),
-        summaries: w.summaries().iter().map(|s| SummaryOut { first: s.first, last: s.last, tokens: s.tokens, source_tokens: s.source_tokens }).collect(),
     };
-    serde_json::to_vec(&reply).map_err(|e| ApiError {
+    let internal = |e: serde_json::Error| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "internal",
         field: None,
         message: format!("cannot serialize the window: {e}"),
-    })
+    };
+    let mut out = serde_json::to_vec(&head).map_err(internal)?;
+    // The head is an object: reopen it for the two last fields.
+    out.pop();
+    out.reserve(w.report().len() * 80 + 64);
+    out.extend_from_slice(b",\"report\":[");
+    for (i, l) in w.report().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        LineOut::of(l).write(&mut out);
+    }
+    out.extend_from_slice(b"],\"summaries\":");
+    let summaries: Vec<SummaryOut> =
+        w.summaries().iter().map(|s| SummaryOut { first: s.first, last: s.last, tokens: s.tokens, source_tokens: s.source_tokens }).collect();
+    serde_json::to_writer(&mut out, &summaries).map_err(internal)?;
+    out.push(b'}');
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -239,6 +295,19 @@ mod tests {
             assert_eq!(Budget::parse(Some(&bad)).unwrap_err().field.as_deref(), Some("budget"), "{bad}");
         }
         assert_eq!(Budget::parse(None).unwrap_err().field.as_deref(), Some("budget"));
+    }
+
+    #[test]
+    fn report_lines_encode_as_serde_json_does() {
+        let scores = [0.0, 1.0, 0.5, 0.12345, 1e-4, 123456.789, 3.0e-5];
+        for (i, &score) in scores.iter().enumerate() {
+            for summary in [None, Some(0), Some(i * 1_000_003)] {
+                let l = LineOut { turn: i * 9_999_991, fate: "summarized", tokens: i, shown_tokens: usize::MAX >> i, score, summary };
+                let mut mine = Vec::new();
+                l.write(&mut mine);
+                assert_eq!(String::from_utf8(mine).unwrap(), serde_json::to_string(&l).unwrap());
+            }
+        }
     }
 
     #[test]
