@@ -82,22 +82,11 @@ pub(crate) fn header(ts: &str) -> String {
     format!("[{ts}] ")
 }
 
-/// Content longer than this is not recounted whole to price its header (see [`header_extra`]).
-const HEADER_PREFIX_BYTES: usize = 1024;
-
 /// Extra tokens `content` costs with `header` in front of it: `count(header + content) -
-/// count(content)`, exactly. A long content is not counted again: the count is taken over its
-/// prefix up to a line start (a newline followed by a letter or digit), where the tokenizer's
-/// pre-split always begins a new piece, so what follows tokenizes the same with or without the
-/// header. Without such a line start near the beginning, the whole content is counted.
+/// count(content)`, exactly, counting only the pieces before the tokenizer's splits of the two
+/// texts meet (see [`TokenCounter::prefix_extra`]): a long content is not encoded again.
 pub(crate) fn header_extra(counter: &mut TokenCounter, header: &str, content: &str) -> usize {
-    let prefix = if content.len() > HEADER_PREFIX_BYTES {
-        let b = content.as_bytes();
-        (1..HEADER_PREFIX_BYTES).find(|&i| b[i - 1] == b'\n' && b[i].is_ascii_alphanumeric()).map_or(content, |i| &content[..i])
-    } else {
-        content
-    };
-    counter.count(&format!("{header}{prefix}")).saturating_sub(counter.count(prefix))
+    counter.prefix_extra(header, content)
 }
 
 /// Renders a turn into messages (no header). User-visible text gets the `speaker: ` prefix; lines
@@ -376,8 +365,10 @@ mod tests {
     use super::*;
     use crate::tokens::Encoding;
 
-    /// The header's price from a prefix equals the price from the whole content (naive oracle),
-    /// on texts with lines of every kind: code, prose, indentation, unicode, blank lines.
+    /// The header's price from the pieces before the splits meet equals the price from the whole
+    /// content (naive oracle), on texts with lines of every kind (code, prose, indentation,
+    /// unicode, blank lines), of every length, starting with any of them, behind date headers and
+    /// gap markers (with and without a trailing space).
     #[test]
     fn header_extra_from_a_prefix_equals_the_whole_recount() {
         let lines = [
@@ -399,14 +390,18 @@ mod tests {
         for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
             let mut c = TokenCounter::new(enc, 1024);
             let mut seed = 7u64;
-            for _ in 0..300 {
+            for round in 0..300 {
                 let mut text = String::new();
-                while text.len() < 3000 {
+                let len = [3000, 40, 1, 300][round % 4];
+                while text.len() < len {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     text.push_str(lines[(seed >> 33) as usize % lines.len()]);
                     text.push('\n');
                 }
-                for h in ["[1:56 pm on 8 May, 2023] ", "[2024-01-01] "] {
+                if round % 3 == 0 {
+                    text.pop();
+                }
+                for h in ["[1:56 pm on 8 May, 2023] ", "[2024-01-01] ", "[3 turns omitted] [2024-01-01] ", "[12 turns omitted]", " ", "\n", "x"] {
                     let whole = c.count(&format!("{h}{text}")).saturating_sub(c.count(&text));
                     assert_eq!(header_extra(&mut c, h, &text), whole, "{enc:?} {h:?}");
                 }

@@ -192,6 +192,46 @@ impl TokenCounter {
         self.put(content_hash(text), u32::try_from(tokens).unwrap_or(u32::MAX));
     }
 
+    /// Exactly `count(header + content) - count(content)` (0 when negative), without encoding all of
+    /// `content`. A count is the sum of the byte-pair counts of the pre-tokenizer's pieces, and a
+    /// piece is matched from where the previous one ended, looking only at the text from there on
+    /// (o200k_base and cl100k_base apply no normalization across pieces). So once the pieces of
+    /// `header + content` and of `content` both end at the same byte of `content`, every piece
+    /// after it is the same in both: only the pieces before that point are counted, usually the
+    /// header's and the first one or two of the content. The splitting is lazy, so a 19k-token
+    /// turn costs a copy, not an encoding.
+    pub(crate) fn prefix_extra(&mut self, header: &str, content: &str) -> usize {
+        if header.is_empty() {
+            return 0;
+        }
+        if content.is_empty() {
+            return self.count(header);
+        }
+        let joined = [header, content].concat();
+        let h = header.len();
+        let bpe = &self.bpe.bpe;
+        let mut with = self.bpe.split(&joined);
+        let mut without = self.bpe.split(content);
+        // Ends of the pieces taken so far (in `joined`'s and `content`'s bytes) and their tokens.
+        let (mut end_with, mut end_without, mut with_tokens, mut without_tokens) = (0usize, 0usize, 0usize, 0usize);
+        loop {
+            if end_with > 0 && end_with == end_without + h {
+                return with_tokens.saturating_sub(without_tokens);
+            }
+            let next = if end_with < end_without + h { with.next() } else { without.next() };
+            let Some(piece) = next else { break };
+            if end_with < end_without + h {
+                end_with += piece.len();
+                with_tokens += bpe.count(piece.as_bytes());
+            } else {
+                end_without += piece.len();
+                without_tokens += bpe.count(piece.as_bytes());
+            }
+        }
+        // Unreachable (both splits end at the end of `content`), counted whole if it ever is.
+        self.count(&joined).saturating_sub(self.count(content))
+    }
+
     /// Exact count of `text`, not cached.
     pub fn count_uncached(&self, text: &str) -> usize {
         self.bpe.count(text)
