@@ -6,7 +6,9 @@
 //!   the same pushes into a plain engine. Every push's time is also recorded and its p50/p99 printed.
 //! - `assemble/memory` and `assemble/sqlite`: the per-turn `assemble(4000)` on a 600-turn
 //!   conversation (LoCoMo size), in memory and through a session (which also catches up with
-//!   other writers and compares the plan state with the stored one), in one run.
+//!   other writers and compares the plan state with the stored one), in one run;
+//!   `assemble/for_memory` and `assemble/for_sqlite` the same for `assemble_for(2000, question)`
+//!   over the conversation's questions in turn (a chat-memory window).
 //! - `reopen/conversation_600` and `reopen/agent_10000`: `Session::open` of a 600-turn conversation
 //!   and a 10,000-turn agent session pushed through `Session::push` (so their token counts are
 //!   stored, as a host's are): the log read and replayed (index, references, sentences).
@@ -117,6 +119,21 @@ fn bench_assemble(c: &mut Criterion) {
     let mut g = c.benchmark_group("assemble");
     g.bench_function("memory", |b| b.iter(|| assert!(black_box(e.assemble(4000).unwrap()).total_tokens() <= 4000)));
     g.bench_function("sqlite", |b| b.iter(|| assert!(black_box(s.assemble(4000).unwrap()).total_tokens() <= 4000)));
+    // A chat-memory window: `assemble_for(2000, question)`, the questions in turn.
+    let qs: Vec<String> = t.qa().iter().map(|q| q.question().to_string()).collect();
+    let (mut i, mut j) = (0, 0);
+    g.bench_function("for_memory", |b| {
+        b.iter(|| {
+            i += 1;
+            assert!(black_box(e.assemble_for(2000, &qs[i % qs.len()]).unwrap()).total_tokens() <= 2000)
+        })
+    });
+    g.bench_function("for_sqlite", |b| {
+        b.iter(|| {
+            j += 1;
+            assert!(black_box(s.assemble_for(2000, &qs[j % qs.len()]).unwrap()).total_tokens() <= 2000)
+        })
+    });
     g.finish();
 }
 

@@ -10,12 +10,6 @@ use clap::{Parser, Subcommand};
 use ctxwin::StoreSpec;
 use ctxwin::serve::{ServeConfig, Server};
 
-/// The server allocates and frees many small buffers per request on several threads (JSON bodies,
-/// turns, windows): mimalloc's per-thread heaps do that with less time in the allocator than
-/// glibc's arenas (README, "Service": the load run with each).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(name = "ctxwin", version, about = "Token-budgeted context windows for LLM agents, as a service")]
 struct Cli {
