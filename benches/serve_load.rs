@@ -315,11 +315,13 @@ fn library_under_load(engines: &mut [(Engine, &Transcript, usize)], budget: usiz
     out
 }
 
-/// The server's resident memory (kB) every `every` seconds for `secs` seconds (just sleeps when
+/// The server's resident memory (kB) and its own estimate of the open sessions' memory (kB, the
+/// `ctxwin_sessions_open_bytes` gauge) every `every` seconds for `secs` seconds (just sleeps when
 /// `every` is 0).
-fn sample_rss(pid: u32, secs: u64, every: u64) -> Vec<(u64, u64)> {
+fn sample_rss(pid: u32, base: &str, secs: u64, every: u64) -> Vec<(u64, u64, u64)> {
     let start = Instant::now();
     let mut out = Vec::new();
+    let agent = agent();
     while start.elapsed().as_secs() < secs {
         if every == 0 {
             std::thread::sleep(Duration::from_secs(secs));
@@ -327,36 +329,48 @@ fn sample_rss(pid: u32, secs: u64, every: u64) -> Vec<(u64, u64)> {
         }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
-        out.push((start.elapsed().as_secs(), kb));
-        eprintln!("rss t={}s {} kB", start.elapsed().as_secs(), kb);
+        let metrics = agent.get(&format!("{base}/metrics")).call().ok().and_then(|mut r| r.body_mut().read_to_string().ok()).unwrap_or_default();
+        let held = metric(&metrics, "ctxwin_sessions_open_bytes").map_or(0, |b| (b / 1024.0) as u64);
+        out.push((start.elapsed().as_secs(), kb, held));
+        eprintln!("rss t={}s {} kB sessions {} kB", start.elapsed().as_secs(), kb, held);
         std::thread::sleep(Duration::from_secs(every).min(Duration::from_secs(secs.saturating_sub(start.elapsed().as_secs()).max(1))));
     }
     out
 }
 
+/// (min, max, last/first − 1, (max − min)/min) of a series.
+fn spread(v: &[f64]) -> (f64, f64, f64, f64) {
+    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    (lo, hi, v[v.len() - 1] / v[0] - 1.0, (hi - lo) / lo)
+}
+
 /// Prints how flat the RSS was after warm-up: the first 60 s (every session grows from half its
 /// conversation to all of it and is recycled once) or the first 10% of the run, whichever is longer.
-fn report_rss(rss: &[(u64, u64)]) {
+/// The sessions themselves grow and shrink as they are recycled, so it also prints the server's
+/// estimate of what they hold and the RSS beside it (RSS minus that estimate: the server's own
+/// memory, which a leak would make grow), with the same statistics.
+fn report_rss(rss: &[(u64, u64, u64)]) {
     let total = rss.last().map_or(0, |r| r.0);
     let warm = rss.iter().position(|r| r.0 >= (total / 10).max(60)).unwrap_or(rss.len());
     let after = &rss[warm..];
     if after.len() < 3 {
         return;
     }
-    let first = after[0].1 as f64;
-    let (lo, hi) = after.iter().fold((u64::MAX, 0), |(lo, hi), &(_, kb)| (lo.min(kb), hi.max(kb)));
-    let last = after[after.len() - 1].1 as f64;
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    let (lo, hi, trend, width) = spread(&after.iter().map(|r| mb(r.1)).collect::<Vec<_>>());
     println!(
-        "server RSS after warm-up (t>={}s, {} samples): first {:.1} MB, min {:.1} MB, max {:.1} MB, last {:.1} MB, last/first {:+.1}%, (max-min)/min {:.1}%",
+        "server RSS after warm-up (t>={}s, {} samples): first {:.1} MB, min {lo:.1} MB, max {hi:.1} MB, last {:.1} MB, last/first {:+.1}%, (max-min)/min {:.1}%",
         after[0].0,
         after.len(),
-        first / 1024.0,
-        lo as f64 / 1024.0,
-        hi as f64 / 1024.0,
-        last / 1024.0,
-        (last / first - 1.0) * 100.0,
-        (hi - lo) as f64 / lo as f64 * 100.0
+        mb(after[0].1),
+        mb(after[after.len() - 1].1),
+        trend * 100.0,
+        width * 100.0
     );
+    let (lo, hi, trend, width) = spread(&after.iter().map(|r| mb(r.2)).collect::<Vec<_>>());
+    println!("sessions held (server's estimate): min {lo:.1} MB, max {hi:.1} MB, last/first {:+.1}%, (max-min)/min {:.1}%", trend * 100.0, width * 100.0);
+    let (lo, hi, trend, width) = spread(&after.iter().map(|r| mb(r.1.saturating_sub(r.2))).collect::<Vec<_>>());
+    println!("RSS minus sessions held: min {lo:.1} MB, max {hi:.1} MB, last/first {:+.1}%, (max-min)/min {:.1}%", trend * 100.0, width * 100.0);
 }
 
 fn main() {
@@ -403,7 +417,7 @@ fn main() {
             out
         })
     });
-    let rss = sample_rss(srv.child.id(), a.secs, a.rss_every);
+    let rss = sample_rss(srv.child.id(), &srv.base, a.secs, a.rss_every);
     stop.store(true, Ordering::Relaxed);
     let under_load = paced.join().unwrap();
     let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
