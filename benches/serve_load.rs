@@ -185,7 +185,15 @@ impl Requests {
 /// latencies µs, errors). When the whole conversation has been appended, the session is deleted
 /// and filled again (untimed, on a blocking thread through `fill`), so sessions stay LoCoMo-size
 /// however long the run.
-async fn client(addr: String, base: String, id: String, convs: Arc<Vec<Transcript>>, c: usize, budget: usize, stop: Arc<AtomicBool>) -> (Vec<f64>, Vec<f64>, usize) {
+async fn client(
+    addr: String,
+    base: String,
+    id: String,
+    convs: Arc<Vec<Transcript>>,
+    c: usize,
+    budget: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<f64>, Vec<f64>, usize) {
     let t = &convs[c % convs.len()];
     let reqs = Requests::new(&id, t, budget);
     let mut stream = TcpStream::connect(&addr).await.unwrap();

@@ -152,8 +152,12 @@ fn kept_front(ctx: &PlanContext<'_>, prev: &Prefix, policy: &Policy, clear_befor
         if used > limit {
             break;
         }
-        if let Item::Unit(u) = it {
-            cut = Some((i + 1, *u + 1, extra));
+        match it {
+            Item::Unit(u) => cut = Some((i + 1, *u + 1, extra)),
+            // Ending with a summary, the gap after it is a second one the selection does not
+            // count: its marker is reserved too.
+            Item::Summary { last_unit, .. } => cut = Some((i + 1, *last_unit + 1, extra + marker)),
+            Item::Marker { .. } => {}
         }
     }
     let (n, end, extra) = cut?;
