@@ -221,7 +221,8 @@ impl GapFill<'_> {
     pub(crate) fn items(&self, sel: &Selection<'_>, store: &Store, counter: &mut TokenCounter, summaries: &mut Summaries) -> Result<Vec<Item>> {
         let units = store.units();
         // A gap reaching into a kept front is left to it up to `from_unit`.
-        let gaps: Vec<(usize, usize)> = select::gaps(sel, self.costs.len()).into_iter().map(|(a, b)| (a.max(self.from_unit), b)).filter(|g| g.0 <= g.1).collect();
+        let gaps: Vec<(usize, usize)> =
+            select::gaps(sel, self.costs.len()).into_iter().map(|(a, b)| (a.max(self.from_unit), b)).filter(|g| g.0 <= g.1).collect();
         let mut left = self.avail.saturating_sub(sel.used());
         let mut gap_items: FxHashMap<usize, Item> = FxHashMap::default();
         let mut by_size: Vec<(usize, usize, usize)> = gaps.iter().map(|&(a, b)| (a, b, store.tokens_between(units[a].start, units[b].end - 1))).collect();

@@ -183,13 +183,14 @@ pub(crate) fn assemble(ctx: &mut PlanContext<'_>, state: &mut PlanState) -> Resu
     // its prefix either, and the history holds user requests besides the task (a chat, an Aider
     // history), the re-selection leaves room to append instead of filling the budget.
     let streak = if ctx.next_call() { state.prev.as_ref().map_or(0, |p| p.fresh_streak) } else { 0 };
-    let headroom = streak >= 1 && policy.strategy == Strategy::Scored && conversational(ctx.store);
+    let conv = policy.strategy == Strategy::Scored && conversational(ctx.store);
+    let headroom = streak >= 1 && conv;
     // The kept front (ARCHITECTURE.md, "Stable prefix"): a re-selection keeps the leading items of
     // the previous window, except every other one from the third of a run of re-selections in a
     // row, which selects the whole window afresh so a front that keeps leaving no room is renewed.
     let front_from = state.prev.as_ref().filter(|_| ctx.next_call() && keeps_front(streak));
     let (mut plan, scores) = match policy.strategy {
-        Strategy::Scored => scored::plan(ctx, &policy, headroom, front_from)?,
+        Strategy::Scored => scored::plan(ctx, &policy, scored::Reselect { headroom, conversational: conv, prev: front_from })?,
         Strategy::Rag => rag::plan(ctx, &policy)?,
         Strategy::Recency | Strategy::ToolClearing => (recency::plan(ctx, &policy), None),
         Strategy::Compaction => (compaction::plan(ctx, &mut state.compacted, &policy)?, None),

@@ -41,12 +41,24 @@ pub(crate) fn extend_prefix(ctx: &mut PlanContext<'_>, state: &mut PlanState, po
     Some(w)
 }
 
+/// How a per-call re-selection goes (see [`plan`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Reselect<'p> {
+    /// Summaries stay within the refill target too (the degrade rule).
+    pub(crate) headroom: bool,
+    /// The history is conversational (`refill_target`; else `agent_refill_target`).
+    pub(crate) conversational: bool,
+    /// The previous per-call plan, whose front is kept.
+    pub(crate) prev: Option<&'p Prefix>,
+}
+
 /// A fresh `ctxwin` plan and every turn's score components. With `headroom` (a per-call window
 /// whose previous prefix could not be extended either), summaries stay within `refill_target` too,
 /// so the next call can append instead of selecting afresh again. With `prev` (the previous
 /// per-call plan) and a policy that keeps a front, the previous window's leading items stay as
 /// they were, within `keep_front` of the budget, and only the units after them are selected anew.
-pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, headroom: bool, prev: Option<&Prefix>) -> Result<(Plan, Option<Vec<ScoreParts>>)> {
+pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselect<'_>) -> Result<(Plan, Option<Vec<ScoreParts>>)> {
+    let Reselect { headroom, conversational, prev } = reselect;
     let avail = ctx.avail;
     let next_call = ctx.next_call();
     let clear_before = ctx.forms.clear_boundary(ctx.store, policy);
@@ -80,7 +92,8 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, headroom: bool, p
     };
     let rest = avail.saturating_sub(base);
     let share = |x: f32| base + ((rest as f32) * x) as usize;
-    let target = if next_call && policy.stable_prefix { share(policy.refill_target) } else { avail };
+    let refill = if conversational { policy.refill_target } else { policy.agent_refill_target };
+    let target = if next_call && policy.stable_prefix { share(refill) } else { avail };
     let (tail_turns, tail_share) = if next_call { (policy.tail_turns, policy.tail_share) } else { (policy.query_tail_turns, policy.query_tail_share) };
     let tail_limit = share(tail_share);
     select::take_tail(&mut sel, tail_turns, tail_limit.min(target));
