@@ -153,6 +153,14 @@ pub struct Policy {
     pub(crate) stable_prefix: bool,
     /// Share of the budget a re-selection fills, leaving room to append before the next one.
     pub(crate) refill_target: f32,
+    /// The same in a history that is not conversational (an agent session following one task,
+    /// ARCHITECTURE.md §4 step 2): there summaries of what is left out carry what later steps use
+    /// again, so the scored units take less and the summaries more of the window.
+    pub(crate) agent_refill_target: f32,
+    /// Share of the budget a re-selection may keep of the previous window's leading items (the
+    /// kept front, ARCHITECTURE.md §4 step 2) so the prompt cache still covers them; 0 re-selects
+    /// the whole window.
+    pub(crate) keep_front: f32,
 }
 
 impl Default for Policy {
@@ -190,6 +198,8 @@ impl Default for Policy {
             compaction_summary_share: 0.15,
             stable_prefix: true,
             refill_target: 0.6,
+            agent_refill_target: 0.4,
+            keep_front: 1.0,
         }
     }
 }
@@ -452,6 +462,8 @@ impl Policy {
         unit("compaction_user_share", self.compaction_user_share)?;
         unit("compaction_summary_share", self.compaction_summary_share)?;
         unit("refill_target", self.refill_target)?;
+        unit("agent_refill_target", self.agent_refill_target)?;
+        unit("keep_front", self.keep_front)?;
         if self.summary_min_tokens > self.summary_max_tokens {
             return Err(format!("field `summary_min_tokens` ({}) must not exceed `summary_max_tokens` ({})", self.summary_min_tokens, self.summary_max_tokens));
         }

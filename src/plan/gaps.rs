@@ -212,13 +212,17 @@ pub(crate) struct GapFill<'a> {
     pub(crate) summary_tokens: (usize, usize),
     /// The per-unit costs.
     pub(crate) costs: &'a [UnitCost],
+    /// Items start at this unit: the gaps before it belong to a kept front (the caller's items).
+    pub(crate) from_unit: usize,
 }
 
 impl GapFill<'_> {
     /// The plan's items: selected units in order, each gap's summary or marker in its place.
     pub(crate) fn items(&self, sel: &Selection<'_>, store: &Store, counter: &mut TokenCounter, summaries: &mut Summaries) -> Result<Vec<Item>> {
         let units = store.units();
-        let gaps = select::gaps(sel, self.costs.len());
+        // A gap reaching into a kept front is left to it up to `from_unit`.
+        let gaps: Vec<(usize, usize)> =
+            select::gaps(sel, self.costs.len()).into_iter().map(|(a, b)| (a.max(self.from_unit), b)).filter(|g| g.0 <= g.1).collect();
         let mut left = self.avail.saturating_sub(sel.used());
         let mut gap_items: FxHashMap<usize, Item> = FxHashMap::default();
         let mut by_size: Vec<(usize, usize, usize)> = gaps.iter().map(|&(a, b)| (a, b, store.tokens_between(units[a].start, units[b].end - 1))).collect();
@@ -239,7 +243,7 @@ impl GapFill<'_> {
         }
         let mut items = Vec::new();
         let mut next_gap = gaps.iter().peekable();
-        for u in 0..self.costs.len() {
+        for u in self.from_unit..self.costs.len() {
             if sel.contains(u) {
                 items.push(Item::Unit(u));
             } else if next_gap.peek().is_some_and(|g| g.0 == u) {

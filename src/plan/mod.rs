@@ -183,18 +183,31 @@ pub(crate) fn assemble(ctx: &mut PlanContext<'_>, state: &mut PlanState) -> Resu
     // its prefix either, and the history holds user requests besides the task (a chat, an Aider
     // history), the re-selection leaves room to append instead of filling the budget.
     let streak = if ctx.next_call() { state.prev.as_ref().map_or(0, |p| p.fresh_streak) } else { 0 };
-    let headroom = streak >= 1 && policy.strategy == Strategy::Scored && conversational(ctx.store);
+    let conv = policy.strategy == Strategy::Scored && conversational(ctx.store);
+    let headroom = streak >= 1 && conv;
+    // The kept front (ARCHITECTURE.md, "Stable prefix"): a re-selection keeps the leading items of
+    // the previous window, except every other one from the third of a run of re-selections in a
+    // row, which selects the whole window afresh so a front that keeps leaving no room is renewed.
+    let front_from = state.prev.as_ref().filter(|_| ctx.next_call() && keeps_front(streak));
     let (mut plan, scores) = match policy.strategy {
-        Strategy::Scored => scored::plan(ctx, &policy, headroom)?,
+        Strategy::Scored => scored::plan(ctx, &policy, scored::Reselect { headroom, conversational: conv, prev: front_from })?,
         Strategy::Rag => rag::plan(ctx, &policy)?,
         Strategy::Recency | Strategy::ToolClearing => (recency::plan(ctx, &policy), None),
         Strategy::Compaction => (compaction::plan(ctx, &mut state.compacted, &policy)?, None),
     };
     let w = fit(ctx, &mut plan, &policy, scores.as_deref());
     if ctx.next_call() {
-        state.prev = Some(Prefix { plan, units: n_units, last_end: ctx.store.units().last().map_or(0, |u| u.end), fresh_streak: streak.saturating_add(1) });
+        let last_end = ctx.store.units().last().map_or(0, |u| u.end);
+        state.prev = Some(Prefix { plan, units: n_units, last_end, fresh_streak: streak.saturating_add(1) });
     }
     Ok(w)
+}
+
+/// Whether a re-selection keeps the previous window's front, given how many calls in a row before
+/// it ended in a re-selection (`streak`): the 1st and 2nd of a run do, then every other one
+/// (streak 2, 4, … select the whole window afresh).
+fn keeps_front(streak: u32) -> bool {
+    streak < 2 || streak % 2 == 1
 }
 
 /// Whether the history is a conversation: at least two user requests (user turns that are not

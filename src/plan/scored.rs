@@ -7,8 +7,9 @@
 use std::ops::Range;
 
 use crate::error::Result;
+use crate::plan::costs::form_of;
 use crate::plan::gaps::{GapFill, marker_bound};
-use crate::plan::select::{self, Fill, Selection};
+use crate::plan::select::{self, Fill, Selection, UnitCost};
 use crate::plan::{Item, Plan, PlanContext, PlanState, Prefix};
 use crate::policy::{Policy, Strategy};
 use crate::scorer::ScoreParts;
@@ -40,25 +41,68 @@ pub(crate) fn extend_prefix(ctx: &mut PlanContext<'_>, state: &mut PlanState, po
     Some(w)
 }
 
+/// How a per-call re-selection goes (see [`plan`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Reselect<'p> {
+    /// Summaries stay within the refill target too (the degrade rule).
+    pub(crate) headroom: bool,
+    /// The history is conversational (`refill_target`; else `agent_refill_target`).
+    pub(crate) conversational: bool,
+    /// The previous per-call plan, whose front is kept.
+    pub(crate) prev: Option<&'p Prefix>,
+}
+
 /// A fresh `ctxwin` plan and every turn's score components. With `headroom` (a per-call window
 /// whose previous prefix could not be extended either), summaries stay within `refill_target` too,
-/// so the next call can append instead of selecting afresh again.
-pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, headroom: bool) -> Result<(Plan, Option<Vec<ScoreParts>>)> {
+/// so the next call can append instead of selecting afresh again. With `prev` (the previous
+/// per-call plan) and a policy that keeps a front, the previous window's leading items stay as
+/// they were, within `keep_front` of the budget, and only the units after them are selected anew.
+pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselect<'_>) -> Result<(Plan, Option<Vec<ScoreParts>>)> {
+    let Reselect { headroom, conversational, prev } = reselect;
     let avail = ctx.avail;
     let next_call = ctx.next_call();
-    let target = if next_call && policy.stable_prefix { ((avail as f32) * policy.refill_target) as usize } else { avail };
     let clear_before = ctx.forms.clear_boundary(ctx.store, policy);
     let costs = ctx.forms.unit_costs(ctx.store, ctx.counter, policy, clear_before);
     let marker = marker_bound(ctx.counter, ctx.store.len());
     let mut sel = Selection::new(&costs, marker);
     // A gap after the last turn shown has no turn to ride on: its marker is a message.
     sel.reserve(MESSAGE_OVERHEAD);
+    let front = match prev {
+        Some(p) if next_call && policy.stable_prefix && policy.keep_front > 0.0 => {
+            // The units pushed since the previous plan (the ones that did not fit after it) go in
+            // after the front, with the marker of the gap before them.
+            let new_units: usize = costs.get(p.units.saturating_sub(1)..).unwrap_or_default().iter().map(|c| c.cost + c.first_header).sum();
+            let need = new_units + marker + MESSAGE_OVERHEAD;
+            let limit = (((avail as f32) * policy.keep_front) as usize).min(avail.saturating_sub(need));
+            kept_front(ctx, p, policy, clear_before, &costs, marker, limit)
+        }
+        _ => None,
+    };
+    // With a kept front, the shares below are of what the front leaves.
+    let base = match &front {
+        Some(f) => {
+            for &u in &f.units {
+                sel.try_add(u, usize::MAX);
+            }
+            sel.reserve(f.extra);
+            sel.freeze_below(f.end);
+            sel.used()
+        }
+        None => 0,
+    };
+    let rest = avail.saturating_sub(base);
+    let share = |x: f32| base + ((rest as f32) * x) as usize;
+    let refill = if conversational { policy.refill_target } else { policy.agent_refill_target };
+    let target = if next_call && policy.stable_prefix { share(refill) } else { avail };
     let (tail_turns, tail_share) = if next_call { (policy.tail_turns, policy.tail_share) } else { (policy.query_tail_turns, policy.query_tail_share) };
-    let tail_limit = ((avail as f32) * tail_share) as usize;
+    let tail_limit = share(tail_share);
     select::take_tail(&mut sel, tail_turns, tail_limit.min(target));
-    // The latest unit always goes in when it fits the whole budget.
+    // The latest unit goes in when it fits the refill target (after a kept front, the whole
+    // budget: the front was cut to leave it room). A latest unit larger than that is left to the
+    // summaries (issue 10 report: letting it fill the whole budget raised tau-bench's cost at 10%
+    // from 434 to 454).
     if tail_turns > 0 && !costs.is_empty() {
-        sel.try_add(costs.len() - 1, target.min(avail));
+        sel.try_add(costs.len() - 1, if front.is_some() { avail } else { target.min(avail) });
     }
     let query = ctx.query().into_owned();
     let units = ctx.store.units();
@@ -67,17 +111,75 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, headroom: bool) -
     let mut parts = scores.parts;
     let cand_units = scores.candidates.as_deref().map(|ids| candidate_units(units, ids));
     let unit_scores = unit_totals(units, &parts, cand_units.as_deref(), |p| p.total);
-    let share = if next_call { policy.summary_share } else { policy.query_summary_share };
-    let reserve = ((avail as f32) * share) as usize;
+    let summary_share = if next_call { policy.summary_share } else { policy.query_summary_share };
+    let reserve = ((rest as f32) * summary_share) as usize;
     let limit = target.min(avail).saturating_sub(reserve);
     let fill_limit = limit.max(sel.used());
     let how = Fill { neighbours: policy.neighbours, decay: policy.neighbour_decay, top_k: policy.rag_top_k, candidates: cand_units.as_deref() };
     let eff = select::fill_by_score(&mut sel, &unit_scores, how, fill_limit);
     let summary_room = if headroom { target.min(avail).max(sel.used()) } else { avail };
-    let fill = GapFill { avail: summary_room, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs };
-    let items = fill.items(&sel, ctx.store, ctx.counter, ctx.summaries)?;
+    let from_unit = front.as_ref().map_or(0, |f| f.end);
+    let fill = GapFill { avail: summary_room, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs, from_unit };
+    let fresh = fill.items(&sel, ctx.store, ctx.counter, ctx.summaries)?;
+    let items = match front {
+        Some(f) => f.items.into_iter().chain(fresh).collect(),
+        None => fresh,
+    };
     add_span_gains(units, &mut parts, &eff);
     Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
+}
+
+/// The leading items of the previous plan that a re-selection keeps (see [`kept_front`]).
+struct Front {
+    /// The items, in order, ending with a unit.
+    items: Vec<Item>,
+    /// Their units.
+    units: Vec<usize>,
+    /// The first unit after them.
+    end: usize,
+    /// Tokens their summaries take beyond the marker bound the selection counts for each gap.
+    extra: usize,
+}
+
+/// The longest run of the previous plan's leading items, ending with a unit, that costs at most
+/// `limit` tokens and renders as it did: every unit existed unchanged then and takes the same form
+/// under the new clear boundary (a tool output that has since been cleared ends the front). Those
+/// messages are the next call's cached prefix; `None` when no unit qualifies.
+fn kept_front(ctx: &PlanContext<'_>, prev: &Prefix, policy: &Policy, clear_before: TurnId, costs: &[UnitCost], marker: usize, limit: usize) -> Option<Front> {
+    let store = ctx.store;
+    let units = store.units();
+    // Units the history held unchanged when the previous plan was made.
+    let last_same = units.get(prev.units.saturating_sub(1)).is_some_and(|u| u.end == prev.last_end);
+    let stable = if last_same { prev.units } else { prev.units.saturating_sub(1) };
+    let same_form = |u: usize| {
+        units.get(u).is_some_and(|r| r.clone().all(|id| form_of(store, id, policy, prev.plan.clear_before) == form_of(store, id, policy, clear_before)))
+    };
+    let (mut used, mut extra, mut cut) = (0usize, 0usize, None);
+    for (i, it) in prev.plan.items.iter().enumerate() {
+        used += match it {
+            Item::Unit(u) if *u < stable && same_form(*u) => costs.get(*u).map_or(usize::MAX / 2, |c| c.cost + c.first_header),
+            Item::Unit(_) => break,
+            Item::Summary { tokens, .. } => {
+                extra += tokens.saturating_sub(marker);
+                *tokens
+            }
+            Item::Marker { .. } => marker,
+        };
+        if used > limit {
+            break;
+        }
+        match it {
+            Item::Unit(u) => cut = Some((i + 1, *u + 1, extra)),
+            // Ending with a summary, the gap after it is a second one the selection does not
+            // count: its marker is reserved too.
+            Item::Summary { last_unit, .. } => cut = Some((i + 1, *last_unit + 1, extra + marker)),
+            Item::Marker { .. } => {}
+        }
+    }
+    let (n, end, extra) = cut?;
+    let items: Vec<Item> = prev.plan.items.get(..n)?.to_vec();
+    let units = items.iter().filter_map(|it| if let Item::Unit(u) = it { Some(*u) } else { None }).collect();
+    Some(Front { items, units, end, extra })
 }
 
 /// The units holding the candidate turns `ids` (sorted), each once, in order.

@@ -30,13 +30,21 @@ pub(crate) struct Selection<'a> {
     used: usize,
     /// Upper bound of one gap marker's tokens; 0 when gaps are not marked (peer baselines).
     marker: usize,
+    /// Units before this one are decided (a kept front): no more of them can be selected.
+    floor: usize,
 }
 
 impl<'a> Selection<'a> {
     pub(crate) fn new(units: &'a [UnitCost], marker: usize) -> Self {
         // With nothing selected, the whole history is one gap.
         let used = if units.is_empty() { 0 } else { marker };
-        Selection { units, set: BTreeSet::new(), used, marker }
+        Selection { units, set: BTreeSet::new(), used, marker, floor: 0 }
+    }
+
+    /// Closes the units before `unit` to selection: what is selected among them stays, nothing more
+    /// is added (a re-selection that keeps the previous window's front).
+    pub(crate) fn freeze_below(&mut self, unit: usize) {
+        self.floor = self.floor.max(unit);
     }
 
     /// Sets `n` tokens aside for something outside the units (counted as used).
@@ -93,6 +101,9 @@ impl<'a> Selection<'a> {
     pub(crate) fn try_add(&mut self, u: usize, limit: usize) -> bool {
         if self.set.contains(&u) {
             return true;
+        }
+        if u < self.floor {
+            return false;
         }
         let m = self.marginal(u);
         let new = self.used as isize + m;

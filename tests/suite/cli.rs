@@ -365,7 +365,8 @@ fn samples_subcommand_reproduces_the_committed_samples() {
 /// The numbers of `compare --json` on the samples, minus timings, as they were before the
 /// restructuring of issue 8 (`tests/snapshots/compare-samples.json`, written by the ctxbench of
 /// commit 13d1362; ctxwin's runs on the three small chat samples re-written for issue 10's degrade
-/// rule, which makes their windows cheaper): a change of behaviour shows up here as a changed number.
+/// rule, which makes their windows cheaper, and ctxwin's agent-sample runs for issue 10's kept front
+/// and `agent_refill_target`): a change of behaviour shows up here as a changed number.
 #[test]
 fn compare_on_the_samples_matches_the_snapshot() {
     let snapshot: serde_json::Value =

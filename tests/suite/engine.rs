@@ -299,6 +299,42 @@ fn stable_prefix_appends_until_it_must_reselect() {
     assert!(appends > reselects, "appends {appends}, reselects {reselects}");
 }
 
+/// Issue 10: a re-selection keeps the leading messages of the window before it (the kept front),
+/// so consecutive windows share more of their prefix than with `keep_front = 0`; every window
+/// still fits the budget and is a valid request.
+#[test]
+fn a_reselection_keeps_the_previous_windows_front() {
+    let shared_on_reselection = |keep_front: &str| {
+        let mut e = engine("ctxwin");
+        e.pin(PinLayer::System, "You are a coding agent.", 0);
+        let mut p = ok(Policy::preset("ctxwin"));
+        ok(p.set("keep_front", keep_front));
+        let mut a = PlanState::new(p);
+        let mut prev: Option<Vec<serde_json::Value>> = None;
+        let (mut shared, mut reselects) = (0usize, 0usize);
+        for (i, t) in agent().into_iter().enumerate() {
+            ok(e.push(t));
+            let w = ok(e.assemble_with(&mut a, 900, Request::NextCall));
+            assert!(w.total_tokens() <= 900, "turn {i}");
+            assert_eq!(check_openai(&w.to_openai()), Ok(()));
+            let msgs = w.to_openai().as_array().cloned().unwrap_or_default();
+            if let Some(p) = &prev {
+                let common = p.iter().zip(&msgs).take_while(|(x, y)| x == y).count();
+                if common < p.len() {
+                    reselects += 1;
+                    shared += common;
+                }
+            }
+            prev = Some(msgs);
+        }
+        (shared, reselects)
+    };
+    let (fresh, fresh_n) = shared_on_reselection("0");
+    let (kept, kept_n) = shared_on_reselection("1.0");
+    assert!(kept_n > 0 && fresh_n > 0, "re-selections: {kept_n} kept, {fresh_n} fresh");
+    assert!(kept * fresh_n > fresh * kept_n, "messages shared per re-selection: {kept}/{kept_n} kept vs {fresh}/{fresh_n} fresh");
+}
+
 #[test]
 fn deterministic_windows() {
     let build = || {
