@@ -154,8 +154,8 @@ impl Forms {
             let first = store.units().partition_point(|r| r.end <= lo);
             let last = store.units().partition_point(|r| r.start < hi).min(cached.costs.len());
             let costs = Arc::make_mut(&mut cached.costs);
-            for u in first..last {
-                costs[u] = self.unit_cost(store, counter, policy, clear_before, u);
+            for (u, c) in costs.iter_mut().enumerate().take(last).skip(first) {
+                *c = self.unit_cost(store, counter, policy, clear_before, u);
             }
         }
         cached.clear_before = clear_before;
