@@ -218,15 +218,12 @@ impl TokenCounter {
             if end_with > 0 && end_with == end_without + h {
                 return with_tokens.saturating_sub(without_tokens);
             }
-            let next = if end_with < end_without + h { with.next() } else { without.next() };
-            let Some(piece) = next else { break };
-            if end_with < end_without + h {
-                end_with += piece.len();
-                with_tokens += bpe.count(piece.as_bytes());
-            } else {
-                end_without += piece.len();
-                without_tokens += bpe.count(piece.as_bytes());
-            }
+            // Advance whichever split is behind.
+            let (split, end, tokens) =
+                if end_with < end_without + h { (&mut with, &mut end_with, &mut with_tokens) } else { (&mut without, &mut end_without, &mut without_tokens) };
+            let Some(piece) = split.next() else { break };
+            *end += piece.len();
+            *tokens += bpe.count(piece.as_bytes());
         }
         // Unreachable (both splits end at the end of `content`), counted whole if it ever is.
         self.count(&joined).saturating_sub(self.count(content))

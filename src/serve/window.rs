@@ -185,47 +185,23 @@ impl LineOut {
     /// its per-field machinery. The report has a line per turn of the session, and encoding it was
     /// the largest part of rendering a reply (README, "Service": the profile under load).
     fn write(&self, out: &mut Vec<u8>) {
-        let mut n = itoa_buf();
+        let mut n = itoa::Buffer::new();
         out.extend_from_slice(b"{\"turn\":");
-        out.extend_from_slice(n.format(self.turn));
+        out.extend_from_slice(n.format(self.turn).as_bytes());
         out.extend_from_slice(b",\"fate\":\"");
         out.extend_from_slice(self.fate.as_bytes());
         out.extend_from_slice(b"\",\"tokens\":");
-        out.extend_from_slice(n.format(self.tokens));
+        out.extend_from_slice(n.format(self.tokens).as_bytes());
         out.extend_from_slice(b",\"shown_tokens\":");
-        out.extend_from_slice(n.format(self.shown_tokens));
+        out.extend_from_slice(n.format(self.shown_tokens).as_bytes());
         out.extend_from_slice(b",\"score\":");
         // serde_json's own float encoding (shortest round trip; finite by construction).
         let _ = serde_json::to_writer(&mut *out, &self.score);
         if let Some(s) = self.summary {
             out.extend_from_slice(b",\"summary\":");
-            out.extend_from_slice(n.format(s));
+            out.extend_from_slice(n.format(s).as_bytes());
         }
         out.push(b'}');
-    }
-}
-
-/// A small decimal formatter for unsigned integers (what `serde_json` writes for them).
-fn itoa_buf() -> Itoa {
-    Itoa { buf: [0; 20] }
-}
-
-struct Itoa {
-    buf: [u8; 20],
-}
-
-impl Itoa {
-    fn format(&mut self, mut v: usize) -> &[u8] {
-        let mut i = self.buf.len();
-        loop {
-            i -= 1;
-            self.buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        &self.buf[i..]
     }
 }
 
