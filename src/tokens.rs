@@ -245,6 +245,25 @@ impl TokenCounter {
     }
 }
 
+/// Whether the pre-tokenizer of o200k_base and cl100k_base always splits `text` at byte `at`, so
+/// that `text[..at]` and `text[at..]`, each encoded alone, give exactly the tokens `text` has on
+/// either side. True where a line starts (`at` follows a newline) with an ASCII character that is
+/// neither whitespace nor `/`, or with spaces and tabs followed by one that is not whitespace. No
+/// pattern of either encoding runs a newline into such a line: a piece holding a newline is
+/// either whitespace ending at the last newline of its run, or punctuation followed by newlines
+/// and slashes (o200k), and the patterns only look ahead, never behind.
+pub(crate) fn splits_at_line_start(text: &[u8], at: usize) -> bool {
+    if at == 0 || text.get(at - 1) != Some(&b'\n') {
+        return false;
+    }
+    let indent = text.get(at..).unwrap_or_default().iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    match text.get(at + indent) {
+        Some(&b) if indent > 0 => b.is_ascii_graphic(),
+        Some(&b) => b.is_ascii_graphic() && b != b'/',
+        None => false,
+    }
+}
+
 /// The tiktoken-rs count of `text` (the reference implementation), for recounts and tests.
 pub fn count_reference(encoding: Encoding, text: &str) -> usize {
     let bpe = match encoding {
@@ -301,6 +320,37 @@ mod tests {
                 assert_eq!(c.count(s), count_reference(enc, s), "cached {enc:?} {s:?}");
             }
         }
+    }
+
+    /// Wherever `splits_at_line_start` holds, the two sides encoded alone give the whole text's
+    /// count (tiktoken-rs, both encodings), on random text made of what makes splits hard:
+    /// newlines, indentation, slashes, punctuation, contractions, non-ASCII letters and spaces.
+    #[test]
+    fn line_start_splits_agree_with_tiktoken() {
+        let parts = [
+            "\n", "\n", "\n\n", " ", "  ", "\t", "/", "./", ".", ":", "-", "a", "Foo", "12", "1234", "é", "漢字", "\r\n", "\r", "\u{a0}", "'s", "x/y", "#",
+            "!", "_",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut checked = 0;
+        for _ in 0..400 {
+            let len = 5 + next(60);
+            let text: String = (0..len).map(|_| parts[next(parts.len())]).collect();
+            for at in (1..text.len()).filter(|&at| splits_at_line_start(text.as_bytes(), at)) {
+                for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+                    let whole = count_reference(enc, &text);
+                    assert_eq!(whole, count_reference(enc, &text[..at]) + count_reference(enc, &text[at..]), "{enc:?} {text:?} at {at}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 500, "only {checked} splits checked");
     }
 
     #[test]

@@ -210,29 +210,55 @@ pub(crate) fn head_tail(counter: &mut TokenCounter, text: &str, max: usize) -> S
     if total <= max {
         return text.to_string();
     }
-    let budget = max.saturating_sub(16);
-    let head_n = budget * 3 / 5;
-    let tail_n = budget - head_n;
-    let omitted = total - head_n - tail_n;
-    let (head, tail) = edges(counter, text, head_n, tail_n);
-    format!("{head}\n{}\n{tail}", crate::markers::tokens_omitted(omitted))
+    let (head_n, tail_n) = head_tail_split(max);
+    let edges = Edges::new(counter, text, total, head_n, tail_n);
+    head_tail_of(counter, &edges, total, max)
 }
 
-/// The first `head_n` and the last `tail_n` tokens of `text`, decoded (exactly the whole text's
-/// tokens, so the head is a prefix of `text` and the tail a suffix).
-pub(crate) fn edges(counter: &mut TokenCounter, text: &str, head_n: usize, tail_n: usize) -> (String, String) {
-    let head_toks = edge_tokens(counter, text, head_n, Edge::Head);
-    let tail_toks = edge_tokens(counter, text, tail_n, Edge::Tail);
-    // Token boundaries can split a UTF-8 character: widen (the head forward, the tail backward)
-    // until it decodes.
-    let head = (0..4).find_map(|k| counter.decode(head_toks.get(..(head_n + k).min(head_toks.len()))?)).unwrap_or_default();
-    let tail = (0..4)
-        .find_map(|k| {
-            let from = tail_toks.len().checked_sub(tail_n + k)?;
-            counter.decode(&tail_toks[from..])
-        })
-        .unwrap_or_default();
-    (head, tail)
+/// Tokens of the head and of the tail that [`head_tail`] keeps within `max`.
+pub(crate) fn head_tail_split(max: usize) -> (usize, usize) {
+    let budget = max.saturating_sub(16);
+    let head_n = budget * 3 / 5;
+    (head_n, budget - head_n)
+}
+
+/// [`head_tail`] of a text of `total` tokens from its `edges` (read for at least
+/// [`head_tail_split`]`(max)` tokens).
+pub(crate) fn head_tail_of(counter: &mut TokenCounter, edges: &Edges, total: usize, max: usize) -> String {
+    let (head_n, tail_n) = head_tail_split(max);
+    let omitted = total - head_n - tail_n;
+    format!("{}\n{}\n{}", edges.head(counter, head_n), crate::markers::tokens_omitted(omitted), edges.tail(counter, tail_n))
+}
+
+/// The first and the last tokens of a text, exactly as the whole text's encoding has them, read
+/// once and cut to any length up to the one they were read for.
+pub(crate) struct Edges {
+    head: Vec<u32>,
+    tail: Vec<u32>,
+}
+
+impl Edges {
+    /// Reads at least `head_n` tokens from the start of `text` (of `total` tokens) and `tail_n`
+    /// from its end.
+    pub(crate) fn new(counter: &TokenCounter, text: &str, total: usize, head_n: usize, tail_n: usize) -> Self {
+        Edges { head: edge_tokens(counter, text, total, head_n, Edge::Head), tail: edge_tokens(counter, text, total, tail_n, Edge::Tail) }
+    }
+
+    /// The first `n` tokens, decoded: a prefix of the text. Token boundaries can split a UTF-8
+    /// character: then it widens forward until it decodes.
+    pub(crate) fn head(&self, counter: &TokenCounter, n: usize) -> String {
+        (0..4).find_map(|k| counter.decode(self.head.get(..(n + k).min(self.head.len()))?)).unwrap_or_default()
+    }
+
+    /// The last `n` tokens, decoded: a suffix of the text (widened backward to decode).
+    pub(crate) fn tail(&self, counter: &TokenCounter, n: usize) -> String {
+        (0..4)
+            .find_map(|k| {
+                let from = self.tail.len().checked_sub(n + k)?;
+                counter.decode(&self.tail[from..])
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Which end of a text [`edge_tokens`] reads.
@@ -247,14 +273,14 @@ const EDGE_SLACK: usize = 8;
 
 /// The first (`Head`) or last (`Tail`) tokens of `text`, at least `n` + [`EDGE_SLACK`] of them
 /// when it has that many, exactly as the whole text's encoding has them. Only a piece of the
-/// text is encoded, cut after a newline that a letter or digit follows: the pre-tokenizer always
-/// splits there (no pattern of o200k/cl100k runs a newline into a following letter or digit, and
-/// it only looks ahead), so the pieces on each side, and their tokens, are those of the whole
-/// text. Without such a cut, the whole text is encoded.
-fn edge_tokens(counter: &TokenCounter, text: &str, n: usize, edge: Edge) -> Vec<u32> {
+/// text is encoded, cut at a line start where the pre-tokenizer always splits
+/// ([`crate::tokens::splits_at_line_start`]), so the pieces on each side, and their tokens, are
+/// those of the whole text. Without such a cut, the whole text is encoded.
+fn edge_tokens(counter: &TokenCounter, text: &str, total: usize, n: usize, edge: Edge) -> Vec<u32> {
     let b = text.as_bytes();
-    let splits = |c: usize| c > 0 && c < b.len() && b[c - 1] == b'\n' && b[c].is_ascii_alphanumeric();
-    let mut want = (n + EDGE_SLACK) * 8 + 64;
+    let splits = |c: usize| crate::tokens::splits_at_line_start(b, c);
+    // Half as many bytes again as the text's own bytes per token would need, so a second read is rare.
+    let mut want = (n + EDGE_SLACK).saturating_mul(text.len()) * 3 / (2 * total.max(1)) + 64;
     while want < b.len() {
         let cut = match edge {
             Edge::Head => (want..b.len()).find(|&c| splits(c)),

@@ -10,12 +10,14 @@
 //! best that fit, and the cut is cached with the turn's form (`Forms`).
 
 use crate::markers::tokens_omitted;
-use crate::plan::costs::{edges, head_tail};
+use crate::plan::costs::{Edges, head_tail, head_tail_of, head_tail_split};
 use crate::refs::{references, salient_terms};
 use crate::tokens::TokenCounter;
 
 /// Below this many tokens of budget (after the markers' allowance) a cut is head + tail only.
 const MIN_LINES_BUDGET: usize = 48;
+/// Tokens a kept line costs beyond its own: its newline and (at worst) one more gap marker.
+const LINE_OVERHEAD: usize = 8;
 /// Lines longer than this (in bytes) are never picked from the middle.
 const MAX_LINE_BYTES: usize = 400;
 /// Words of a line that mark an error or a failure.
@@ -73,10 +75,14 @@ pub(crate) fn salient_cut(counter: &mut TokenCounter, text: &str, max: usize, li
     let lines_n = budget / 5;
     let rest = budget - lines_n;
     let head_n = rest * 3 / 5;
-    let (head, tail) = edges(counter, text, head_n, rest - head_n);
+    // Read the edges once for head + tail, which keeps more of each, so the fallback reuses them.
+    let (wide_head, wide_tail) = head_tail_split(max);
+    let edges = Edges::new(counter, text, total, wide_head.max(head_n), wide_tail.max(rest - head_n));
+    let fallback = |counter: &mut TokenCounter| head_tail_of(counter, &edges, total, max);
+    let (head, tail) = (edges.head(counter, head_n), edges.tail(counter, rest - head_n));
     let mid_end = text.len().saturating_sub(tail.len());
     if head.len() >= mid_end || !text.starts_with(&head) || !text.ends_with(&tail) {
-        return head_tail(counter, text, max);
+        return fallback(counter);
     }
     // Lines wholly inside the middle (a line ends at its newline, which must be there too).
     let line_at = |start: usize| text.get(start..).and_then(|r| r.find('\n')).map(|n| &text[start..start + n]);
@@ -92,15 +98,19 @@ pub(crate) fn salient_cut(counter: &mut TokenCounter, text: &str, max: usize, li
     let mut chosen: Vec<(usize, &str)> = Vec::new();
     let mut used = 0;
     for (_, at, line) in scored {
-        // Each kept line costs its tokens, its newline and (at worst) one more gap marker.
-        let cost = counter.count(line) + 8;
+        // Each kept line costs its tokens, its newline and (at worst) one more gap marker: once
+        // less than that is left, no line fits and the rest are not counted.
+        if lines_n - used <= LINE_OVERHEAD {
+            break;
+        }
+        let cost = counter.count(line) + LINE_OVERHEAD;
         if used + cost <= lines_n {
             used += cost;
             chosen.push((at, line));
         }
     }
     if chosen.is_empty() {
-        return head_tail(counter, text, max);
+        return fallback(counter);
     }
     chosen.sort_unstable();
     let mut out = String::with_capacity(head.len() + tail.len() + used * 8);
