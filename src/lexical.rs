@@ -53,11 +53,15 @@ struct PendingDoc {
     id: TurnId,
     /// The text, given to Tantivy at the next commit.
     text: String,
-    /// Whether `len` and `tf` are computed (at `add`; in bulk mode at the first query).
+    /// Whether `len` and its postings are computed (at `add`; in bulk mode at the first query).
     analyzed: bool,
     len: u32,
-    tf: FxHashMap<String, u32>,
 }
+
+/// The pending documents' postings: for each term, the documents holding it (index into
+/// `pending`, in the order they were analyzed) and its frequency there. A query walks the postings
+/// of its terms only, not every pending document; the document frequency is the list's length.
+type Postings = FxHashMap<String, Vec<(u32, u32)>>;
 
 /// The Tantivy index and its reader, made at the first commit (or at once for a directory).
 struct Committed {
@@ -73,7 +77,7 @@ pub(crate) struct LexicalIndex {
     text_field: Field,
     analyzer: TextAnalyzer,
     pending: Vec<PendingDoc>,
-    pending_df: FxHashMap<String, u64>,
+    pending_postings: Postings,
     pending_tokens: u64,
     commit_every: usize,
     commits: u64,
@@ -93,7 +97,7 @@ struct CombinedStats<'a> {
     searcher: &'a tantivy::Searcher,
     pending_docs: u64,
     pending_tokens: u64,
-    pending_df: &'a FxHashMap<String, u64>,
+    pending_postings: &'a Postings,
 }
 
 impl Bm25StatisticsProvider for CombinedStats<'_> {
@@ -104,7 +108,7 @@ impl Bm25StatisticsProvider for CombinedStats<'_> {
         Ok(Bm25StatisticsProvider::total_num_docs(self.searcher)? + self.pending_docs)
     }
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        let extra = term.value().as_str().and_then(|s| self.pending_df.get(s)).copied().unwrap_or(0);
+        let extra = term.value().as_str().and_then(|s| self.pending_postings.get(s)).map_or(0, |p| p.len() as u64);
         Ok(self.searcher.doc_freq(term)? + extra)
     }
 }
@@ -159,7 +163,7 @@ impl LexicalIndex {
             text_field,
             analyzer: analyzer(),
             pending: Vec::new(),
-            pending_df: FxHashMap::default(),
+            pending_postings: Postings::default(),
             pending_tokens: 0,
             commit_every: commit_every.max(1),
             commits: 0,
@@ -205,7 +209,7 @@ impl LexicalIndex {
     /// Adds a turn's text, analyzed for the in-memory scores at once (outside bulk mode).
     /// Commits when `commit_every` documents are pending.
     pub(crate) fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
-        self.pending.push(PendingDoc { id, text: text.to_string(), analyzed: false, len: 0, tf: FxHashMap::default() });
+        self.pending.push(PendingDoc { id, text: text.to_string(), analyzed: false, len: 0 });
         if let Some(due) = &mut self.bulk {
             if self.pending.len() - *due >= self.commit_every {
                 *due = self.pending.len();
@@ -239,7 +243,7 @@ impl LexicalIndex {
         let mut rest = self.pending.split_off(due);
         self.commit()?;
         for d in &mut rest {
-            (d.analyzed, d.len, d.tf) = (false, 0, FxHashMap::default());
+            (d.analyzed, d.len) = (false, 0);
         }
         self.pending = rest;
         Ok(())
@@ -262,19 +266,14 @@ impl LexicalIndex {
             }
         }
         drop(stream);
-        for t in tf.keys() {
-            match self.pending_df.get_mut(t.as_str()) {
-                Some(n) => *n += 1,
-                None => {
-                    self.pending_df.insert(t.clone(), 1);
-                }
-            }
+        let at = u32::try_from(i).unwrap_or(u32::MAX);
+        for (t, n) in tf {
+            self.pending_postings.entry(t).or_default().push((at, n));
         }
         self.pending_tokens += len;
         let d = &mut self.pending[i];
         d.analyzed = true;
         d.len = u32::try_from(len).unwrap_or(u32::MAX);
-        d.tf = tf;
     }
 
     fn analyze_pending_if_needed(&mut self) {
@@ -305,7 +304,7 @@ impl LexicalIndex {
         committed.reader.reload()?;
         self.committed = Some(committed);
         self.pending.clear();
-        self.pending_df.clear();
+        self.pending_postings.clear();
         self.pending_tokens = 0;
         self.commits += 1;
         Ok(())
@@ -329,12 +328,16 @@ impl LexicalIndex {
         let searcher = match &self.committed {
             Some(c) => c.reader.searcher(),
             None => {
-                let (n, total, pending_df) = (self.pending.len() as u64, self.pending_tokens, &self.pending_df);
-                return Ok(self.pending_scores(&uniq, n, total, &|t| pending_df.get(t).copied().unwrap_or(0)));
+                let (n, total, postings) = (self.pending.len() as u64, self.pending_tokens, &self.pending_postings);
+                return Ok(self.pending_scores(&uniq, n, total, &|t| postings.get(t).map_or(0, |p| p.len() as u64)));
             }
         };
-        let stats =
-            CombinedStats { searcher: &searcher, pending_docs: self.pending.len() as u64, pending_tokens: self.pending_tokens, pending_df: &self.pending_df };
+        let stats = CombinedStats {
+            searcher: &searcher,
+            pending_docs: self.pending.len() as u64,
+            pending_tokens: self.pending_tokens,
+            pending_postings: &self.pending_postings,
+        };
         let mut out: Vec<(TurnId, f32)> = Vec::new();
         if searcher.num_docs() > 0 {
             let query = self.query(&uniq);
@@ -377,7 +380,7 @@ impl LexicalIndex {
                 searcher: &searcher,
                 pending_docs: self.pending.len() as u64,
                 pending_tokens: self.pending_tokens,
-                pending_df: &self.pending_df,
+                pending_postings: &self.pending_postings,
             };
             if searcher.num_docs() > 0 {
                 let query = self.query(&uniq);
@@ -433,23 +436,20 @@ impl LexicalIndex {
 
     fn pending_scores(&self, uniq: &[&String], n: u64, total: u64, df: &dyn Fn(&str) -> u64) -> Vec<(TurnId, f32)> {
         let avg = total as f32 / n.max(1) as f32;
-        let idfs: Vec<(&str, f32)> = uniq.iter().map(|t| (t.as_str(), idf(df(t), n))).collect();
-        let mut out = Vec::new();
-        for d in &self.pending {
-            let norm = FieldNormReader::id_to_fieldnorm(FieldNormReader::fieldnorm_to_id(d.len)) as f32;
-            let denom_extra = K1 * (1.0 - B + B * norm / avg.max(f32::MIN_POSITIVE));
-            let mut s = 0.0;
-            for (t, w) in &idfs {
-                if let Some(&tf) = d.tf.get(*t) {
-                    let tf = tf as f32;
-                    s += w * (1.0 + K1) * tf / (tf + denom_extra);
-                }
-            }
-            if s > 0.0 {
-                out.push((d.id, s));
+        // Each document's score sums its terms in `uniq`'s order, as a per-document loop would.
+        let mut scores = vec![0.0f32; self.pending.len()];
+        for t in uniq {
+            let Some(postings) = self.pending_postings.get(t.as_str()) else { continue };
+            let w = idf(df(t), n);
+            for &(i, tf) in postings {
+                let (Some(d), Some(s)) = (self.pending.get(i as usize), scores.get_mut(i as usize)) else { continue };
+                let norm = FieldNormReader::id_to_fieldnorm(FieldNormReader::fieldnorm_to_id(d.len)) as f32;
+                let denom_extra = K1 * (1.0 - B + B * norm / avg.max(f32::MIN_POSITIVE));
+                let tf = tf as f32;
+                *s += w * (1.0 + K1) * tf / (tf + denom_extra);
             }
         }
-        out
+        self.pending.iter().zip(scores).filter(|(_, s)| *s > 0.0).map(|(d, s)| (d.id, s)).collect()
     }
 
     /// The index, for tests.
