@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::message::Message;
 use crate::plan::select::UnitCost;
 use crate::policy::Policy;
-use crate::store::Store;
+use crate::store::{Store, header_extra};
 use crate::tokens::TokenCounter;
 use crate::turn::TurnId;
 
@@ -47,7 +47,14 @@ pub(crate) struct Forms {
     /// The turns holding tool results among the first `results_seen` turns, in order.
     results: Vec<TurnId>,
     results_seen: usize,
+    /// Tokens a gap marker of `n` turns (with the date header when `dated`) adds in front of turn
+    /// `id`'s first message that is not a tool result, by `(id, n, dated)`: that message is the
+    /// same in every form, and a gap usually stays the same from one window to the next.
+    marker_extras: FxHashMap<(TurnId, usize, bool), usize>,
 }
+
+/// Entries of [`Forms::marker_extras`] past which it is emptied (a few MB at most).
+const MARKER_EXTRAS_MAX: usize = 1 << 16;
 
 /// Turn id before which tool results are cleared (keep the latest `keep` result turns). Walks
 /// back from the newest turn only as far as the result turn before the kept ones;
@@ -87,6 +94,20 @@ pub(crate) fn form_of(store: &Store, id: TurnId, policy: &Policy, clear_before: 
 }
 
 impl Forms {
+    /// [`header_extra`] of `prefix` (a gap marker of `gap` turns, then the date header when
+    /// `dated`) in front of `content`, the first message of turn `id` that is not a tool result.
+    pub(crate) fn marker_extra(&mut self, counter: &mut TokenCounter, (id, gap, dated): (TurnId, usize, bool), prefix: &str, content: &str) -> usize {
+        if let Some(&n) = self.marker_extras.get(&(id, gap, dated)) {
+            return n;
+        }
+        if self.marker_extras.len() >= MARKER_EXTRAS_MAX {
+            self.marker_extras.clear();
+        }
+        let n = header_extra(counter, prefix, content);
+        self.marker_extras.insert((id, gap, dated), n);
+        n
+    }
+
     /// [`clear_boundary`] from an index of the result turns, extended by the turns pushed since
     /// the last call (the history only grows).
     pub(crate) fn clear_boundary(&mut self, store: &Store, policy: &Policy) -> TurnId {

@@ -57,6 +57,7 @@ impl Builder {
             match msgs.iter_mut().find(|m| m.tool_call_id.is_none()) {
                 Some(m) => {
                     let before = m.tokens;
+                    let dated = date_header.is_some();
                     let mut prefix = date_header.unwrap_or_default();
                     if let Some((first, last)) = marker {
                         let text = marker_text(last - first + 1);
@@ -64,8 +65,14 @@ impl Builder {
                         m.omitted = Some((first, last));
                     }
                     // The prefix's tokens without recounting the content (a long turn's would be
-                    // encoded again for every distinct marker): exact, see `header_extra`.
-                    let extra = if m.content.is_empty() { ctx.counter.count(&prefix) } else { header_extra(ctx.counter, &prefix, &m.content) };
+                    // encoded again for every distinct marker): exact, see `header_extra`. The
+                    // date header alone was priced at push; a marker's price is cached per gap.
+                    let extra = match (marker, ctx.store.get(id)) {
+                        _ if m.content.is_empty() => ctx.counter.count(&prefix),
+                        (None, Some(t)) => t.header_extra,
+                        (Some((first, last)), _) => ctx.forms.marker_extra(ctx.counter, (id, last - first + 1, dated), &prefix, &m.content),
+                        (None, None) => header_extra(ctx.counter, &prefix, &m.content),
+                    };
                     m.content = prefix + &m.content;
                     m.tokens = before + extra;
                     debug_assert_eq!(m.tokens, m.count_tokens(ctx.counter), "prefix {extra} tokens");
