@@ -55,14 +55,98 @@ pub(crate) enum Item {
 }
 
 /// A planned window: its items in order, where tool-output clearing starts, and each unit's
-/// effective score (what the budget fix-up drops first).
+/// effective score (what the budget fix-up drops first). Stored (in a durable session's plan
+/// state) as [`StoredPlan`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "StoredPlan", try_from = "StoredPlan")]
 pub(crate) struct Plan {
     pub(crate) items: Vec<Item>,
     /// Tool results in turns before this id are cleared.
     pub(crate) clear_before: TurnId,
     /// Effective score per unit (for the report and for the fix-up).
     pub(crate) unit_scores: Vec<f32>,
+}
+
+/// How a [`Plan`] is stored: consecutive units as one `[first, last]` run, and the scores of the
+/// units the plan shows only (the fix-up reads no other; the rest read as 0), so what a durable
+/// session writes after each window grows with the window, not with the history. The dense
+/// `unit_scores` and single `Unit` items of earlier versions still read.
+#[derive(Serialize, Deserialize)]
+struct StoredPlan {
+    items: Vec<StoredItem>,
+    clear_before: TurnId,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unit_scores: Vec<f32>,
+    /// Scores of the units in `items`, in item order.
+    #[serde(default)]
+    shown_scores: Vec<f32>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum StoredItem {
+    Unit(usize),
+    Units(usize, usize),
+    Summary { first_unit: usize, last_unit: usize, text: String, tokens: usize },
+    Marker { first_unit: usize, last_unit: usize },
+}
+
+impl From<Plan> for StoredPlan {
+    fn from(p: Plan) -> Self {
+        let mut items: Vec<StoredItem> = Vec::new();
+        let mut shown_scores = Vec::new();
+        for it in p.items {
+            match it {
+                Item::Unit(u) => {
+                    shown_scores.push(p.unit_scores.get(u).copied().unwrap_or(0.0));
+                    match items.last_mut() {
+                        Some(StoredItem::Units(_, last)) if *last + 1 == u => *last = u,
+                        _ => items.push(StoredItem::Units(u, u)),
+                    }
+                }
+                Item::Summary { first_unit, last_unit, text, tokens } => items.push(StoredItem::Summary { first_unit, last_unit, text, tokens }),
+                Item::Marker { first_unit, last_unit } => items.push(StoredItem::Marker { first_unit, last_unit }),
+            }
+        }
+        StoredPlan { items, clear_before: p.clear_before, unit_scores: Vec::new(), shown_scores }
+    }
+}
+
+/// Units a stored plan may show (a damaged state must not allocate at will).
+const STORED_PLAN_MAX_UNITS: usize = 1 << 24;
+
+impl TryFrom<StoredPlan> for Plan {
+    type Error = String;
+
+    fn try_from(s: StoredPlan) -> std::result::Result<Self, String> {
+        let mut items = Vec::new();
+        for it in s.items {
+            match it {
+                StoredItem::Unit(u) => items.push(Item::Unit(u)),
+                StoredItem::Units(first, last) if first <= last && last - first < STORED_PLAN_MAX_UNITS.saturating_sub(items.len()) => {
+                    items.extend((first..=last).map(Item::Unit));
+                }
+                StoredItem::Units(first, last) => return Err(format!("unit run {first}..={last} is reversed or too long")),
+                StoredItem::Summary { first_unit, last_unit, text, tokens } => items.push(Item::Summary { first_unit, last_unit, text, tokens }),
+                StoredItem::Marker { first_unit, last_unit } => items.push(Item::Marker { first_unit, last_unit }),
+            }
+        }
+        let mut unit_scores = s.unit_scores;
+        if unit_scores.is_empty() {
+            // Scores of the units shown; the others read as 0 (`unit_scores.get(u)` past the end).
+            let shown: Vec<usize> = items.iter().filter_map(|it| if let Item::Unit(u) = it { Some(*u) } else { None }).collect();
+            let end = shown.iter().max().map_or(0, |u| u + 1);
+            if end > STORED_PLAN_MAX_UNITS {
+                return Err(format!("unit {} is past the {STORED_PLAN_MAX_UNITS} a plan may show", end - 1));
+            }
+            unit_scores = vec![0.0; end];
+            for (u, score) in shown.into_iter().zip(s.shown_scores) {
+                if let Some(slot) = unit_scores.get_mut(u) {
+                    *slot = score;
+                }
+            }
+        }
+        Ok(Plan { items, clear_before: s.clear_before, unit_scores })
+    }
 }
 
 /// The previous per-call plan, kept so the next call can extend it (a stable prompt-cache prefix).
@@ -303,6 +387,47 @@ pub(crate) fn cover(plan: &mut Plan, n_units: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan stores its unit runs and the scores of the units it shows, reads back to the same
+    /// items and the same scores for those units (0 for the others), still reads the dense format
+    /// of earlier versions, and refuses a damaged run instead of allocating it.
+    #[test]
+    fn plans_store_runs_and_shown_scores_and_read_earlier_states() {
+        let plan = Plan {
+            items: vec![
+                Item::Unit(0),
+                Item::Unit(1),
+                Item::Unit(2),
+                Item::Summary { first_unit: 3, last_unit: 5, text: "[Summary]".into(), tokens: 3 },
+                Item::Unit(6),
+                Item::Marker { first_unit: 7, last_unit: 7 },
+                Item::Unit(8),
+                Item::Unit(9),
+            ],
+            clear_before: 4,
+            unit_scores: (0..12).map(|u| u as f32 / 4.0).collect(),
+        };
+        let json = serde_json::to_string(&plan).unwrap();
+        assert!(json.contains(r#"{"Units":[0,2]}"#) && json.contains(r#"{"Units":[8,9]}"#), "{json}");
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.items, plan.items);
+        assert_eq!(back.clear_before, 4);
+        for u in 0..12 {
+            let shown = plan.items.contains(&Item::Unit(u));
+            let want = if shown { plan.unit_scores[u] } else { 0.0 };
+            assert_eq!(back.unit_scores.get(u).copied().unwrap_or(0.0), want, "unit {u}");
+        }
+        let earlier = r#"{"items":[{"Unit":0},{"Unit":2}],"clear_before":0,"unit_scores":[0.5,0.25,0.125]}"#;
+        let old: Plan = serde_json::from_str(earlier).unwrap();
+        assert_eq!((old.items, old.unit_scores), (vec![Item::Unit(0), Item::Unit(2)], vec![0.5, 0.25, 0.125]));
+        for damaged in [
+            r#"{"items":[{"Units":[5,2]}],"clear_before":0}"#,
+            r#"{"items":[{"Units":[0,99999999999]}],"clear_before":0}"#,
+            r#"{"items":[{"Unit":99999999999}],"clear_before":0}"#,
+        ] {
+            assert!(serde_json::from_str::<Plan>(damaged).is_err(), "{damaged}");
+        }
+    }
 
     fn plan(items: Vec<Item>) -> Plan {
         Plan { items, clear_before: 0, unit_scores: Vec::new() }
