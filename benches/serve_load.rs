@@ -405,6 +405,8 @@ fn main() {
     // do), so the load generator takes as little of the two cores as it can.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let started = Instant::now();
+    let server_cpu0 = cpu_seconds(&format!("/proc/{}/stat", srv.child.id()));
+    let own_cpu0 = cpu_seconds("/proc/self/stat");
     let tasks: Vec<_> = (0..a.clients)
         .map(|c| rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, a.budget, Arc::clone(&stop))))
         .collect();
@@ -427,6 +429,8 @@ fn main() {
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(&format!("/proc/{}/stat", srv.child.id())) - server_cpu0;
+    let own_cpu = cpu_seconds("/proc/self/stat") - own_cpu0;
     let metrics = setup.get(&format!("{}/metrics", srv.base)).call().unwrap().body_mut().read_to_string().unwrap();
     drop(srv);
     windows.sort_by(f64::total_cmp);
@@ -435,6 +439,12 @@ fn main() {
     let server_p99 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.99\"}").unwrap_or(f64::NAN) * 1e6;
     println!("clients={} secs={:.1} budget={} cores={cores}", a.clients, elapsed, a.budget);
     println!("windows: {} ({:.0}/s), errors {errors}", windows.len(), windows.len() as f64 / elapsed);
+    let per_window = |cpu: f64| cpu / windows.len().max(1) as f64 * 1e6;
+    println!(
+        "CPU per window (append + window): server {:.0}us, load process {:.0}us (clients and the paced library thread)",
+        per_window(server_cpu),
+        per_window(own_cpu)
+    );
     println!("window latency (client): p50={:.2}ms p99={:.2}ms max={:.2}ms", q(&windows, 0.5) / 1e3, q(&windows, 0.99) / 1e3, q(&windows, 1.0) / 1e3);
     println!("append latency (client): p50={:.2}ms p99={:.2}ms", q(&appends, 0.5) / 1e3, q(&appends, 0.99) / 1e3);
     println!("server assemble (Session::assemble, wall): p50={server_p50:.0}us p99={server_p99:.0}us");
@@ -453,4 +463,15 @@ fn main() {
     report_rss(&rss);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(errors, 0, "every request answered 200 and every window within budget");
+}
+
+/// User + system CPU seconds of the process whose `/proc/PID/stat` is `path` (0 if unreadable).
+fn cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime and
+    // stime are the 12th and 13th, in clock ticks.
+    let rest: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    let field = |i: usize| rest.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks of 1/100 s (USER_HZ, 100 on every Linux this runs on).
+    (field(11) + field(12)) / 100.0
 }

@@ -5,7 +5,9 @@
 //! assembles `assemble(8000)`. `long_history N Q haystack` pushes a LongMemEval-shaped haystack of
 //! N turns (`synth::haystack`, N/10 sessions, long answers) and assembles `assemble_for(2000,
 //! question)` for its first Q planted questions; a fourth argument sets the budget of the
-//! conversation and haystack modes (`long_history 500 50 haystack 32000`). Each mode prints the bytes of text it pushed (to
+//! conversation, haystack and chat modes (`long_history 500 50 haystack 32000`). `long_history N Q
+//! chat` pushes N conversation turns, then Q times pushes the next turn and assembles
+//! `assemble(budget)` without a query (the per-turn load `benches/serve_load.rs` puts on a server). Each mode prints the bytes of text it pushed (to
 //! compare with the peak resident memory, e.g. under `/usr/bin/time -v`). Run it under callgrind to see where a window's time goes, counting
 //! only the windows:
 //!
@@ -23,6 +25,7 @@ fn main() -> ctxwin::Result<()> {
     let budget: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
     let t = match mode.as_deref() {
         Some("agent") => return agent(n, q),
+        Some("chat") => return chat(n, q, budget),
         Some("haystack") => synth::haystack(42, n / 10),
         _ => synth::conversation(42, n),
     };
@@ -74,6 +77,30 @@ fn agent(n: usize, q: usize) -> ctxwin::Result<()> {
     times.sort_by(f64::total_cmp);
     let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
     println!("agent session of {n} turns ({} bytes of text), {} calls, assemble(8000) p50 {p50:.0} us", text_bytes(&turns[..next]), times.len());
+    Ok(())
+}
+
+/// A chat served per turn (the load of `benches/serve_load.rs`): `n` turns of the seeded
+/// conversation, then `q` steps that each push the next turn and assemble `assemble(budget)`.
+fn chat(n: usize, q: usize, budget: usize) -> ctxwin::Result<()> {
+    let t = synth::conversation(42, n + q);
+    let mut e = Engine::new(EngineConfig::default())?;
+    let turns = t.turns();
+    for turn in &turns[..n] {
+        e.push(turn.clone())?;
+    }
+    e.assemble(budget)?;
+    let mut times = Vec::new();
+    for turn in &turns[n..] {
+        e.push(turn.clone())?;
+        let t0 = Instant::now();
+        let w = measured(&mut e, None, budget)?;
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+        assert!(w.total_tokens() <= budget);
+    }
+    times.sort_by(f64::total_cmp);
+    let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    println!("chat of {n} turns, {} push + assemble({budget}) steps, assemble p50 {p50:.0} us", times.len());
     Ok(())
 }
 
