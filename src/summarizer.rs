@@ -405,38 +405,29 @@ fn pick(cands: &[Cand<'_>], used: usize, max_tokens: usize) -> Vec<usize> {
 /// Tokens a line's label and newline are estimated at.
 const LABEL_TOKENS: usize = 3;
 
-/// The label of a summary line from turn `t`: tool output always says so.
 /// Exact tokens of `head` followed by each `(label, line)` on a line of its own (a summary's
 /// text), summed from per-line counts the counter caches: consecutive summaries of a growing run
-/// share most of their lines, so each is encoded once rather than every time. Exact because the
-/// pre-tokenizers of both encodings (o200k, cl100k) end every piece at a newline followed by a
-/// character that is neither whitespace nor `/`, except a punctuation run's piece, which takes the
-/// newline (and, in o200k, slashes) after it: counting `line + "\n"` keeps that piece whole. When a
-/// line starts otherwise, the joined text is counted as is.
+/// share most of their lines, so each is encoded once rather than every time. Exact because a
+/// piece of the pre-tokenizers of both encodings (o200k, cl100k) always ends at a newline in front
+/// of a line that [`crate::tokens::line_start_splits`] (labels start with a letter); a line that
+/// starts otherwise is counted together with the line before it.
 fn count_joined(head: &str, lines: &[(&str, &str)], counter: &mut TokenCounter) -> usize {
-    let clean = lines.iter().all(|(label, line)| label.chars().chain(line.chars()).next().is_some_and(|c| !c.is_whitespace() && c != '/'));
     let mut buf = String::with_capacity(head.len() + 1);
-    if !clean {
-        buf.push_str(head);
-        for (label, line) in lines {
-            buf.push('\n');
-            buf.push_str(label);
-            buf.push_str(line);
-        }
-        return counter.count(&buf);
-    }
     buf.push_str(head);
     let mut total = 0;
     for (label, line) in lines {
         buf.push('\n');
-        total += counter.count(&buf);
-        buf.clear();
+        if crate::tokens::line_start_splits(if label.is_empty() { line } else { label }) {
+            total += counter.count(&buf);
+            buf.clear();
+        }
         buf.push_str(label);
         buf.push_str(line);
     }
     total + counter.count(&buf)
 }
 
+/// The label of a summary line from turn `t`: tool output always says so.
 fn label(t: RunTurn<'_>) -> &'static str {
     if is_tool_output(t) {
         return "tool output: ";
@@ -541,9 +532,9 @@ mod tests {
         #[test]
         fn joined_lines_count_as_the_text_does(
             head in "[\\[A-Za-z0-9 ();:,.]{1,40}",
-            lines in proptest::collection::vec(("(|user: |tool output: |note: )", "[a-zA-Z0-9 .,;:!?()\\[\\]/'\"_=<>$#-]{0,30}|[éßж漢字 ]{1,8}|\\.{1,3}|/[a-z/]{1,10}"), 0..8),
+            lines in proptest::collection::vec(("(|user: |tool output: |note: )", "[a-zA-Z0-9 .,;:!?()\\[\\]/'\"_=<>$#-]{0,30}|[éßж漢字 ]{1,8}|\\.{1,3}|/[a-z/]{1,10}|[ \t]{1,4}[a-z/.(—é]{0,10}|[ \t\u{a0}]{0,2}[a-z]{0,3}"), 0..8),
         ) {
-            let lines: Vec<(&str, String)> = lines.iter().map(|(l, t)| (l.as_str(), t.trim().to_string())).filter(|(l, t)| !l.is_empty() || !t.is_empty()).collect();
+            let lines: Vec<(&str, String)> = lines.iter().map(|(l, t)| (l.as_str(), t.clone())).filter(|(l, t)| !l.is_empty() || !t.is_empty()).collect();
             let pairs: Vec<(&str, &str)> = lines.iter().map(|(l, t)| (*l, t.as_str())).collect();
             let text = pairs.iter().fold(head.clone(), |acc, (l, t)| format!("{acc}\n{l}{t}"));
             for enc in [crate::tokens::Encoding::O200kBase, crate::tokens::Encoding::Cl100kBase] {

@@ -247,20 +247,23 @@ impl TokenCounter {
 
 /// Whether the pre-tokenizer of o200k_base and cl100k_base always splits `text` at byte `at`, so
 /// that `text[..at]` and `text[at..]`, each encoded alone, give exactly the tokens `text` has on
-/// either side. True where a line starts (`at` follows a newline) with an ASCII character that is
-/// neither whitespace nor `/`, or with spaces and tabs followed by one that is not whitespace. No
-/// pattern of either encoding runs a newline into such a line: a piece holding a newline is
-/// either whitespace ending at the last newline of its run, or punctuation followed by newlines
-/// and slashes (o200k), and the patterns only look ahead, never behind.
-pub(crate) fn splits_at_line_start(text: &[u8], at: usize) -> bool {
-    if at == 0 || text.get(at - 1) != Some(&b'\n') {
-        return false;
-    }
-    let indent = text.get(at..).unwrap_or_default().iter().take_while(|&&b| b == b' ' || b == b'\t').count();
-    match text.get(at + indent) {
-        Some(&b) if indent > 0 => b.is_ascii_graphic(),
-        Some(&b) => b.is_ascii_graphic() && b != b'/',
+/// either side: true where a line starts (`at` follows a newline) that [`line_start_splits`].
+pub(crate) fn splits_at_line_start(text: &str, at: usize) -> bool {
+    at > 0 && text.as_bytes().get(at - 1) == Some(&b'\n') && text.get(at..).is_some_and(line_start_splits)
+}
+
+/// Whether a newline in front of `line` always ends a piece of the pre-tokenizer of o200k_base and
+/// cl100k_base (so counting `…\n` and `line…` apart gives the count of the whole): `line` starts
+/// with a character that is neither whitespace nor `/`, or with spaces and tabs followed by one
+/// that is not whitespace. No pattern of either encoding runs a newline into such a line: a piece
+/// holding a newline is either whitespace ending at the last newline of its run, or punctuation
+/// followed by newlines and slashes (o200k), and the patterns only look ahead, never behind.
+pub(crate) fn line_start_splits(line: &str) -> bool {
+    let rest = line.trim_start_matches([' ', '\t']);
+    match rest.chars().next() {
         None => false,
+        Some(c) if rest.len() < line.len() => !c.is_whitespace(),
+        Some(c) => !c.is_whitespace() && c != '/',
     }
 }
 
@@ -342,7 +345,7 @@ mod tests {
         for _ in 0..400 {
             let len = 5 + next(60);
             let text: String = (0..len).map(|_| parts[next(parts.len())]).collect();
-            for at in (1..text.len()).filter(|&at| splits_at_line_start(text.as_bytes(), at)) {
+            for at in (1..text.len()).filter(|&at| splits_at_line_start(&text, at)) {
                 for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
                     let whole = count_reference(enc, &text);
                     assert_eq!(whole, count_reference(enc, &text[..at]) + count_reference(enc, &text[at..]), "{enc:?} {text:?} at {at}");

@@ -299,7 +299,7 @@ const EDGE_SLACK: usize = 8;
 /// those of the whole text. Without such a cut, the whole text is encoded.
 fn edge_tokens(counter: &TokenCounter, text: &str, total: usize, n: usize, edge: Edge) -> Vec<u32> {
     let b = text.as_bytes();
-    let splits = |c: usize| crate::tokens::splits_at_line_start(b, c);
+    let splits = |c: usize| crate::tokens::splits_at_line_start(text, c);
     // Half as many bytes again as the text's own bytes per token would need, so a second read is rare.
     let mut want = (n + EDGE_SLACK).saturating_mul(text.len()) * 3 / (2 * total.max(1)) + 64;
     while want < b.len() {
