@@ -67,6 +67,22 @@ pub(crate) struct Plan {
     pub(crate) unit_scores: Vec<f32>,
 }
 
+impl Plan {
+    /// Keeps the scores of the units the plan shows, the only ones a kept plan is read for (the
+    /// budget fix-up picks among shown units), and drops the rest: the plan state then holds, and
+    /// stores, what grows with the window, not with the history, and reads back equal.
+    fn keep_shown_scores(&mut self) {
+        let shown: Vec<usize> = self.items.iter().filter_map(|it| if let Item::Unit(u) = it { Some(*u) } else { None }).collect();
+        let mut scores = vec![0.0; shown.iter().max().map_or(0, |u| u + 1)];
+        for u in shown {
+            if let (Some(slot), Some(s)) = (scores.get_mut(u), self.unit_scores.get(u)) {
+                *slot = *s;
+            }
+        }
+        self.unit_scores = scores;
+    }
+}
+
 /// How a [`Plan`] is stored: consecutive units as one `[first, last]` run, and the scores of the
 /// units the plan shows only (the fix-up reads no other; the rest read as 0), so what a durable
 /// session writes after each window grows with the window, not with the history. The dense
@@ -282,6 +298,7 @@ pub(crate) fn assemble(ctx: &mut PlanContext<'_>, state: &mut PlanState) -> Resu
     let w = fit(ctx, &mut plan, &policy, scores.as_deref());
     if ctx.next_call() {
         let last_end = ctx.store.units().last().map_or(0, |u| u.end);
+        plan.keep_shown_scores();
         state.prev = Some(Prefix { plan, units: n_units, last_end, fresh_streak: streak.saturating_add(1) });
     }
     Ok(w)

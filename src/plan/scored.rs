@@ -37,6 +37,7 @@ pub(crate) fn extend_prefix(ctx: &mut PlanContext<'_>, state: &mut PlanState, po
     if w.total_tokens > ctx.budget {
         return None;
     }
+    plan.keep_shown_scores();
     state.prev = Some(Prefix { plan, units: n_units, last_end: units.last().map_or(0, |u| u.end), fresh_streak: 0 });
     Some(w)
 }
