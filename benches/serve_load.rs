@@ -17,6 +17,9 @@
 //! server) and after it (the machine otherwise idle). `CTXWIN_BIN=path` serves with another build. Every window is checked:
 //! status 200, `total_tokens <= budget`.
 //!
+//! `--report none` asks windows without the per-turn report (the API's `"report": "none"`; by
+//! default each reply carries one report line per turn, ~35 kB on these sessions).
+//!
 //! `cargo bench --bench serve_load -- --clients 64 --secs 20 --budget 2000`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,10 +43,12 @@ struct Args {
     budget: usize,
     store: Option<String>,
     rss_every: u64,
+    /// The window request's `report`: `turns` (one line per turn, the API's default) or `none`.
+    report: &'static str,
 }
 
 fn args() -> Args {
-    let mut a = Args { clients: 64, secs: 20, budget: 2000, store: None, rss_every: 0 };
+    let mut a = Args { clients: 64, secs: 20, budget: 2000, store: None, rss_every: 0, report: "turns" };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < v.len() {
@@ -54,6 +59,7 @@ fn args() -> Args {
             "--budget" => a.budget = next.parse().unwrap(),
             "--store" => a.store = Some(next),
             "--rss-every" => a.rss_every = next.parse().unwrap(),
+            "--report" => a.report = if next == "none" { "none" } else { "turns" },
             _ => {
                 i += 1;
                 continue;
@@ -175,11 +181,11 @@ struct Requests {
 }
 
 impl Requests {
-    fn new(id: &str, t: &Transcript, budget: usize) -> Requests {
+    fn new(id: &str, t: &Transcript, budget: usize, report: &str) -> Requests {
         let turns = t.turns().iter().map(|t| serde_json::to_vec(&json!({"format": "ctxwin", "messages": [t]})).unwrap()).collect();
         Requests {
             turns,
-            window: serde_json::to_vec(&json!({"budget": budget})).unwrap(),
+            window: serde_json::to_vec(&json!({"budget": budget, "report": report})).unwrap(),
             append_path: format!("/v1/sessions/{id}/turns"),
             window_path: format!("/v1/sessions/{id}/window"),
         }
@@ -197,10 +203,11 @@ async fn client(
     convs: Arc<Vec<Transcript>>,
     c: usize,
     budget: usize,
+    report: &'static str,
     stop: Arc<AtomicBool>,
 ) -> (Vec<f64>, Vec<f64>, usize) {
     let t = &convs[c % convs.len()];
-    let reqs = Requests::new(&id, t, budget);
+    let reqs = Requests::new(&id, t, budget, report);
     let mut stream = TcpStream::connect(&addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let mut buf = Vec::with_capacity(64 * 1024);
@@ -408,7 +415,7 @@ fn main() {
     let server_cpu0 = cpu_seconds(&format!("/proc/{}/stat", srv.child.id()));
     let own_cpu0 = cpu_seconds("/proc/self/stat");
     let tasks: Vec<_> = (0..a.clients)
-        .map(|c| rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, a.budget, Arc::clone(&stop))))
+        .map(|c| rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, a.budget, a.report, Arc::clone(&stop))))
         .collect();
     let runner = std::thread::spawn(move || {
         rt.block_on(async {
@@ -437,7 +444,7 @@ fn main() {
     appends.sort_by(f64::total_cmp);
     let server_p50 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.5\"}").unwrap_or(f64::NAN) * 1e6;
     let server_p99 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.99\"}").unwrap_or(f64::NAN) * 1e6;
-    println!("clients={} secs={:.1} budget={} cores={cores}", a.clients, elapsed, a.budget);
+    println!("clients={} secs={:.1} budget={} report={} cores={cores}", a.clients, elapsed, a.budget, a.report);
     println!("windows: {} ({:.0}/s), errors {errors}", windows.len(), windows.len() as f64 / elapsed);
     let per_window = |cpu: f64| cpu / windows.len().max(1) as f64 * 1e6;
     println!(

@@ -83,6 +83,8 @@ struct Ask {
     query: Option<String>,
     format: Format,
     policy: Option<Policy>,
+    /// One report line per turn (`"turns"`, the default) or none (`"none"`).
+    report: bool,
 }
 
 fn ask(map: &serde_json::Map<String, Value>) -> std::result::Result<Ask, ApiError> {
@@ -93,7 +95,13 @@ fn ask(map: &serde_json::Map<String, Value>) -> std::result::Result<Ask, ApiErro
         Some(_) => return Err(ApiError::bad("query", "must be a string")),
     };
     let format = Format::parse(map.get("format"), "format", Format::OpenAi, false)?;
-    Ok(Ask { budget, query, format, policy: policy(map.get("policy"))? })
+    let report = match map.get("report") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(r)) if r == "turns" => true,
+        Some(Value::String(r)) if r == "none" => false,
+        Some(_) => return Err(ApiError::bad("report", "must be \"turns\" (one line per turn, the default) or \"none\"")),
+    };
+    Ok(Ask { budget, query, format, policy: policy(map.get("policy"))?, report })
 }
 
 /// `POST /v1/sessions/{id}/window`. A `policy` different from the session's is stored as the
@@ -104,7 +112,7 @@ pub(crate) async fn post_window(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     session_id(&id)?;
-    let map = body_object(body, &["budget", "query", "format", "policy"])?;
+    let map = body_object(body, &["budget", "query", "format", "policy", "report"])?;
     let ask = ask(&map)?;
     let reply = st
         .blocking(move |st| {
@@ -132,7 +140,7 @@ pub(crate) async fn post_window(
             if let Some(c) = assemble_cpu {
                 st.metrics.assemble_cpu(c);
             }
-            render(&id, &w, ask.format)
+            render(&id, &w, ask.format, ask.report)
         })
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], reply).into_response())
@@ -214,7 +222,7 @@ struct SummaryOut {
 }
 
 /// The reply body (JSON bytes): the head, then `"report"` (a line per turn) and `"summaries"`.
-fn render(id: &str, w: &Window, format: Format) -> std::result::Result<Vec<u8>, ApiError> {
+fn render(id: &str, w: &Window, format: Format, report: bool) -> std::result::Result<Vec<u8>, ApiError> {
     let (messages, system) = match format {
         Format::Anthropic => {
             let mut a = w.to_anthropic();
@@ -241,9 +249,10 @@ fn render(id: &str, w: &Window, format: Format) -> std::result::Result<Vec<u8>, 
     let mut out = serde_json::to_vec(&head).map_err(internal)?;
     // The head is an object: reopen it for the two last fields.
     out.pop();
-    out.reserve(w.report().len() * 80 + 64);
+    let lines = if report { w.report() } else { &[] };
+    out.reserve(lines.len() * 80 + 64);
     out.extend_from_slice(b",\"report\":[");
-    for (i, l) in w.report().iter().enumerate() {
+    for (i, l) in lines.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

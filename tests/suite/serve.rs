@@ -147,6 +147,12 @@ fn a_full_session_in_openai_and_anthropic_shapes_gives_valid_windows_within_budg
     let w = srv.ok("POST", "/v1/sessions/oa/window", json!({"budget": "10%"}));
     assert!(w["total_tokens"].as_u64().unwrap() <= w["budget"].as_u64().unwrap());
     check_openai(&w["messages"]).unwrap();
+    // Without the per-turn report: the same window (the next call extends it unchanged), no lines.
+    let bare = srv.ok("POST", "/v1/sessions/oa/window", json!({"budget": "10%", "report": "none"}));
+    assert_eq!((&bare["messages"], &bare["total_tokens"]), (&w["messages"], &w["total_tokens"]));
+    assert_eq!(bare["report"], json!([]));
+    let full = srv.ok("POST", "/v1/sessions/oa/window", json!({"budget": "10%", "report": "turns"}));
+    assert_eq!((&full["messages"], full["report"].as_array().unwrap().len()), (&w["messages"], 121));
     let hits = srv.call("GET", "/v1/sessions/oa/search?q=E0017&k=3", None).1;
     assert!(hits["hits"].as_array().unwrap().iter().any(|h| h["turn"]["blocks"].to_string().contains("E0017")), "{hits}");
 
@@ -174,7 +180,7 @@ fn a_full_session_in_openai_and_anthropic_shapes_gives_valid_windows_within_budg
     let metrics = srv.call("GET", "/metrics", None).1;
     let metrics = metrics.as_str().unwrap();
     assert!(metrics.contains("ctxwin_http_requests_total{route=\"/v1/sessions/{id}/window\",method=\"POST\",status=\"200\"}"), "{metrics}");
-    assert!(metrics.contains("ctxwin_assemble_seconds_count 9"), "{metrics}");
+    assert!(metrics.contains("ctxwin_assemble_seconds_count 11"), "{metrics}");
 }
 
 #[test]
@@ -285,6 +291,7 @@ fn every_malformed_request_is_a_4xx_naming_the_field() {
         ("POST", "/v1/sessions/m/window", json!({"budget": 1}).to_string(), 422, "budget"),
         ("POST", "/v1/sessions/m/window", json!({"budget": 100, "format": "ctxwin"}).to_string(), 400, "format"),
         ("POST", "/v1/sessions/m/window", json!({"budget": 100, "query": 7}).to_string(), 400, "query"),
+        ("POST", "/v1/sessions/m/window", json!({"budget": 100, "report": "some"}).to_string(), 400, "report"),
         ("POST", "/v1/sessions/m/window", json!({"budget": 100, "policy": "best"}).to_string(), 400, "policy"),
         ("POST", "/v1/sessions/m/window", json!({"budget": 100, "policy": {"tail_turns": "many"}}).to_string(), 400, "policy"),
         ("POST", "/v1/sessions/nobody/window", json!({"budget": 100}).to_string(), 404, "id"),
