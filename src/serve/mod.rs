@@ -201,7 +201,12 @@ impl Server {
             shutdown.await;
             state.draining.store(true, Ordering::SeqCst);
         };
-        axum::serve(self.listener, router_with(Arc::clone(&self.state))).with_graceful_shutdown(signal).await.map_err(|e| Error::io(addr, e))?;
+        // Replies go out at once (no Nagle wait for the ACK of the previous one): an agent waits
+        // on every window. A socket that refuses the option is served as it is.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp: &mut tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router_with(Arc::clone(&self.state))).with_graceful_shutdown(signal).await.map_err(|e| Error::io(addr, e))?;
         let sessions = Arc::clone(&self.state);
         tokio::task::spawn_blocking(move || sessions.sessions.flush_all()).await.map_err(|e| Error::Store {
             store: "serve".into(),
