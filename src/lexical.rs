@@ -130,6 +130,46 @@ impl Collector for AllScores {
     }
 }
 
+/// Collects every matching document scoring at least `min`, with its turn id: the documents tied
+/// with the k-th best are found by block-max WAND pruning below `min` (Tantivy reports a document
+/// when its score is above the threshold, so the threshold is the float just below `min`), without
+/// scoring every match.
+struct AtLeast {
+    min: Score,
+}
+
+impl Collector for AtLeast {
+    type Fruit = Vec<(u64, Score)>;
+    type Child = AllScoresSegment;
+    fn for_segment(&self, _ord: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<AllScoresSegment> {
+        Ok(AllScoresSegment { ids: segment.fast_fields().u64("id")?, out: Vec::new() })
+    }
+    fn requires_scoring(&self) -> bool {
+        true
+    }
+    fn merge_fruits(&self, fruits: Vec<Vec<(u64, Score)>>) -> tantivy::Result<Vec<(u64, Score)>> {
+        Ok(fruits.into_iter().flatten().collect())
+    }
+    fn collect_segment(&self, weight: &dyn tantivy::query::Weight, ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<Vec<(u64, Score)>> {
+        let mut child = self.for_segment(ord, reader)?;
+        let min = self.min;
+        let threshold = self.min.next_down();
+        match reader.alive_bitset() {
+            // Documents are never deleted here; with deletions, every match is looked at.
+            Some(alive) => weight.for_each(reader, &mut |doc, score| {
+                if score >= min && alive.is_alive(doc) {
+                    child.collect(doc, score);
+                }
+            })?,
+            None => weight.for_each_pruning(threshold, reader, &mut |doc, score| {
+                child.collect(doc, score);
+                threshold
+            })?,
+        }
+        Ok(child.harvest())
+    }
+}
+
 impl SegmentCollector for AllScoresSegment {
     type Fruit = Vec<(u64, Score)>;
     fn collect(&mut self, doc: DocId, score: Score) {
@@ -384,23 +424,32 @@ impl LexicalIndex {
                 // One more than asked: a tie at the k-th place is decided by id below, not by the
                 // order Tantivy met the documents in (which depends on its segments and merges).
                 let top = searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(k + 1).order_by_score(), &stats)?;
+                // Each segment's id column is opened once (opening one reads its block index).
+                let mut columns: FxHashMap<SegmentOrdinal, Column<u64>> = FxHashMap::default();
                 for (s, addr) in top {
-                    let ids = searcher.segment_reader(addr.segment_ord).fast_fields().u64("id")?;
+                    let ids = match columns.entry(addr.segment_ord) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => e.insert(searcher.segment_reader(addr.segment_ord).fast_fields().u64("id")?),
+                    };
                     if let Some(id) = ids.first(addr.doc_id) {
                         out.push((id as TurnId, s));
                     }
                 }
             }
-            out.extend(self.pending_scores_with(&uniq, &stats)?);
-        }
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if out.len() > k && out[k - 1].1 == out[k].1 {
-            // Tied at the boundary: Tantivy may have left out tied documents of lower id. Take the
-            // best k of every score instead (rare: equal BM25 scores need equal term statistics).
-            let mut all = self.scores(terms)?;
-            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            all.truncate(k);
-            return Ok(all);
+            let pending = self.pending_scores_with(&uniq, &stats)?;
+            out.extend(pending.iter().copied());
+            let by_score = |a: &(TurnId, f32), b: &(TurnId, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            out.sort_by(by_score);
+            if out.len() > k && out[k - 1].1 == out[k].1 && searcher.num_docs() > 0 {
+                // Tied at the boundary: Tantivy may have left out tied documents of lower id. Every
+                // document scoring at least the tied score (found with pruning, not by scoring
+                // every match), the best k of them by score then id: the best k of every score.
+                let min = out[k - 1].1;
+                let query = self.query(&uniq);
+                out = searcher.search_with_statistics_provider(&query, &AtLeast { min }, &stats)?.into_iter().map(|(id, s)| (id as TurnId, s)).collect();
+                out.extend(pending.into_iter().filter(|x| x.1 >= min));
+                out.sort_by(by_score);
+            }
         }
         out.truncate(k);
         Ok(out)
@@ -530,6 +579,26 @@ mod tests {
         }
         assert!(idx.analyze(many).len() > WAND_MAX_TERMS);
         assert!(idx.top(&[], 5)?.is_empty());
+        Ok(())
+    }
+
+    /// Documents tied at the k-th place are decided by turn id, whatever segment Tantivy met them
+    /// in: the same k as sorting every score by score, then id.
+    #[test]
+    fn ties_at_the_kth_place_go_to_the_lowest_ids() -> Result<()> {
+        let mut idx = LexicalIndex::new(None, 3)?;
+        for i in 0..40 {
+            let text = if i % 7 == 3 { "support group support group" } else { "the support group met" };
+            idx.add(i, text)?;
+        }
+        let q = idx.analyze("support group");
+        let mut all = idx.scores(&q)?;
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for k in [1, 5, 6, 9, 17, 39, 40, 41] {
+            let want: Vec<TurnId> = all.iter().take(k).map(|x| x.0).collect();
+            let got: Vec<TurnId> = idx.top(&q, k)?.iter().map(|x| x.0).collect();
+            assert_eq!(got, want, "k {k}");
+        }
         Ok(())
     }
 

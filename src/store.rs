@@ -75,6 +75,44 @@ pub(crate) struct Store {
     turn_dates: Vec<Option<u32>>,
     /// The tool's name of each call, by call id.
     call_names: FxHashMap<String, String>,
+    /// Per-kind lists of turn ids, kept at push so a window never walks the whole history.
+    index: TurnIndex,
+}
+
+/// Turn ids by kind, in order, kept at push: what a window would otherwise find by walking every
+/// turn (whether the history is conversational, the latest request, the turns a summary of a long
+/// run reads).
+#[derive(Debug, Default)]
+pub(crate) struct TurnIndex {
+    /// User turns that are not tool results (requests).
+    pub(crate) requests: Vec<TurnId>,
+    /// How many assistant turns there are.
+    pub(crate) assistant_turns: usize,
+    /// Turns without tool results, in order.
+    pub(crate) said: Vec<TurnId>,
+    /// Turns with tool results, in order.
+    pub(crate) outputs: Vec<TurnId>,
+    /// The turns making each number of distinct references, in order.
+    pub(crate) by_ref_count: std::collections::BTreeMap<u32, Vec<TurnId>>,
+}
+
+impl TurnIndex {
+    fn push(&mut self, id: TurnId, role: Role, has_results: bool, ref_count: u32) {
+        match role {
+            Role::User if !has_results => self.requests.push(id),
+            Role::Assistant => self.assistant_turns += 1,
+            Role::User | Role::System | Role::Tool => {}
+        }
+        if has_results { &mut self.outputs } else { &mut self.said }.push(id);
+        self.by_ref_count.entry(ref_count).or_default().push(id);
+    }
+}
+
+/// The ids of `ids` (sorted) within `first..=last`.
+pub(crate) fn within(ids: &[TurnId], first: TurnId, last: TurnId) -> &[TurnId] {
+    let lo = ids.partition_point(|&i| i < first);
+    let hi = ids.partition_point(|&i| i <= last);
+    ids.get(lo..hi.max(lo)).unwrap_or_default()
 }
 
 /// The `[timestamp] ` header shown on the first turn of each date in a window.
@@ -208,6 +246,7 @@ impl Store {
             self.token_prefix.push(0);
         }
         self.token_prefix.push(before + tokens);
+        self.index.push(id, turn.role(), !results.is_empty(), ref_count);
         self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, speaker, ref_count, tool_output_tokens, salient_lines });
         Ok(id)
     }
@@ -352,6 +391,11 @@ impl Store {
     /// All turns, in push order.
     pub(crate) fn turns(&self) -> &[StoredTurn] {
         &self.turns
+    }
+
+    /// Turn ids by kind (requests, turns with and without tool results, by reference count).
+    pub(crate) fn index(&self) -> &TurnIndex {
+        &self.index
     }
 
     /// The atomic units (a turn, or a tool call with its results), in order.
