@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::lexical::LexicalIndex;
 use crate::policy::Policy;
 use crate::refs::references;
-use crate::scorer::{self, Query, ScoreParts, Sources};
+use crate::scorer::{self, Query, Sources, TurnScores};
 use crate::store::Store;
 use crate::text::take_last_bytes_at_char_boundary;
 use crate::turn::TurnId;
@@ -82,8 +82,8 @@ pub(crate) struct Scores {
     pub(crate) bm25: Vec<(TurnId, f32)>,
     /// Dense similarity of each embedded turn, when dense scoring took part.
     pub(crate) dense: Option<Vec<f32>>,
-    /// Every turn's score components.
-    pub(crate) parts: Vec<ScoreParts>,
+    /// The score components of every turn, or of the candidates only.
+    pub(crate) parts: TurnScores,
     /// The turns scored (sorted), when candidate generation left the others out; `None` when every
     /// turn was scored.
     pub(crate) candidates: Option<Vec<TurnId>>,
@@ -148,7 +148,7 @@ impl Retrieval {
         if k == 0 || n <= k {
             let bm25 = self.lexical.scores(&terms)?;
             let q = Query { bm25: &bm25, dense: dense.as_deref(), refs: &refs, sessions: store.dates() };
-            let parts = scorer::score(store, n, &q, policy);
+            let parts = TurnScores::every(scorer::score(store, n, &q, policy));
             return Ok(Scores { bm25, dense, parts, candidates: None });
         }
         let bm25 = self.lexical.top(&terms, k)?;
@@ -165,10 +165,10 @@ impl Retrieval {
         let bm25 = self.lexical.scores(&terms)?;
         let dense = self.dense_similarities(query, policy)?;
         let parts = match &dense {
-            None => Vec::new(),
+            None => TurnScores::default(),
             Some(sims) => {
                 let refs = references(query);
-                scorer::score(store, store.len(), &Query { bm25: &bm25, dense: Some(sims), refs: &refs, sessions: &[] }, policy)
+                TurnScores::every(scorer::score(store, store.len(), &Query { bm25: &bm25, dense: Some(sims), refs: &refs, sessions: &[] }, policy))
             }
         };
         Ok(Scores { bm25, dense, parts, candidates: None })

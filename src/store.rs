@@ -77,6 +77,10 @@ pub(crate) struct Store {
     call_names: FxHashMap<String, String>,
     /// Per-kind lists of turn ids, kept at push so a window never walks the whole history.
     index: TurnIndex,
+    /// Each turn's tokens as rendered verbatim (a window's report copies them: 4 bytes a turn).
+    turn_tokens: Vec<u32>,
+    /// The unit holding each turn.
+    unit_of: Vec<u32>,
 }
 
 /// Turn ids by kind, in order, kept at push: what a window would otherwise find by walking every
@@ -222,6 +226,7 @@ impl Store {
             self.close_open_calls(counter);
             self.units.push(id..id + 1);
         } else {
+            // A result never opens a unit: `check_pairs` made sure a call of the open one waits.
             self.open_calls.retain(|c| !results.contains(&c.as_str()));
             if let Some(u) = self.units.last_mut() {
                 u.end = id + 1;
@@ -247,6 +252,8 @@ impl Store {
         }
         self.token_prefix.push(before + tokens);
         self.index.push(id, turn.role(), !results.is_empty(), ref_count);
+        self.turn_tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
+        self.unit_of.push(u32::try_from(self.units.len().saturating_sub(1)).unwrap_or(u32::MAX));
         self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, speaker, ref_count, tool_output_tokens, salient_lines });
         Ok(id)
     }
@@ -317,6 +324,9 @@ impl Store {
                 let mut m = Message::tool_result(c, MISSING_RESULT_TEXT.to_string(), true, Origin::Turn { turn: first_id });
                 let n = m.counted(counter);
                 first.tokens += n;
+                if let Some(t) = self.turn_tokens.get_mut(first_id) {
+                    *t = u32::try_from(first.tokens).unwrap_or(u32::MAX);
+                }
                 first.messages.push(m);
                 added += n;
             }
@@ -391,6 +401,16 @@ impl Store {
     /// All turns, in push order.
     pub(crate) fn turns(&self) -> &[StoredTurn] {
         &self.turns
+    }
+
+    /// Each turn's tokens as rendered verbatim, by id.
+    pub(crate) fn turn_tokens(&self) -> &[u32] {
+        &self.turn_tokens
+    }
+
+    /// The unit holding turn `id`.
+    pub(crate) fn unit_of(&self, id: TurnId) -> Option<usize> {
+        self.unit_of.get(id).map(|&u| u as usize)
     }
 
     /// Turn ids by kind (requests, turns with and without tool results, by reference count).

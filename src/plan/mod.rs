@@ -26,7 +26,7 @@ use crate::plan::costs::Forms;
 use crate::plan::gaps::Summaries;
 use crate::policy::{Policy, Strategy};
 use crate::retrieval::Retrieval;
-use crate::scorer::ScoreParts;
+use crate::scorer::TurnScores;
 use crate::store::Store;
 use crate::text::take_bytes_at_char_boundary;
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter};
@@ -153,7 +153,7 @@ impl PlanContext<'_> {
     }
 
     /// Renders `plan` into a window (exact counts, a report line per turn).
-    pub(crate) fn window(&mut self, plan: &Plan, policy: &Policy, scores: Option<&[ScoreParts]>) -> Window {
+    pub(crate) fn window(&mut self, plan: &Plan, policy: &Policy, scores: Option<&TurnScores>) -> Window {
         crate::window::build::build(self, plan, policy, scores)
     }
 }
@@ -195,7 +195,7 @@ pub(crate) fn assemble(ctx: &mut PlanContext<'_>, state: &mut PlanState) -> Resu
         Strategy::Recency | Strategy::ToolClearing => (recency::plan(ctx, &policy), None),
         Strategy::Compaction => (compaction::plan(ctx, &mut state.compacted, &policy)?, None),
     };
-    let w = fit(ctx, &mut plan, &policy, scores.as_deref());
+    let w = fit(ctx, &mut plan, &policy, scores.as_ref());
     if ctx.next_call() {
         let last_end = ctx.store.units().last().map_or(0, |u| u.end);
         state.prev = Some(Prefix { plan, units: n_units, last_end, fresh_streak: streak.saturating_add(1) });
@@ -228,7 +228,7 @@ const TURNS_PER_REQUEST: usize = 4;
 /// (selection costs are exact or upper bounds, so this should not happen), drops the lowest-scored
 /// unit, marking its run, until it fits; with no unit left, one marker stands for everything (the
 /// smallest window, which [`fixed_tokens`] made sure fits).
-fn fit(ctx: &mut PlanContext<'_>, plan: &mut Plan, policy: &Policy, scores: Option<&[ScoreParts]>) -> Window {
+fn fit(ctx: &mut PlanContext<'_>, plan: &mut Plan, policy: &Policy, scores: Option<&TurnScores>) -> Window {
     let n_units = ctx.store.units().len();
     cover(plan, n_units);
     let mut w = ctx.window(plan, policy, scores);

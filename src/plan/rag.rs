@@ -7,11 +7,11 @@ use crate::plan::scored;
 use crate::plan::select::{self, Fill, Selection};
 use crate::plan::{Item, Plan, PlanContext};
 use crate::policy::Policy;
-use crate::scorer::ScoreParts;
+use crate::scorer::TurnScores;
 use crate::tokens::MESSAGE_OVERHEAD;
 
 /// The top-k plan and every turn's score components.
-pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, Option<Vec<ScoreParts>>)> {
+pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, Option<TurnScores>)> {
     let avail = ctx.avail;
     let clear_before = ctx.forms.clear_boundary(ctx.store, policy);
     let costs = ctx.forms.unit_costs(ctx.store, ctx.counter, policy, clear_before);
@@ -19,7 +19,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     let scores = ctx.retrieval.score_for_window(ctx.store, &query, policy, &[])?;
     let mut parts = scores.parts;
     let units = ctx.store.units();
-    let cand_units = scores.candidates.as_deref().map(|ids| scored::candidate_units(units, ids));
+    let cand_units = scores.candidates.as_deref().map(|ids| scored::candidate_units(ctx.store, ids));
     let bm25 = scored::unit_totals(units, &parts, cand_units.as_deref(), |p| p.bm25);
     // Each gap between the units retrieved is marked; a gap after the last has no turn to ride on.
     let mut sel = Selection::new(&costs, marker_bound(ctx.counter, ctx.store.len()));

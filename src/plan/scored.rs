@@ -12,7 +12,8 @@ use crate::plan::gaps::{GapFill, marker_bound};
 use crate::plan::select::{self, Fill, Selection, UnitCost};
 use crate::plan::{Item, Plan, PlanContext, PlanState, Prefix};
 use crate::policy::{Policy, Strategy};
-use crate::scorer::ScoreParts;
+use crate::scorer::{ScoreParts, TurnScores};
+use crate::store::Store;
 use crate::tokens::MESSAGE_OVERHEAD;
 use crate::turn::TurnId;
 use crate::window::Window;
@@ -57,7 +58,7 @@ pub(crate) struct Reselect<'p> {
 /// so the next call can append instead of selecting afresh again. With `prev` (the previous
 /// per-call plan) and a policy that keeps a front, the previous window's leading items stay as
 /// they were, within `keep_front` of the budget, and only the units after them are selected anew.
-pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselect<'_>) -> Result<(Plan, Option<Vec<ScoreParts>>)> {
+pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselect<'_>) -> Result<(Plan, Option<TurnScores>)> {
     let Reselect { headroom, conversational, prev } = reselect;
     let avail = ctx.avail;
     let next_call = ctx.next_call();
@@ -109,7 +110,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
     let taken: Vec<usize> = sel.selected().filter_map(|u| units.get(u)).flat_map(|r| r.clone()).collect();
     let scores = ctx.retrieval.score_for_window(ctx.store, &query, policy, &taken)?;
     let mut parts = scores.parts;
-    let cand_units = scores.candidates.as_deref().map(|ids| candidate_units(units, ids));
+    let cand_units = scores.candidates.as_deref().map(|ids| candidate_units(ctx.store, ids));
     let unit_scores = unit_totals(units, &parts, cand_units.as_deref(), |p| p.total);
     let summary_share = if next_call { policy.summary_share } else { policy.query_summary_share };
     let reserve = ((rest as f32) * summary_share) as usize;
@@ -182,12 +183,12 @@ fn kept_front(ctx: &PlanContext<'_>, prev: &Prefix, policy: &Policy, clear_befor
     Some(Front { items, units, end, extra })
 }
 
-/// The units holding the candidate turns `ids` (sorted), each once, in order.
-pub(crate) fn candidate_units(units: &[Range<TurnId>], ids: &[TurnId]) -> Vec<usize> {
+/// The units holding the candidate turns `ids` (sorted), each once, in order (each turn's unit is
+/// kept at push: no search through the history's units).
+pub(crate) fn candidate_units(store: &Store, ids: &[TurnId]) -> Vec<usize> {
     let mut out: Vec<usize> = Vec::with_capacity(ids.len());
     for &id in ids {
-        let u = units.partition_point(|r| r.end <= id);
-        if u < units.len() && out.last() != Some(&u) {
+        if let Some(u) = store.unit_of(id).filter(|&u| out.last() != Some(&u)) {
             out.push(u);
         }
     }
@@ -196,8 +197,8 @@ pub(crate) fn candidate_units(units: &[Range<TurnId>], ids: &[TurnId]) -> Vec<us
 
 /// Each unit's best turn by `key` (0 for a unit without a scored turn): over every unit, or with
 /// candidate units only over those.
-pub(crate) fn unit_totals(units: &[Range<TurnId>], parts: &[ScoreParts], cand: Option<&[usize]>, key: impl Fn(&ScoreParts) -> f32) -> Vec<f32> {
-    let best = |r: &Range<TurnId>| r.clone().filter_map(|i| parts.get(i)).map(&key).fold(0.0f32, f32::max);
+pub(crate) fn unit_totals(units: &[Range<TurnId>], parts: &TurnScores, cand: Option<&[usize]>, key: impl Fn(&ScoreParts) -> f32) -> Vec<f32> {
+    let best = |r: &Range<TurnId>| r.clone().map(|i| key(&parts.get(i))).fold(0.0f32, f32::max);
     match cand {
         None => units.iter().map(best).collect(),
         Some(c) => {
@@ -214,15 +215,13 @@ pub(crate) fn unit_totals(units: &[Range<TurnId>], parts: &[ScoreParts], cand: O
 
 /// A turn's reported total is at least its unit's effective score (the unit's best turn, or what it
 /// gained from its neighbours); units without one (not scored, not reached) are not visited.
-pub(crate) fn add_span_gains(units: &[Range<TurnId>], parts: &mut [ScoreParts], eff: &[f32]) {
+pub(crate) fn add_span_gains(units: &[Range<TurnId>], parts: &mut TurnScores, eff: &[f32]) {
     for (u, &e) in eff.iter().enumerate() {
         if e <= 0.0 {
             continue;
         }
         for i in units.get(u).cloned().unwrap_or(0..0) {
-            if let Some(p) = parts.get_mut(i) {
-                p.total = p.total.max(e);
-            }
+            parts.raise_total(i, e);
         }
     }
 }
