@@ -163,16 +163,18 @@ impl TurnScores {
         })
     }
 
-    /// Raises turn `id`'s total to at least `total` (a span gain from a selected neighbour).
-    pub(crate) fn raise_total(&mut self, id: TurnId, total: f32) {
-        match self.slot(id) {
-            Some(k) => self.parts[k].total = self.parts[k].total.max(total),
-            None if self.ids.is_some() => match self.gains.binary_search_by_key(&id, |g| g.0) {
-                Ok(k) => self.gains[k].1 = self.gains[k].1.max(total),
-                Err(k) => self.gains.insert(k, (id, total)),
-            },
-            None => {}
+    /// Raises each turn's total to at least the given one (span gains from selected neighbours).
+    pub(crate) fn raise_totals(&mut self, raised: impl Iterator<Item = (TurnId, f32)>) {
+        for (id, total) in raised {
+            match self.slot(id) {
+                Some(k) => self.parts[k].total = self.parts[k].total.max(total),
+                None if self.ids.is_some() => self.gains.push((id, total)),
+                None => {}
+            }
         }
+        // Sorted by turn, one entry each (its largest gain).
+        self.gains.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        self.gains.dedup_by_key(|g| g.0);
     }
 }
 
@@ -229,18 +231,18 @@ pub(crate) fn score_turns(store: &Store, upto: usize, ids: Option<(&[TurnId], &[
     let named = store.speakers_named(q.refs);
     let half = policy.recency_half_life.max(f32::MIN_POSITIVE);
     for (k, &id) in turns.iter().enumerate() {
-        let Some(st) = store.get(id) else { continue };
+        let Some(st) = store.facts(id) else { continue };
         let p = &mut t.parts[k];
         p.references = p.references.min(1.0);
         let age = (upto - 1 - id) as f32;
         p.recency = (0.5f32).powf(age / half);
-        p.role = match st.turn.role() {
+        p.role = match st.role {
             Role::User => policy.role_user,
             Role::Assistant => policy.role_assistant,
             Role::Tool => policy.role_tool,
             Role::System => policy.role_system,
         };
-        p.priority = st.turn.priority();
+        p.priority = st.priority;
         p.speaker = f32::from(u8::from(st.speaker.is_some_and(|s| named.contains(&s))));
     }
     let total = |p: &mut ScoreParts, r: f32, c: f32| {
@@ -317,15 +319,25 @@ fn lexical_and_dense(t: &mut TurnScores, turns: &[TurnId], upto: usize, q: &Quer
 /// session mates count with their relevance when they are candidates too, else with none.
 fn candidate_boosts(t: &TurnScores, ids: &[TurnId], sessions: &[Option<u32>], policy: &Policy) -> Vec<f32> {
     let w = &policy.weights;
-    let relevance = |i: usize| t.slot(i).map(|k| t.parts[k]).filter(|p| !p.scored.is_empty()).map_or(0.0, |p| p.relevance(w));
+    // Relevance by slot; a turn's neighbours are candidates exactly when they are the next slots.
+    let rel: Vec<f32> = t.parts.iter().map(|p| if p.scored.is_empty() { 0.0 } else { p.relevance(w) }).collect();
+    let relevance = |k: usize| rel.get(k).copied().unwrap_or(0.0);
     let (exchange, session) = (policy.context_boost, policy.session_boost);
-    let mut boost: Vec<f32> = ids.iter().map(|&i| exchange * i.checked_sub(1).map_or(0.0, relevance).max(relevance(i + 1))).collect();
+    let mut boost: Vec<f32> = ids
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let before = k.checked_sub(1).filter(|&j| i.checked_sub(1) == ids.get(j).copied()).map_or(0.0, relevance);
+            let after = Some(k + 1).filter(|&j| ids.get(j) == Some(&(i + 1))).map_or(0.0, relevance);
+            exchange * before.max(after)
+        })
+        .collect();
     if session > 0.0 {
         // Per session: the best candidate, its score, and the second-best score.
         let mut best: rustc_hash::FxHashMap<u32, (usize, f32, f32)> = rustc_hash::FxHashMap::default();
         for (k, &i) in ids.iter().enumerate() {
             let Some(Some(s)) = sessions.get(i) else { continue };
-            let x = relevance(i) + boost[k];
+            let x = relevance(k) + boost[k];
             let b = best.entry(*s).or_insert((usize::MAX, 0.0, 0.0));
             if b.0 == usize::MAX || x > b.1 {
                 *b = (i, x, if b.0 == usize::MAX { 0.0 } else { b.1 });

@@ -33,8 +33,6 @@ pub(crate) struct StoredTurn {
     pub(crate) tokens: usize,
     /// Extra tokens when its first message carries the `[timestamp] ` header.
     pub(crate) header_extra: usize,
-    /// Its speaker, as an index into the store's speakers.
-    pub(crate) speaker: Option<u32>,
     /// How many distinct references it makes (speakers' names aside).
     pub(crate) ref_count: u32,
     /// Tokens of its tool output (0 when it has none).
@@ -81,6 +79,17 @@ pub(crate) struct Store {
     turn_tokens: Vec<u32>,
     /// The unit holding each turn.
     unit_of: Vec<u32>,
+    /// What the scorer reads of each turn, packed (a window reads it for thousands of candidates).
+    facts: Vec<TurnFacts>,
+}
+
+/// What the scorer reads of a turn, by id, in a compact array.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TurnFacts {
+    pub(crate) role: Role,
+    pub(crate) priority: f32,
+    /// Its speaker, as an index into the store's speakers.
+    pub(crate) speaker: Option<u32>,
 }
 
 /// Turn ids by kind, in order, kept at push: what a window would otherwise find by walking every
@@ -253,8 +262,9 @@ impl Store {
         self.token_prefix.push(before + tokens);
         self.index.push(id, turn.role(), !results.is_empty(), ref_count);
         self.turn_tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
+        self.facts.push(TurnFacts { role: turn.role(), priority: turn.priority(), speaker });
         self.unit_of.push(u32::try_from(self.units.len().saturating_sub(1)).unwrap_or(u32::MAX));
-        self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, speaker, ref_count, tool_output_tokens, salient_lines });
+        self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, ref_count, tool_output_tokens, salient_lines });
         Ok(id)
     }
 
@@ -406,6 +416,11 @@ impl Store {
     /// Each turn's tokens as rendered verbatim, by id.
     pub(crate) fn turn_tokens(&self) -> &[u32] {
         &self.turn_tokens
+    }
+
+    /// What the scorer reads of turn `id`.
+    pub(crate) fn facts(&self, id: TurnId) -> Option<TurnFacts> {
+        self.facts.get(id).copied()
     }
 
     /// The unit holding turn `id`.

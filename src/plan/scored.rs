@@ -117,7 +117,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
     let limit = target.min(avail).saturating_sub(reserve);
     let fill_limit = limit.max(sel.used());
     let how = Fill { neighbours: policy.neighbours, decay: policy.neighbour_decay, top_k: policy.rag_top_k, candidates: cand_units.as_deref() };
-    let eff = select::fill_by_score(&mut sel, &unit_scores, how, fill_limit);
+    let (eff, raised) = select::fill_by_score_reached(&mut sel, &unit_scores, how, fill_limit);
     let summary_room = if headroom { target.min(avail).max(sel.used()) } else { avail };
     let from_unit = front.as_ref().map_or(0, |f| f.end);
     let fill = GapFill { avail: summary_room, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs, from_unit };
@@ -126,7 +126,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
         Some(f) => f.items.into_iter().chain(fresh).collect(),
         None => fresh,
     };
-    add_span_gains(units, &mut parts, &eff);
+    add_span_gains(units, &mut parts, &eff, reached(cand_units.as_deref(), raised));
     Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
 }
 
@@ -214,16 +214,28 @@ pub(crate) fn unit_totals(units: &[Range<TurnId>], parts: &TurnScores, cand: Opt
 }
 
 /// A turn's reported total is at least its unit's effective score (the unit's best turn, or what it
-/// gained from its neighbours); units without one (not scored, not reached) are not visited.
-pub(crate) fn add_span_gains(units: &[Range<TurnId>], parts: &mut TurnScores, eff: &[f32]) {
-    for (u, &e) in eff.iter().enumerate() {
-        if e <= 0.0 {
-            continue;
-        }
-        for i in units.get(u).cloned().unwrap_or(0..0) {
-            parts.raise_total(i, e);
+/// gained from its neighbours); units without one (not scored, not reached) are not visited. With
+/// `only` (the candidate units and those their neighbours raised), only those are looked at: no
+/// other unit can have a score.
+pub(crate) fn add_span_gains(units: &[Range<TurnId>], parts: &mut TurnScores, eff: &[f32], only: Option<Vec<usize>>) {
+    let gains = |u: usize| {
+        let e = eff.get(u).copied().unwrap_or(0.0);
+        units.get(u).cloned().unwrap_or(0..0).filter(move |_| e > 0.0).map(move |i| (i, e))
+    };
+    match only {
+        None => parts.raise_totals((0..eff.len()).flat_map(gains)),
+        Some(mut only) => {
+            only.sort_unstable();
+            only.dedup();
+            parts.raise_totals(only.into_iter().flat_map(gains));
         }
     }
+}
+
+/// The units [`add_span_gains`] must look at: the candidates and the units a neighbour raised
+/// (`None`, every unit, when every turn was scored).
+pub(crate) fn reached(cand_units: Option<&[usize]>, raised: Vec<usize>) -> Option<Vec<usize>> {
+    cand_units.map(|c| c.iter().copied().chain(raised).collect())
 }
 
 #[cfg(all(test, feature = "replay"))]
