@@ -26,7 +26,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     sel.reserve(MESSAGE_OVERHEAD);
     let limit = avail.max(sel.used());
     let how = Fill { neighbours: 0, decay: policy.neighbour_decay, top_k: policy.rag_top_k, candidates: cand_units.as_deref() };
-    let (eff, raised) = select::fill_by_score_reached(&mut sel, &bm25, how, limit);
+    let (eff, raised) = select::fill_by_score_reached(&mut sel, bm25, how, limit);
     let items = sel.selected().map(Item::Unit).collect();
     scored::add_span_gains(units, &mut parts, &eff, scored::reached(cand_units.as_deref(), raised));
     Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))

@@ -117,7 +117,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
     let limit = target.min(avail).saturating_sub(reserve);
     let fill_limit = limit.max(sel.used());
     let how = Fill { neighbours: policy.neighbours, decay: policy.neighbour_decay, top_k: policy.rag_top_k, candidates: cand_units.as_deref() };
-    let (eff, raised) = select::fill_by_score_reached(&mut sel, &unit_scores, how, fill_limit);
+    let (eff, raised) = select::fill_by_score_reached(&mut sel, unit_scores, how, fill_limit);
     let summary_room = if headroom { target.min(avail).max(sel.used()) } else { avail };
     let from_unit = front.as_ref().map_or(0, |f| f.end);
     let fill = GapFill { avail: summary_room, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs, from_unit };

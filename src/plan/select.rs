@@ -170,20 +170,21 @@ impl Ord for Cand {
 /// by `neighbours` (which may be `usize::MAX`).
 #[cfg(test)]
 pub(crate) fn fill_by_score(sel: &mut Selection<'_>, scores: &[f32], fill: Fill<'_>, limit: usize) -> Vec<f32> {
-    fill_by_score_reached(sel, scores, fill, limit).0
+    fill_by_score_reached(sel, scores.to_vec(), fill, limit).0
 }
 
-/// [`fill_by_score`], also returning the units whose effective score a neighbour raised (in any
+/// [`fill_by_score`] on `scores` taken by value (they become the effective scores in place, no copy
+/// of a score per unit), also returning the units whose effective score a neighbour raised (in any
 /// order, perhaps repeated): with the candidates, the units whose score can be above 0.
-pub(crate) fn fill_by_score_reached(sel: &mut Selection<'_>, scores: &[f32], fill: Fill<'_>, limit: usize) -> (Vec<f32>, Vec<usize>) {
+pub(crate) fn fill_by_score_reached(sel: &mut Selection<'_>, scores: Vec<f32>, fill: Fill<'_>, limit: usize) -> (Vec<f32>, Vec<usize>) {
     let n = scores.len();
     let mut raised = Vec::new();
     let Fill { neighbours, decay, top_k, candidates } = fill;
-    let mut eff: Vec<f32> = scores.to_vec();
-    let open = |u: usize| u < n && scores[u] > 0.0 && !sel.contains(u);
+    let mut eff: Vec<f32> = scores;
+    let open = |u: usize| u < n && eff[u] > 0.0 && !sel.contains(u);
     let mut heap: BinaryHeap<Cand> = match candidates {
-        None => (0..n).filter(|&u| open(u)).map(|u| Cand { score: scores[u], unit: u }).collect(),
-        Some(c) => c.iter().copied().filter(|&u| open(u)).map(|u| Cand { score: scores[u], unit: u }).collect(),
+        None => (0..n).filter(|&u| open(u)).map(|u| Cand { score: eff[u], unit: u }).collect(),
+        Some(c) => c.iter().copied().filter(|&u| open(u)).map(|u| Cand { score: eff[u], unit: u }).collect(),
     };
     // The cheapest unit that can still be taken: every unit, or with candidates those in the heap
     // (neighbours lower it as they join).
