@@ -163,6 +163,29 @@ impl TurnScores {
         })
     }
 
+    /// The scored turns in order, each with its parts (every turn when every turn was scored;
+    /// span gains not included).
+    pub(crate) fn scored(&self) -> impl Iterator<Item = (TurnId, &ScoreParts)> + '_ {
+        let ids: Box<dyn Iterator<Item = TurnId> + '_> = match &self.ids {
+            None => Box::new(0..self.parts.len()),
+            Some(ids) => Box::new(ids.iter().copied()),
+        };
+        ids.zip(&self.parts)
+    }
+
+    /// Raises each scored turn's total to at least `gain(turn)`, and records `extra` gains of turns
+    /// not scored (span gains from selected neighbours).
+    pub(crate) fn raise_scored(&mut self, gain: impl Fn(TurnId) -> f32, extra: impl Iterator<Item = (TurnId, f32)>) {
+        let ids: Box<dyn Iterator<Item = TurnId>> = match &self.ids {
+            None => Box::new(0..self.parts.len()),
+            Some(ids) => Box::new(ids.clone().into_iter()),
+        };
+        for (id, p) in ids.zip(self.parts.iter_mut()) {
+            p.total = p.total.max(gain(id));
+        }
+        self.raise_totals(extra.filter(|&(id, _)| self.slot(id).is_none()).collect::<Vec<_>>().into_iter());
+    }
+
     /// Raises each turn's total to at least the given one (span gains from selected neighbours).
     pub(crate) fn raise_totals(&mut self, raised: impl Iterator<Item = (TurnId, f32)>) {
         for (id, total) in raised {

@@ -18,9 +18,8 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     let query = ctx.query().into_owned();
     let scores = ctx.retrieval.score_for_window(ctx.store, &query, policy, &[])?;
     let mut parts = scores.parts;
-    let units = ctx.store.units();
     let cand_units = scores.candidates.as_deref().map(|ids| scored::candidate_units(ctx.store, ids));
-    let bm25 = scored::unit_totals(units, &parts, cand_units.as_deref(), |p| p.bm25);
+    let bm25 = scored::unit_totals(ctx.store, &parts, cand_units.as_deref(), |p| p.bm25);
     // Each gap between the units retrieved is marked; a gap after the last has no turn to ride on.
     let mut sel = Selection::new(&costs, marker_bound(ctx.counter, ctx.store.len()));
     sel.reserve(MESSAGE_OVERHEAD);
@@ -28,6 +27,6 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     let how = Fill { neighbours: 0, decay: policy.neighbour_decay, top_k: policy.rag_top_k, candidates: cand_units.as_deref() };
     let (eff, raised) = select::fill_by_score_reached(&mut sel, bm25, how, limit);
     let items = sel.selected().map(Item::Unit).collect();
-    scored::add_span_gains(units, &mut parts, &eff, scored::reached(cand_units.as_deref(), raised));
+    scored::add_span_gains(ctx.store, &mut parts, &eff, scored::reached(ctx.store, cand_units.as_deref(), raised));
     Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
 }

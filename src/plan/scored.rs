@@ -4,8 +4,6 @@
 //! fresh selection that fills only `refill_target` of the budget, so evictions come in batches
 //! instead of shifting the prefix every call.
 
-use std::ops::Range;
-
 use crate::error::Result;
 use crate::plan::costs::form_of;
 use crate::plan::gaps::{GapFill, marker_bound};
@@ -111,7 +109,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
     let scores = ctx.retrieval.score_for_window(ctx.store, &query, policy, &taken)?;
     let mut parts = scores.parts;
     let cand_units = scores.candidates.as_deref().map(|ids| candidate_units(ctx.store, ids));
-    let unit_scores = unit_totals(units, &parts, cand_units.as_deref(), |p| p.total);
+    let unit_scores = unit_totals(ctx.store, &parts, cand_units.as_deref(), |p| p.total);
     let summary_share = if next_call { policy.summary_share } else { policy.query_summary_share };
     let reserve = ((rest as f32) * summary_share) as usize;
     let limit = target.min(avail).saturating_sub(reserve);
@@ -126,7 +124,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
         Some(f) => f.items.into_iter().chain(fresh).collect(),
         None => fresh,
     };
-    add_span_gains(units, &mut parts, &eff, reached(cand_units.as_deref(), raised));
+    add_span_gains(ctx.store, &mut parts, &eff, reached(ctx.store, cand_units.as_deref(), raised));
     Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
 }
 
@@ -197,15 +195,16 @@ pub(crate) fn candidate_units(store: &Store, ids: &[TurnId]) -> Vec<usize> {
 
 /// Each unit's best turn by `key` (0 for a unit without a scored turn): over every unit, or with
 /// candidate units only over those.
-pub(crate) fn unit_totals(units: &[Range<TurnId>], parts: &TurnScores, cand: Option<&[usize]>, key: impl Fn(&ScoreParts) -> f32) -> Vec<f32> {
-    let best = |r: &Range<TurnId>| r.clone().map(|i| key(&parts.get(i))).fold(0.0f32, f32::max);
+pub(crate) fn unit_totals(store: &Store, parts: &TurnScores, cand: Option<&[usize]>, key: impl Fn(&ScoreParts) -> f32) -> Vec<f32> {
+    let units = store.units();
     match cand {
-        None => units.iter().map(best).collect(),
-        Some(c) => {
-            let mut out = vec![0.0; units.len()];
-            for &u in c {
-                if let Some(r) = units.get(u) {
-                    out[u] = best(r);
+        None => units.iter().map(|r| r.clone().map(|i| key(&parts.get(i))).fold(0.0f32, f32::max)).collect(),
+        Some(_) => {
+            // Each scored turn lifts its unit (the other turns count 0, as a fold from 0 does).
+            let mut out = vec![0.0f32; units.len()];
+            for (id, p) in parts.scored() {
+                if let Some(u) = store.unit_of(id) {
+                    out[u] = out[u].max(key(p));
                 }
             }
             out
@@ -217,25 +216,31 @@ pub(crate) fn unit_totals(units: &[Range<TurnId>], parts: &TurnScores, cand: Opt
 /// gained from its neighbours); units without one (not scored, not reached) are not visited. With
 /// `only` (the candidate units and those their neighbours raised), only those are looked at: no
 /// other unit can have a score.
-pub(crate) fn add_span_gains(units: &[Range<TurnId>], parts: &mut TurnScores, eff: &[f32], only: Option<Vec<usize>>) {
+pub(crate) fn add_span_gains(store: &Store, parts: &mut TurnScores, eff: &[f32], raised: Option<Vec<usize>>) {
+    let units = store.units();
     let gains = |u: usize| {
         let e = eff.get(u).copied().unwrap_or(0.0);
         units.get(u).cloned().unwrap_or(0..0).filter(move |_| e > 0.0).map(move |i| (i, e))
     };
-    match only {
+    match raised {
         None => parts.raise_totals((0..eff.len()).flat_map(gains)),
-        Some(mut only) => {
-            only.sort_unstable();
-            only.dedup();
-            parts.raise_totals(only.into_iter().flat_map(gains));
+        Some(mut raised) => {
+            // The scored turns through their units; the turns of units a neighbour raised that
+            // nobody scored, as gains of their own.
+            raised.sort_unstable();
+            raised.dedup();
+            let unit_gain = |id: TurnId| store.unit_of(id).and_then(|u| eff.get(u)).copied().filter(|&e| e > 0.0).unwrap_or(f32::NEG_INFINITY);
+            parts.raise_scored(unit_gain, raised.into_iter().flat_map(gains));
         }
     }
 }
 
-/// The units [`add_span_gains`] must look at: the candidates and the units a neighbour raised
-/// (`None`, every unit, when every turn was scored).
-pub(crate) fn reached(cand_units: Option<&[usize]>, raised: Vec<usize>) -> Option<Vec<usize>> {
-    cand_units.map(|c| c.iter().copied().chain(raised).collect())
+/// What [`add_span_gains`] must look at besides the scored turns: the units a neighbour raised and
+/// the candidate units of more than one turn, whose other turns were not scored (`None`: every
+/// unit, when every turn was scored).
+pub(crate) fn reached(store: &Store, cand_units: Option<&[usize]>, raised: Vec<usize>) -> Option<Vec<usize>> {
+    let units = store.units();
+    cand_units.map(|c| c.iter().copied().filter(|&u| units.get(u).is_some_and(|r| r.len() > 1)).chain(raised).collect())
 }
 
 #[cfg(all(test, feature = "replay"))]
