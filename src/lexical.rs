@@ -262,12 +262,12 @@ impl Collector for BestK {
             // Documents are never deleted here; with deletions, every match is looked at.
             Some(alive) => weight.for_each(reader, &mut |doc, score| {
                 if alive.is_alive(doc) {
-                    add(doc, score, &mut *heap);
+                    add(doc, score, &mut heap);
                 }
             })?,
             None => {
                 let start = threshold(&heap, k);
-                weight.for_each_pruning(start, reader, &mut |doc, score| add(doc, score, &mut *heap))?;
+                weight.for_each_pruning(start, reader, &mut |doc, score| add(doc, score, &mut heap))?;
             }
         }
         Ok(())
