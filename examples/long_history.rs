@@ -34,11 +34,20 @@ fn main() -> ctxwin::Result<()> {
         e.push(turn.clone())?;
     }
     let mut times = Vec::new();
+    let (mut evidence, mut kept) = (0usize, 0usize);
     for item in t.qa().iter().take(q) {
         let t0 = Instant::now();
         let w = measured(&mut e, Some(item.question()), budget)?;
         times.push(t0.elapsed().as_secs_f64() * 1e6);
         assert!(w.total_tokens() <= budget);
+        digest(&w);
+        for &id in item.evidence().iter().flatten() {
+            evidence += 1;
+            kept += usize::from(w.report().get(id).is_some_and(|l| l.shown_tokens > 0));
+        }
+    }
+    if std::env::var_os("LONG_HISTORY_DIGEST").is_some() {
+        println!("evidence shown {kept} of {evidence}");
     }
     times.sort_by(f64::total_cmp);
     let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
@@ -73,6 +82,7 @@ fn agent(n: usize, q: usize) -> ctxwin::Result<()> {
         let w = measured(&mut e, None, 8000)?;
         times.push(t0.elapsed().as_secs_f64() * 1e6);
         assert!(w.total_tokens() <= 8000);
+        digest(&w);
     }
     times.sort_by(f64::total_cmp);
     let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
@@ -102,6 +112,25 @@ fn chat(n: usize, q: usize, budget: usize) -> ctxwin::Result<()> {
     let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
     println!("chat of {n} turns, {} push + assemble({budget}) steps, assemble p50 {p50:.0} us", times.len());
     Ok(())
+}
+
+/// With `LONG_HISTORY_DIGEST` set, prints a hash of the window (its outline, total and every
+/// report line), to compare the windows of two builds.
+fn digest(w: &ctxwin::Window) {
+    use std::hash::{Hash, Hasher};
+    if std::env::var_os("LONG_HISTORY_DIGEST").is_none() {
+        return;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    w.outline().hash(&mut h);
+    w.total_tokens().hash(&mut h);
+    for m in w.messages() {
+        m.content().hash(&mut h);
+    }
+    for l in w.report() {
+        format!("{:?}", l).hash(&mut h);
+    }
+    println!("window {:016x} {} tokens {} report lines", h.finish(), w.total_tokens(), w.report().len());
 }
 
 /// Bytes of the turns' text as pushed.

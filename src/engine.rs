@@ -310,7 +310,7 @@ impl Engine {
             Some(sims) => {
                 let raw: rustc_hash::FxHashMap<TurnId, f32> = scores.bm25.iter().copied().collect();
                 let w = &policy.weights;
-                scores.parts.iter().enumerate().map(|(id, p)| (id, p.relevance(w), raw.get(&id).copied().unwrap_or(0.0), sims.get(id).copied())).collect()
+                scores.parts.iter().map(|(id, p)| (id, p.relevance(w), raw.get(&id).copied().unwrap_or(0.0), sims.get(id).copied())).collect()
             }
         };
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use rustc_hash::FxHashMap;
-use tantivy::collector::{Collector, SegmentCollector, TopDocs};
+use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Occur, Query, TermQuery};
@@ -131,6 +131,150 @@ impl Collector for AllScores {
     }
     fn merge_fruits(&self, fruits: Vec<Vec<(u64, Score)>>) -> tantivy::Result<Vec<(u64, Score)>> {
         Ok(fruits.into_iter().flatten().collect())
+    }
+}
+
+/// A scored turn in [`BestK`]'s heap, ordered worst first: lower score, then (on a tie) higher id.
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    score: Score,
+    id: TurnId,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ranked {
+    /// Greater is worse, so a max-heap's top is the turn to evict.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.score.total_cmp(&self.score).then(self.id.cmp(&o.id))
+    }
+}
+
+/// The best `k` turns by BM25, ties by lower turn id, over every segment with one shared heap, so
+/// block-max WAND prunes each segment against the k-th best score found so far in any segment
+/// (Tantivy's top-k collector keeps a top-k per segment, and each segment starts from nothing).
+/// Scores are [`rounded`]; Tantivy reports a document when it scores above the threshold, so the
+/// threshold is the float just below the smallest score that rounds to the k-th: a document tied
+/// with it is still seen, and its id decides.
+struct BestK {
+    k: usize,
+    heap: std::sync::Mutex<std::collections::BinaryHeap<Ranked>>,
+}
+
+/// A segment's part of [`BestK`] (the work is done in `collect_segment`).
+struct BestKSegment;
+
+impl SegmentCollector for BestKSegment {
+    type Fruit = ();
+    fn collect(&mut self, _doc: DocId, _score: Score) {}
+    fn harvest(self) {}
+}
+
+impl BestK {
+    /// An empty heap for the best `k`, seeded with `seed` (turns scored outside Tantivy).
+    fn new(k: usize, seed: &[(TurnId, f32)]) -> Self {
+        let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+        for &(id, score) in seed {
+            offer(&mut heap, k, Ranked { score, id });
+        }
+        BestK { k, heap: std::sync::Mutex::new(heap) }
+    }
+
+    /// The best k, best first.
+    fn into_sorted(self) -> Vec<(TurnId, f32)> {
+        let heap = self.heap.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        heap.into_sorted_vec().into_iter().map(|r| (r.id, r.score)).collect()
+    }
+}
+
+/// Bits of a BM25 score's mantissa [`rounded`] clears.
+const ROUND_BITS: u32 = 8;
+
+/// A BM25 score rounded to 15 significant bits (relative steps of 3e-5). Tantivy's pruned search
+/// sums a document's term scores in an order that depends on how it was reached, so the same
+/// document can score a few ulps apart from one run (or segment layout) to the next; ranks and
+/// ties among the top-k are decided on the rounded score, which those ulps almost never cross.
+fn rounded(s: Score) -> Score {
+    if !s.is_finite() || s <= 0.0 {
+        return s;
+    }
+    let half = 1u32 << (ROUND_BITS - 1);
+    Score::from_bits(s.to_bits().saturating_add(half) & !((1u32 << ROUND_BITS) - 1))
+}
+
+/// The pruning threshold for a heap whose worst rounded score is `worst`: just below the smallest
+/// raw score that rounds to it, so every document that could tie with it is still reported.
+fn below(worst: Score) -> Score {
+    if !worst.is_finite() || worst <= 0.0 {
+        return Score::MIN;
+    }
+    Score::from_bits(worst.to_bits().saturating_sub(1u32 << (ROUND_BITS - 1))).next_down()
+}
+
+/// Puts `r` (its score rounded) in `heap` (at most `k` entries) if it is among the best `k`;
+/// returns the pruning threshold: below the worst kept score once the heap is full, else nothing
+/// is pruned.
+fn offer(heap: &mut std::collections::BinaryHeap<Ranked>, k: usize, r: Ranked) -> Score {
+    let r = Ranked { score: rounded(r.score), ..r };
+    if heap.len() < k {
+        heap.push(r);
+    } else if heap.peek().is_some_and(|worst| r < *worst) {
+        heap.pop();
+        heap.push(r);
+    }
+    threshold(heap, k)
+}
+
+/// The pruning threshold of a heap of the best `k` (see [`offer`]).
+fn threshold(heap: &std::collections::BinaryHeap<Ranked>, k: usize) -> Score {
+    match heap.peek() {
+        Some(worst) if heap.len() >= k => below(worst.score),
+        _ => Score::MIN,
+    }
+}
+
+impl Collector for BestK {
+    type Fruit = ();
+    type Child = BestKSegment;
+    fn for_segment(&self, _ord: SegmentOrdinal, _segment: &SegmentReader) -> tantivy::Result<BestKSegment> {
+        Ok(BestKSegment)
+    }
+    fn requires_scoring(&self) -> bool {
+        true
+    }
+    fn merge_fruits(&self, _fruits: Vec<()>) -> tantivy::Result<()> {
+        Ok(())
+    }
+    fn collect_segment(&self, weight: &dyn tantivy::query::Weight, _ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<()> {
+        let ids = reader.fast_fields().u64("id")?;
+        let mut heap = self.heap.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let k = self.k;
+        let add = |doc: DocId, score: Score, heap: &mut std::collections::BinaryHeap<Ranked>| match ids.first(doc) {
+            Some(id) => offer(heap, k, Ranked { score, id: id as TurnId }),
+            None => threshold(heap, k),
+        };
+        match reader.alive_bitset() {
+            // Documents are never deleted here; with deletions, every match is looked at.
+            Some(alive) => weight.for_each(reader, &mut |doc, score| {
+                if alive.is_alive(doc) {
+                    add(doc, score, &mut heap);
+                }
+            })?,
+            None => {
+                let start = threshold(&heap, k);
+                weight.for_each_pruning(start, reader, &mut |doc, score| add(doc, score, &mut heap))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -350,9 +494,9 @@ impl LexicalIndex {
     }
 
     /// The `k` best turns for `terms` (analyzed) by BM25, best first (ties: lower id first),
-    /// committed and pending: Tantivy's top-k collector over the committed documents (block-max
-    /// WAND skips most postings of common terms) and the pending ones scored in memory, with the
-    /// same statistics as [`LexicalIndex::scores`], so the scores are equal.
+    /// committed and pending: the pending ones scored in memory, then the committed documents
+    /// through one heap shared by every segment ([`BestK`]: block-max WAND skips the postings that
+    /// cannot beat the k-th best so far), with the same statistics as [`LexicalIndex::scores`].
     pub(crate) fn top(&mut self, terms: &[String], k: usize) -> Result<Vec<(TurnId, f32)>> {
         let mut uniq: Vec<&String> = terms.iter().collect();
         uniq.sort();
@@ -373,40 +517,20 @@ impl LexicalIndex {
             return Ok(out);
         }
         self.analyze_pending_if_needed();
-        let mut out: Vec<(TurnId, f32)> = Vec::new();
-        if let Some(c) = &self.committed {
-            let searcher = c.reader.searcher();
-            let stats = CombinedStats {
-                searcher: &searcher,
-                pending_docs: self.pending.len() as u64,
-                pending_tokens: self.pending_tokens,
-                pending_postings: &self.pending_postings,
-            };
-            if searcher.num_docs() > 0 {
-                let query = self.query(&uniq);
-                // One more than asked: a tie at the k-th place is decided by id below, not by the
-                // order Tantivy met the documents in (which depends on its segments and merges).
-                let top = searcher.search_with_statistics_provider(&query, &TopDocs::with_limit(k + 1).order_by_score(), &stats)?;
-                for (s, addr) in top {
-                    let ids = searcher.segment_reader(addr.segment_ord).fast_fields().u64("id")?;
-                    if let Some(id) = ids.first(addr.doc_id) {
-                        out.push((id as TurnId, s));
-                    }
-                }
-            }
-            out.extend(self.pending_scores_with(&uniq, &stats)?);
+        let Some(c) = &self.committed else { return Ok(Vec::new()) };
+        let searcher = c.reader.searcher();
+        let stats = CombinedStats {
+            searcher: &searcher,
+            pending_docs: self.pending.len() as u64,
+            pending_tokens: self.pending_tokens,
+            pending_postings: &self.pending_postings,
+        };
+        // The pending documents first: their scores raise the threshold the segments prune at.
+        let best = BestK::new(k, &self.pending_scores_with(&uniq, &stats)?);
+        if searcher.num_docs() > 0 {
+            searcher.search_with_statistics_provider(&self.query(&uniq), &best, &stats)?;
         }
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if out.len() > k && out[k - 1].1 == out[k].1 {
-            // Tied at the boundary: Tantivy may have left out tied documents of lower id. Take the
-            // best k of every score instead (rare: equal BM25 scores need equal term statistics).
-            let mut all = self.scores(terms)?;
-            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            all.truncate(k);
-            return Ok(all);
-        }
-        out.truncate(k);
-        Ok(out)
+        Ok(best.into_sorted())
     }
 
     /// A disjunction of `uniq`'s terms (BM25, with frequencies).
@@ -523,13 +647,48 @@ mod tests {
                 let top = idx.top(&q, k)?;
                 assert_eq!(top.len(), k.min(all.len()));
                 for ((ia, sa), (ib, sb)) in top.iter().zip(&all) {
-                    assert!((sa - sb).abs() < 1e-4, "{ia} {sa} vs {ib} {sb}");
+                    assert!((sa - sb).abs() < 1e-4 * sb.abs().max(1.0), "{ia} {sa} vs {ib} {sb}");
                 }
             }
             assert!(idx.top(&q, 0)?.is_empty());
         }
         assert!(idx.analyze(many).len() > WAND_MAX_TERMS);
         assert!(idx.top(&[], 5)?.is_empty());
+        Ok(())
+    }
+
+    /// A raw score is reported by the pruned search (above the threshold) exactly when it rounds
+    /// to at least the heap's worst rounded score.
+    #[test]
+    fn the_threshold_lets_through_every_score_that_rounds_to_the_worst() {
+        let mut x: u32 = 0x3f80_0000;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let worst = rounded(Score::from_bits(0x3c00_0000 | (x >> 8)));
+            for d in [-300i32, -129, -128, -127, -1, 0, 1, 127, 128, 300] {
+                let r = Score::from_bits(worst.to_bits().wrapping_add_signed(d));
+                assert_eq!(r > below(worst), rounded(r) >= worst, "worst {worst} raw {r}");
+            }
+        }
+    }
+
+    /// Documents tied at the k-th place are decided by turn id, whatever segment Tantivy met them
+    /// in: the same k as sorting every score by score, then id.
+    #[test]
+    fn ties_at_the_kth_place_go_to_the_lowest_ids() -> Result<()> {
+        let mut idx = LexicalIndex::new(None, 3)?;
+        for i in 0..40 {
+            let text = if i % 7 == 3 { "support group support group" } else { "the support group met" };
+            idx.add(i, text)?;
+        }
+        let q = idx.analyze("support group");
+        let mut all = idx.scores(&q)?;
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for k in [1, 5, 6, 9, 17, 39, 40, 41] {
+            let want: Vec<TurnId> = all.iter().take(k).map(|x| x.0).collect();
+            let got: Vec<TurnId> = idx.top(&q, k)?.iter().map(|x| x.0).collect();
+            assert_eq!(got, want, "k {k}");
+        }
         Ok(())
     }
 

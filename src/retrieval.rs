@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::lexical::LexicalIndex;
 use crate::policy::Policy;
 use crate::refs::references;
-use crate::scorer::{self, Query, ScoreParts, Sources};
+use crate::scorer::{self, Query, Sources, TurnScores};
 use crate::store::Store;
 use crate::text::take_last_bytes_at_char_boundary;
 use crate::turn::TurnId;
@@ -82,8 +82,8 @@ pub(crate) struct Scores {
     pub(crate) bm25: Vec<(TurnId, f32)>,
     /// Dense similarity of each embedded turn, when dense scoring took part.
     pub(crate) dense: Option<Vec<f32>>,
-    /// Every turn's score components.
-    pub(crate) parts: Vec<ScoreParts>,
+    /// The score components of every turn, or of the candidates only.
+    pub(crate) parts: TurnScores,
     /// The turns scored (sorted), when candidate generation left the others out; `None` when every
     /// turn was scored.
     pub(crate) candidates: Option<Vec<TurnId>>,
@@ -148,7 +148,7 @@ impl Retrieval {
         if k == 0 || n <= k {
             let bm25 = self.lexical.scores(&terms)?;
             let q = Query { bm25: &bm25, dense: dense.as_deref(), refs: &refs, sessions: store.dates() };
-            let parts = scorer::score(store, n, &q, policy);
+            let parts = TurnScores::every(scorer::score(store, n, &q, policy));
             return Ok(Scores { bm25, dense, parts, candidates: None });
         }
         let bm25 = self.lexical.top(&terms, k)?;
@@ -165,10 +165,10 @@ impl Retrieval {
         let bm25 = self.lexical.scores(&terms)?;
         let dense = self.dense_similarities(query, policy)?;
         let parts = match &dense {
-            None => Vec::new(),
+            None => TurnScores::default(),
             Some(sims) => {
                 let refs = references(query);
-                scorer::score(store, store.len(), &Query { bm25: &bm25, dense: Some(sims), refs: &refs, sessions: &[] }, policy)
+                TurnScores::every(scorer::score(store, store.len(), &Query { bm25: &bm25, dense: Some(sims), refs: &refs, sessions: &[] }, policy))
             }
         };
         Ok(Scores { bm25, dense, parts, candidates: None })
@@ -211,10 +211,11 @@ pub(crate) fn candidates(
     k: usize,
 ) -> (Vec<TurnId>, Vec<Sources>) {
     let n = store.len();
-    let mut c: FxHashMap<TurnId, Sources> = FxHashMap::default();
-    let add = |c: &mut FxHashMap<TurnId, Sources>, id: TurnId, s: Sources| {
+    // Proposals in any order, merged by turn at the end (a sort, not a map of every insert).
+    let mut c: Vec<(TurnId, Sources)> = Vec::new();
+    let add = |c: &mut Vec<(TurnId, Sources)>, id: TurnId, s: Sources| {
         if id < n {
-            c.entry(id).or_default().insert(s);
+            c.push((id, s));
         }
     };
     let mut seeds: Vec<TurnId> = bm25.iter().take(SESSION_SEEDS).map(|x| x.0).collect();
@@ -245,17 +246,30 @@ pub(crate) fn candidates(
         let hi = (seed + 1..n.min(seed + 1 + SESSION_REACH)).take_while(|&j| dates.get(j) == Some(&Some(*day))).last().unwrap_or(seed);
         (lo..=hi).for_each(|id| add(&mut c, id, Sources::SESSION));
     }
-    let proposed: Vec<TurnId> = c.keys().copied().collect();
-    for id in proposed {
+    let proposed = merge_by_turn(c);
+    let mut out = proposed.clone();
+    let is_proposed = |v: TurnId| proposed.binary_search_by_key(&v, |x| x.0).is_ok();
+    for &(id, _) in &proposed {
         for v in [id.checked_sub(1), Some(id + 1)].into_iter().flatten() {
-            if !c.contains_key(&v) {
-                add(&mut c, v, Sources::NEIGHBOUR);
+            if !is_proposed(v) {
+                add(&mut out, v, Sources::NEIGHBOUR);
             }
         }
     }
-    let mut out: Vec<(TurnId, Sources)> = c.into_iter().collect();
-    out.sort_unstable_by_key(|x| x.0);
-    out.into_iter().unzip()
+    merge_by_turn(out).into_iter().unzip()
+}
+
+/// `c` sorted by turn, each turn once with the union of its sources.
+fn merge_by_turn(mut c: Vec<(TurnId, Sources)>) -> Vec<(TurnId, Sources)> {
+    c.sort_unstable_by_key(|x| x.0);
+    let mut out: Vec<(TurnId, Sources)> = Vec::with_capacity(c.len());
+    for (id, s) in c {
+        match out.last_mut() {
+            Some(last) if last.0 == id => last.1.insert(s),
+            _ => out.push((id, s)),
+        }
+    }
+    out
 }
 
 /// What is embedded for a turn: the end of the turns before it, then the turn, one per line, as the

@@ -111,29 +111,123 @@ pub(crate) struct Query<'a> {
     pub(crate) sessions: &'a [Option<u32>],
 }
 
-/// Scores turns `0..upto` of `store` (every one).
+/// Score components of a history's turns: every turn's, or on a long history the candidates'
+/// only (the others are not looked at, and read as all-zero parts with no source), plus the
+/// totals that turns nobody scored gained from a selected neighbour (span expansion).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct TurnScores {
+    /// The candidates (sorted) `parts` is aligned with; `None` when `parts` holds every turn.
+    ids: Option<Vec<TurnId>>,
+    parts: Vec<ScoreParts>,
+    /// Unscored turns' totals from span expansion, sorted by turn (candidates only).
+    gains: Vec<(TurnId, f32)>,
+}
+
+impl TurnScores {
+    /// Every turn's parts, by turn id.
+    pub(crate) fn every(parts: Vec<ScoreParts>) -> Self {
+        TurnScores { ids: None, parts, gains: Vec::new() }
+    }
+
+    /// Where turn `id`'s parts are in `parts`, when it was scored.
+    fn slot(&self, id: TurnId) -> Option<usize> {
+        match &self.ids {
+            None => (id < self.parts.len()).then_some(id),
+            Some(ids) => ids.binary_search(&id).ok(),
+        }
+    }
+
+    /// Turn `id`'s parts (all zero, no source, for a turn nobody scored).
+    pub(crate) fn get(&self, id: TurnId) -> ScoreParts {
+        match self.slot(id) {
+            Some(k) => self.parts[k],
+            None => match self.gains.binary_search_by_key(&id, |g| g.0) {
+                Ok(k) => ScoreParts { total: self.gains[k].1, ..ScoreParts::default() },
+                Err(_) => ScoreParts::default(),
+            },
+        }
+    }
+
+    /// The turns scored or reached (sorted) with their parts: every turn when every turn was scored.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (TurnId, ScoreParts)> + '_ {
+        let scored: Box<dyn Iterator<Item = (TurnId, ScoreParts)> + '_> = match &self.ids {
+            None => Box::new(self.parts.iter().copied().enumerate()),
+            Some(ids) => Box::new(ids.iter().copied().zip(self.parts.iter().copied())),
+        };
+        let mut gains = self.gains.iter().map(|&(id, total)| (id, ScoreParts { total, ..ScoreParts::default() })).peekable();
+        let mut scored = scored.peekable();
+        std::iter::from_fn(move || match (scored.peek(), gains.peek()) {
+            (Some(a), Some(b)) if b.0 < a.0 => gains.next(),
+            (Some(_), _) => scored.next(),
+            (None, _) => gains.next(),
+        })
+    }
+
+    /// The scored turns in order, each with its parts (every turn when every turn was scored;
+    /// span gains not included).
+    pub(crate) fn scored(&self) -> impl Iterator<Item = (TurnId, &ScoreParts)> + '_ {
+        let ids: Box<dyn Iterator<Item = TurnId> + '_> = match &self.ids {
+            None => Box::new(0..self.parts.len()),
+            Some(ids) => Box::new(ids.iter().copied()),
+        };
+        ids.zip(&self.parts)
+    }
+
+    /// Raises each scored turn's total to at least `gain(turn)`, and records `extra` gains of turns
+    /// not scored (span gains from selected neighbours).
+    pub(crate) fn raise_scored(&mut self, gain: impl Fn(TurnId) -> f32, extra: impl Iterator<Item = (TurnId, f32)>) {
+        let ids: Box<dyn Iterator<Item = TurnId>> = match &self.ids {
+            None => Box::new(0..self.parts.len()),
+            Some(ids) => Box::new(ids.clone().into_iter()),
+        };
+        for (id, p) in ids.zip(self.parts.iter_mut()) {
+            p.total = p.total.max(gain(id));
+        }
+        self.raise_totals(extra.filter(|&(id, _)| self.slot(id).is_none()).collect::<Vec<_>>().into_iter());
+    }
+
+    /// Raises each turn's total to at least the given one (span gains from selected neighbours).
+    pub(crate) fn raise_totals(&mut self, raised: impl Iterator<Item = (TurnId, f32)>) {
+        for (id, total) in raised {
+            match self.slot(id) {
+                Some(k) => self.parts[k].total = self.parts[k].total.max(total),
+                None if self.ids.is_some() => self.gains.push((id, total)),
+                None => {}
+            }
+        }
+        // Sorted by turn, one entry each (its largest gain).
+        self.gains.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        self.gains.dedup_by_key(|g| g.0);
+    }
+}
+
+/// Scores turns `0..upto` of `store` (every one), by turn id.
 pub(crate) fn score(store: &Store, upto: usize, q: &Query<'_>, policy: &Policy) -> Vec<ScoreParts> {
-    score_turns(store, upto, None, q, policy)
+    score_turns(store, upto, None, q, policy).parts
 }
 
 /// Scores the candidate turns `ids` (sorted, distinct, each below `upto`, with the sources that
-/// proposed each), or with `None` every turn `0..upto`. Turns not scored keep all-zero parts and no
-/// source. With candidates, `q.bm25` must hold the best lexical match (BM25 is relative to it), and
-/// a turn's exchange and session context sees only the relevance of other candidates.
-pub(crate) fn score_turns(store: &Store, upto: usize, ids: Option<(&[TurnId], &[Sources])>, q: &Query<'_>, policy: &Policy) -> Vec<ScoreParts> {
+/// proposed each), or with `None` every turn `0..upto`. Turns not scored are not looked at (they
+/// read as all-zero parts and no source). With candidates, `q.bm25` must hold the best lexical
+/// match (BM25 is relative to it), and a turn's exchange and session context sees only the
+/// relevance of other candidates. The work is the candidates', not the history's (except for
+/// dense similarities, which come for every turn).
+pub(crate) fn score_turns(store: &Store, upto: usize, ids: Option<(&[TurnId], &[Sources])>, q: &Query<'_>, policy: &Policy) -> TurnScores {
     let w = &policy.weights;
-    let mut parts = vec![ScoreParts::default(); upto];
-    match ids {
-        None => parts.iter_mut().for_each(|p| p.scored = Sources::ALL),
-        Some((ids, sources)) => {
-            for (&id, &s) in ids.iter().zip(sources) {
-                if let Some(p) = parts.get_mut(id) {
-                    p.scored = s;
-                }
-            }
-        }
-    }
-    lexical_and_dense(&mut parts, upto, q, policy);
+    let mut t = match ids {
+        None => TurnScores::every(vec![ScoreParts { scored: Sources::ALL, ..ScoreParts::default() }; upto]),
+        Some((ids, sources)) => TurnScores {
+            ids: Some(ids.to_vec()),
+            parts: sources.iter().map(|&scored| ScoreParts { scored, ..ScoreParts::default() }).collect(),
+            gains: Vec::new(),
+        },
+    };
+    // The turns scored, in order, with their slot in `t.parts`.
+    let turns: Vec<TurnId> = match ids {
+        None => (0..upto).collect(),
+        Some((ids, _)) => ids.to_vec(),
+    };
+    lexical_and_dense(&mut t, &turns, upto, q, policy);
     // Each shared reference counts by its rarity; the component is the shared share of the query's.
     // Walking the query's postings touches only the turns that mention one; with candidates, a
     // long postings list is searched for each candidate instead.
@@ -142,38 +236,37 @@ pub(crate) fn score_turns(store: &Store, upto: usize, ids: Option<(&[TurnId], &[
     if q_total > 0.0 {
         for &(r, wr) in &idf {
             let postings = store.ref_postings(r);
+            let add = |t: &mut TurnScores, id: TurnId| {
+                if let Some(k) = t.slot(id).filter(|&k| !t.parts[k].scored.is_empty()) {
+                    t.parts[k].references += wr / q_total;
+                }
+            };
             match ids {
-                None => postings.iter().take_while(|&&id| id < upto).for_each(|&id| parts[id].references += wr / q_total),
-                // Whichever is shorter: the postings walked against the candidate marks, or each
+                // Whichever is shorter: the postings walked against the candidates, or each
                 // candidate searched in the postings.
-                Some((ids, _)) if postings.len() <= ids.len() * 8 => postings.iter().take_while(|&&id| id < upto).for_each(|&id| {
-                    if parts[id].scored != Sources::default() {
-                        parts[id].references += wr / q_total;
-                    }
-                }),
-                Some((ids, _)) => ids.iter().filter(|id| postings.binary_search(id).is_ok()).for_each(|&id| parts[id].references += wr / q_total),
+                Some((ids, _)) if postings.len() > ids.len() * 8 => {
+                    ids.iter().filter(|id| postings.binary_search(id).is_ok()).for_each(|&id| add(&mut t, id));
+                }
+                _ => postings.iter().take_while(|&&id| id < upto).for_each(|&id| add(&mut t, id)),
             }
         }
     }
     let named = store.speakers_named(q.refs);
     let half = policy.recency_half_life.max(f32::MIN_POSITIVE);
-    let one = |id: usize, p: &mut ScoreParts| {
-        let Some(t) = store.get(id) else { return };
+    for (k, &id) in turns.iter().enumerate() {
+        let Some(st) = store.facts(id) else { continue };
+        let p = &mut t.parts[k];
         p.references = p.references.min(1.0);
         let age = (upto - 1 - id) as f32;
         p.recency = (0.5f32).powf(age / half);
-        p.role = match t.turn.role() {
+        p.role = match st.role {
             Role::User => policy.role_user,
             Role::Assistant => policy.role_assistant,
             Role::Tool => policy.role_tool,
             Role::System => policy.role_system,
         };
-        p.priority = t.turn.priority();
-        p.speaker = f32::from(u8::from(t.speaker.is_some_and(|s| named.contains(&s))));
-    };
-    match ids {
-        None => parts.iter_mut().enumerate().for_each(|(id, p)| one(id, p)),
-        Some((ids, _)) => ids.iter().for_each(|&id| one(id, &mut parts[id])),
+        p.priority = st.priority;
+        p.speaker = f32::from(u8::from(st.speaker.is_some_and(|s| named.contains(&s))));
     }
     let total = |p: &mut ScoreParts, r: f32, c: f32| {
         p.context = c;
@@ -181,26 +274,26 @@ pub(crate) fn score_turns(store: &Store, upto: usize, ids: Option<(&[TurnId], &[
     };
     match ids {
         None => {
-            let relevance: Vec<f32> = parts.iter().map(|p| p.relevance(w)).collect();
+            let relevance: Vec<f32> = t.parts.iter().map(|p| p.relevance(w)).collect();
             let context = context_boosts(&relevance, q.sessions, policy.context_boost, policy.session_boost);
-            for ((p, r), c) in parts.iter_mut().zip(relevance).zip(context) {
+            for ((p, r), c) in t.parts.iter_mut().zip(relevance).zip(context) {
                 total(p, r, c);
             }
         }
         Some((ids, _)) => {
-            let context = candidate_boosts(&parts, ids, q.sessions, policy);
-            for (&id, c) in ids.iter().zip(context) {
-                let r = parts[id].relevance(w);
-                total(&mut parts[id], r, c);
+            let context = candidate_boosts(&t, ids, q.sessions, policy);
+            for (k, c) in context.into_iter().enumerate() {
+                let r = t.parts[k].relevance(w);
+                total(&mut t.parts[k], r, c);
             }
         }
     }
-    parts
+    t
 }
 
-/// The BM25 and dense components (normalised, or fused by rank), of scored turns only.
-fn lexical_and_dense(parts: &mut [ScoreParts], upto: usize, q: &Query<'_>, policy: &Policy) {
-    let scored = |parts: &[ScoreParts], id: usize| parts.get(id).is_some_and(|p| !p.scored.is_empty());
+/// The BM25 and dense components (normalised, or fused by rank), of the scored turns `turns`.
+fn lexical_and_dense(t: &mut TurnScores, turns: &[TurnId], upto: usize, q: &Query<'_>, policy: &Policy) {
+    let slot = |t: &TurnScores, id: usize| t.slot(id).filter(|&k| !t.parts[k].scored.is_empty());
     match (q.dense, policy.fusion) {
         (Some(dense), Fusion::Rrf) => {
             // Reciprocal-rank fusion: both rankings count by rank, not by raw score.
@@ -209,15 +302,15 @@ fn lexical_and_dense(parts: &mut [ScoreParts], upto: usize, q: &Query<'_>, polic
             let mut lex: Vec<(TurnId, f32)> = q.bm25.iter().copied().filter(|&(id, s)| id < upto && s > 0.0).collect();
             lex.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             for (rank, (id, _)) in lex.into_iter().enumerate() {
-                if scored(parts, id) {
-                    parts[id].bm25 = rrf(rank + 1);
+                if let Some(s) = slot(t, id) {
+                    t.parts[s].bm25 = rrf(rank + 1);
                 }
             }
             let mut sem: Vec<(TurnId, f32)> = dense.iter().copied().enumerate().take(upto).collect();
             sem.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             for (rank, (id, _)) in sem.into_iter().enumerate() {
-                if scored(parts, id) {
-                    parts[id].dense = rrf(rank + 1);
+                if let Some(s) = slot(t, id) {
+                    t.parts[s].dense = rrf(rank + 1);
                 }
             }
         }
@@ -225,8 +318,8 @@ fn lexical_and_dense(parts: &mut [ScoreParts], upto: usize, q: &Query<'_>, polic
             let max_bm25 = q.bm25.iter().filter(|(id, _)| *id < upto).map(|x| x.1).fold(0.0f32, f32::max);
             if max_bm25 > 0.0 {
                 for &(id, s) in q.bm25 {
-                    if scored(parts, id) {
-                        parts[id].bm25 = s / max_bm25;
+                    if let Some(k) = slot(t, id) {
+                        t.parts[k].bm25 = s / max_bm25;
                     }
                 }
             }
@@ -234,8 +327,10 @@ fn lexical_and_dense(parts: &mut [ScoreParts], upto: usize, q: &Query<'_>, polic
                 // Min-max normalise over the turns so the component is in [0, 1].
                 let (lo, hi) = dense.iter().take(upto).fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
                 if hi > lo {
-                    for (p, &x) in parts.iter_mut().zip(dense).filter(|(p, _)| !p.scored.is_empty()) {
-                        p.dense = (x - lo) / (hi - lo);
+                    for (k, &id) in turns.iter().enumerate() {
+                        if let (Some(&x), false) = (dense.get(id), t.parts[k].scored.is_empty()) {
+                            t.parts[k].dense = (x - lo) / (hi - lo);
+                        }
                     }
                 }
             }
@@ -243,19 +338,29 @@ fn lexical_and_dense(parts: &mut [ScoreParts], upto: usize, q: &Query<'_>, polic
     }
 }
 
-/// [`context_boosts`] for the candidates `ids` only (sorted): a turn's neighbours and session mates
-/// count with their relevance when they are candidates too, else with none.
-fn candidate_boosts(parts: &[ScoreParts], ids: &[TurnId], sessions: &[Option<u32>], policy: &Policy) -> Vec<f32> {
+/// [`context_boosts`] for the candidates `ids` only (sorted, `t`'s slots): a turn's neighbours and
+/// session mates count with their relevance when they are candidates too, else with none.
+fn candidate_boosts(t: &TurnScores, ids: &[TurnId], sessions: &[Option<u32>], policy: &Policy) -> Vec<f32> {
     let w = &policy.weights;
-    let relevance = |i: usize| parts.get(i).filter(|p| !p.scored.is_empty()).map_or(0.0, |p| p.relevance(w));
+    // Relevance by slot; a turn's neighbours are candidates exactly when they are the next slots.
+    let rel: Vec<f32> = t.parts.iter().map(|p| if p.scored.is_empty() { 0.0 } else { p.relevance(w) }).collect();
+    let relevance = |k: usize| rel.get(k).copied().unwrap_or(0.0);
     let (exchange, session) = (policy.context_boost, policy.session_boost);
-    let mut boost: Vec<f32> = ids.iter().map(|&i| exchange * i.checked_sub(1).map_or(0.0, relevance).max(relevance(i + 1))).collect();
+    let mut boost: Vec<f32> = ids
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let before = k.checked_sub(1).filter(|&j| i.checked_sub(1) == ids.get(j).copied()).map_or(0.0, relevance);
+            let after = Some(k + 1).filter(|&j| ids.get(j) == Some(&(i + 1))).map_or(0.0, relevance);
+            exchange * before.max(after)
+        })
+        .collect();
     if session > 0.0 {
         // Per session: the best candidate, its score, and the second-best score.
         let mut best: rustc_hash::FxHashMap<u32, (usize, f32, f32)> = rustc_hash::FxHashMap::default();
         for (k, &i) in ids.iter().enumerate() {
             let Some(Some(s)) = sessions.get(i) else { continue };
-            let x = relevance(i) + boost[k];
+            let x = relevance(k) + boost[k];
             let b = best.entry(*s).or_insert((usize::MAX, 0.0, 0.0));
             if b.0 == usize::MAX || x > b.1 {
                 *b = (i, x, if b.0 == usize::MAX { 0.0 } else { b.1 });
@@ -366,10 +471,11 @@ mod tests {
             let every = score(&s, 5, &q, &p);
             let ids = [0, 1, 2, 3, 4];
             let some = score_turns(&s, 5, Some((&ids, &[Sources::LEXICAL; 5])), &q, &p);
-            for (a, b) in every.iter().zip(&some) {
-                assert_eq!(ScoreParts { scored: Sources::ALL, ..*b }, *a);
+            for (id, a) in every.iter().enumerate() {
+                assert_eq!(ScoreParts { scored: Sources::ALL, ..some.get(id) }, *a);
             }
             let few = score_turns(&s, 5, Some((&[0, 2], &[Sources::LEXICAL, Sources::REFERENCE])), &q, &p);
+            let few: Vec<ScoreParts> = (0..5).map(|id| few.get(id)).collect();
             for id in [1, 3, 4] {
                 assert_eq!(few[id], ScoreParts::default());
             }

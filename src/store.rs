@@ -33,8 +33,6 @@ pub(crate) struct StoredTurn {
     pub(crate) tokens: usize,
     /// Extra tokens when its first message carries the `[timestamp] ` header.
     pub(crate) header_extra: usize,
-    /// Its speaker, as an index into the store's speakers.
-    pub(crate) speaker: Option<u32>,
     /// How many distinct references it makes (speakers' names aside).
     pub(crate) ref_count: u32,
     /// Tokens of its tool output (0 when it has none).
@@ -75,6 +73,59 @@ pub(crate) struct Store {
     turn_dates: Vec<Option<u32>>,
     /// The tool's name of each call, by call id.
     call_names: FxHashMap<String, String>,
+    /// Per-kind lists of turn ids, kept at push so a window never walks the whole history.
+    index: TurnIndex,
+    /// Each turn's tokens as rendered verbatim (a window's report copies them: 4 bytes a turn).
+    turn_tokens: Vec<u32>,
+    /// The unit holding each turn.
+    unit_of: Vec<u32>,
+    /// What the scorer reads of each turn, packed (a window reads it for thousands of candidates).
+    facts: Vec<TurnFacts>,
+}
+
+/// What the scorer reads of a turn, by id, in a compact array.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TurnFacts {
+    pub(crate) role: Role,
+    pub(crate) priority: f32,
+    /// Its speaker, as an index into the store's speakers.
+    pub(crate) speaker: Option<u32>,
+}
+
+/// Turn ids by kind, in order, kept at push: what a window would otherwise find by walking every
+/// turn (whether the history is conversational, the latest request, the turns a summary of a long
+/// run reads).
+#[derive(Debug, Default)]
+pub(crate) struct TurnIndex {
+    /// User turns that are not tool results (requests).
+    pub(crate) requests: Vec<TurnId>,
+    /// How many assistant turns there are.
+    pub(crate) assistant_turns: usize,
+    /// Turns without tool results, in order.
+    pub(crate) said: Vec<TurnId>,
+    /// Turns with tool results, in order.
+    pub(crate) outputs: Vec<TurnId>,
+    /// The turns making each number of distinct references, in order.
+    pub(crate) by_ref_count: std::collections::BTreeMap<u32, Vec<TurnId>>,
+}
+
+impl TurnIndex {
+    fn push(&mut self, id: TurnId, role: Role, has_results: bool, ref_count: u32) {
+        match role {
+            Role::User if !has_results => self.requests.push(id),
+            Role::Assistant => self.assistant_turns += 1,
+            Role::User | Role::System | Role::Tool => {}
+        }
+        if has_results { &mut self.outputs } else { &mut self.said }.push(id);
+        self.by_ref_count.entry(ref_count).or_default().push(id);
+    }
+}
+
+/// The ids of `ids` (sorted) within `first..=last`.
+pub(crate) fn within(ids: &[TurnId], first: TurnId, last: TurnId) -> &[TurnId] {
+    let lo = ids.partition_point(|&i| i < first);
+    let hi = ids.partition_point(|&i| i <= last);
+    ids.get(lo..hi.max(lo)).unwrap_or_default()
 }
 
 /// The `[timestamp] ` header shown on the first turn of each date in a window.
@@ -184,6 +235,7 @@ impl Store {
             self.close_open_calls(counter);
             self.units.push(id..id + 1);
         } else {
+            // A result never opens a unit: `check_pairs` made sure a call of the open one waits.
             self.open_calls.retain(|c| !results.contains(&c.as_str()));
             if let Some(u) = self.units.last_mut() {
                 u.end = id + 1;
@@ -208,7 +260,11 @@ impl Store {
             self.token_prefix.push(0);
         }
         self.token_prefix.push(before + tokens);
-        self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, speaker, ref_count, tool_output_tokens, salient_lines });
+        self.index.push(id, turn.role(), !results.is_empty(), ref_count);
+        self.turn_tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
+        self.facts.push(TurnFacts { role: turn.role(), priority: turn.priority(), speaker });
+        self.unit_of.push(u32::try_from(self.units.len().saturating_sub(1)).unwrap_or(u32::MAX));
+        self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, ref_count, tool_output_tokens, salient_lines });
         Ok(id)
     }
 
@@ -278,6 +334,9 @@ impl Store {
                 let mut m = Message::tool_result(c, MISSING_RESULT_TEXT.to_string(), true, Origin::Turn { turn: first_id });
                 let n = m.counted(counter);
                 first.tokens += n;
+                if let Some(t) = self.turn_tokens.get_mut(first_id) {
+                    *t = u32::try_from(first.tokens).unwrap_or(u32::MAX);
+                }
                 first.messages.push(m);
                 added += n;
             }
@@ -352,6 +411,26 @@ impl Store {
     /// All turns, in push order.
     pub(crate) fn turns(&self) -> &[StoredTurn] {
         &self.turns
+    }
+
+    /// Each turn's tokens as rendered verbatim, by id.
+    pub(crate) fn turn_tokens(&self) -> &[u32] {
+        &self.turn_tokens
+    }
+
+    /// What the scorer reads of turn `id`.
+    pub(crate) fn facts(&self, id: TurnId) -> Option<TurnFacts> {
+        self.facts.get(id).copied()
+    }
+
+    /// The unit holding turn `id`.
+    pub(crate) fn unit_of(&self, id: TurnId) -> Option<usize> {
+        self.unit_of.get(id).map(|&u| u as usize)
+    }
+
+    /// Turn ids by kind (requests, turns with and without tool results, by reference count).
+    pub(crate) fn index(&self) -> &TurnIndex {
+        &self.index
     }
 
     /// The atomic units (a turn, or a tool call with its results), in order.

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::Result;
 use crate::refs::references;
-use crate::store::StoredTurn;
+use crate::store::{StoredTurn, TurnIndex, within};
 use crate::text::take_bytes_at_char_boundary;
 use crate::tokens::TokenCounter;
 use crate::turn::{Role, Turn, TurnId};
@@ -27,6 +27,9 @@ pub struct Run<'a> {
     pub(crate) first: TurnId,
     pub(crate) turns: &'a [StoredTurn],
     pub(crate) source_tokens: usize,
+    /// The history's turn index (ids by kind, from turn 0), when the run is part of a store: a
+    /// summary then finds the turns it reads without walking the run.
+    pub(crate) index: Option<&'a TurnIndex>,
 }
 
 /// One turn of a [`Run`], as a summarizer sees it.
@@ -101,6 +104,52 @@ impl<'a> Run<'a> {
     /// Turn `i` of the run (0-based).
     pub fn turn(&self, i: usize) -> Option<RunTurn<'a>> {
         self.turns.get(i).map(|stored| RunTurn { id: self.first + i, stored })
+    }
+
+    /// The turn with history id `id`, when it is in the run.
+    fn by_id(&self, id: TurnId) -> Option<RunTurn<'a>> {
+        self.turn(id.checked_sub(self.first)?)
+    }
+
+    /// The latest `n` turns of the run with tool results (`outputs`) or without, latest first:
+    /// from the index when there is one (the work does not grow with the run), else by walking it.
+    fn latest(&self, outputs: bool, n: usize) -> Vec<RunTurn<'a>> {
+        match self.index {
+            Some(ix) if !self.is_empty() => {
+                let ids = within(if outputs { &ix.outputs } else { &ix.said }, self.first, self.last());
+                ids.iter().rev().take(n).filter_map(|&id| self.by_id(id)).collect()
+            }
+            _ => (0..self.len()).rev().filter_map(|i| self.turn(i)).filter(|t| t.has_results() == outputs).take(n).collect(),
+        }
+    }
+
+    /// Positions (0-based, ascending) of the run's `n` turns that make the most distinct
+    /// references (ties: the later turn), or every position when the run has at most `n` turns.
+    fn most_referencing(&self, n: usize) -> Vec<usize> {
+        if self.len() <= n {
+            return (0..self.len()).collect();
+        }
+        let mut out: Vec<usize> = match self.index {
+            Some(ix) => {
+                let mut out = Vec::with_capacity(n);
+                for ids in ix.by_ref_count.values().rev() {
+                    let ids = within(ids, self.first, self.last());
+                    out.extend(ids.iter().rev().take(n - out.len()).map(|&id| id - self.first));
+                    if out.len() >= n {
+                        break;
+                    }
+                }
+                out
+            }
+            None => {
+                let mut source: Vec<usize> = (0..self.len()).collect();
+                source.sort_by(|&a, &b| self.turns[b].ref_count.cmp(&self.turns[a].ref_count).then(b.cmp(&a)));
+                source.truncate(n);
+                source
+            }
+        };
+        out.sort_unstable();
+        out
     }
 }
 
@@ -296,9 +345,8 @@ impl ExtractiveSummarizer {
     /// [`MAX_REFERENCE_TURNS`] of each kind of turn are read, latest first, so the cost is bounded
     /// however long the run.
     fn references_line(&mut self, run: &Run<'_>, allowance: usize, counter: &mut TokenCounter) -> (String, usize) {
-        let turns: Vec<RunTurn<'_>> = run.turns().collect();
-        let said: Vec<RunTurn<'_>> = turns.iter().rev().filter(|t| !t.has_results()).take(MAX_REFERENCE_TURNS).copied().collect();
-        let outputs: Vec<RunTurn<'_>> = turns.iter().rev().filter(|t| t.has_results()).take(MAX_REFERENCE_TURNS).copied().collect();
+        let said = run.latest(false, MAX_REFERENCE_TURNS);
+        let outputs = run.latest(true, MAX_REFERENCE_TURNS);
         for t in said.iter().chain(&outputs) {
             self.cache_salient(*t, counter);
         }
@@ -463,13 +511,10 @@ impl Summarizer for ExtractiveSummarizer {
         let head_tokens = head_tokens + refs_tokens;
         // Candidates: (turn of the run, sentence), from the turns that mention the most references
         // (at most `MAX_SOURCE_TURNS` of them, so a long run costs no more than a short one).
-        let turns: Vec<RunTurn<'_>> = run.turns().collect();
-        let mut source: Vec<usize> = (0..turns.len()).collect();
-        if source.len() > MAX_SOURCE_TURNS {
-            source.sort_by(|&a, &b| turns[b].reference_count().cmp(&turns[a].reference_count()).then(b.cmp(&a)));
-            source.truncate(MAX_SOURCE_TURNS);
-            source.sort_unstable();
-        }
+        let picked_turns = run.most_referencing(MAX_SOURCE_TURNS);
+        // The source turns by position in `source` (a long run is not collected whole).
+        let turns: Vec<RunTurn<'_>> = picked_turns.iter().filter_map(|&i| run.turn(i)).collect();
+        let source: Vec<usize> = (0..turns.len()).collect();
         for &i in &source {
             self.cache_sentences(turns[i], counter);
         }
@@ -567,7 +612,7 @@ mod tests {
             store.push(Turn::tool_call(None, format!("c{k}"), "bash", serde_json::json!({"cmd": k})), &mut counter)?;
             store.push(Turn::tool_result(format!("c{k}"), format!("{injected}\n{injected}"), false), &mut counter)?;
         }
-        let run = Run { first: 0, turns: store.turns(), source_tokens: 0 };
+        let run = Run { first: 0, turns: store.turns(), source_tokens: 0, index: None };
         let mut saw_tool = false;
         for max in (30..400).step_by(7) {
             let mut sum = ExtractiveSummarizer::default();

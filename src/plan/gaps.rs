@@ -100,7 +100,7 @@ impl Summaries {
     /// Lets the summarizer analyze turn `id` once, at push time.
     pub(crate) fn observe(&mut self, store: &Store, counter: &mut TokenCounter, id: TurnId) {
         if let Some(stored) = store.turns().get(id..=id) {
-            let run = Run { first: id, turns: stored, source_tokens: 0 };
+            let run = Run { first: id, turns: stored, source_tokens: 0, index: None };
             if let Some(t) = run.turn(0) {
                 self.summarizer.observe(t, counter);
             }
@@ -176,7 +176,7 @@ impl Summaries {
         }
         let turns = store.turns().get(first..=last.min(store.len().saturating_sub(1))).unwrap_or_default();
         let source_tokens = store.tokens_between(first, last);
-        let run = Run { first, turns, source_tokens };
+        let run = Run { first, turns, source_tokens, index: Some(store.index()) };
         let s = self.summarizer.summarize(&run, allowance, counter)?.map(|s| s.into_text()).filter(|s| !s.is_empty());
         self.cache.put(key, s.clone());
         Ok(s)
@@ -241,16 +241,28 @@ impl GapFill<'_> {
             }
             gap_items.insert(a, item);
         }
-        let mut items = Vec::new();
+        // The selected units and the gaps merged in order (they are disjoint): the work is the
+        // selection's and the gaps', not the history's length.
+        let mut items = Vec::with_capacity(gaps.len() * 2 + 1);
+        let mut shown = sel.selected().filter(|&u| u >= self.from_unit && u < self.costs.len()).peekable();
         let mut next_gap = gaps.iter().peekable();
-        for u in self.from_unit..self.costs.len() {
-            if sel.contains(u) {
-                items.push(Item::Unit(u));
-            } else if next_gap.peek().is_some_and(|g| g.0 == u) {
-                if let Some(it) = gap_items.remove(&u) {
-                    items.push(it);
+        loop {
+            match (shown.peek().copied(), next_gap.peek().map(|g| g.0)) {
+                (Some(u), Some(g)) if u < g => {
+                    items.push(Item::Unit(u));
+                    shown.next();
                 }
-                next_gap.next();
+                (Some(u), None) => {
+                    items.push(Item::Unit(u));
+                    shown.next();
+                }
+                (_, Some(g)) => {
+                    if let Some(it) = gap_items.remove(&g) {
+                        items.push(it);
+                    }
+                    next_gap.next();
+                }
+                (None, None) => break,
             }
         }
         Ok(items)

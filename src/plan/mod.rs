@@ -26,11 +26,11 @@ use crate::plan::costs::Forms;
 use crate::plan::gaps::Summaries;
 use crate::policy::{Policy, Strategy};
 use crate::retrieval::Retrieval;
-use crate::scorer::ScoreParts;
+use crate::scorer::TurnScores;
 use crate::store::Store;
 use crate::text::take_bytes_at_char_boundary;
 use crate::tokens::{MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter};
-use crate::turn::{Role, TurnId};
+use crate::turn::TurnId;
 use crate::window::Window;
 
 /// What a window is for.
@@ -240,7 +240,7 @@ impl PlanContext<'_> {
             return Cow::Borrowed(q);
         }
         let turns = self.store.turns();
-        let last_user = turns.iter().rposition(|t| t.turn.role() == Role::User && !t.has_results());
+        let last_user = self.store.index().requests.last().copied();
         let mut q = String::new();
         if let Some(i) = last_user {
             q.push_str(take_bytes_at_char_boundary(&turns[i].text, DEFAULT_QUERY_BYTES));
@@ -253,7 +253,7 @@ impl PlanContext<'_> {
     }
 
     /// Renders `plan` into a window (exact counts, a report line per turn).
-    pub(crate) fn window(&mut self, plan: &Plan, policy: &Policy, scores: Option<&[ScoreParts]>) -> Window {
+    pub(crate) fn window(&mut self, plan: &Plan, policy: &Policy, scores: Option<&TurnScores>) -> Window {
         crate::window::build::build(self, plan, policy, scores)
     }
 }
@@ -295,7 +295,7 @@ pub(crate) fn assemble(ctx: &mut PlanContext<'_>, state: &mut PlanState) -> Resu
         Strategy::Recency | Strategy::ToolClearing => (recency::plan(ctx, &policy), None),
         Strategy::Compaction => (compaction::plan(ctx, &mut state.compacted, &policy)?, None),
     };
-    let w = fit(ctx, &mut plan, &policy, scores.as_deref());
+    let w = fit(ctx, &mut plan, &policy, scores.as_ref());
     if ctx.next_call() {
         let last_end = ctx.store.units().last().map_or(0, |u| u.end);
         plan.keep_shown_scores();
@@ -315,15 +315,10 @@ fn keeps_front(streak: u32) -> bool {
 /// tool results), and one for every [`TURNS_PER_REQUEST`] assistant turns or fewer. New requests
 /// keep changing the query and bring turns that are large against a small budget, unlike an agent
 /// session following its one pinned task (whose few user messages are format reminders).
+/// Counted at push (`store::TurnIndex`), so asking costs nothing on a long history.
 fn conversational(store: &Store) -> bool {
-    let (mut requests, mut assistant) = (0usize, 0usize);
-    for t in store.turns() {
-        match t.turn.role() {
-            Role::User if !t.has_results() => requests += 1,
-            Role::Assistant => assistant += 1,
-            Role::User | Role::System | Role::Tool => {}
-        }
-    }
+    let index = store.index();
+    let (requests, assistant) = (index.requests.len(), index.assistant_turns);
     requests >= 2 && requests * TURNS_PER_REQUEST >= assistant
 }
 
@@ -334,7 +329,7 @@ const TURNS_PER_REQUEST: usize = 4;
 /// (selection costs are exact or upper bounds, so this should not happen), drops the lowest-scored
 /// unit, marking its run, until it fits; with no unit left, one marker stands for everything (the
 /// smallest window, which [`fixed_tokens`] made sure fits).
-fn fit(ctx: &mut PlanContext<'_>, plan: &mut Plan, policy: &Policy, scores: Option<&[ScoreParts]>) -> Window {
+fn fit(ctx: &mut PlanContext<'_>, plan: &mut Plan, policy: &Policy, scores: Option<&TurnScores>) -> Window {
     let n_units = ctx.store.units().len();
     cover(plan, n_units);
     let mut w = ctx.window(plan, policy, scores);
@@ -367,27 +362,30 @@ fn fit(ctx: &mut PlanContext<'_>, plan: &mut Plan, policy: &Policy, scores: Opti
 /// order before the next unit shown (existing markers are rebuilt, so adjacent runs merge).
 pub(crate) fn cover(plan: &mut Plan, n_units: usize) {
     plan.items.retain(|it| !matches!(it, Item::Marker { .. }));
-    let mut covered = vec![false; n_units];
-    for it in &plan.items {
-        let (a, b) = match it {
+    // The covered spans in order; the runs between them are the uncovered ones (the work is the
+    // plan's items, not the history's units).
+    let mut spans: Vec<(usize, usize)> = plan
+        .items
+        .iter()
+        .map(|it| match it {
             Item::Unit(u) => (*u, *u),
             Item::Summary { first_unit, last_unit, .. } | Item::Marker { first_unit, last_unit } => (*first_unit, *last_unit),
-        };
-        for c in covered.iter_mut().take(b + 1).skip(a) {
-            *c = true;
+        })
+        .collect();
+    spans.sort_unstable();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut next = 0;
+    for (a, b) in spans {
+        if a > next && next < n_units {
+            runs.push((next, a.min(n_units) - 1));
         }
+        next = next.max(b.saturating_add(1));
     }
-    let mut u = 0;
-    while u < n_units {
-        if covered[u] {
-            u += 1;
-            continue;
-        }
-        let start = u;
-        while u < n_units && !covered[u] {
-            u += 1;
-        }
-        let marker = Item::Marker { first_unit: start, last_unit: u - 1 };
+    if next < n_units {
+        runs.push((next, n_units - 1));
+    }
+    for (start, last) in runs {
+        let marker = Item::Marker { first_unit: start, last_unit: last };
         // Before the first item that comes after the run in the window's order.
         let at = plan
             .items

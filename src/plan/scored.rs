@@ -4,15 +4,14 @@
 //! fresh selection that fills only `refill_target` of the budget, so evictions come in batches
 //! instead of shifting the prefix every call.
 
-use std::ops::Range;
-
 use crate::error::Result;
 use crate::plan::costs::form_of;
 use crate::plan::gaps::{GapFill, marker_bound};
 use crate::plan::select::{self, Fill, Selection, UnitCost};
 use crate::plan::{Item, Plan, PlanContext, PlanState, Prefix};
 use crate::policy::{Policy, Strategy};
-use crate::scorer::ScoreParts;
+use crate::scorer::{ScoreParts, TurnScores};
+use crate::store::Store;
 use crate::tokens::MESSAGE_OVERHEAD;
 use crate::turn::TurnId;
 use crate::window::Window;
@@ -58,7 +57,7 @@ pub(crate) struct Reselect<'p> {
 /// so the next call can append instead of selecting afresh again. With `prev` (the previous
 /// per-call plan) and a policy that keeps a front, the previous window's leading items stay as
 /// they were, within `keep_front` of the budget, and only the units after them are selected anew.
-pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselect<'_>) -> Result<(Plan, Option<Vec<ScoreParts>>)> {
+pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselect<'_>) -> Result<(Plan, Option<TurnScores>)> {
     let Reselect { headroom, conversational, prev } = reselect;
     let avail = ctx.avail;
     let next_call = ctx.next_call();
@@ -110,14 +109,14 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
     let taken: Vec<usize> = sel.selected().filter_map(|u| units.get(u)).flat_map(|r| r.clone()).collect();
     let scores = ctx.retrieval.score_for_window(ctx.store, &query, policy, &taken)?;
     let mut parts = scores.parts;
-    let cand_units = scores.candidates.as_deref().map(|ids| candidate_units(units, ids));
-    let unit_scores = unit_totals(units, &parts, cand_units.as_deref(), |p| p.total);
+    let cand_units = scores.candidates.as_deref().map(|ids| candidate_units(ctx.store, ids));
+    let unit_scores = unit_totals(ctx.store, &parts, cand_units.as_deref(), |p| p.total);
     let summary_share = if next_call { policy.summary_share } else { policy.query_summary_share };
     let reserve = ((rest as f32) * summary_share) as usize;
     let limit = target.min(avail).saturating_sub(reserve);
     let fill_limit = limit.max(sel.used());
     let how = Fill { neighbours: policy.neighbours, decay: policy.neighbour_decay, top_k: policy.rag_top_k, candidates: cand_units.as_deref() };
-    let eff = select::fill_by_score(&mut sel, &unit_scores, how, fill_limit);
+    let (eff, raised) = select::fill_by_score_reached(&mut sel, unit_scores, how, fill_limit);
     let summary_room = if headroom { target.min(avail).max(sel.used()) } else { avail };
     let from_unit = front.as_ref().map_or(0, |f| f.end);
     let fill = GapFill { avail: summary_room, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs, from_unit };
@@ -126,7 +125,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
         Some(f) => f.items.into_iter().chain(fresh).collect(),
         None => fresh,
     };
-    add_span_gains(units, &mut parts, &eff);
+    add_span_gains(ctx.store, &mut parts, &eff, reached(ctx.store, cand_units.as_deref(), raised));
     Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
 }
 
@@ -183,12 +182,12 @@ fn kept_front(ctx: &PlanContext<'_>, prev: &Prefix, policy: &Policy, clear_befor
     Some(Front { items, units, end, extra })
 }
 
-/// The units holding the candidate turns `ids` (sorted), each once, in order.
-pub(crate) fn candidate_units(units: &[Range<TurnId>], ids: &[TurnId]) -> Vec<usize> {
+/// The units holding the candidate turns `ids` (sorted), each once, in order (each turn's unit is
+/// kept at push: no search through the history's units).
+pub(crate) fn candidate_units(store: &Store, ids: &[TurnId]) -> Vec<usize> {
     let mut out: Vec<usize> = Vec::with_capacity(ids.len());
     for &id in ids {
-        let u = units.partition_point(|r| r.end <= id);
-        if u < units.len() && out.last() != Some(&u) {
+        if let Some(u) = store.unit_of(id).filter(|&u| out.last() != Some(&u)) {
             out.push(u);
         }
     }
@@ -197,15 +196,16 @@ pub(crate) fn candidate_units(units: &[Range<TurnId>], ids: &[TurnId]) -> Vec<us
 
 /// Each unit's best turn by `key` (0 for a unit without a scored turn): over every unit, or with
 /// candidate units only over those.
-pub(crate) fn unit_totals(units: &[Range<TurnId>], parts: &[ScoreParts], cand: Option<&[usize]>, key: impl Fn(&ScoreParts) -> f32) -> Vec<f32> {
-    let best = |r: &Range<TurnId>| r.clone().filter_map(|i| parts.get(i)).map(&key).fold(0.0f32, f32::max);
+pub(crate) fn unit_totals(store: &Store, parts: &TurnScores, cand: Option<&[usize]>, key: impl Fn(&ScoreParts) -> f32) -> Vec<f32> {
+    let units = store.units();
     match cand {
-        None => units.iter().map(best).collect(),
-        Some(c) => {
-            let mut out = vec![0.0; units.len()];
-            for &u in c {
-                if let Some(r) = units.get(u) {
-                    out[u] = best(r);
+        None => units.iter().map(|r| r.clone().map(|i| key(&parts.get(i))).fold(0.0f32, f32::max)).collect(),
+        Some(_) => {
+            // Each scored turn lifts its unit (the other turns count 0, as a fold from 0 does).
+            let mut out = vec![0.0f32; units.len()];
+            for (id, p) in parts.scored() {
+                if let Some(u) = store.unit_of(id) {
+                    out[u] = out[u].max(key(p));
                 }
             }
             out
@@ -214,18 +214,34 @@ pub(crate) fn unit_totals(units: &[Range<TurnId>], parts: &[ScoreParts], cand: O
 }
 
 /// A turn's reported total is at least its unit's effective score (the unit's best turn, or what it
-/// gained from its neighbours); units without one (not scored, not reached) are not visited.
-pub(crate) fn add_span_gains(units: &[Range<TurnId>], parts: &mut [ScoreParts], eff: &[f32]) {
-    for (u, &e) in eff.iter().enumerate() {
-        if e <= 0.0 {
-            continue;
-        }
-        for i in units.get(u).cloned().unwrap_or(0..0) {
-            if let Some(p) = parts.get_mut(i) {
-                p.total = p.total.max(e);
-            }
+/// gained from its neighbours); units without one (not scored, not reached) are not visited. With
+/// `only` (the candidate units and those their neighbours raised), only those are looked at: no
+/// other unit can have a score.
+pub(crate) fn add_span_gains(store: &Store, parts: &mut TurnScores, eff: &[f32], raised: Option<Vec<usize>>) {
+    let units = store.units();
+    let gains = |u: usize| {
+        let e = eff.get(u).copied().unwrap_or(0.0);
+        units.get(u).cloned().unwrap_or(0..0).filter(move |_| e > 0.0).map(move |i| (i, e))
+    };
+    match raised {
+        None => parts.raise_totals((0..eff.len()).flat_map(gains)),
+        Some(mut raised) => {
+            // The scored turns through their units; the turns of units a neighbour raised that
+            // nobody scored, as gains of their own.
+            raised.sort_unstable();
+            raised.dedup();
+            let unit_gain = |id: TurnId| store.unit_of(id).and_then(|u| eff.get(u)).copied().filter(|&e| e > 0.0).unwrap_or(f32::NEG_INFINITY);
+            parts.raise_scored(unit_gain, raised.into_iter().flat_map(gains));
         }
     }
+}
+
+/// What [`add_span_gains`] must look at besides the scored turns: the units a neighbour raised and
+/// the candidate units of more than one turn, whose other turns were not scored (`None`: every
+/// unit, when every turn was scored).
+pub(crate) fn reached(store: &Store, cand_units: Option<&[usize]>, raised: Vec<usize>) -> Option<Vec<usize>> {
+    let units = store.units();
+    cand_units.map(|c| c.iter().copied().filter(|&u| units.get(u).is_some_and(|r| r.len() > 1)).chain(raised).collect())
 }
 
 #[cfg(all(test, feature = "replay"))]

@@ -168,14 +168,23 @@ impl Ord for Cand {
 /// only those and their neighbours are looked at; the others' scores must be 0. Returns each unit's
 /// effective score. The work is bounded by the units looked at and the neighbours that exist, not
 /// by `neighbours` (which may be `usize::MAX`).
+#[cfg(test)]
 pub(crate) fn fill_by_score(sel: &mut Selection<'_>, scores: &[f32], fill: Fill<'_>, limit: usize) -> Vec<f32> {
+    fill_by_score_reached(sel, scores.to_vec(), fill, limit).0
+}
+
+/// [`fill_by_score`] on `scores` taken by value (they become the effective scores in place, no copy
+/// of a score per unit), also returning the units whose effective score a neighbour raised (in any
+/// order, perhaps repeated): with the candidates, the units whose score can be above 0.
+pub(crate) fn fill_by_score_reached(sel: &mut Selection<'_>, scores: Vec<f32>, fill: Fill<'_>, limit: usize) -> (Vec<f32>, Vec<usize>) {
     let n = scores.len();
+    let mut raised = Vec::new();
     let Fill { neighbours, decay, top_k, candidates } = fill;
-    let mut eff: Vec<f32> = scores.to_vec();
-    let open = |u: usize| u < n && scores[u] > 0.0 && !sel.contains(u);
+    let mut eff: Vec<f32> = scores;
+    let open = |u: usize| u < n && eff[u] > 0.0 && !sel.contains(u);
     let mut heap: BinaryHeap<Cand> = match candidates {
-        None => (0..n).filter(|&u| open(u)).map(|u| Cand { score: scores[u], unit: u }).collect(),
-        Some(c) => c.iter().copied().filter(|&u| open(u)).map(|u| Cand { score: scores[u], unit: u }).collect(),
+        None => (0..n).filter(|&u| open(u)).map(|u| Cand { score: eff[u], unit: u }).collect(),
+        Some(c) => c.iter().copied().filter(|&u| open(u)).map(|u| Cand { score: eff[u], unit: u }).collect(),
     };
     // The cheapest unit that can still be taken: every unit, or with candidates those in the heap
     // (neighbours lower it as they join).
@@ -207,13 +216,14 @@ pub(crate) fn fill_by_score(sel: &mut Selection<'_>, scores: &[f32], fill: Fill<
             for v in [unit.checked_sub(d), unit.checked_add(d).filter(|&v| v < n)].into_iter().flatten() {
                 if !sel.contains(v) && s > eff[v] {
                     eff[v] = s;
+                    raised.push(v);
                     min_cost = min_cost.min(cost(v));
                     heap.push(Cand { score: s, unit: v });
                 }
             }
         }
     }
-    eff
+    (eff, raised)
 }
 
 /// How [`fill_by_score`] fills: span expansion, how many units at most, which units to look at.

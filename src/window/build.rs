@@ -7,17 +7,18 @@ use crate::plan::costs::{Form, form_of};
 use crate::plan::gaps::marker_text;
 use crate::plan::{Item, Plan, PlanContext};
 use crate::policy::Policy;
-use crate::scorer::ScoreParts;
+use crate::scorer::TurnScores;
 use crate::store::{header, header_extra};
 use crate::tokens::REPLY_PRIMING;
 use crate::turn::{Role, TurnId};
-use crate::window::{Fate, ReportLine, SummaryInfo, Window};
+use crate::window::{Event, Fate, Report, SummaryInfo, Window};
 
 /// The window being built.
 struct Builder {
     messages: Vec<Message>,
     total: usize,
-    fates: Vec<(Fate, usize)>,
+    /// What happened to the turns touched, in order (the report's lines are made from it).
+    events: Vec<Event>,
     summaries: Vec<SummaryInfo>,
     /// Date of the last turn shown.
     last_ts: Option<u32>,
@@ -89,9 +90,7 @@ impl Builder {
             Form::Truncated(_) => Fate::Truncated,
             Form::Cleared => Fate::Cleared,
         };
-        if let Some(f) = self.fates.get_mut(id) {
-            *f = (fate, cost);
-        }
+        self.events.push(Event::Shown(id, fate, cost));
         self.total += cost;
         self.messages.extend(msgs);
     }
@@ -100,11 +99,7 @@ impl Builder {
         self.flush_marker(ctx);
         let k = self.summaries.len();
         let source_tokens = ctx.store.tokens_between(first, last);
-        for f in self.fates.iter_mut().take(last + 1).skip(first) {
-            if f.0 == Fate::Dropped {
-                *f = (Fate::Summarized { summary: k }, 0);
-            }
-        }
+        self.events.push(Event::Summary(first, last, k));
         let used = ctx.summaries.used(first, last, text);
         self.summaries.push(SummaryInfo {
             first,
@@ -122,16 +117,9 @@ impl Builder {
 }
 
 /// Renders `plan` into a window with exact counts and a report line per turn.
-pub(crate) fn build(ctx: &mut PlanContext<'_>, plan: &Plan, policy: &Policy, scores: Option<&[ScoreParts]>) -> Window {
+pub(crate) fn build(ctx: &mut PlanContext<'_>, plan: &Plan, policy: &Policy, scores: Option<&TurnScores>) -> Window {
     let n_turns = ctx.store.len();
-    let mut b = Builder {
-        messages: Vec::new(),
-        total: REPLY_PRIMING,
-        fates: vec![(Fate::Dropped, 0); n_turns],
-        summaries: Vec::new(),
-        last_ts: None,
-        pending_marker: None,
-    };
+    let mut b = Builder { messages: Vec::new(), total: REPLY_PRIMING, events: Vec::new(), summaries: Vec::new(), last_ts: None, pending_marker: None };
     if let Some(p) = ctx.pins {
         let mut m = Message::text(Role::System, p.to_string(), Origin::Pins);
         m.counted(ctx.counter);
@@ -164,18 +152,7 @@ pub(crate) fn build(ctx: &mut PlanContext<'_>, plan: &Plan, policy: &Policy, sco
         }
     }
     b.flush_marker(ctx);
-    let report = b
-        .fates
-        .into_iter()
-        .enumerate()
-        .map(|(id, (fate, shown))| ReportLine {
-            turn: id,
-            fate,
-            tokens: ctx.store.get(id).map_or(0, |t| t.tokens),
-            shown_tokens: shown,
-            score: scores.and_then(|s| s.get(id)).copied().unwrap_or_default(),
-        })
-        .collect();
+    let report = Report::new(ctx.store.turn_tokens().to_vec(), b.events, scores.cloned());
     Window {
         messages: b.messages,
         total_tokens: b.total,

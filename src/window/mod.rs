@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::message::{Message, Origin};
-use crate::scorer::ScoreParts;
+use crate::scorer::{ScoreParts, TurnScores};
 use crate::tokens::Encoding;
 use crate::turn::TurnId;
 
@@ -48,6 +48,102 @@ pub struct ReportLine {
     pub shown_tokens: usize,
     /// Its score.
     pub score: ScoreParts,
+}
+
+/// What the window did with the turns it touched, in the order it did it (see [`Report`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Event {
+    /// Turn `0` shown with fate `1`, taking `2` tokens.
+    Shown(TurnId, Fate, usize),
+    /// Summary `2` stands for the turns `0..=1` not shown.
+    Summary(TurnId, TurnId, usize),
+}
+
+/// The window's report, kept as what the window did (the turns it showed, the runs its summaries
+/// stand for, the score table) over every turn's tokens; every other turn was dropped. The line per
+/// turn is made the first time it is asked for ([`Window::report`]), so a window of a long history
+/// costs what it shows, not a line for each of its turns, when nobody reads the report.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Report {
+    /// Each turn's verbatim tokens, by id (one entry per turn of the history).
+    tokens: Vec<u32>,
+    events: Vec<Event>,
+    scores: Option<TurnScores>,
+    lines: std::sync::OnceLock<Vec<ReportLine>>,
+}
+
+impl Report {
+    /// A report over turns with these `tokens`, from the window's `events` and the turns' scores.
+    pub(crate) fn new(tokens: Vec<u32>, events: Vec<Event>, scores: Option<TurnScores>) -> Self {
+        Report { tokens, events, scores, lines: std::sync::OnceLock::new() }
+    }
+
+    /// A report of these lines as they are.
+    #[cfg(test)]
+    pub(crate) fn of_lines(lines: Vec<ReportLine>) -> Self {
+        Report { tokens: lines.iter().map(|l| l.tokens as u32).collect(), lines: std::sync::OnceLock::from(lines), ..Report::default() }
+    }
+
+    /// One line per turn (made once).
+    pub(crate) fn lines(&self) -> &[ReportLine] {
+        self.lines.get_or_init(|| {
+            let mut fates: Vec<(Fate, usize)> = vec![(Fate::Dropped, 0); self.tokens.len()];
+            for e in &self.events {
+                match e {
+                    Event::Shown(id, fate, shown) => {
+                        if let Some(f) = fates.get_mut(*id) {
+                            *f = (fate.clone(), *shown);
+                        }
+                    }
+                    Event::Summary(first, last, k) => {
+                        for f in fates.iter_mut().take(last + 1).skip(*first) {
+                            if f.0 == Fate::Dropped {
+                                *f = (Fate::Summarized { summary: *k }, 0);
+                            }
+                        }
+                    }
+                }
+            }
+            let mut scores = self.scores.as_ref().map(|s| s.iter().peekable());
+            fates
+                .into_iter()
+                .zip(&self.tokens)
+                .enumerate()
+                .map(|(id, ((fate, shown), &tokens))| {
+                    let mut score = ScoreParts::default();
+                    if let Some(s) = scores.as_mut() {
+                        while s.peek().is_some_and(|x| x.0 < id) {
+                            s.next();
+                        }
+                        if let Some((_, p)) = s.next_if(|x| x.0 == id) {
+                            score = p;
+                        }
+                    }
+                    ReportLine { turn: id, fate, tokens: tokens as usize, shown_tokens: shown, score }
+                })
+                .collect()
+        })
+    }
+
+    /// The turns shown verbatim, in order, without making the lines.
+    fn kept(&self) -> Vec<TurnId> {
+        if let Some(lines) = self.lines.get() {
+            return lines.iter().filter(|l| l.fate == Fate::Kept).map(|l| l.turn).collect();
+        }
+        let mut fates: std::collections::BTreeMap<TurnId, bool> = std::collections::BTreeMap::new();
+        for e in &self.events {
+            if let Event::Shown(id, fate, _) = e {
+                fates.insert(*id, *fate == Fate::Kept);
+            }
+        }
+        fates.into_iter().filter(|x| x.1).map(|x| x.0).collect()
+    }
+}
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.lines())
+    }
 }
 
 /// Which summarizer wrote a summary, and why the extractive one did when a generated one was wanted.
@@ -102,7 +198,7 @@ pub struct Window {
     pub(crate) total_tokens: usize,
     pub(crate) budget: usize,
     pub(crate) encoding: Encoding,
-    pub(crate) report: Vec<ReportLine>,
+    pub(crate) report: Report,
     pub(crate) summaries: Vec<SummaryInfo>,
     pub(crate) query_embed_us: Option<f64>,
 }
@@ -124,9 +220,9 @@ impl Window {
     pub fn encoding(&self) -> Encoding {
         self.encoding
     }
-    /// One line per turn of the history.
+    /// One line per turn of the history (made the first time it is asked for).
     pub fn report(&self) -> &[ReportLine] {
-        &self.report
+        self.report.lines()
     }
     /// Microseconds spent embedding the query (dense retrieval only; part of the assemble time).
     pub fn query_embed_us(&self) -> Option<f64> {
@@ -156,6 +252,7 @@ impl Window {
             marked[..k].iter().rev().any(|&(_, b)| i <= b)
         };
         self.report
+            .lines()
             .iter()
             .filter(|l| match &l.fate {
                 Fate::Dropped => !covered(l.turn),
@@ -167,7 +264,7 @@ impl Window {
     }
     /// Turns present verbatim (fate `Kept`).
     pub fn kept_turns(&self) -> impl Iterator<Item = TurnId> + '_ {
-        self.report.iter().filter(|l| l.fate == Fate::Kept).map(|l| l.turn)
+        self.report.kept().into_iter()
     }
     /// All the window's text, messages joined by newlines (tool calls included).
     pub fn text(&self) -> String {
@@ -323,14 +420,14 @@ mod tests {
             total_tokens: 0,
             budget: 100,
             encoding: Encoding::O200kBase,
-            report: vec![
+            report: Report::of_lines(vec![
                 line(0, Fate::Dropped),
                 line(1, Fate::Dropped),
                 line(2, Fate::Dropped),
                 line(3, Fate::Summarized { summary: 0 }),
                 line(4, Fate::Dropped),
                 line(5, Fate::Kept),
-            ],
+            ]),
             summaries: Vec::new(),
             query_embed_us: None,
         };
