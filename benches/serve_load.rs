@@ -202,8 +202,7 @@ async fn client(
     id: String,
     convs: Arc<Vec<Transcript>>,
     c: usize,
-    budget: usize,
-    report: &'static str,
+    (budget, report): (usize, &'static str),
     stop: Arc<AtomicBool>,
 ) -> (Vec<f64>, Vec<f64>, usize) {
     let t = &convs[c % convs.len()];
@@ -415,7 +414,7 @@ fn main() {
     let server_cpu0 = cpu_seconds(&format!("/proc/{}/stat", srv.child.id()));
     let own_cpu0 = cpu_seconds("/proc/self/stat");
     let tasks: Vec<_> = (0..a.clients)
-        .map(|c| rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, a.budget, a.report, Arc::clone(&stop))))
+        .map(|c| rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, (a.budget, a.report), Arc::clone(&stop))))
         .collect();
     let runner = std::thread::spawn(move || {
         rt.block_on(async {
