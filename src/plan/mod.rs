@@ -54,6 +54,29 @@ pub(crate) enum Item {
     Marker { first_unit: usize, last_unit: usize },
 }
 
+impl Item {
+    /// The unit this item shows, if it is one.
+    pub(crate) fn unit(&self) -> Option<usize> {
+        match self {
+            Item::Unit(u) => Some(*u),
+            Item::Summary { .. } | Item::Marker { .. } => None,
+        }
+    }
+}
+
+/// Unit scores holding `scores` for the units `items` show, in item order, and 0 for every other
+/// unit (a unit past the end reads as 0 too).
+fn shown_unit_scores(items: &[Item], scores: impl IntoIterator<Item = f32>) -> Vec<f32> {
+    let end = items.iter().filter_map(Item::unit).max().map_or(0, |u| u + 1);
+    let mut out = vec![0.0; end];
+    for (u, score) in items.iter().filter_map(Item::unit).zip(scores) {
+        if let Some(slot) = out.get_mut(u) {
+            *slot = score;
+        }
+    }
+    out
+}
+
 /// A planned window: its items in order, where tool-output clearing starts, and each unit's
 /// effective score (what the budget fix-up drops first). Stored (in a durable session's plan
 /// state) as [`StoredPlan`].
@@ -72,14 +95,8 @@ impl Plan {
     /// budget fix-up picks among shown units), and drops the rest: the plan state then holds, and
     /// stores, what grows with the window, not with the history, and reads back equal.
     fn keep_shown_scores(&mut self) {
-        let shown: Vec<usize> = self.items.iter().filter_map(|it| if let Item::Unit(u) = it { Some(*u) } else { None }).collect();
-        let mut scores = vec![0.0; shown.iter().max().map_or(0, |u| u + 1)];
-        for u in shown {
-            if let (Some(slot), Some(s)) = (scores.get_mut(u), self.unit_scores.get(u)) {
-                *slot = *s;
-            }
-        }
-        self.unit_scores = scores;
+        let own: Vec<f32> = self.items.iter().filter_map(Item::unit).map(|u| self.unit_scores.get(u).copied().unwrap_or(0.0)).collect();
+        self.unit_scores = shown_unit_scores(&self.items, own);
     }
 }
 
@@ -146,21 +163,10 @@ impl TryFrom<StoredPlan> for Plan {
                 StoredItem::Marker { first_unit, last_unit } => items.push(Item::Marker { first_unit, last_unit }),
             }
         }
-        let mut unit_scores = s.unit_scores;
-        if unit_scores.is_empty() {
-            // Scores of the units shown; the others read as 0 (`unit_scores.get(u)` past the end).
-            let shown: Vec<usize> = items.iter().filter_map(|it| if let Item::Unit(u) = it { Some(*u) } else { None }).collect();
-            let end = shown.iter().max().map_or(0, |u| u + 1);
-            if end > STORED_PLAN_MAX_UNITS {
-                return Err(format!("unit {} is past the {STORED_PLAN_MAX_UNITS} a plan may show", end - 1));
-            }
-            unit_scores = vec![0.0; end];
-            for (u, score) in shown.into_iter().zip(s.shown_scores) {
-                if let Some(slot) = unit_scores.get_mut(u) {
-                    *slot = score;
-                }
-            }
+        if let Some(u) = items.iter().filter_map(Item::unit).find(|&u| u >= STORED_PLAN_MAX_UNITS) {
+            return Err(format!("unit {u} is past the {STORED_PLAN_MAX_UNITS} a plan may show"));
         }
+        let unit_scores = if s.unit_scores.is_empty() { shown_unit_scores(&items, s.shown_scores) } else { s.unit_scores };
         Ok(Plan { items, clear_before: s.clear_before, unit_scores })
     }
 }

@@ -178,7 +178,7 @@ fn kept_front(ctx: &PlanContext<'_>, prev: &Prefix, policy: &Policy, clear_befor
     }
     let (n, end, extra) = cut?;
     let items: Vec<Item> = prev.plan.items.get(..n)?.to_vec();
-    let units = items.iter().filter_map(|it| if let Item::Unit(u) = it { Some(*u) } else { None }).collect();
+    let units = items.iter().filter_map(Item::unit).collect();
     Some(Front { items, units, end, extra })
 }
 
