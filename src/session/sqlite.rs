@@ -18,20 +18,37 @@ use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of a ctxwin session file ("ctxw").
 const APPLICATION_ID: i32 = 0x6374_7877;
-/// Schema version (`PRAGMA user_version`).
-const SCHEMA_VERSION: i32 = 1;
+/// Schema version (`PRAGMA user_version`). 2: token counts ride in their append's record row and
+/// the plan state lives in a rowid table (see [`SCHEMA`]); a version 1 file is migrated on open.
+const SCHEMA_VERSION: i32 = 2;
 
+/// The tables. What one append writes is what the store pays for (each b-tree page a commit
+/// touches is a 4 kB WAL frame), so an append touches as few as it can: the record's row, which
+/// also carries the token counts computed since the previous append (`counts`), and the session's
+/// plan-state row. `plans` is a rowid table because a plan state (~3 kB on LoCoMo) fits in one of
+/// its leaf pages, where a `WITHOUT ROWID` table keeps at most ~1 kB of a row in the leaf and
+/// spills the rest to overflow pages; updating it in place leaves its `session` index untouched.
+/// `token_counts` holds the counts of calls that append no record (a flush, an unpin of nothing).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (
-    session TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
+    session TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL, counts BLOB,
     PRIMARY KEY (session, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS plan_state (session TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS plans (session TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS summaries (
     session TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL, allowance INTEGER NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (session, first, last, allowance)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS token_counts (session TEXT NOT NULL, body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS token_counts_session ON token_counts (session);
+";
+
+/// From schema version 1: records gain their `counts` column, and the plan states move from
+/// the `WITHOUT ROWID` table `plan_state` to `plans`. Runs in the transaction that opens the file.
+const MIGRATE_FROM_1: &str = "
+ALTER TABLE records ADD COLUMN counts BLOB;
+CREATE TABLE plans (session TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL, body TEXT NOT NULL);
+INSERT INTO plans (session, seq, body) SELECT session, seq, body FROM plan_state;
+DROP TABLE plan_state;
 ";
 
 /// How hard SQLite syncs each commit.
@@ -183,8 +200,7 @@ impl SqliteStore {
             Synchronous::Full => "FULL",
         };
         conn.pragma_update(None, "synchronous", level).map_err(fail)?;
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
-            .map_err(fail)?;
+        migrate(&conn).map_err(fail)?;
         let reader = Connection::open(&path).map_err(fail)?;
         reader.busy_timeout(busy_timeout).map_err(fail)?;
         conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES).map_err(fail)?;
@@ -215,6 +231,26 @@ impl SqliteStore {
     fn err(&self, session: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
         let session = session.to_string();
         move |e| map_err(&self.name, &self.path, Some(&session), e)
+    }
+}
+
+/// Creates the schema, or migrates an older one to it, in one transaction.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let run = || -> rusqlite::Result<()> {
+        // Read under the write lock: two processes opening a version 1 file migrate it once.
+        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == 1 {
+            conn.execute_batch(MIGRATE_FROM_1)?;
+        }
+        conn.execute_batch(&format!("{SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"))
+    };
+    match run() {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 
@@ -272,24 +308,33 @@ fn dir_read_only(path: &Path) -> bool {
     }
 }
 
-fn read_entries(conn: &Connection, name: &str, session: &str, after: u64) -> std::result::Result<Vec<Entry>, Err2> {
-    let mut st = conn.prepare_cached("SELECT seq, body FROM records WHERE session = ?1 AND seq > ?2 ORDER BY seq").map_err(Err2::Sql)?;
-    let rows = st.query_map(params![session, after as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(Err2::Sql)?;
+/// The records after `after`, in order; with `counts`, the token counts stored with them are
+/// added to it.
+fn read_entries(conn: &Connection, name: &str, session: &str, after: u64, mut counts: Option<&mut Vec<Vec<u8>>>) -> std::result::Result<Vec<Entry>, Err2> {
+    let mut st = conn.prepare_cached("SELECT seq, body, counts FROM records WHERE session = ?1 AND seq > ?2 ORDER BY seq").map_err(Err2::Sql)?;
+    let mut rows = st.query(params![session, after as i64]).map_err(Err2::Sql)?;
     let mut out = Vec::new();
-    for row in rows {
-        let (seq, body) = row.map_err(Err2::Sql)?;
+    while let Some(row) = rows.next().map_err(Err2::Sql)? {
+        let seq: i64 = row.get(0).map_err(Err2::Sql)?;
+        let body: String = row.get(1).map_err(Err2::Sql)?;
         let record = Record::decode(name, session, seq as u64, &body).map_err(Err2::Ours)?;
         out.push(Entry { seq: seq as u64, record });
+        if let Some(counts) = counts.as_deref_mut()
+            && let Some(batch) = row.get::<_, Option<Vec<u8>>>(2).map_err(Err2::Sql)?
+        {
+            counts.push(batch);
+        }
     }
     Ok(out)
 }
 
-/// Stores the plan state (as of record `seq`, unless a later one is stored) and new summaries.
-fn write_derived(conn: &Connection, session: &str, seq: u64, derived: &Derived) -> rusqlite::Result<()> {
+/// Stores the plan state (as of record `seq`, unless a later one is stored), new summaries and,
+/// unless `counts_stored` (they went into the appended record's row), the token counts.
+fn write_derived(conn: &Connection, session: &str, seq: u64, derived: &Derived, counts_stored: bool) -> rusqlite::Result<()> {
     if let Some(state) = &derived.plan {
         conn.prepare_cached(
-            "INSERT INTO plan_state (session, seq, body) VALUES (?1, ?2, ?3)
-             ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body WHERE excluded.seq >= plan_state.seq",
+            "INSERT INTO plans (session, seq, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body WHERE excluded.seq >= plans.seq",
         )?
         .execute(params![session, seq as i64, state])?;
     }
@@ -299,7 +344,7 @@ fn write_derived(conn: &Connection, session: &str, seq: u64, derived: &Derived) 
             st.execute(params![session, r.first as i64, r.last as i64, r.allowance as i64, r.text])?;
         }
     }
-    if !derived.counts.is_empty() {
+    if !derived.counts.is_empty() && !counts_stored {
         conn.prepare_cached("INSERT INTO token_counts (session, body) VALUES (?1, ?2)")?.execute(params![session, derived.counts])?;
     }
     Ok(())
@@ -331,12 +376,17 @@ impl SessionStore for SqliteStore {
         if !exists(&tx, session).map_err(&fail)? {
             return Err(Error::UnknownSession { session: session.to_string(), store: self.name.clone() });
         }
-        let entries = read_entries(&tx, &self.name, session, 0).map_err(|e| match e {
+        // Counts of calls that appended nothing first, then those stored with the records (the
+        // order does not matter: each is a count of one text).
+        let mut st = tx.prepare_cached("SELECT body FROM token_counts WHERE session = ?1 ORDER BY rowid").map_err(&fail)?;
+        let mut counts = st.query_map([session], |r| r.get::<_, Vec<u8>>(0)).map_err(&fail)?.collect::<rusqlite::Result<Vec<_>>>().map_err(&fail)?;
+        drop(st);
+        let entries = read_entries(&tx, &self.name, session, 0, Some(&mut counts)).map_err(|e| match e {
             Err2::Sql(e) => fail(e),
             Err2::Ours(e) => e,
         })?;
         let plan = tx
-            .query_row("SELECT seq, body FROM plan_state WHERE session = ?1", [session], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
+            .query_row("SELECT seq, body FROM plans WHERE session = ?1", [session], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
             .optional()
             .map_err(&fail)?;
         let mut st = tx.prepare("SELECT first, last, allowance, body FROM summaries WHERE session = ?1").map_err(&fail)?;
@@ -346,9 +396,6 @@ impl SessionStore for SqliteStore {
             })
             .map_err(&fail)?;
         let summaries = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&fail)?;
-        drop(st);
-        let mut st = tx.prepare_cached("SELECT body FROM token_counts WHERE session = ?1 ORDER BY rowid").map_err(&fail)?;
-        let counts = st.query_map([session], |r| r.get::<_, Vec<u8>>(0)).map_err(&fail)?.collect::<rusqlite::Result<Vec<_>>>().map_err(&fail)?;
         drop(st);
         tx.commit().map_err(&fail)?;
         seen.saw(session, entries.last().map_or(0, |e| e.seq));
@@ -367,7 +414,7 @@ impl SessionStore for SqliteStore {
             // connection instead of waiting (WAL lets it read while the writer writes).
             Err(TryLockError::WouldBlock) => {
                 let reader = self.reader.lock().map_err(|_| self.poisoned())?;
-                return read_entries(&reader, &self.name, session, after).map_err(decode);
+                return read_entries(&reader, &self.name, session, after, None).map_err(decode);
             }
             Err(TryLockError::Poisoned(_)) => return Err(self.poisoned()),
         };
@@ -377,7 +424,7 @@ impl SessionStore for SqliteStore {
         if seen.last.get(session) == Some(&after) {
             return Ok(Vec::new());
         }
-        let newer = read_entries(conn, &self.name, session, after).map_err(decode)?;
+        let newer = read_entries(conn, &self.name, session, after, None).map_err(decode)?;
         // An unknown session reads as no records: only remember sessions seen with records.
         if let Some(e) = newer.last() {
             seen.saw(session, e.seq);
@@ -398,20 +445,25 @@ impl SessionStore for SqliteStore {
             if !exists(&tx, session).map_err(&fail)? {
                 return Err(Error::UnknownSession { session: session.to_string(), store: self.name.clone() });
             }
-            read_entries(&tx, &self.name, session, after).map_err(|e| match e {
+            read_entries(&tx, &self.name, session, after, None).map_err(|e| match e {
                 Err2::Sql(e) => fail(e),
                 Err2::Ours(e) => e,
             })?
         };
         let mut last = newer.last().map_or(after, |e| e.seq);
-        if let Some(rec) = apply(&newer)? {
-            last += 1;
-            let body = rec.encode()?;
-            tx.prepare_cached("INSERT INTO records (session, seq, kind, body) VALUES (?1, ?2, ?3, ?4)")
-                .and_then(|mut st| st.execute(params![session, last as i64, rec.kind(), body]))
-                .map_err(&fail)?;
-        }
-        write_derived(&tx, session, after, derived).map_err(&fail)?;
+        let appended = match apply(&newer)? {
+            Some(rec) => {
+                last += 1;
+                let body = rec.encode()?;
+                let counts = (!derived.counts.is_empty()).then_some(&derived.counts);
+                tx.prepare_cached("INSERT INTO records (session, seq, kind, body, counts) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .and_then(|mut st| st.execute(params![session, last as i64, rec.kind(), body, counts]))
+                    .map_err(&fail)?;
+                true
+            }
+            None => false,
+        };
+        write_derived(&tx, session, after, derived, appended).map_err(&fail)?;
         tx.commit().map_err(&fail)?;
         seen.saw(session, last);
         Ok(last)
@@ -427,7 +479,7 @@ impl SessionStore for SqliteStore {
         if !exists(&tx, session).map_err(&fail)? {
             return Err(Error::UnknownSession { session: session.to_string(), store: self.name.clone() });
         }
-        write_derived(&tx, session, seq, derived).map_err(&fail)?;
+        write_derived(&tx, session, seq, derived, false).map_err(&fail)?;
         tx.commit().map_err(&fail)
     }
 
@@ -435,7 +487,7 @@ impl SessionStore for SqliteStore {
         let mut db = self.lock()?;
         let fail = self.err(session);
         let tx = db.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&fail)?;
-        for table in ["records", "plan_state", "summaries", "token_counts"] {
+        for table in ["records", "plans", "summaries", "token_counts"] {
             tx.execute(&format!("DELETE FROM {table} WHERE session = ?1"), [session]).map_err(&fail)?;
         }
         let n = tx.execute("DELETE FROM sessions WHERE id = ?1", [session]).map_err(&fail)?;
@@ -457,6 +509,57 @@ impl SessionStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::turn::Turn;
+
+    /// A file written by schema version 1 (plan states in `plan_state`, token counts in their own
+    /// table) opens migrated: every record, the plan state and the counts are read back, and new
+    /// appends store their counts with their record.
+    #[test]
+    fn a_version_1_file_is_migrated_on_open_and_loses_nothing() {
+        let dir = std::env::temp_dir().join(format!("ctxwin-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let turn = Record::Push { turn: Turn::user("hello from version 1") };
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; BEGIN;
+                 CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE records (session TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID;
+                 CREATE TABLE plan_state (session TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE summaries (session TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL, allowance INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (session, first, last, allowance)) WITHOUT ROWID;
+                 CREATE TABLE token_counts (session TEXT NOT NULL, body BLOB NOT NULL);
+                 CREATE INDEX token_counts_session ON token_counts (session);
+                 PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;
+                 INSERT INTO sessions VALUES ('old');
+                 INSERT INTO plan_state VALUES ('old', 1, '{{\"plan\":1}}');
+                 INSERT INTO token_counts VALUES ('old', x'0102');
+                 COMMIT;"
+            ))
+            .unwrap();
+            conn.execute("INSERT INTO records VALUES ('old', 1, 'push', ?1)", [turn.encode().unwrap()]).unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let snap = store.load("old").unwrap();
+        assert_eq!(snap.entries, vec![Entry { seq: 1, record: turn.clone() }]);
+        assert_eq!(snap.plan, Some((1, "{\"plan\":1}".to_string())));
+        assert_eq!(snap.counts, vec![vec![1u8, 2]]);
+        let derived = Derived { plan: Some("{\"plan\":2}".into()), summaries: Vec::new(), counts: vec![3, 4] };
+        assert_eq!(store.append("old", 1, &derived, &mut |_| Ok(Some(turn.clone()))).unwrap(), 2);
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        let snap = store.load("old").unwrap();
+        assert_eq!(snap.entries.len(), 2);
+        assert_eq!(snap.plan, Some((1, "{\"plan\":2}".to_string())));
+        assert_eq!(snap.counts, vec![vec![1u8, 2], vec![3, 4]]);
+        let conn = Connection::open(&path).unwrap();
+        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let in_record: Option<Vec<u8>> = conn.query_row("SELECT counts FROM records WHERE seq = 2", [], |r| r.get(0)).unwrap();
+        assert_eq!(in_record, Some(vec![3, 4]), "an append's counts ride in its record's row");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A steady stream of appends (never a pause for a passive checkpoint to catch up) does not
     /// grow the WAL with what is written (limit 1 MB in tests): the held checkpoint lets SQLite
