@@ -18,11 +18,83 @@ const NOT_NAMES: &[&str] = &[
 ];
 
 /// Splits `text` into candidate words: runs of letters, digits and `_ . / : - '`, trimmed of
-/// punctuation at both ends.
-fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '/' | ':' | '-' | '\'')))
-        .map(|w| w.trim_matches(|c: char| matches!(c, '.' | ':' | '-' | '\'' | '/')))
-        .filter(|w| !w.is_empty())
+/// punctuation at both ends. Scans bytes (ASCII by table, other characters decoded): references
+/// are taken of every turn at push, tool outputs of megabytes included.
+fn words(text: &str) -> Words<'_> {
+    Words { text, at: 0 }
+}
+
+/// ASCII bytes that belong to a word: letters, digits and `_ . / : - '`.
+const WORD_BYTE: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b':' | b'-' | b'\'');
+        b += 1;
+    }
+    t
+};
+
+/// Iterator of [`words`].
+struct Words<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Words<'a> {
+    /// Length of the word character at `i` (0 when it is not one).
+    fn word_char(&self, i: usize) -> usize {
+        let b = self.text.as_bytes()[i];
+        if b < 0x80 {
+            return usize::from(WORD_BYTE[b as usize]);
+        }
+        match self.text[i..].chars().next() {
+            Some(c) if c.is_alphanumeric() => c.len_utf8(),
+            _ => 0,
+        }
+    }
+
+    /// Length of the character at `i` (a UTF-8 lead byte).
+    fn char_len(&self, i: usize) -> usize {
+        match self.text.as_bytes()[i] {
+            b if b < 0x80 => 1,
+            b if b >= 0xF0 => 4,
+            b if b >= 0xE0 => 3,
+            _ => 2,
+        }
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let n = self.text.len();
+        while self.at < n {
+            // Skip separators, then take the run of word characters.
+            let k = self.word_char(self.at);
+            if k == 0 {
+                self.at += self.char_len(self.at);
+                continue;
+            }
+            let start = self.at;
+            let mut end = start + k;
+            while end < n {
+                let k = self.word_char(end);
+                if k == 0 {
+                    break;
+                }
+                end += k;
+            }
+            self.at = end;
+            let w = self.text[start..end].trim_matches(|c: char| matches!(c, '.' | ':' | '-' | '\'' | '/'));
+            if !w.is_empty() {
+                return Some(w);
+            }
+        }
+        None
+    }
 }
 
 fn has_inner(w: &str, sep: &str) -> bool {
@@ -55,17 +127,24 @@ fn hash_key(s: &str) -> u64 {
 /// numbers of 2+ digits, identifiers and paths.
 pub(crate) fn references(text: &str) -> Vec<u64> {
     let mut out = Vec::new();
+    let mut lower = String::new();
     for w in words(text) {
-        let first = w.chars().next().unwrap_or(' ');
-        let digits = w.chars().filter(char::is_ascii_digit).count();
+        let b = w.as_bytes();
+        // Most words are lower-case ASCII letters without `_ / : .`: none of the three kinds.
+        let first = b[0];
+        let plain = |c: &u8| c.is_ascii_lowercase() || matches!(c, b'-' | b'\'');
+        if first.is_ascii_lowercase() && b.iter().all(plain) {
+            continue;
+        }
         if is_identifier(w) {
-            out.push(hash_key(&w.to_lowercase()));
-        } else if digits == w.len() {
-            if digits >= 2 {
+            lower_into(w, &mut lower);
+            out.push(hash_key(&lower));
+        } else if b.iter().all(u8::is_ascii_digit) {
+            if b.len() >= 2 {
                 out.push(hash_key(w));
             }
-        } else if first.is_uppercase() && w.chars().count() >= 2 {
-            let lower = w.to_lowercase();
+        } else if (if first < 0x80 { first.is_ascii_uppercase() } else { w.chars().next().is_some_and(char::is_uppercase) }) && w.chars().nth(1).is_some() {
+            lower_into(w, &mut lower);
             let base = lower.strip_suffix("'s").unwrap_or(&lower);
             if !NOT_NAMES.contains(&base) {
                 out.push(hash_key(base));
@@ -77,18 +156,29 @@ pub(crate) fn references(text: &str) -> Vec<u64> {
     out
 }
 
+/// `w.to_lowercase()` into `out` (without allocating for ASCII words).
+fn lower_into(w: &str, out: &mut String) {
+    out.clear();
+    if w.is_ascii() {
+        out.push_str(w);
+        out.make_ascii_lowercase();
+    } else {
+        out.push_str(&w.to_lowercase());
+    }
+}
+
 /// The salient terms of `text` (hindsight probes): paths, identifiers with `_`, `::`, `.` or
 /// camelCase, numbers of 3+ digits, and quoted strings, each of 4+ characters; deduplicated, in
 /// order of first appearance.
 pub fn salient_terms(text: &str) -> Vec<String> {
-    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
     let mut order: Vec<&str> = Vec::new();
     let candidates = words(text).filter(|w| {
         let all_digits = w.bytes().all(|b| b.is_ascii_digit());
         (all_digits && w.len() >= 3) || (!all_digits && is_identifier(w))
     });
     for s in candidates.chain(quoted(text)) {
-        if s.chars().count() >= 4 && seen.insert(s) {
+        if (s.len() >= 16 || s.chars().nth(3).is_some()) && seen.insert(s) {
             order.push(s);
         }
     }
@@ -154,6 +244,106 @@ mod tests {
         assert_eq!(overlap(&a, &b), 3, "caroline, lgbtq, 2023");
         assert!(references("What is it? The thing.").is_empty());
         assert_eq!(references("foo_bar Foo_Bar").len(), 1);
+    }
+
+    /// The definitions as first written (char by char), the oracle of the byte scanner.
+    mod oracle {
+        use super::super::{NOT_NAMES, hash_key, is_identifier, quoted};
+
+        pub fn words(text: &str) -> impl Iterator<Item = &str> {
+            text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '/' | ':' | '-' | '\'')))
+                .map(|w| w.trim_matches(|c: char| matches!(c, '.' | ':' | '-' | '\'' | '/')))
+                .filter(|w| !w.is_empty())
+        }
+
+        pub fn references(text: &str) -> Vec<u64> {
+            let mut out = Vec::new();
+            for w in words(text) {
+                let first = w.chars().next().unwrap_or(' ');
+                let digits = w.chars().filter(char::is_ascii_digit).count();
+                if is_identifier(w) {
+                    out.push(hash_key(&w.to_lowercase()));
+                } else if digits == w.len() {
+                    if digits >= 2 {
+                        out.push(hash_key(w));
+                    }
+                } else if first.is_uppercase() && w.chars().count() >= 2 {
+                    let lower = w.to_lowercase();
+                    let base = lower.strip_suffix("'s").unwrap_or(&lower);
+                    if !NOT_NAMES.contains(&base) {
+                        out.push(hash_key(base));
+                    }
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
+            out
+        }
+
+        pub fn salient_terms(text: &str) -> Vec<String> {
+            let mut seen = std::collections::HashSet::new();
+            let mut order: Vec<&str> = Vec::new();
+            let candidates = words(text).filter(|w| {
+                let all_digits = w.bytes().all(|b| b.is_ascii_digit());
+                (all_digits && w.len() >= 3) || (!all_digits && is_identifier(w))
+            });
+            for s in candidates.chain(quoted(text)) {
+                if s.chars().count() >= 4 && seen.insert(s) {
+                    order.push(s);
+                }
+            }
+            order.into_iter().map(str::to_string).collect()
+        }
+    }
+
+    /// And on every line of the transcripts the repo ships (conversations, agent trajectories,
+    /// tool outputs).
+    #[test]
+    fn the_scanner_agrees_on_the_shipped_transcripts() {
+        let mut files = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/samples"))];
+        let mut lines = 0;
+        while let Some(p) = files.pop() {
+            if p.is_dir() {
+                files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&p) else { continue };
+            // JSON escapes decoded roughly: the scanner sees real newlines and quotes.
+            let text = text.replace("\\n", "\n").replace("\\\"", "\"");
+            for chunk in text.split_inclusive('\n').collect::<Vec<_>>().chunks(50) {
+                let chunk = chunk.concat();
+                assert_eq!(references(&chunk), oracle::references(&chunk), "{}", p.display());
+                assert_eq!(salient_terms(&chunk), oracle::salient_terms(&chunk), "{}", p.display());
+                lines += 1;
+            }
+        }
+        assert!(lines > 100, "read {lines} chunks");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The byte scanner finds the words, references and salient terms the char-by-char
+        /// definitions find, on texts of ASCII, accented and non-Latin letters (upper- and
+        /// lower-case, with case mappings that change length), digits, marks and separators.
+        #[test]
+        fn the_scanner_agrees_with_the_definitions(parts in proptest::collection::vec(proptest::sample::select(vec![
+            "a", "Z", "q", "Caroline", "I'm", "it's", "Melanie's", "LGBTQ", "parseConfig", "foo_bar", "src/main.rs", "/", "::", "a::b", ".", "..", "x.y",
+            "v1.2.3", ":", "-", "'", "\"", "`", " ", "\n", "\t", ",", "(", ")", "42", "2023", "7", "É", "école", "Σίσυφος", "ΣΑΣ", "İstanbul", "ß", "ǅ",
+            "日本", "١٢٣", "Ⅻ", "e\u{301}", "\u{a0}", "\u{2028}", "😀", "ﬁ", "Ω", "x", "_", "The", "When", "src", "/etc/hosts", "http://a.b/c",
+        ]), 0..40)) {
+            let text: String = parts.concat();
+            proptest::prop_assert_eq!(words(&text).collect::<Vec<_>>(), oracle::words(&text).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(references(&text), oracle::references(&text));
+            proptest::prop_assert_eq!(salient_terms(&text), oracle::salient_terms(&text));
+        }
+
+        /// And on arbitrary strings.
+        #[test]
+        fn the_scanner_agrees_on_any_text(text in "\\PC{0,80}") {
+            proptest::prop_assert_eq!(words(&text).collect::<Vec<_>>(), oracle::words(&text).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(references(&text), oracle::references(&text));
+            proptest::prop_assert_eq!(salient_terms(&text), oracle::salient_terms(&text));
+        }
     }
 
     #[test]
