@@ -125,6 +125,8 @@ pub struct Engine {
     summaries: Summaries,
     forms: Forms,
     state: PlanState,
+    /// Between [`Engine::begin_rebuild`] and [`Engine::end_rebuild`] (a session's reopen).
+    rebuilding: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -145,6 +147,7 @@ impl Engine {
             summaries: Summaries::new(config.summary_cache, config.generated),
             forms: Forms::default(),
             state: PlanState::new(config.policy),
+            rebuilding: false,
         })
     }
 
@@ -180,7 +183,12 @@ impl Engine {
     pub fn push(&mut self, turn: Turn) -> Result<TurnId> {
         let id = self.store.push(turn, &mut self.counter)?;
         self.retrieval.add(&self.store, id)?;
-        self.summaries.observe(&self.store, &mut self.counter, id);
+        // A turn's sentences and salient terms are analyzed at push so that windows do not wait
+        // for them; a reopen leaves them to the first window that summarizes the turn (the
+        // summarizer caches them on first use: the same analysis, so the same windows).
+        if !self.rebuilding {
+            self.summaries.observe(&self.store, &mut self.counter, id);
+        }
         Ok(id)
     }
 
@@ -283,13 +291,19 @@ impl Engine {
     }
 
     /// Rebuilding from a log (a session's reopen): the lexical index takes the turns pushed until
-    /// [`Engine::end_rebuild`] without analyzing them or committing per batch.
+    /// [`Engine::end_rebuild`] without analyzing them or committing per batch, the summarizer
+    /// analyzes a turn only when a window first summarizes it, and a tool output's lines are
+    /// scored when a window first cuts it.
     pub(crate) fn begin_rebuild(&mut self) {
         self.retrieval.lexical.begin_bulk();
+        self.store.defer_lines(true);
+        self.rebuilding = true;
     }
 
     /// Ends a rebuild: commits in one batch what the per-batch commits would have committed.
     pub(crate) fn end_rebuild(&mut self) -> Result<()> {
+        self.rebuilding = false;
+        self.store.defer_lines(false);
         self.retrieval.lexical.end_bulk()
     }
 

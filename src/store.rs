@@ -38,8 +38,9 @@ pub(crate) struct StoredTurn {
     /// Tokens of its tool output (0 when it has none).
     pub(crate) tool_output_tokens: usize,
     /// For each long tool-result message (by index in `messages`), its lines worth keeping from a
-    /// cut, scored at push against the turn that made the call (`plan::lines::score_lines`).
-    pub(crate) salient_lines: Vec<(usize, Vec<(u32, u16)>)>,
+    /// cut, scored against the turn that made the call (`plan::lines::score_lines`): at push, or
+    /// for a session's reopen when a window first cuts the output ([`Store::salient_lines_of`]).
+    salient_lines: std::sync::OnceLock<Vec<(usize, Vec<(u32, u16)>)>>,
 }
 
 impl StoredTurn {
@@ -81,6 +82,8 @@ pub(crate) struct Store {
     unit_of: Vec<u32>,
     /// What the scorer reads of each turn, packed (a window reads it for thousands of candidates).
     facts: Vec<TurnFacts>,
+    /// Rebuilding from a log: tool outputs' lines are scored when first cut, not at push.
+    defer_lines: bool,
 }
 
 /// What the scorer reads of a turn, by id, in a compact array.
@@ -212,7 +215,10 @@ impl Store {
             _ => 0,
         };
         let tool_output_tokens = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
-        let salient_lines = self.salient_lines(&messages);
+        let salient_lines = std::sync::OnceLock::new();
+        if !self.defer_lines {
+            let _ = salient_lines.set(self.salient_lines(&messages, id));
+        }
         // References of what was said (not of the speaker label, which half the turns share).
         let speaker = turn.speaker().map(|name| match self.speakers.iter().position(|(n, _)| n == name) {
             Some(i) => i as u32,
@@ -268,14 +274,18 @@ impl Store {
         Ok(id)
     }
 
-    /// The scored lines of each long tool result among `messages` (of the turn being pushed), for
-    /// the query-aware cut: scored against the references of the unit's turn that made the call.
-    fn salient_lines(&self, messages: &[Message]) -> Vec<(usize, Vec<(u32, u16)>)> {
+    /// The scored lines of each long tool result among `messages` (of turn `id`), for the
+    /// query-aware cut: scored against the references of the turn of its unit, before it, that
+    /// made the call. At push `id`'s unit is the last one (a result extends the open unit).
+    fn salient_lines(&self, messages: &[Message], id: TurnId) -> Vec<(usize, Vec<(u32, u16)>)> {
         let mut out = Vec::new();
         for (k, m) in messages.iter().enumerate() {
             let Some(cid) = m.tool_call_id.as_deref().filter(|_| m.content.len() >= crate::plan::lines::SCORED_MIN_BYTES) else { continue };
-            let unit = self.units.last().cloned().unwrap_or(0..0);
-            let caller = unit.rev().filter_map(|t| self.turns.get(t)).find(|t| t.turn.call_ids().any(|c| c == cid));
+            let unit = match self.unit_of.get(id) {
+                Some(&u) => self.units.get(u as usize).cloned().unwrap_or(0..0),
+                None => self.units.last().cloned().unwrap_or(0..0),
+            };
+            let caller = (unit.start..id.min(unit.end)).rev().filter_map(|t| self.turns.get(t)).find(|t| t.turn.call_ids().any(|c| c == cid));
             let query = caller.map(|t| references(&t.text)).unwrap_or_default();
             let lines = crate::plan::lines::score_lines(&m.content, &query);
             if !lines.is_empty() {
@@ -283,6 +293,18 @@ impl Store {
             }
         }
         out
+    }
+
+    /// The scored lines of message `k` of turn `id` (empty when it is not a long tool result).
+    pub(crate) fn salient_lines_of(&self, id: TurnId, k: usize) -> &[(u32, u16)] {
+        let Some(t) = self.turns.get(id) else { return &[] };
+        let all = t.salient_lines.get_or_init(|| self.salient_lines(&t.messages, id));
+        all.iter().find(|(i, _)| *i == k).map_or(&[][..], |(_, l)| l.as_slice())
+    }
+
+    /// Defers scoring tool outputs' lines to their first cut (a rebuild from a log), or not.
+    pub(crate) fn defer_lines(&mut self, on: bool) {
+        self.defer_lines = on;
     }
 
     /// Refuses a turn that could not be rendered with every call answered right after it (see

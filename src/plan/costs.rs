@@ -139,7 +139,7 @@ impl Forms {
             let tokens = counter.count(&m.content);
             match form {
                 Form::Truncated(max) if tokens > max => {
-                    let lines = t.salient_lines.iter().find(|(i, _)| *i == k).map_or(&[][..], |(_, l)| l.as_slice());
+                    let lines = store.salient_lines_of(id, k);
                     m.content = crate::plan::lines::salient_cut(counter, &m.content, max, lines);
                 }
                 Form::Cleared => {

@@ -151,9 +151,10 @@ impl Session {
             s.engine.set_plan_state(p);
         }
         s.engine.begin_rebuild();
-        for e in &snap.entries {
-            s.apply(e)?;
-            if plan.as_ref().is_some_and(|(seq, _)| *seq == e.seq)
+        for e in snap.entries {
+            let seq = e.seq;
+            s.apply_owned(e)?;
+            if plan.as_ref().is_some_and(|(at, _)| *at == seq)
                 && let Some((_, p)) = plan.take()
             {
                 s.engine.set_plan_state(p);
@@ -172,29 +173,34 @@ impl Session {
         Error::StoreDamaged { store: self.store.name().to_string(), session: Some(self.id.clone()), message }
     }
 
-    /// Applies a stored record to the engine (replay and catch-up).
+    /// Applies a stored record to the engine (catch-up; the caller keeps the record).
     fn apply(&mut self, e: &Entry) -> Result<()> {
+        self.apply_owned(e.clone())
+    }
+
+    /// Applies a stored record to the engine, moving its turn or text in (replay).
+    fn apply_owned(&mut self, e: Entry) -> Result<()> {
         if e.seq != self.seq + 1 {
             return Err(self.damaged(format!("record {} follows record {} (a gap)", e.seq, self.seq)));
         }
-        match &e.record {
+        match e.record {
             Record::Push { turn } => {
                 self.bytes += turn.blocks().iter().map(block_bytes).sum::<usize>();
-                if let Err(err) = self.engine.push(turn.clone()) {
+                if let Err(err) = self.engine.push(turn) {
                     return Err(self.damaged(format!("record {} does not replay: {err}", e.seq)));
                 }
             }
             Record::Pin { id, layer, priority, text } => {
                 self.bytes += text.len();
-                let got = self.engine.pin(*layer, text.clone(), *priority);
-                if got.0 != *id {
+                let got = self.engine.pin(layer, text, priority);
+                if got.0 != id {
                     return Err(self.damaged(format!("record {} pins id {id} but replay gave {}", e.seq, got.0)));
                 }
             }
             Record::Unpin { id } => {
-                self.engine.unpin(PinId(*id));
+                self.engine.unpin(PinId(id));
             }
-            Record::Policy { policy } => self.engine.set_policy(policy.clone()),
+            Record::Policy { policy } => self.engine.set_policy(policy),
         }
         self.seq = e.seq;
         Ok(())
