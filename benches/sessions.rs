@@ -8,7 +8,10 @@
 //!   conversation (LoCoMo size), in memory and through a session (which also catches up with
 //!   other writers and compares the plan state with the stored one), in one run;
 //!   `assemble/for_memory` and `assemble/for_sqlite` the same for `assemble_for(2000, question)`
-//!   over the conversation's questions in turn (a chat-memory window).
+//!   over the conversation's questions in turn (a chat-memory window). These repeat a window with
+//!   nothing pushed in between, so the plan is reused and the window costs ~12 µs.
+//! - `assemble/turn_memory` and `assemble/turn_sqlite`: the loop a chat host runs, a turn pushed
+//!   (not timed) then `assemble(2000)` (timed), over the second half of the 600-turn conversation.
 //! - `reopen/conversation_600` and `reopen/agent_10000`: `Session::open` of a 600-turn conversation
 //!   and a 10,000-turn agent session pushed through `Session::push` (so their token counts are
 //!   stored, as a host's are): the log read and replayed (index, references, sentences).
@@ -137,6 +140,79 @@ fn bench_assemble(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the per-turn loop calls: a plain engine or a durable session.
+trait Host {
+    fn push_turn(&mut self, t: Turn);
+    fn window(&mut self, budget: usize) -> usize;
+}
+
+impl Host for Engine {
+    fn push_turn(&mut self, t: Turn) {
+        self.push(t).unwrap();
+    }
+    fn window(&mut self, budget: usize) -> usize {
+        self.assemble(budget).unwrap().total_tokens()
+    }
+}
+
+impl Host for Session {
+    fn push_turn(&mut self, t: Turn) {
+        self.push(t).unwrap();
+    }
+    fn window(&mut self, budget: usize) -> usize {
+        self.assemble(budget).unwrap().total_tokens()
+    }
+}
+
+/// The loop a chat host runs per turn: push the next turn (not timed), then `assemble(2000)`
+/// (timed). The host starts from the first half of a 600-turn conversation and is made again
+/// (untimed) when the conversation runs out, so memory and SQLite time windows over the same
+/// range of history lengths.
+fn per_turn<H: Host>(b: &mut criterion::Bencher<'_>, t: &ctxwin::replay::Transcript, make: &mut dyn FnMut() -> H) {
+    let turns = t.turns();
+    let half = turns.len() / 2;
+    let fresh = |make: &mut dyn FnMut() -> H| {
+        let mut h = make();
+        for turn in &turns[..half] {
+            h.push_turn(turn.clone());
+        }
+        h.window(2000);
+        h
+    };
+    let mut h = fresh(make);
+    let mut k = half;
+    b.iter_custom(|iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            if k == turns.len() {
+                h = fresh(make);
+                k = half;
+            }
+            h.push_turn(turns[k].clone());
+            k += 1;
+            let start = Instant::now();
+            assert!(black_box(h.window(2000)) <= 2000);
+            total += start.elapsed();
+        }
+        total
+    });
+}
+
+fn bench_per_turn(c: &mut Criterion) {
+    let t = synth::conversation(SEED, 600);
+    let st = store("per_turn", Synchronous::Normal);
+    let mut n = 0;
+    let mut g = c.benchmark_group("assemble");
+    g.bench_function("turn_memory", |b| per_turn(b, &t, &mut || Engine::new(EngineConfig::default()).unwrap()));
+    g.bench_function("turn_sqlite", |b| {
+        per_turn(b, &t, &mut || {
+            n += 1;
+            Session::create(Arc::clone(&st), &format!("conv-{n}"), EngineConfig::default()).unwrap()
+        })
+    });
+    g.finish();
+}
+
 /// Writes `turns` into new session `id`, straight through the store (no engine), for fixtures.
 /// Fills a session by appending its records directly (fast; no token counts stored).
 fn fill(store: &Arc<dyn SessionStore>, id: &str, turns: &[Turn]) {
@@ -224,5 +300,5 @@ fn store_has(st: &Arc<dyn SessionStore>, id: &str) -> bool {
     st.load(id).is_ok_and(|s| s.entries.len() == 100)
 }
 
-criterion_group!(benches, bench_push, bench_assemble, bench_reopen, bench_cold);
+criterion_group!(benches, bench_push, bench_assemble, bench_per_turn, bench_reopen, bench_cold);
 criterion_main!(benches);
