@@ -114,8 +114,9 @@ pub(crate) async fn post_window(
     session_id(&id)?;
     let map = body_object(body, &["budget", "query", "format", "policy", "report"])?;
     let ask = ask(&map)?;
+    let inline = st.sessions.is_hot(&id);
     let reply = st
-        .blocking(move |st| {
+        .run(inline, move |st| {
             let mut assemble_s = 0.0;
             let mut assemble_cpu = None;
             let r = st.sessions.with(&id, |s| {

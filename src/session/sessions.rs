@@ -67,6 +67,11 @@ impl Sessions {
         self.run(id, true, f)
     }
 
+    /// Whether session `id` is open (a call on it does not reopen it, unless it is evicted first).
+    pub fn is_hot(&self, id: &str) -> bool {
+        self.hot.lock().is_ok_and(|h| h.contains(id))
+    }
+
     fn run<T>(&self, id: &str, create: bool, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
         validate_id(id)?;
         let result = {
