@@ -23,7 +23,9 @@ use tantivy::columnar::Column;
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
-use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, StopWordFilter, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
+};
 use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
@@ -40,84 +42,103 @@ const WAND_MAX_TERMS: usize = 12;
 const WRITER_MEMORY: usize = 15_000_000;
 
 /// The analyzer: simple tokenizer, drop tokens over 40 bytes, lower-case, English stop words,
-/// English (Porter/Snowball) stemming, memoized ([`MemoStemmer`]).
+/// English (Porter/Snowball) stemming; the last three memoized per word ([`MemoWords`]).
 fn analyzer() -> TextAnalyzer {
-    let builder = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser);
+    TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(MemoWords).build()
+}
+
+/// What [`MemoWords`] does to one word: Tantivy's own lower-caser, English stop-word filter and
+/// stemmer, run on the word as a single token.
+fn word_analyzer() -> TextAnalyzer {
+    let builder = TextAnalyzer::builder(RawTokenizer::default()).filter(LowerCaser);
     match StopWordFilter::new(Language::English) {
-        Some(stop) => builder.filter(stop).filter(MemoStemmer).build(),
-        None => builder.filter(MemoStemmer).build(),
+        Some(stop) => builder.filter(stop).filter(Stemmer::new(Language::English)).build(),
+        None => builder.filter(Stemmer::new(Language::English)).build(),
     }
 }
 
-/// Distinct words a [`MemoStemmer`] remembers before it starts over (~0.4 MB at most).
-const STEM_MEMO_WORDS: usize = 8192;
+/// Distinct words a [`MemoWords`] remembers before it starts over (~0.5 MB at most).
+const WORD_MEMO_WORDS: usize = 8192;
 
-/// Tantivy's English `Stemmer` (the same `frostem` algorithm, so the same terms) with a memo of
-/// the words it has stemmed: stemming was half of the CPU of indexing a turn, and a history
-/// repeats its words (a reopened 10,000-turn agent session: 47% of Tantivy's indexing thread in
-/// `frostem`). Each copy of the analyzer keeps its own memo; a copy starts empty, so the analyzer
-/// Tantivy hands each segment writer and query costs nothing to clone.
+/// Lower-casing, stop words and stemming of each word, memoized: what Tantivy's `LowerCaser`,
+/// `StopWordFilter` and `Stemmer` give a word (computed by running exactly those filters on it, so
+/// the terms are the same by construction) is remembered by the word as written. Stemming was half
+/// of the CPU of indexing a turn and lower-casing another seventh, and a history repeats its words
+/// (a reopened 10,000-turn agent session: 47% of Tantivy's indexing thread in `frostem`). Each copy
+/// of the analyzer keeps its own memo; a copy starts empty, so the analyzer Tantivy hands each
+/// segment writer and query costs nothing to clone.
 #[derive(Clone, Copy, Debug, Default)]
-struct MemoStemmer;
+struct MemoWords;
 
-impl TokenFilter for MemoStemmer {
-    type Tokenizer<T: Tokenizer> = MemoStemmerFilter<T>;
+impl TokenFilter for MemoWords {
+    type Tokenizer<T: Tokenizer> = MemoWordsFilter<T>;
 
-    fn transform<T: Tokenizer>(self, tokenizer: T) -> MemoStemmerFilter<T> {
-        MemoStemmerFilter { inner: tokenizer, memo: StemMemo::default() }
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> MemoWordsFilter<T> {
+        MemoWordsFilter { inner: tokenizer, memo: WordMemo::default() }
     }
 }
 
-/// Stemmed forms by word, bounded by [`STEM_MEMO_WORDS`] (cleared when full).
+/// Each word's term (`None`: a stop word, dropped), bounded by [`WORD_MEMO_WORDS`] (cleared when
+/// full), and the analyzer that computes a word not in it (made at the first such word).
 #[derive(Default)]
-struct StemMemo(FxHashMap<Box<str>, Box<str>>);
+struct WordMemo {
+    terms: FxHashMap<Box<str>, Option<Box<str>>>,
+    word: Option<TextAnalyzer>,
+}
 
-impl Clone for StemMemo {
+impl Clone for WordMemo {
     fn clone(&self) -> Self {
-        StemMemo::default()
+        WordMemo::default()
+    }
+}
+
+impl WordMemo {
+    /// The term of `word`, `None` for a stop word.
+    fn term(&mut self, word: &str) -> Option<&str> {
+        if !self.terms.contains_key(word) {
+            let analyzer = self.word.get_or_insert_with(word_analyzer);
+            let mut stream = analyzer.token_stream(word);
+            let term = stream.advance().then(|| Box::<str>::from(stream.token().text.as_str()));
+            if self.terms.len() >= WORD_MEMO_WORDS {
+                self.terms.clear();
+            }
+            self.terms.insert(word.into(), term);
+        }
+        self.terms.get(word).and_then(|t| t.as_deref())
     }
 }
 
 #[derive(Clone)]
-struct MemoStemmerFilter<T> {
+struct MemoWordsFilter<T> {
     inner: T,
-    memo: StemMemo,
+    memo: WordMemo,
 }
 
-impl<T: Tokenizer> Tokenizer for MemoStemmerFilter<T> {
-    type TokenStream<'a> = MemoStemmerStream<'a, T::TokenStream<'a>>;
+impl<T: Tokenizer> Tokenizer for MemoWordsFilter<T> {
+    type TokenStream<'a> = MemoWordsStream<'a, T::TokenStream<'a>>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
-        MemoStemmerStream { tail: self.inner.token_stream(text), memo: &mut self.memo.0, stemmer: None }
+        MemoWordsStream { tail: self.inner.token_stream(text), memo: &mut self.memo }
     }
 }
 
-struct MemoStemmerStream<'a, T> {
+struct MemoWordsStream<'a, T> {
     tail: T,
-    memo: &'a mut FxHashMap<Box<str>, Box<str>>,
-    /// Made at the first word not in the memo.
-    stemmer: Option<frostem::Stemmer>,
+    memo: &'a mut WordMemo,
 }
 
-impl<T: TokenStream> TokenStream for MemoStemmerStream<'_, T> {
+impl<T: TokenStream> TokenStream for MemoWordsStream<'_, T> {
     fn advance(&mut self) -> bool {
-        if !self.tail.advance() {
-            return false;
+        // Stop words are skipped; the next word keeps its own position (as Tantivy's filter does).
+        while self.tail.advance() {
+            let token = self.tail.token_mut();
+            if let Some(term) = self.memo.term(&token.text) {
+                token.text.clear();
+                token.text.push_str(term);
+                return true;
+            }
         }
-        let token = self.tail.token_mut();
-        if let Some(stem) = self.memo.get(token.text.as_str()) {
-            token.text.clear();
-            token.text.push_str(stem);
-            return true;
-        }
-        let stemmer = self.stemmer.get_or_insert_with(|| frostem::Stemmer::new(frostem::Algorithm::English));
-        let stem: Box<str> = stemmer.stem(&token.text).into();
-        if self.memo.len() >= STEM_MEMO_WORDS {
-            self.memo.clear();
-        }
-        let word = std::mem::replace(&mut token.text, String::from(&*stem));
-        self.memo.insert(word.into_boxed_str(), stem);
-        true
+        false
     }
 
     fn token(&self) -> &Token {
@@ -684,12 +705,12 @@ mod tests {
         ]
     }
 
-    /// Every token Tantivy's own analyzer (its `Stemmer`) gives, the memoized one gives: on real
-    /// words, in texts of more distinct words than the memo holds (so it starts over mid-text),
-    /// with a warm memo and with a fresh clone.
+    /// Every token Tantivy's own filters (`LowerCaser`, `StopWordFilter`, `Stemmer`) give, the
+    /// memoized analyzer gives, positions and offsets included: on real words, upper-case, stop
+    /// words and non-ASCII ones, in texts of more distinct words than the memo holds (so it starts
+    /// over mid-text), with a warm memo and with a fresh clone.
     #[test]
-    fn the_memoized_stemmer_gives_the_terms_of_tantivys_stemmer() {
-        use tantivy::tokenizer::Stemmer;
+    fn the_memoized_analysis_gives_the_terms_of_tantivys_filters() {
         let plain = || {
             let b = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser);
             match StopWordFilter::new(Language::English) {
@@ -726,7 +747,7 @@ mod tests {
         ];
         let mut rng = 12345u64;
         let mut big = String::new();
-        for i in 0..(4 * STEM_MEMO_WORDS) {
+        for i in 0..(4 * WORD_MEMO_WORDS) {
             rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let w = words[(rng >> 33) as usize % words.len()];
             // Distinct words past the memo's size, and repeats of the common ones.
