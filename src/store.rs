@@ -25,10 +25,13 @@ pub(crate) const PENDING_RESULT_TEXT: &str = crate::markers::PENDING_RESULT;
 #[derive(Debug)]
 pub(crate) struct StoredTurn {
     pub(crate) turn: Turn,
-    /// What the model reads of it, as one text (speaker prefix included); indexed and summarized.
-    pub(crate) text: String,
-    /// Its messages, rendered verbatim without a timestamp header.
-    pub(crate) messages: Vec<Message>,
+    /// What the model reads of it, as one text (speaker prefix included), when that differs from
+    /// its first message's content; `None` for the usual turn of one message without tool calls,
+    /// whose text is that content (kept once, not twice: see [`StoredTurn::text`]).
+    text: Option<Box<str>>,
+    /// Its messages, rendered verbatim without a timestamp header (exactly as many as it has: a
+    /// `Vec` would keep room for four).
+    pub(crate) messages: Box<[Message]>,
     /// Exact tokens of `messages` (framing included).
     pub(crate) tokens: usize,
     /// Extra tokens when its first message carries the `[timestamp] ` header.
@@ -43,10 +46,33 @@ pub(crate) struct StoredTurn {
 }
 
 impl StoredTurn {
+    /// A stored turn; `text` is kept only when it is not `messages[0]`'s content.
+    fn new(turn: Turn, text: String, messages: Vec<Message>) -> Self {
+        let same = matches!(messages.as_slice(), [m] if m.content == text);
+        let text = if same { None } else { Some(text.into_boxed_str()) };
+        let messages = messages.into_iter().map(shrunk).collect::<Vec<_>>().into_boxed_slice();
+        StoredTurn { turn, text, messages, tokens: 0, header_extra: 0, ref_count: 0, tool_output_tokens: 0, salient_lines: Vec::new() }
+    }
+
+    /// What the model reads of it, as one text (speaker prefix, tool calls and results included);
+    /// indexed and summarized.
+    pub(crate) fn text(&self) -> &str {
+        match &self.text {
+            Some(t) => t,
+            None => self.messages.first().map_or("", |m| m.content.as_str()),
+        }
+    }
+
     /// Whether the turn holds tool results.
     pub(crate) fn has_results(&self) -> bool {
         self.turn.result_ids().next().is_some()
     }
+}
+
+/// `m` without spare capacity in its strings (they are kept for the whole history).
+fn shrunk(mut m: Message) -> Message {
+    m.content.shrink_to_fit();
+    m
 }
 
 /// The history, in push order, grouped into atomic units.
@@ -264,7 +290,7 @@ impl Store {
         self.turn_tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
         self.facts.push(TurnFacts { role: turn.role(), priority: turn.priority(), speaker });
         self.unit_of.push(u32::try_from(self.units.len().saturating_sub(1)).unwrap_or(u32::MAX));
-        self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, ref_count, tool_output_tokens, salient_lines });
+        self.turns.push(StoredTurn { tokens, header_extra, ref_count, tool_output_tokens, salient_lines, ..StoredTurn::new(turn, text, messages) });
         Ok(id)
     }
 
@@ -276,7 +302,7 @@ impl Store {
             let Some(cid) = m.tool_call_id.as_deref().filter(|_| m.content.len() >= crate::plan::lines::SCORED_MIN_BYTES) else { continue };
             let unit = self.units.last().cloned().unwrap_or(0..0);
             let caller = unit.rev().filter_map(|t| self.turns.get(t)).find(|t| t.turn.call_ids().any(|c| c == cid));
-            let query = caller.map(|t| references(&t.text)).unwrap_or_default();
+            let query = caller.map(|t| references(t.text())).unwrap_or_default();
             let lines = crate::plan::lines::score_lines(&m.content, &query);
             if !lines.is_empty() {
                 out.push((k, lines));
@@ -330,6 +356,7 @@ impl Store {
         let first_id = unit.start;
         let mut added = 0;
         if let Some(first) = self.turns.get_mut(first_id) {
+            let mut messages = std::mem::take(&mut first.messages).into_vec();
             for c in order {
                 let mut m = Message::tool_result(c, MISSING_RESULT_TEXT.to_string(), true, Origin::Turn { turn: first_id });
                 let n = m.counted(counter);
@@ -337,9 +364,10 @@ impl Store {
                 if let Some(t) = self.turn_tokens.get_mut(first_id) {
                     *t = u32::try_from(first.tokens).unwrap_or(u32::MAX);
                 }
-                first.messages.push(m);
+                messages.push(m);
                 added += n;
             }
+            first.messages = messages.into_boxed_slice();
         }
         // The unit is the history's last: the running totals from its first turn on move.
         for total in self.token_prefix.iter_mut().skip(first_id + 1) {

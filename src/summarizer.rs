@@ -59,7 +59,7 @@ impl<'a> RunTurn<'a> {
     }
     /// What the model reads of it, as one text (speaker prefix, tool calls and results included).
     pub fn text(&self) -> &'a str {
-        &self.stored.text
+        self.stored.text()
     }
     /// Whether it holds tool results.
     pub fn has_results(&self) -> bool {

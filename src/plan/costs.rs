@@ -129,12 +129,12 @@ impl Forms {
     pub(crate) fn messages(&mut self, store: &Store, counter: &mut TokenCounter, id: TurnId, form: Form) -> (Vec<Message>, usize) {
         let Some(t) = store.get(id) else { return (Vec::new(), 0) };
         if form == Form::Verbatim {
-            return (t.messages.clone(), t.tokens);
+            return (t.messages.to_vec(), t.tokens);
         }
         if let Some((msgs, total, _)) = self.messages.get(&(id, form)).filter(|(_, _, n)| *n == t.messages.len()) {
             return (msgs.clone(), *total);
         }
-        let mut msgs = t.messages.clone();
+        let mut msgs = t.messages.to_vec();
         for (k, m) in msgs.iter_mut().enumerate().filter(|(_, m)| m.tool_call_id.is_some()) {
             let tokens = counter.count(&m.content);
             match form {
