@@ -32,17 +32,24 @@ pub(crate) struct StoredTurn {
     /// Its messages, rendered verbatim without a timestamp header (exactly as many as it has: a
     /// `Vec` would keep room for four).
     pub(crate) messages: Box<[Message]>,
-    /// Exact tokens of `messages` (framing included).
-    pub(crate) tokens: usize,
+    /// Exact tokens of `messages` (framing included). The counts are `u32`s (saturating, as the
+    /// store's `turn_tokens`) and the lists boxed slices: the store holds one of these per turn,
+    /// and a `Vec` of them keeps up to as much again in spare capacity.
+    tokens: u32,
     /// Extra tokens when its first message carries the `[timestamp] ` header.
-    pub(crate) header_extra: usize,
+    header_extra: u32,
     /// How many distinct references it makes (speakers' names aside).
     pub(crate) ref_count: u32,
     /// Tokens of its tool output (0 when it has none).
-    pub(crate) tool_output_tokens: usize,
+    tool_output_tokens: u32,
     /// For each long tool-result message (by index in `messages`), its lines worth keeping from a
     /// cut, scored at push against the turn that made the call (`plan::lines::score_lines`).
-    pub(crate) salient_lines: Vec<(usize, Vec<(u32, u16)>)>,
+    salient_lines: Box<[(u32, Box<[(u32, u16)]>)]>,
+}
+
+/// `n` as a `u32`, saturating.
+fn small(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl StoredTurn {
@@ -51,7 +58,28 @@ impl StoredTurn {
         let same = matches!(messages.as_slice(), [m] if m.content == text);
         let text = if same { None } else { Some(text.into_boxed_str()) };
         let messages = messages.into_iter().map(shrunk).collect::<Vec<_>>().into_boxed_slice();
-        StoredTurn { turn, text, messages, tokens: 0, header_extra: 0, ref_count: 0, tool_output_tokens: 0, salient_lines: Vec::new() }
+        StoredTurn { turn, text, messages, tokens: 0, header_extra: 0, ref_count: 0, tool_output_tokens: 0, salient_lines: Box::default() }
+    }
+
+    /// Exact tokens of its messages as rendered verbatim (framing included).
+    pub(crate) fn tokens(&self) -> usize {
+        self.tokens as usize
+    }
+
+    /// Extra tokens when its first message carries the `[timestamp] ` header.
+    pub(crate) fn header_extra(&self) -> usize {
+        self.header_extra as usize
+    }
+
+    /// Tokens of its tool output (0 when it has none).
+    pub(crate) fn tool_output_tokens(&self) -> usize {
+        self.tool_output_tokens as usize
+    }
+
+    /// The scored lines of its message `k` (a long tool result) worth keeping from a cut; empty
+    /// for any other message.
+    pub(crate) fn salient_lines(&self, k: usize) -> &[(u32, u16)] {
+        self.salient_lines.iter().find(|(i, _)| *i as usize == k).map_or(&[][..], |(_, l)| l)
     }
 
     /// What the model reads of it, as one text (speaker prefix, tool calls and results included);
@@ -237,7 +265,7 @@ impl Store {
             }
             _ => 0,
         };
-        let tool_output_tokens = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
+        let tool_output_tokens: usize = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
         let salient_lines = self.salient_lines(&messages);
         // References of what was said (not of the speaker label, which half the turns share).
         let speaker = turn.speaker().map(|name| match self.speakers.iter().position(|(n, _)| n == name) {
@@ -290,13 +318,20 @@ impl Store {
         self.turn_tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
         self.facts.push(TurnFacts { role: turn.role(), priority: turn.priority(), speaker });
         self.unit_of.push(u32::try_from(self.units.len().saturating_sub(1)).unwrap_or(u32::MAX));
-        self.turns.push(StoredTurn { tokens, header_extra, ref_count, tool_output_tokens, salient_lines, ..StoredTurn::new(turn, text, messages) });
+        self.turns.push(StoredTurn {
+            tokens: small(tokens),
+            header_extra: small(header_extra),
+            ref_count,
+            tool_output_tokens: small(tool_output_tokens),
+            salient_lines,
+            ..StoredTurn::new(turn, text, messages)
+        });
         Ok(id)
     }
 
     /// The scored lines of each long tool result among `messages` (of the turn being pushed), for
     /// the query-aware cut: scored against the references of the unit's turn that made the call.
-    fn salient_lines(&self, messages: &[Message]) -> Vec<(usize, Vec<(u32, u16)>)> {
+    fn salient_lines(&self, messages: &[Message]) -> Box<[(u32, Box<[(u32, u16)]>)]> {
         let mut out = Vec::new();
         for (k, m) in messages.iter().enumerate() {
             let Some(cid) = m.tool_call_id.as_deref().filter(|_| m.content.len() >= crate::plan::lines::SCORED_MIN_BYTES) else { continue };
@@ -305,10 +340,10 @@ impl Store {
             let query = caller.map(|t| references(t.text())).unwrap_or_default();
             let lines = crate::plan::lines::score_lines(&m.content, &query);
             if !lines.is_empty() {
-                out.push((k, lines));
+                out.push((small(k), lines.into_boxed_slice()));
             }
         }
-        out
+        out.into_boxed_slice()
     }
 
     /// Refuses a turn that could not be rendered with every call answered right after it (see
@@ -360,9 +395,9 @@ impl Store {
             for c in order {
                 let mut m = Message::tool_result(c, MISSING_RESULT_TEXT.to_string(), true, Origin::Turn { turn: first_id });
                 let n = m.counted(counter);
-                first.tokens += n;
+                first.tokens = first.tokens.saturating_add(small(n));
                 if let Some(t) = self.turn_tokens.get_mut(first_id) {
-                    *t = u32::try_from(first.tokens).unwrap_or(u32::MAX);
+                    *t = first.tokens;
                 }
                 messages.push(m);
                 added += n;

@@ -67,7 +67,7 @@ impl<'a> RunTurn<'a> {
     }
     /// Exact tokens of it as rendered verbatim (framing included).
     pub fn tokens(&self) -> usize {
-        self.stored.tokens
+        self.stored.tokens()
     }
     /// How many distinct references (names, numbers, identifiers, paths) it makes.
     pub fn reference_count(&self) -> usize {

@@ -138,7 +138,7 @@ impl Summaries {
             Err(true) => SummarySource::FallbackPending,
             Err(false) => {
                 let texts = self.turn_texts.get(first..=last).unwrap_or_default().to_vec();
-                let tokens = store.turns().get(first..=last).unwrap_or_default().iter().map(|t| t.tokens).collect();
+                let tokens = store.turns().get(first..=last).unwrap_or_default().iter().map(|t| t.tokens()).collect();
                 service.request(Job { keys, texts, tokens, max_tokens: allowance });
                 SummarySource::FallbackPending
             }
