@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -120,9 +121,11 @@ pub(crate) struct Store {
     /// References that are speakers' names: shared by most turns, they carry no signal.
     speaker_refs: HashSet<u64>,
     /// Each distinct speaker: its name and the references of its name.
-    speakers: Vec<(String, Vec<u64>)>,
+    speakers: Vec<(Arc<str>, Vec<u64>)>,
     /// Each distinct timestamp (a session, or a date), interned.
-    dates: FxHashMap<String, u32>,
+    dates: FxHashMap<Arc<str>, u32>,
+    /// The interned timestamps, by number.
+    date_names: Vec<Arc<str>>,
     /// The interned timestamp of each turn, by turn id.
     turn_dates: Vec<Option<u32>>,
     /// The tool's name of each call, by call id.
@@ -252,7 +255,7 @@ impl Store {
         if turn.blocks().is_empty() {
             return Err(Error::InvalidTurn("a turn needs at least one content block".into()));
         }
-        let turn = crate::turn::refuse_deep_arguments(turn, self.turns.len())?;
+        let mut turn = crate::turn::refuse_deep_arguments(turn, self.turns.len())?;
         let results: Vec<&str> = turn.result_ids().collect();
         self.check_pairs(&turn, &results)?;
         let id = self.turns.len();
@@ -268,12 +271,12 @@ impl Store {
         let tool_output_tokens: usize = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
         let salient_lines = self.salient_lines(&messages);
         // References of what was said (not of the speaker label, which half the turns share).
-        let speaker = turn.speaker().map(|name| match self.speakers.iter().position(|(n, _)| n == name) {
+        let speaker = turn.shared_speaker().map(|name| match self.speakers.iter().position(|(n, _)| n == name) {
             Some(i) => i as u32,
             None => {
                 let refs = references(name);
                 self.speaker_refs.extend(refs.iter().copied());
-                self.speakers.push((name.to_string(), refs));
+                self.speakers.push((Arc::clone(name), refs));
                 (self.speakers.len() - 1) as u32
             }
         });
@@ -304,10 +307,18 @@ impl Store {
                 self.call_names.insert(call_id.clone(), name.clone());
             }
         }
-        let date = turn.timestamp().map(|t| {
-            let next = self.dates.len() as u32;
-            *self.dates.entry(t.to_string()).or_insert(next)
+        let date = turn.shared_timestamp().map(|t| match self.dates.get_key_value(&**t) {
+            Some((_, &i)) => i,
+            None => {
+                let next = self.dates.len() as u32;
+                self.dates.insert(Arc::clone(t), next);
+                self.date_names.push(Arc::clone(t));
+                next
+            }
         });
+        // The turn keeps the store's copy of its date and speaker, not one of its own.
+        let shared_date = date.and_then(|d| self.date_names.get(d as usize)).cloned();
+        let shared_speaker = speaker.and_then(|s| self.speakers.get(s as usize)).map(|(n, _)| Arc::clone(n));
         self.turn_dates.push(date);
         let before = self.token_prefix.last().copied().unwrap_or(0);
         if self.token_prefix.is_empty() {
@@ -318,6 +329,7 @@ impl Store {
         self.turn_tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
         self.facts.push(TurnFacts { role: turn.role(), priority: turn.priority(), speaker });
         self.unit_of.push(u32::try_from(self.units.len().saturating_sub(1)).unwrap_or(u32::MAX));
+        turn.share(shared_date, shared_speaker);
         self.turns.push(StoredTurn {
             tokens: small(tokens),
             header_extra: small(header_extra),
