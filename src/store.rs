@@ -45,8 +45,11 @@ pub(crate) struct StoredTurn {
     tool_output_tokens: u32,
     /// For each long tool-result message (by index in `messages`), its lines worth keeping from a
     /// cut, scored at push against the turn that made the call (`plan::lines::score_lines`).
-    salient_lines: Box<[(u32, Box<[(u32, u16)]>)]>,
+    salient_lines: SalientLines,
 }
+
+/// For each long tool-result message (by index), its scored lines (`plan::lines::score_lines`).
+type SalientLines = Box<[(u32, Box<[(u32, u16)]>)]>;
 
 /// `n` as a `u32`, saturating.
 fn small(n: usize) -> u32 {
@@ -343,7 +346,7 @@ impl Store {
 
     /// The scored lines of each long tool result among `messages` (of the turn being pushed), for
     /// the query-aware cut: scored against the references of the unit's turn that made the call.
-    fn salient_lines(&self, messages: &[Message]) -> Box<[(u32, Box<[(u32, u16)]>)]> {
+    fn salient_lines(&self, messages: &[Message]) -> SalientLines {
         let mut out = Vec::new();
         for (k, m) in messages.iter().enumerate() {
             let Some(cid) = m.tool_call_id.as_deref().filter(|_| m.content.len() >= crate::plan::lines::SCORED_MIN_BYTES) else { continue };
