@@ -225,7 +225,7 @@ impl Engine {
 
     /// Exact tokens of a pushed turn as rendered verbatim (framing included).
     pub fn turn_tokens(&self, id: TurnId) -> Option<usize> {
-        self.store.get(id).map(|t| t.tokens)
+        self.store.get(id).map(|t| t.tokens())
     }
 
     /// Exact tokens `turn` would take rendered verbatim (framing included), without pushing it.

@@ -105,10 +105,10 @@ impl Retrieval {
     /// Indexes turn `id` of `store` (the latest pushed); with embeddings, queues its exchange for
     /// the background worker (push never waits for the model).
     pub(crate) fn add(&mut self, store: &Store, id: TurnId) -> Result<()> {
-        let text = store.get(id).map_or("", |t| t.text.as_str());
+        let text = store.get(id).map_or("", |t| t.text());
         self.lexical.add(id, text)?;
         if let Some(d) = &mut self.dense {
-            let context: Vec<&str> = (id.saturating_sub(EXCHANGE_CONTEXT_TURNS)..id).filter_map(|p| store.get(p)).map(|t| t.text.as_str()).collect();
+            let context: Vec<&str> = (id.saturating_sub(EXCHANGE_CONTEXT_TURNS)..id).filter_map(|p| store.get(p)).map(|t| t.text()).collect();
             d.worker.send(id, exchange_text(&context, text))?;
         }
         Ok(())

@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -25,29 +26,80 @@ pub(crate) const PENDING_RESULT_TEXT: &str = crate::markers::PENDING_RESULT;
 #[derive(Debug)]
 pub(crate) struct StoredTurn {
     pub(crate) turn: Turn,
-    /// What the model reads of it, as one text (speaker prefix included); indexed and summarized.
-    pub(crate) text: String,
-    /// Its messages, rendered verbatim without a timestamp header.
-    pub(crate) messages: Vec<Message>,
-    /// Exact tokens of `messages` (framing included).
-    pub(crate) tokens: usize,
+    /// What the model reads of it, as one text (speaker prefix included), when that differs from
+    /// its first message's content; `None` for the usual turn of one message without tool calls,
+    /// whose text is that content (kept once, not twice: see [`StoredTurn::text`]).
+    text: Option<Box<str>>,
+    /// Its messages, rendered verbatim without a timestamp header (exactly as many as it has: a
+    /// `Vec` would keep room for four).
+    pub(crate) messages: Box<[Message]>,
+    /// Exact tokens of `messages` (framing included). The counts are `u32`s (saturating, as the
+    /// store's `turn_tokens`) and the lists boxed slices: the store holds one of these per turn,
+    /// and a `Vec` of them keeps up to as much again in spare capacity.
+    tokens: u32,
     /// Extra tokens when its first message carries the `[timestamp] ` header.
-    pub(crate) header_extra: usize,
+    header_extra: u32,
     /// How many distinct references it makes (speakers' names aside).
     pub(crate) ref_count: u32,
     /// Tokens of its tool output (0 when it has none).
-    pub(crate) tool_output_tokens: usize,
+    tool_output_tokens: u32,
     /// For each long tool-result message (by index in `messages`), its lines worth keeping from a
     /// cut, scored against the turn that made the call (`plan::lines::score_lines`): at push, or
     /// for a session's reopen when a window first cuts the output ([`Store::salient_lines_of`]).
-    salient_lines: std::sync::OnceLock<Vec<(usize, Vec<(u32, u16)>)>>,
+    salient_lines: std::sync::OnceLock<SalientLines>,
+}
+
+/// For each long tool-result message (by index), its scored lines (`plan::lines::score_lines`).
+type SalientLines = Box<[(u32, Box<[(u32, u16)]>)]>;
+
+/// `n` as a `u32`, saturating.
+fn small(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl StoredTurn {
+    /// A stored turn; `text` is kept only when it is not `messages[0]`'s content.
+    fn new(turn: Turn, text: String, messages: Vec<Message>) -> Self {
+        let same = matches!(messages.as_slice(), [m] if m.content == text);
+        let text = if same { None } else { Some(text.into_boxed_str()) };
+        let messages = messages.into_iter().map(shrunk).collect::<Vec<_>>().into_boxed_slice();
+        StoredTurn { turn, text, messages, tokens: 0, header_extra: 0, ref_count: 0, tool_output_tokens: 0, salient_lines: std::sync::OnceLock::new() }
+    }
+
+    /// Exact tokens of its messages as rendered verbatim (framing included).
+    pub(crate) fn tokens(&self) -> usize {
+        self.tokens as usize
+    }
+
+    /// Extra tokens when its first message carries the `[timestamp] ` header.
+    pub(crate) fn header_extra(&self) -> usize {
+        self.header_extra as usize
+    }
+
+    /// Tokens of its tool output (0 when it has none).
+    pub(crate) fn tool_output_tokens(&self) -> usize {
+        self.tool_output_tokens as usize
+    }
+
+    /// What the model reads of it, as one text (speaker prefix, tool calls and results included);
+    /// indexed and summarized.
+    pub(crate) fn text(&self) -> &str {
+        match &self.text {
+            Some(t) => t,
+            None => self.messages.first().map_or("", |m| m.content.as_str()),
+        }
+    }
+
     /// Whether the turn holds tool results.
     pub(crate) fn has_results(&self) -> bool {
         self.turn.result_ids().next().is_some()
     }
+}
+
+/// `m` without spare capacity in its strings (they are kept for the whole history).
+fn shrunk(mut m: Message) -> Message {
+    m.content.shrink_to_fit();
+    m
 }
 
 /// The history, in push order, grouped into atomic units.
@@ -67,9 +119,11 @@ pub(crate) struct Store {
     /// References that are speakers' names: shared by most turns, they carry no signal.
     speaker_refs: HashSet<u64>,
     /// Each distinct speaker: its name and the references of its name.
-    speakers: Vec<(String, Vec<u64>)>,
+    speakers: Vec<(Arc<str>, Vec<u64>)>,
     /// Each distinct timestamp (a session, or a date), interned.
-    dates: FxHashMap<String, u32>,
+    dates: FxHashMap<Arc<str>, u32>,
+    /// The interned timestamps, by number.
+    date_names: Vec<Arc<str>>,
     /// The interned timestamp of each turn, by turn id.
     turn_dates: Vec<Option<u32>>,
     /// The tool's name of each call, by call id.
@@ -201,7 +255,7 @@ impl Store {
         if turn.blocks().is_empty() {
             return Err(Error::InvalidTurn("a turn needs at least one content block".into()));
         }
-        let turn = crate::turn::refuse_deep_arguments(turn, self.turns.len())?;
+        let mut turn = crate::turn::refuse_deep_arguments(turn, self.turns.len())?;
         let results: Vec<&str> = turn.result_ids().collect();
         self.check_pairs(&turn, &results)?;
         let id = self.turns.len();
@@ -214,18 +268,18 @@ impl Store {
             }
             _ => 0,
         };
-        let tool_output_tokens = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
+        let tool_output_tokens: usize = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
         let salient_lines = std::sync::OnceLock::new();
         if !self.defer_lines {
             let _ = salient_lines.set(self.salient_lines(&messages, id));
         }
         // References of what was said (not of the speaker label, which half the turns share).
-        let speaker = turn.speaker().map(|name| match self.speakers.iter().position(|(n, _)| n == name) {
+        let speaker = turn.shared_speaker().map(|name| match self.speakers.iter().position(|(n, _)| n == name) {
             Some(i) => i as u32,
             None => {
                 let refs = references(name);
                 self.speaker_refs.extend(refs.iter().copied());
-                self.speakers.push((name.to_string(), refs));
+                self.speakers.push((Arc::clone(name), refs));
                 (self.speakers.len() - 1) as u32
             }
         });
@@ -256,10 +310,18 @@ impl Store {
                 self.call_names.insert(call_id.clone(), name.clone());
             }
         }
-        let date = turn.timestamp().map(|t| {
-            let next = self.dates.len() as u32;
-            *self.dates.entry(t.to_string()).or_insert(next)
+        let date = turn.shared_timestamp().map(|t| match self.dates.get_key_value(&**t) {
+            Some((_, &i)) => i,
+            None => {
+                let next = self.dates.len() as u32;
+                self.dates.insert(Arc::clone(t), next);
+                self.date_names.push(Arc::clone(t));
+                next
+            }
         });
+        // The turn keeps the store's copy of its date and speaker, not one of its own.
+        let shared_date = date.and_then(|d| self.date_names.get(d as usize)).cloned();
+        let shared_speaker = speaker.and_then(|s| self.speakers.get(s as usize)).map(|(n, _)| Arc::clone(n));
         self.turn_dates.push(date);
         let before = self.token_prefix.last().copied().unwrap_or(0);
         if self.token_prefix.is_empty() {
@@ -270,14 +332,22 @@ impl Store {
         self.turn_tokens.push(u32::try_from(tokens).unwrap_or(u32::MAX));
         self.facts.push(TurnFacts { role: turn.role(), priority: turn.priority(), speaker });
         self.unit_of.push(u32::try_from(self.units.len().saturating_sub(1)).unwrap_or(u32::MAX));
-        self.turns.push(StoredTurn { turn, text, messages, tokens, header_extra, ref_count, tool_output_tokens, salient_lines });
+        turn.share(shared_date, shared_speaker);
+        self.turns.push(StoredTurn {
+            tokens: small(tokens),
+            header_extra: small(header_extra),
+            ref_count,
+            tool_output_tokens: small(tool_output_tokens),
+            salient_lines,
+            ..StoredTurn::new(turn, text, messages)
+        });
         Ok(id)
     }
 
     /// The scored lines of each long tool result among `messages` (of turn `id`), for the
     /// query-aware cut: scored against the references of the turn of its unit, before it, that
     /// made the call. At push `id`'s unit is the last one (a result extends the open unit).
-    fn salient_lines(&self, messages: &[Message], id: TurnId) -> Vec<(usize, Vec<(u32, u16)>)> {
+    fn salient_lines(&self, messages: &[Message], id: TurnId) -> SalientLines {
         let mut out = Vec::new();
         for (k, m) in messages.iter().enumerate() {
             let Some(cid) = m.tool_call_id.as_deref().filter(|_| m.content.len() >= crate::plan::lines::SCORED_MIN_BYTES) else { continue };
@@ -286,20 +356,20 @@ impl Store {
                 None => self.units.last().cloned().unwrap_or(0..0),
             };
             let caller = (unit.start..id.min(unit.end)).rev().filter_map(|t| self.turns.get(t)).find(|t| t.turn.call_ids().any(|c| c == cid));
-            let query = caller.map(|t| references(&t.text)).unwrap_or_default();
+            let query = caller.map(|t| references(t.text())).unwrap_or_default();
             let lines = crate::plan::lines::score_lines(&m.content, &query);
             if !lines.is_empty() {
-                out.push((k, lines));
+                out.push((small(k), lines.into_boxed_slice()));
             }
         }
-        out
+        out.into_boxed_slice()
     }
 
     /// The scored lines of message `k` of turn `id` (empty when it is not a long tool result).
     pub(crate) fn salient_lines_of(&self, id: TurnId, k: usize) -> &[(u32, u16)] {
         let Some(t) = self.turns.get(id) else { return &[] };
         let all = t.salient_lines.get_or_init(|| self.salient_lines(&t.messages, id));
-        all.iter().find(|(i, _)| *i == k).map_or(&[][..], |(_, l)| l.as_slice())
+        all.iter().find(|(i, _)| *i as usize == k).map_or(&[][..], |(_, l)| l)
     }
 
     /// Defers scoring tool outputs' lines to their first cut (a rebuild from a log), or not.
@@ -352,16 +422,18 @@ impl Store {
         let first_id = unit.start;
         let mut added = 0;
         if let Some(first) = self.turns.get_mut(first_id) {
+            let mut messages = std::mem::take(&mut first.messages).into_vec();
             for c in order {
                 let mut m = Message::tool_result(c, MISSING_RESULT_TEXT.to_string(), true, Origin::Turn { turn: first_id });
                 let n = m.counted(counter);
-                first.tokens += n;
+                first.tokens = first.tokens.saturating_add(small(n));
                 if let Some(t) = self.turn_tokens.get_mut(first_id) {
-                    *t = u32::try_from(first.tokens).unwrap_or(u32::MAX);
+                    *t = first.tokens;
                 }
-                first.messages.push(m);
+                messages.push(m);
                 added += n;
             }
+            first.messages = messages.into_boxed_slice();
         }
         // The unit is the history's last: the running totals from its first turn on move.
         for total in self.token_prefix.iter_mut().skip(first_id + 1) {

@@ -59,7 +59,7 @@ impl<'a> RunTurn<'a> {
     }
     /// What the model reads of it, as one text (speaker prefix, tool calls and results included).
     pub fn text(&self) -> &'a str {
-        &self.stored.text
+        self.stored.text()
     }
     /// Whether it holds tool results.
     pub fn has_results(&self) -> bool {
@@ -67,7 +67,7 @@ impl<'a> RunTurn<'a> {
     }
     /// Exact tokens of it as rendered verbatim (framing included).
     pub fn tokens(&self) -> usize {
-        self.stored.tokens
+        self.stored.tokens()
     }
     /// How many distinct references (names, numbers, identifiers, paths) it makes.
     pub fn reference_count(&self) -> usize {
@@ -192,12 +192,49 @@ pub trait Summarizer: Send {
 /// A sentence (or line) of a turn with what the extractive summarizer needs.
 #[derive(Debug, Clone)]
 struct Sentence {
-    /// Byte range in the turn's text.
-    range: Range<usize>,
+    /// Byte range in the turn's text (`u32`s: the cache holds one per sentence of every turn).
+    start: u32,
+    end: u32,
     /// Exact tokens of the sentence.
-    tokens: usize,
+    tokens: u32,
     /// Information measure (references, numbers, decisions).
     info: f32,
+}
+
+impl Sentence {
+    /// Its byte range in the turn's text.
+    fn range(&self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Per-turn values cached by turn id: one slot per turn up to the highest cached (turns are
+/// pushed in order, so the slots are dense), each exactly as long as its list. A hash map of
+/// `Vec`s cost three to four times as much per turn.
+#[derive(Debug, Clone)]
+struct ByTurn<T>(Vec<Option<Box<[T]>>>);
+
+impl<T> Default for ByTurn<T> {
+    fn default() -> Self {
+        ByTurn(Vec::new())
+    }
+}
+
+impl<T> ByTurn<T> {
+    /// The list cached for turn `id` (empty when none is).
+    fn get(&self, id: TurnId) -> &[T] {
+        self.0.get(id).and_then(Option::as_deref).unwrap_or_default()
+    }
+
+    /// Caches `make()` for turn `id` unless a list is cached for it already.
+    fn get_or_insert_with(&mut self, id: TurnId, make: impl FnOnce() -> Vec<T>) {
+        if self.0.len() <= id {
+            self.0.resize_with(id + 1, || None);
+        }
+        if let Some(slot) = self.0.get_mut(id).filter(|s| s.is_none()) {
+            *slot = Some(make().into_boxed_slice());
+        }
+    }
 }
 
 /// The default summarizer: extractive, deterministic, no model. It caches each turn's sentences
@@ -205,9 +242,9 @@ struct Sentence {
 #[derive(Debug, Default, Clone)]
 pub struct ExtractiveSummarizer {
     /// Sentences of each turn, computed on first use.
-    sentences: FxHashMap<TurnId, Vec<Sentence>>,
+    sentences: ByTurn<Sentence>,
     /// Salient terms (paths, identifiers, long numbers, quoted strings) of each turn, with tokens.
-    salient: FxHashMap<TurnId, Vec<(String, u32)>>,
+    salient: ByTurn<(Box<str>, u32)>,
 }
 
 /// Words that mark a decision, plan or outcome.
@@ -304,7 +341,8 @@ fn all_sentences(t: RunTurn<'_>, counter: &mut TokenCounter) -> Vec<Sentence> {
             let s = text.get(r.clone())?;
             // Overlong single lines are cut at 400 bytes (on a char boundary) to keep summaries diverse.
             let s = take_bytes_at_char_boundary(s, 400);
-            Some(Sentence { tokens: counter.count(s), info: information(s, !is_tool_output(t)), range: r.start..r.start + s.len() })
+            let (start, end) = (u32::try_from(r.start).ok()?, u32::try_from(r.start + s.len()).ok()?);
+            Some(Sentence { tokens: u32::try_from(counter.count(s)).unwrap_or(u32::MAX), info: information(s, !is_tool_output(t)), start, end })
         })
         .collect()
 }
@@ -321,19 +359,19 @@ const REFERENCE_SHARE: usize = 80;
 impl ExtractiveSummarizer {
     /// Computes the sentences of turn `t` if they are not cached yet.
     fn cache_sentences(&mut self, t: RunTurn<'_>, counter: &mut TokenCounter) {
-        self.sentences.entry(t.id()).or_insert_with(|| sentences(t, counter));
+        self.sentences.get_or_insert_with(t.id(), || sentences(t, counter));
     }
 
     /// Computes the salient terms of turn `t` (with their tokens) if they are not cached yet.
     fn cache_salient(&mut self, t: RunTurn<'_>, counter: &mut TokenCounter) {
-        self.salient.entry(t.id()).or_insert_with(|| {
+        self.salient.get_or_insert_with(t.id(), || {
             crate::refs::salient_terms(&t.turn().plain_text())
                 .into_iter()
                 // Never listed: multi-line or overlong terms.
                 .filter(|term| !term.contains('\n') && term.len() <= 120)
                 .map(|term| {
                     let tokens = counter.count(&term) as u32;
-                    (term, tokens)
+                    (term.into_boxed_str(), tokens)
                 })
                 .collect()
         });
@@ -350,7 +388,7 @@ impl ExtractiveSummarizer {
         for t in said.iter().chain(&outputs) {
             self.cache_salient(*t, counter);
         }
-        let salient = |t: &RunTurn<'_>| self.salient.get(&t.id()).map_or(&[][..], Vec::as_slice);
+        let salient = |t: &RunTurn<'_>| self.salient.get(t.id());
         let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut line = String::new();
         let mut used = 0;
@@ -368,7 +406,7 @@ impl ExtractiveSummarizer {
         let mut full = false;
         'said: for t in &said {
             for (term, tokens) in salient(t) {
-                if seen.insert(term.as_str()) && !add(term, *tokens, &mut line) {
+                if seen.insert(term) && !add(term, *tokens, &mut line) {
                     full = true;
                     break 'said;
                 }
@@ -377,9 +415,9 @@ impl ExtractiveSummarizer {
         let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         'outputs: for t in outputs.iter().filter(|_| !full) {
             for (term, tokens) in salient(t) {
-                let c = counts.entry(term.as_str()).or_insert(0);
+                let c = counts.entry(term).or_insert(0);
                 *c += 1;
-                if *c == 2 && seen.insert(term.as_str()) && !add(term, *tokens, &mut line) {
+                if *c == 2 && seen.insert(term) && !add(term, *tokens, &mut line) {
                     break 'outputs;
                 }
             }
@@ -437,7 +475,7 @@ fn pick(cands: &[Cand<'_>], used: usize, max_tokens: usize) -> Vec<usize> {
     let mut picked: Vec<usize> = Vec::new();
     let mut used = used;
     for k in order {
-        let cost = cands[k].s.tokens + LABEL_TOKENS;
+        let cost = cands[k].s.tokens as usize + LABEL_TOKENS;
         if used + cost <= max_tokens {
             used += cost;
             picked.push(k);
@@ -521,14 +559,14 @@ impl Summarizer for ExtractiveSummarizer {
         let mut cands: Vec<Cand<'_>> = Vec::new();
         for &i in &source {
             let tool = is_tool_output(turns[i]);
-            for s in self.sentences.get(&turns[i].id()).map_or(&[][..], Vec::as_slice) {
+            for s in self.sentences.get(turns[i].id()) {
                 if s.tokens > 0 {
                     cands.push(Cand { turn: i, s, tool });
                 }
             }
         }
-        let line = |c: &Cand<'_>| -> &str { turns[c.turn].text().get(c.s.range.clone()).unwrap_or_default() };
-        let cands = distinct(cands, |c| turns[c.turn].text().get(c.s.range.clone()).unwrap_or_default());
+        let line = |c: &Cand<'_>| -> &str { turns[c.turn].text().get(c.s.range()).unwrap_or_default() };
+        let cands = distinct(cands, |c| turns[c.turn].text().get(c.s.range()).unwrap_or_default());
         let mut picked = pick(&cands, head_tokens, max_tokens);
         let build = |picked: &[usize]| {
             let mut out = head.clone();
@@ -555,7 +593,7 @@ impl Summarizer for ExtractiveSummarizer {
                 let Some(worst) = picked.iter().enumerate().max_by(|a, b| better(&cands[*a.1], &cands[*b.1])).map(|(pos, _)| pos) else {
                     return Ok(None);
                 };
-                dropped += cands[picked.remove(worst)].s.tokens + LABEL_TOKENS;
+                dropped += cands[picked.remove(worst)].s.tokens as usize + LABEL_TOKENS;
             }
             text = build(&picked);
         }

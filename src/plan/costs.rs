@@ -75,7 +75,7 @@ pub(crate) fn clear_boundary(store: &Store, policy: &Policy) -> TurnId {
 /// The form turn `id` takes under `policy`, given where clearing starts.
 pub(crate) fn form_of(store: &Store, id: TurnId, policy: &Policy, clear_before: TurnId) -> Form {
     let t = match store.get(id) {
-        Some(t) if t.tool_output_tokens > 0 => t,
+        Some(t) if t.tool_output_tokens() > 0 => t,
         _ => return Form::Verbatim,
     };
     let max = if id < clear_before {
@@ -129,12 +129,12 @@ impl Forms {
     pub(crate) fn messages(&mut self, store: &Store, counter: &mut TokenCounter, id: TurnId, form: Form) -> (Vec<Message>, usize) {
         let Some(t) = store.get(id) else { return (Vec::new(), 0) };
         if form == Form::Verbatim {
-            return (t.messages.clone(), t.tokens);
+            return (t.messages.to_vec(), t.tokens());
         }
         if let Some((msgs, total, _)) = self.messages.get(&(id, form)).filter(|(_, _, n)| *n == t.messages.len()) {
             return (msgs.clone(), *total);
         }
-        let mut msgs = t.messages.clone();
+        let mut msgs = t.messages.to_vec();
         for (k, m) in msgs.iter_mut().enumerate().filter(|(_, m)| m.tool_call_id.is_some()) {
             let tokens = counter.count(&m.content);
             match form {
@@ -206,9 +206,9 @@ impl Forms {
         let mut first_header = 0;
         for id in r.clone() {
             let form = form_of(store, id, policy, clear_before);
-            cost += if form == Form::Verbatim { store.get(id).map_or(0, |t| t.tokens) } else { self.messages(store, counter, id, form).1 };
+            cost += if form == Form::Verbatim { store.get(id).map_or(0, |t| t.tokens()) } else { self.messages(store, counter, id, form).1 };
             let ts = store.date(id);
-            let extra = store.get(id).map_or(0, |t| t.header_extra);
+            let extra = store.get(id).map_or(0, |t| t.header_extra());
             if id == r.start {
                 first_header = extra;
             } else if ts.is_some() && ts != prev_ts {

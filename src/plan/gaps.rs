@@ -138,7 +138,7 @@ impl Summaries {
             Err(true) => SummarySource::FallbackPending,
             Err(false) => {
                 let texts = self.turn_texts.get(first..=last).unwrap_or_default().to_vec();
-                let tokens = store.turns().get(first..=last).unwrap_or_default().iter().map(|t| t.tokens).collect();
+                let tokens = store.turns().get(first..=last).unwrap_or_default().iter().map(|t| t.tokens()).collect();
                 service.request(Job { keys, texts, tokens, max_tokens: allowance });
                 SummarySource::FallbackPending
             }
@@ -154,8 +154,8 @@ impl Summaries {
     fn run_keys(&mut self, store: &Store, service: &SummaryService, first: TurnId, last: TurnId) -> Vec<u128> {
         while self.turn_keys.len() < store.len() {
             let Some(t) = store.get(self.turn_keys.len()) else { break };
-            self.turn_keys.push(crate::dense::fnv::text_key("turn", &t.text));
-            self.turn_texts.push(Arc::from(t.text.as_str()));
+            self.turn_keys.push(crate::dense::fnv::text_key("turn", t.text()));
+            self.turn_texts.push(Arc::from(t.text()));
         }
         let mut k = service.key_base();
         let turn_keys = self.turn_keys.get(first..=last).unwrap_or_default();

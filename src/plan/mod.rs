@@ -249,11 +249,11 @@ impl PlanContext<'_> {
         let last_user = self.store.index().requests.last().copied();
         let mut q = String::new();
         if let Some(i) = last_user {
-            q.push_str(take_bytes_at_char_boundary(&turns[i].text, DEFAULT_QUERY_BYTES));
+            q.push_str(take_bytes_at_char_boundary(turns[i].text(), DEFAULT_QUERY_BYTES));
         }
         if let Some(last) = turns.len().checked_sub(1).filter(|&l| Some(l) != last_user) {
             q.push('\n');
-            q.push_str(take_bytes_at_char_boundary(&turns[last].text, DEFAULT_QUERY_BYTES));
+            q.push_str(take_bytes_at_char_boundary(turns[last].text(), DEFAULT_QUERY_BYTES));
         }
         Cow::Owned(q)
     }

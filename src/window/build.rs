@@ -70,7 +70,7 @@ impl Builder {
                     // date header alone was priced at push; a marker's price is cached per gap.
                     let extra = match (marker, ctx.store.get(id)) {
                         _ if m.content.is_empty() => ctx.counter.count(&prefix),
-                        (None, Some(t)) => t.header_extra,
+                        (None, Some(t)) => t.header_extra(),
                         (Some((first, last)), _) => ctx.forms.marker_extra(ctx.counter, (id, last - first + 1, dated), &prefix, &m.content),
                         (None, None) => header_extra(ctx.counter, &prefix, &m.content),
                     };
