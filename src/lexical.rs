@@ -751,7 +751,7 @@ mod tests {
             rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let w = words[(rng >> 33) as usize % words.len()];
             // Distinct words past the memo's size, and repeats of the common ones.
-            if rng % 3 == 0 {
+            if rng.is_multiple_of(3) {
                 big.push_str(&format!("{w}{i}ing "))
             } else {
                 big.push_str(w);
