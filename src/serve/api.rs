@@ -49,7 +49,6 @@ fn lib(field: Option<&'static str>) -> impl Fn(crate::Error) -> ApiError {
 /// `POST /v1/sessions/{id}/turns`: appends the messages (creating the session), in order.
 pub(crate) async fn post_turns(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: std::result::Result<Bytes, BytesRejection>) -> Reply {
     session_id(&id)?;
-    let body_bytes = body.as_ref().map_or(0, Bytes::len);
     let map = body_object(body, &["format", "messages"])?;
     let format = Format::parse(map.get("format"), "format", Format::OpenAi, true)?;
     let messages = match map.get("messages") {
@@ -61,9 +60,8 @@ pub(crate) async fn post_turns(State(st): State<Arc<AppState>>, Path(id): Path<S
         _ => return Err(ApiError::bad("messages", "must be a list of messages")),
     };
     let ingested = ingest(format, messages, st.config.max_turn_bytes)?;
-    let inline = body_bytes <= super::INLINE_MAX_BODY_BYTES && st.sessions.is_hot(&id);
     let reply = st
-        .run(inline, move |st| {
+        .blocking(move |st| {
             let mut failed = None;
             let from = ingested.from;
             let r = st.sessions.with_or_create(&id, |s| {

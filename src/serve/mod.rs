@@ -77,10 +77,6 @@ impl Default for ServeConfig {
     }
 }
 
-/// Appends with bodies up to this size to a hot session run on the async worker
-/// ([`AppState::run`]); larger ones (long tool outputs, many turns) go to the blocking pool.
-pub(crate) const INLINE_MAX_BODY_BYTES: usize = 64 * 1024;
-
 /// What the handlers share.
 pub(crate) struct AppState {
     pub(crate) sessions: Sessions,
@@ -99,19 +95,21 @@ impl AppState {
         self.run(false, f).await
     }
 
-    /// Runs `f` like [`AppState::blocking`], but on the async worker itself when `inline`: for a
-    /// call on a hot session that appends a few small turns or asks a window (~0.1–0.3 ms of CPU),
-    /// the hand-off to the blocking pool and back cost more than the call (server CPU per window
-    /// 619–791 µs inline against 808–896 µs handed off, `serve_load` at load 4–6, in alternating
-    /// runs). Anything that may take long (opening a cold session, a large append, search, listing)
-    /// goes to the pool so it cannot hold up a worker's other connections.
+    /// Runs `f` like [`AppState::blocking`], but on the async worker itself when `inline` and the
+    /// store allows it (SQLite; [`crate::session::SessionStore::runs_on_async_workers`]): a window
+    /// on a hot session (~0.1 ms of CPU, no store write) costs less than the hand-off to the
+    /// blocking pool and back (server CPU per window 619–791 µs inline against 808–896 µs handed
+    /// off, `serve_load` at load 4–6, alternating runs). Appends stay on the pool: one may
+    /// checkpoint the WAL (copying up to 64 MB and syncing), which must not hold up a worker's other
+    /// connections; inlining them too changed nothing measurable (2,010 / 1,906 windows/s against
+    /// 1,892 / 1,988, alternating, load 2.2–2.4).
     pub(crate) async fn run<T: Send + 'static>(
         self: &Arc<Self>,
         inline: bool,
         f: impl FnOnce(&AppState) -> std::result::Result<T, ApiError> + Send + 'static,
     ) -> std::result::Result<T, ApiError> {
         let permit = Arc::clone(&self.workers).acquire_owned().await.map_err(|_| ApiError::unavailable("the server is shutting down"))?;
-        if inline {
+        if inline && self.sessions.store().runs_on_async_workers() {
             let r = f(self);
             drop(permit);
             return self.counted(r);

@@ -63,6 +63,12 @@ pub trait SessionStore: Send + Sync {
     /// Deletes the session and everything stored for it, in one transaction holding its write
     /// lock; `Ok(false)` when it did not exist.
     fn delete(&self, session: &str) -> Result<bool>;
+    /// Whether a quick call may run on an async runtime's worker thread (`ctxwin serve` runs a hot
+    /// session's window there). False by default: the PostgreSQL client drives its own runtime,
+    /// which cannot be entered from inside another one.
+    fn runs_on_async_workers(&self) -> bool {
+        false
+    }
 }
 
 /// A durable conversation or agent session: an [`Engine`] plus its log in a [`SessionStore`].

@@ -496,6 +496,11 @@ impl SessionStore for SqliteStore {
         Ok(n == 1)
     }
 
+    /// Local file I/O under a mutex, no runtime of its own.
+    fn runs_on_async_workers(&self) -> bool {
+        true
+    }
+
     fn sessions(&self) -> Result<Vec<String>> {
         let db = self.lock()?;
         let fail = |e| map_err(&self.name, &self.path, None, e);
