@@ -93,18 +93,33 @@ impl Clone for WordMemo {
 }
 
 impl WordMemo {
-    /// The term of `word`, `None` for a stop word.
-    fn term(&mut self, word: &str) -> Option<&str> {
-        if !self.terms.contains_key(word) {
-            let analyzer = self.word.get_or_insert_with(word_analyzer);
-            let mut stream = analyzer.token_stream(word);
-            let term = stream.advance().then(|| Box::<str>::from(stream.token().text.as_str()));
-            if self.terms.len() >= WORD_MEMO_WORDS {
-                self.terms.clear();
-            }
-            self.terms.insert(word.into(), term);
+    /// Replaces `word` by its term; `false` for a stop word (dropped). A word seen before costs one
+    /// lookup.
+    fn apply(&mut self, word: &mut String) -> bool {
+        if let Some(term) = self.terms.get(word.as_str()) {
+            return match term {
+                Some(t) => {
+                    word.clear();
+                    word.push_str(t);
+                    true
+                }
+                None => false,
+            };
         }
-        self.terms.get(word).and_then(|t| t.as_deref())
+        let term = {
+            let mut stream = self.word.get_or_insert_with(word_analyzer).token_stream(word);
+            stream.advance().then(|| Box::<str>::from(stream.token().text.as_str()))
+        };
+        if self.terms.len() >= WORD_MEMO_WORDS {
+            self.terms.clear();
+        }
+        let keep = term.is_some();
+        let written = std::mem::take(word);
+        if let Some(t) = &term {
+            word.push_str(t);
+        }
+        self.terms.insert(written.into_boxed_str(), term);
+        keep
     }
 }
 
@@ -131,10 +146,7 @@ impl<T: TokenStream> TokenStream for MemoWordsStream<'_, T> {
     fn advance(&mut self) -> bool {
         // Stop words are skipped; the next word keeps its own position (as Tantivy's filter does).
         while self.tail.advance() {
-            let token = self.tail.token_mut();
-            if let Some(term) = self.memo.term(&token.text) {
-                token.text.clear();
-                token.text.push_str(term);
+            if self.memo.apply(&mut self.tail.token_mut().text) {
                 return true;
             }
         }
