@@ -125,8 +125,6 @@ pub struct Engine {
     summaries: Summaries,
     forms: Forms,
     state: PlanState,
-    /// Between [`Engine::begin_rebuild`] and [`Engine::end_rebuild`] (a session's reopen).
-    rebuilding: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -147,7 +145,6 @@ impl Engine {
             summaries: Summaries::new(config.summary_cache, config.generated),
             forms: Forms::default(),
             state: PlanState::new(config.policy),
-            rebuilding: false,
         })
     }
 
@@ -186,7 +183,7 @@ impl Engine {
         // A turn's sentences and salient terms are analyzed at push so that windows do not wait
         // for them; a reopen leaves them to the first window that summarizes the turn (the
         // summarizer caches them on first use: the same analysis, so the same windows).
-        if !self.rebuilding {
+        if !self.store.rebuilding() {
             self.summaries.observe(&self.store, &mut self.counter, id);
         }
         Ok(id)
@@ -296,14 +293,12 @@ impl Engine {
     /// scored when a window first cuts it.
     pub(crate) fn begin_rebuild(&mut self) {
         self.retrieval.lexical.begin_bulk();
-        self.store.defer_lines(true);
-        self.rebuilding = true;
+        self.store.set_rebuilding(true);
     }
 
     /// Ends a rebuild: commits in one batch what the per-batch commits would have committed.
     pub(crate) fn end_rebuild(&mut self) -> Result<()> {
-        self.rebuilding = false;
-        self.store.defer_lines(false);
+        self.store.set_rebuilding(false);
         self.retrieval.lexical.end_bulk()
     }
 

@@ -136,8 +136,9 @@ pub(crate) struct Store {
     unit_of: Vec<u32>,
     /// What the scorer reads of each turn, packed (a window reads it for thousands of candidates).
     facts: Vec<TurnFacts>,
-    /// Rebuilding from a log: tool outputs' lines are scored when first cut, not at push.
-    defer_lines: bool,
+    /// Rebuilding from a log (a session's reopen): tool outputs' lines are scored when first cut,
+    /// not at push, and the summarizer analyzes a turn when first summarizing it.
+    rebuilding: bool,
 }
 
 /// What the scorer reads of a turn, by id, in a compact array.
@@ -270,7 +271,7 @@ impl Store {
         };
         let tool_output_tokens: usize = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
         let salient_lines = std::sync::OnceLock::new();
-        if !self.defer_lines {
+        if !self.rebuilding {
             let _ = salient_lines.set(self.salient_lines(&messages, id));
         }
         // References of what was said (not of the speaker label, which half the turns share).
@@ -372,9 +373,14 @@ impl Store {
         all.iter().find(|(i, _)| *i as usize == k).map_or(&[][..], |(_, l)| l)
     }
 
-    /// Defers scoring tool outputs' lines to their first cut (a rebuild from a log), or not.
-    pub(crate) fn defer_lines(&mut self, on: bool) {
-        self.defer_lines = on;
+    /// Starts or ends a rebuild from a log: what only windows read is analyzed on first use.
+    pub(crate) fn set_rebuilding(&mut self, on: bool) {
+        self.rebuilding = on;
+    }
+
+    /// Whether a rebuild from a log is under way.
+    pub(crate) fn rebuilding(&self) -> bool {
+        self.rebuilding
     }
 
     /// Refuses a turn that could not be rendered with every call answered right after it (see
