@@ -185,7 +185,7 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let name = format!("sqlite:{}", path.display());
         let fail = |e: rusqlite::Error| map_err(&name, &path, None, e);
-        let conn = Connection::open(&path).map_err(fail)?;
+        let mut conn = Connection::open(&path).map_err(fail)?;
         conn.busy_timeout(busy_timeout).map_err(fail)?;
         check_foreign(&conn, &name).map_err(|e| match e {
             Err2::Sql(e) => fail(e),
@@ -200,7 +200,7 @@ impl SqliteStore {
             Synchronous::Full => "FULL",
         };
         conn.pragma_update(None, "synchronous", level).map_err(fail)?;
-        migrate(&conn).map_err(fail)?;
+        migrate(&mut conn).map_err(fail)?;
         let reader = Connection::open(&path).map_err(fail)?;
         reader.busy_timeout(busy_timeout).map_err(fail)?;
         conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES).map_err(fail)?;
@@ -235,23 +235,15 @@ impl SqliteStore {
 }
 
 /// Creates the schema, or migrates an older one to it, in one transaction.
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let run = || -> rusqlite::Result<()> {
-        // Read under the write lock: two processes opening a version 1 file migrate it once.
-        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version == 1 {
-            conn.execute_batch(MIGRATE_FROM_1)?;
-        }
-        conn.execute_batch(&format!("{SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"))
-    };
-    match run() {
-        Ok(()) => conn.execute_batch("COMMIT"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read under the write lock: two processes opening a version 1 file migrate it once.
+    let version: i32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 1 {
+        tx.execute_batch(MIGRATE_FROM_1)?;
     }
+    tx.execute_batch(&format!("{SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"))?;
+    tx.commit()
 }
 
 enum Err2 {
