@@ -194,9 +194,18 @@ pub(crate) struct LexicalIndex {
     pending_tokens: u64,
     commit_every: usize,
     commits: u64,
-    /// Bulk mode (a session rebuilt from its log): `add` neither analyzes nor commits; how many
-    /// of the pending documents the per-`commit_every` commits would have committed so far.
-    bulk: Option<usize>,
+    /// Bulk mode (a session rebuilt from its log): `add` does not analyze, and the documents the
+    /// per-`commit_every` commits would commit go to Tantivy's indexing thread as they arrive.
+    bulk: Option<Bulk>,
+}
+
+/// Bulk mode's writer, made when the first batch is due. Its documents are indexed by Tantivy's
+/// thread while the replay goes on, and become visible in one commit at the end (or before a query).
+#[derive(Default)]
+struct Bulk {
+    writer: Option<IndexWriter<TantivyDocument>>,
+    /// Whether documents were sent since the writer's last commit.
+    uncommitted: bool,
 }
 
 impl std::fmt::Debug for LexicalIndex {
@@ -467,9 +476,9 @@ impl LexicalIndex {
     /// Commits when `commit_every` documents are pending.
     pub(crate) fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
         self.pending.push(PendingDoc { id, text: text.to_string(), analyzed: false, len: 0 });
-        if let Some(due) = &mut self.bulk {
-            if self.pending.len() - *due >= self.commit_every {
-                *due = self.pending.len();
+        if self.bulk.is_some() {
+            if self.pending.len() >= self.commit_every {
+                self.send_pending()?;
             }
             return Ok(());
         }
@@ -481,28 +490,63 @@ impl LexicalIndex {
         Ok(())
     }
 
-    /// Enters bulk mode: the documents added until [`LexicalIndex::end_bulk`] are neither analyzed
-    /// nor committed one batch at a time.
+    /// Enters bulk mode: the documents added until [`LexicalIndex::end_bulk`] are not analyzed,
+    /// and each batch a per-`commit_every` commit would commit is handed to Tantivy at once (its
+    /// indexing thread works beside the caller) and committed with the others at the end.
     pub(crate) fn begin_bulk(&mut self) {
         if self.bulk.is_none() {
-            self.bulk = Some(0);
+            self.bulk = Some(Bulk::default());
         }
     }
 
-    /// Leaves bulk mode: commits in one batch every document the per-`commit_every` commits would
-    /// have committed, so the same documents stay pending as without bulk mode (their in-memory
-    /// scores are analyzed at the next query).
+    /// Leaves bulk mode: commits the batches sent, so the same documents are committed and the
+    /// same stay pending as without bulk mode (those are analyzed at the next query).
     pub(crate) fn end_bulk(&mut self) -> Result<()> {
-        let Some(due) = self.bulk.take() else { return Ok(()) };
-        if due == 0 {
+        self.settle_bulk()?;
+        if let Some(Bulk { writer: Some(w), .. }) = self.bulk.take() {
+            w.wait_merging_threads()?;
+        }
+        Ok(())
+    }
+
+    /// Hands every pending document to bulk mode's writer (made at the first call).
+    fn send_pending(&mut self) -> Result<()> {
+        let committed = match self.committed.take() {
+            Some(c) => c,
+            None => self.create_index()?,
+        };
+        let made = match self.bulk.as_mut() {
+            Some(Bulk { writer: w @ None, .. }) => committed.index.writer_with_num_threads(1, WRITER_MEMORY).map(|x| *w = Some(x)),
+            _ => Ok(()),
+        };
+        self.committed = Some(committed);
+        made?;
+        let Some(Bulk { writer: Some(writer), uncommitted }) = self.bulk.as_mut() else { return Ok(()) };
+        for d in self.pending.drain(..) {
+            let mut doc = TantivyDocument::default();
+            doc.add_u64(self.id_field, d.id as u64);
+            doc.add_text(self.text_field, &d.text);
+            writer.add_document(doc)?;
+        }
+        *uncommitted = true;
+        self.pending_postings.clear();
+        self.pending_tokens = 0;
+        Ok(())
+    }
+
+    /// Commits what bulk mode's writer was sent since its last commit (before a query or at the
+    /// end), making it visible to the searcher.
+    fn settle_bulk(&mut self) -> Result<()> {
+        let Some(Bulk { writer: Some(writer), uncommitted }) = self.bulk.as_mut() else { return Ok(()) };
+        if !*uncommitted {
             return Ok(());
         }
-        let mut rest = self.pending.split_off(due);
-        self.commit()?;
-        for d in &mut rest {
-            (d.analyzed, d.len) = (false, 0);
+        writer.commit()?;
+        *uncommitted = false;
+        if let Some(c) = &self.committed {
+            c.reader.reload()?;
         }
-        self.pending = rest;
+        self.commits += 1;
         Ok(())
     }
 
@@ -541,6 +585,13 @@ impl LexicalIndex {
 
     /// Commits pending documents and makes them visible to the searcher.
     pub(crate) fn commit(&mut self) -> Result<()> {
+        if self.bulk.is_some() {
+            // One writer at a time: bulk mode's takes the pending documents too.
+            if !self.pending.is_empty() {
+                self.send_pending()?;
+            }
+            return self.settle_bulk();
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -581,6 +632,7 @@ impl LexicalIndex {
         if uniq.is_empty() {
             return Ok(Vec::new());
         }
+        self.settle_bulk()?;
         self.analyze_pending_if_needed();
         let searcher = match &self.committed {
             Some(c) => c.reader.searcher(),
@@ -617,6 +669,7 @@ impl LexicalIndex {
         if uniq.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
+        self.settle_bulk()?;
         // Nothing committed, or so many terms that block-max WAND costs more than scoring every
         // match: every score, then the best k.
         let many = uniq.len() > WAND_MAX_TERMS;
@@ -871,9 +924,17 @@ mod tests {
     }
 
     /// A rebuild in bulk mode leaves the same documents pending as adding them one by one, and
-    /// every score and top-k is bit-identical; a query in the middle of bulk mode sees every turn.
+    /// every score and top-k is bit-identical; a query in the middle of bulk mode sees every turn
+    /// (`query_at`: after which document one is asked, if any).
     #[test]
     fn bulk_mode_scores_exactly_as_adding_one_by_one() -> Result<()> {
+        for (query_at, commits) in [(None, [0, 1]), (Some(11), [1, 2]), (Some(13), [1, 2]), (Some(0), [0, 1])] {
+            bulk_mode_case(query_at, commits)?;
+        }
+        Ok(())
+    }
+
+    fn bulk_mode_case(query_at: Option<usize>, commits: [u64; 2]) -> Result<()> {
         let docs: Vec<String> = (0..23).map(|i| format!("{} number {i} {}", texts()[i % 6], texts()[(i * 5) % 6])).collect();
         let mut one = LexicalIndex::new(None, 4)?;
         let mut bulk = LexicalIndex::new(None, 4)?;
@@ -881,17 +942,17 @@ mod tests {
         for (i, t) in docs.iter().enumerate() {
             one.add(i, t)?;
             bulk.add(i, t)?;
-            if i == 11 {
-                let q = bulk.analyze("number 11 support");
-                assert!(bulk.scores(&q)?.iter().any(|x| x.0 == 11));
+            if Some(i) == query_at {
+                let q = bulk.analyze(&format!("number {i} support"));
+                assert!(bulk.scores(&q)?.iter().any(|x| x.0 == i), "{query_at:?}");
             }
         }
-        assert_eq!(bulk.commits(), 0);
+        assert_eq!(bulk.commits(), commits[0], "{query_at:?}");
         bulk.end_bulk()?;
-        assert_eq!((bulk.commits(), one.commits()), (1, 5));
+        assert_eq!((bulk.commits(), one.commits()), (commits[1], 5), "{query_at:?}");
         let ids = |x: &LexicalIndex| x.pending.iter().map(|d| d.id).collect::<Vec<_>>();
         assert_eq!(ids(&bulk), ids(&one));
-        assert_eq!((bulk.num_committed(), bulk.pending_tokens), (20, 0));
+        assert_eq!(bulk.num_committed(), 20);
         for text in ["support group Caroline counseling number 3", "painted sunrise 22", "kids beach camping adoption"] {
             let q = one.analyze(text);
             let (mut a, mut b) = (one.scores(&q)?, bulk.scores(&q)?);
