@@ -9,7 +9,7 @@
 //! chat` pushes N conversation turns, then Q times pushes the next turn and assembles
 //! `assemble(budget)` without a query (the per-turn load `benches/serve_load.rs` puts on a server). Each mode prints the bytes of text it pushed (to
 //! compare with the peak resident memory, e.g. under `/usr/bin/time -v`). Run it under callgrind to see where a window's time goes, counting
-//! only the windows:
+//! only the windows (`LONG_HISTORY_SET=candidates=512` sets policy knobs as `ctxbench --set` does):
 //!
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*long_history::measured*' target/release/examples/long_history 20000 50`
 use std::time::Instant;
@@ -29,7 +29,7 @@ fn main() -> ctxwin::Result<()> {
         Some("haystack") => synth::haystack(42, n / 10),
         _ => synth::conversation(42, n),
     };
-    let mut e = Engine::new(EngineConfig::default())?;
+    let mut e = Engine::new(config()?)?;
     for turn in t.turns() {
         e.push(turn.clone())?;
     }
@@ -55,9 +55,20 @@ fn main() -> ctxwin::Result<()> {
     Ok(())
 }
 
+/// The default config, with the policy knobs of `LONG_HISTORY_SET` (`key=value,key=value`, as
+/// `ctxbench --set`) applied, to compare knobs on the same history.
+fn config() -> ctxwin::Result<EngineConfig> {
+    let mut policy = ctxwin::Policy::default();
+    for kv in std::env::var("LONG_HISTORY_SET").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        policy.set(k, v)?;
+    }
+    Ok(EngineConfig::default().policy(policy))
+}
+
 fn agent(n: usize, q: usize) -> ctxwin::Result<()> {
     let t = synth::agent_session(42, n + n / 4);
-    let mut e = Engine::new(EngineConfig::default())?;
+    let mut e = Engine::new(config()?)?;
     for (layer, text) in t.pins() {
         e.pin(*layer, text.clone(), 0);
     }
@@ -94,7 +105,7 @@ fn agent(n: usize, q: usize) -> ctxwin::Result<()> {
 /// conversation, then `q` steps that each push the next turn and assemble `assemble(budget)`.
 fn chat(n: usize, q: usize, budget: usize) -> ctxwin::Result<()> {
     let t = synth::conversation(42, n + q);
-    let mut e = Engine::new(EngineConfig::default())?;
+    let mut e = Engine::new(config()?)?;
     let turns = t.turns();
     for turn in &turns[..n] {
         e.push(turn.clone())?;

@@ -137,10 +137,11 @@ pub struct Policy {
     pub(crate) old_tool_output_max_tokens: usize,
     /// `rag`: number of turns to take (0: as many as fit).
     pub(crate) rag_top_k: usize,
-    /// Candidate generation (`ctxwin`, `rag`): on a history of more turns than this, a window
-    /// scores only the lexical and dense top-`candidates` turns, the turns sharing a rare reference
-    /// with the query, the latest `candidates / 2`, the tail, the sessions of the best of these and
-    /// their neighbours; the rest are left out unscored. 0 scores every turn; else 32–1,000,000.
+    /// Candidate generation (`ctxwin`, `rag`): on a history of more than `2 × candidates` turns, a
+    /// window scores only the lexical and dense top-`candidates` turns, the turns sharing a rare
+    /// reference with the query, the latest `candidates / 2`, the tail, the sessions of the best of
+    /// these and their neighbours; the rest are left out unscored. Shorter histories are scored
+    /// whole (cheaper there than generating candidates). 0 scores every turn; else 32–1,000,000.
     pub(crate) candidates: usize,
     /// `compaction`: history share of the budget that triggers a compaction.
     pub(crate) compaction_threshold: f32,
@@ -192,7 +193,7 @@ impl Default for Policy {
             keep_tool_results: Some(3),
             old_tool_output_max_tokens: 80,
             rag_top_k: 0,
-            candidates: 1024,
+            candidates: 512,
             compaction_threshold: 0.9,
             compaction_user_share: 0.2,
             compaction_summary_share: 0.15,

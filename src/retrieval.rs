@@ -133,7 +133,7 @@ impl Retrieval {
     }
 
     /// Scores of the history's turns for a window's `query` (terms deduplicated and capped),
-    /// sessions lifting each other per the policy. With at most `policy.candidates` turns (or
+    /// sessions lifting each other per the policy. With at most `2 × policy.candidates` turns (or
     /// `candidates = 0`) every turn is scored; on longer histories only the candidates are (see
     /// [`candidates`]), `taken` (turns already in the window) among them, and the rest keep
     /// all-zero parts without being looked at.
@@ -145,7 +145,7 @@ impl Retrieval {
         let refs = references(query);
         let dense = self.dense_similarities(query, policy)?;
         let (n, k) = (store.len(), policy.candidates);
-        if k == 0 || n <= k {
+        if k == 0 || n <= k.saturating_mul(2) {
             let bm25 = self.lexical.scores(&terms)?;
             let q = Query { bm25: &bm25, dense: dense.as_deref(), refs: &refs, sessions: store.dates() };
             let parts = TurnScores::every(scorer::score(store, n, &q, policy));
