@@ -137,7 +137,7 @@ pub struct Policy {
     pub(crate) old_tool_output_max_tokens: usize,
     /// `rag`: number of turns to take (0: as many as fit).
     pub(crate) rag_top_k: usize,
-    /// Candidate generation (`ctxwin`, `rag`): on a history of more than `2 × candidates` turns, a
+    /// Candidate generation (`ctxwin`, `rag`): on a history of more than `16 × candidates` turns, a
     /// window scores only the lexical and dense top-`candidates` turns, the turns sharing a rare
     /// reference with the query, the latest `candidates / 2`, the tail, the sessions of the best of
     /// these and their neighbours; the rest are left out unscored. Shorter histories are scored
