@@ -122,6 +122,54 @@ impl CountCache {
     }
 }
 
+/// Distinct pieces a thread's [`PIECES`] memo keeps before it starts over (~60 bytes each with the
+/// table's overhead, so ≤ ~0.5 MB per counting thread).
+const PIECE_MEMO_PIECES: usize = 8192;
+/// Pieces longer than this are counted, never memoized (they rarely repeat).
+const PIECE_MEMO_MAX_LEN: usize = 32;
+
+std::thread_local! {
+    /// Each pre-tokenizer piece's token count, per encoding ([`counts_tag`] − 1), memoized per
+    /// thread. A text's count is the sum of its pieces' counts, each a function of the piece's
+    /// bytes alone (BPE runs within a piece), so a memo is exact by construction; and texts repeat
+    /// their pieces (words with their leading space, punctuation, indentation) far more than
+    /// whole texts repeat, so most pieces of a text never seen before are looked up instead of
+    /// encoded. Per thread, so counters on different threads share nothing and take no lock.
+    static PIECES: std::cell::RefCell<[rustc_hash::FxHashMap<Box<str>, u32>; 2]> = std::cell::RefCell::new(Default::default());
+}
+
+/// Exact token count of `text` in `encoding`: the sum of its pieces' counts, each looked up in this
+/// thread's [`PIECES`] memo or encoded (and remembered when short). Equal to
+/// `bpe_openai::Tokenizer::count` (neither encoding normalizes; a test compares them).
+fn count_pieces(encoding: Encoding, bpe: &bpe_openai::Tokenizer, text: &str) -> usize {
+    with_piece_memo(encoding, |memo| bpe.split(text).map(|piece| piece_count(memo, bpe, piece)).sum())
+}
+
+/// Runs `f` on this thread's piece memo for `encoding`.
+fn with_piece_memo<T>(encoding: Encoding, f: impl FnOnce(&mut rustc_hash::FxHashMap<Box<str>, u32>) -> T) -> T {
+    let slot = usize::from(counts_tag(encoding) - 1);
+    PIECES.with_borrow_mut(|memos| match memos.get_mut(slot) {
+        Some(memo) => f(memo),
+        None => f(&mut rustc_hash::FxHashMap::default()),
+    })
+}
+
+/// The token count of one pre-tokenizer piece, from `memo` or encoded (and then remembered if short).
+fn piece_count(memo: &mut rustc_hash::FxHashMap<Box<str>, u32>, bpe: &bpe_openai::Tokenizer, piece: &str) -> usize {
+    if piece.len() > PIECE_MEMO_MAX_LEN {
+        return bpe.bpe.count(piece.as_bytes());
+    }
+    if let Some(&n) = memo.get(piece) {
+        return n as usize;
+    }
+    let n = bpe.bpe.count(piece.as_bytes());
+    if memo.len() >= PIECE_MEMO_PIECES {
+        memo.clear();
+    }
+    memo.insert(piece.into(), u32::try_from(n).unwrap_or(u32::MAX));
+    n
+}
+
 /// Counts tokens with a cache keyed by a 128-bit content hash.
 pub struct TokenCounter {
     encoding: Encoding,
@@ -178,13 +226,13 @@ impl TokenCounter {
         }
         // Short texts are cheaper to count than to hash twice and look up.
         if text.len() <= 16 {
-            return self.bpe.count(text);
+            return count_pieces(self.encoding, self.bpe, text);
         }
         let key = content_hash(text);
         if let Some(n) = self.cache.get(key) {
             return n as usize;
         }
-        let n = self.bpe.count(text);
+        let n = count_pieces(self.encoding, self.bpe, text);
         self.put(key, u32::try_from(n).unwrap_or(u32::MAX));
         n
     }
@@ -260,7 +308,6 @@ impl TokenCounter {
         }
         let joined = [header, content].concat();
         let h = header.len();
-        let bpe = &self.bpe.bpe;
         let mut with = self.bpe.split(&joined);
         let mut without = self.bpe.split(content);
         // Ends of the pieces taken so far (in `joined`'s and `content`'s bytes) and their tokens.
@@ -274,7 +321,7 @@ impl TokenCounter {
                 if end_with < end_without + h { (&mut with, &mut end_with, &mut with_tokens) } else { (&mut without, &mut end_without, &mut without_tokens) };
             let Some(piece) = split.next() else { break };
             *end += piece.len();
-            *tokens += bpe.count(piece.as_bytes());
+            *tokens += with_piece_memo(self.encoding, |memo| piece_count(memo, self.bpe, piece));
         }
         // Unreachable (both splits end at the end of `content`), counted whole if it ever is.
         self.count(&joined).saturating_sub(self.count(content))
@@ -405,6 +452,42 @@ mod tests {
             }
         }
         assert!(checked > 500, "only {checked} splits checked");
+    }
+
+    /// Counting through the per-thread piece memo gives `bpe-openai`'s own count of the whole
+    /// text, on every line of the shipped transcripts and on random texts of hard pieces, across
+    /// the memo's clearing when full and for both encodings on one thread.
+    #[test]
+    fn the_piece_memo_counts_exactly_as_the_whole_text_encoded() {
+        let mut texts: Vec<String> = Vec::new();
+        for f in ["openai-chat.json", "anthropic-messages.json", "claude-code-long.jsonl", "synth-agent.openai.json", "synth-conversation.locomo.json"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples").join(f);
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            texts.extend(text.lines().map(str::to_string));
+            texts.push(text);
+        }
+        let parts = ["\n", "\n", " ", "  ", "\t", "/", ".", "'s", "é", "漢字", "12", "12345", "Foo", "bar", "_x", "\r\n", "🎉", "#!", " the"];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..3000 {
+            let len = 1 + (state % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    parts[(state % parts.len() as u64) as usize]
+                })
+                .collect();
+            texts.push(text);
+        }
+        // Distinct numbers fill the memo past its bound, so counts after a clearing are checked too.
+        texts.extend((0..PIECE_MEMO_PIECES + 100).map(|i| format!("item {i}x{i} done")));
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            let bpe = enc.bpe();
+            for t in &texts {
+                assert_eq!(count_pieces(enc, bpe, t), bpe.count(t.as_str()), "{enc:?} {t:?}");
+            }
+        }
     }
 
     #[test]
