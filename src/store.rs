@@ -188,7 +188,12 @@ pub(crate) fn within(ids: &[TurnId], first: TurnId, last: TurnId) -> &[TurnId] {
 
 /// The `[timestamp] ` header shown on the first turn of each date in a window.
 pub(crate) fn header(ts: &str) -> String {
-    format!("[{ts}] ")
+    // Not `format!`: a window makes one per dated turn it shows.
+    let mut h = String::with_capacity(ts.len() + 3);
+    h.push('[');
+    h.push_str(ts);
+    h.push_str("] ");
+    h
 }
 
 /// Extra tokens `content` costs with `header` in front of it: `count(header + content) -

@@ -61,8 +61,12 @@ impl Builder {
                     let dated = date_header.is_some();
                     let mut prefix = date_header.unwrap_or_default();
                     if let Some((first, last)) = marker {
-                        let text = marker_text(last - first + 1);
-                        prefix = if prefix.is_empty() && m.content.is_empty() { text } else { format!("{text} {prefix}") };
+                        let mut text = marker_text(last - first + 1);
+                        if !(prefix.is_empty() && m.content.is_empty()) {
+                            text.push(' ');
+                            text.push_str(&prefix);
+                        }
+                        prefix = text;
                         m.omitted = Some((first, last));
                     }
                     // The prefix's tokens without recounting the content (a long turn's would be
@@ -74,7 +78,11 @@ impl Builder {
                         (Some((first, last)), _) => ctx.forms.marker_extra(ctx.counter, (id, last - first + 1, dated), &prefix, &m.content),
                         (None, None) => header_extra(ctx.counter, &prefix, &m.content),
                     };
-                    m.content = prefix + &m.content;
+                    // One allocation of the final size (this runs for every dated turn of a window).
+                    let mut content = String::with_capacity(prefix.len() + m.content.len());
+                    content.push_str(&prefix);
+                    content.push_str(&m.content);
+                    m.content = content;
                     m.tokens = before + extra;
                     debug_assert_eq!(m.tokens, m.count_tokens(ctx.counter), "prefix {extra} tokens");
                     cost += extra;
