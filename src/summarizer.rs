@@ -452,9 +452,11 @@ struct TermStats {
 }
 
 impl TermStats {
-    /// Larger is listed first: said by the model or user, then mentioned in more turns, then later.
+    /// Larger is listed first: said by the model or user, then turns mentioning it per token it
+    /// takes (a long heredoc fragment mentioned once is worth less of the allowance than a short
+    /// identifier mentioned twice), then later.
     fn rank_key(&self) -> (bool, u32, TurnId) {
-        (self.said > 0, self.turns, self.latest)
+        (self.said > 0, self.turns.saturating_mul(1000) / (self.tokens + 1), self.latest)
     }
 }
 
