@@ -198,7 +198,7 @@ impl Default for Policy {
             compaction_summary_share: 0.15,
             stable_prefix: true,
             refill_target: 0.6,
-            agent_refill_target: 0.25,
+            agent_refill_target: 0.2,
             keep_front: 1.0,
         }
     }
