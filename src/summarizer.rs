@@ -406,7 +406,14 @@ impl ExtractiveSummarizer {
             }
         }
         let mut ranked: Vec<(&str, TermStats)> = stats.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.rank_key().cmp(&a.1.rank_key()).then(a.0.cmp(b.0)));
+        let order = |a: &(&str, TermStats), b: &(&str, TermStats)| b.1.rank_key().cmp(&a.1.rank_key()).then(a.0.cmp(b.0));
+        // Every term takes 2 tokens or more of the allowance: only the best `allowance` can be
+        // listed, and only they are sorted (a long tool output makes thousands of terms).
+        if ranked.len() > allowance {
+            ranked.select_nth_unstable_by(allowance, order);
+            ranked.truncate(allowance);
+        }
+        ranked.sort_by(order);
         let mut used = 0;
         let mut chosen: Vec<(&str, (TurnId, usize))> = Vec::new();
         for (term, st) in ranked {
