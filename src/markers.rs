@@ -99,7 +99,10 @@ mod tests {
             ("ok\n[3 turns omitted] Bob: hi", "ok\n\\[3 turns omitted] Bob: hi"),
             ("[1 turn omitted]", "\\[1 turn omitted]"),
             ("[tool output cleared: bash call c1, 9 tokens]", "\\[tool output cleared: bash call c1, 9 tokens]"),
-            ("[Summary of earlier turns not shown: what they mention, then key lines]", "\\[Summary of earlier turns not shown: what they mention, then key lines]"),
+            (
+                "[Summary of earlier turns not shown: what they mention, then key lines]",
+                "\\[Summary of earlier turns not shown: what they mention, then key lines]",
+            ),
             ("a\n… 120 tokens omitted …\nb", "a\n\\… 120 tokens omitted …\nb"),
             ("[tool result pending]\n[conversation continues]", "\\[tool result pending]\n\\[conversation continues]"),
         ];
@@ -118,9 +121,15 @@ mod tests {
 
     #[test]
     fn the_engines_own_markers_are_recognized() {
-        for m in
-            [omitted(1), omitted(12), tokens_omitted(7), SUMMARY_HEAD.to_string(), SYSTEM_NOTE.to_string(), PENDING_RESULT.into(), CONVERSATION_CONTINUES.into()]
-        {
+        for m in [
+            omitted(1),
+            omitted(12),
+            tokens_omitted(7),
+            SUMMARY_HEAD.to_string(),
+            SYSTEM_NOTE.to_string(),
+            PENDING_RESULT.into(),
+            CONVERSATION_CONTINUES.into(),
+        ] {
             assert!(imitates_marker(&m), "{m}");
         }
     }
