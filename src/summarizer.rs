@@ -717,20 +717,24 @@ mod tests {
         use crate::tokens::Encoding;
         let mut counter = TokenCounter::new(Encoding::O200kBase, 1024);
         let mut store = Store::default();
+        let call = |k: usize| Turn::tool_call(None, format!("c{k}"), "bash", serde_json::json!({"cmd": k}));
+        store.push(call(0), &mut counter)?;
         store.push(Turn::tool_result("c0", "printed_once_name in src/alpha.py", false), &mut counter)?;
         store.push(Turn::assistant("I will edit src/beta.py next."), &mut counter)?;
+        store.push(call(1), &mut counter)?;
         store.push(Turn::tool_result("c1", "src/alpha.py again and zeta_value", false), &mut counter)?;
+        store.push(call(2), &mut counter)?;
         store.push(Turn::tool_result("c2", "src/alpha.py and zeta_value once more", false), &mut counter)?;
         let run = |n: usize| Run { first: 0, turns: &store.turns()[..n], source_tokens: 0, index: None };
         let mut sum = ExtractiveSummarizer::default();
-        let (line, _) = sum.references_line(&run(4), 200, &mut counter);
+        let (line, _) = sum.references_line(&run(7), 200, &mut counter);
         assert_eq!(line, "Mentioned: printed_once_name, src/alpha.py, src/beta.py, zeta_value");
         // A small allowance keeps the said term, then the recurring ones, before the printed-once one.
-        let (small, _) = sum.references_line(&run(4), 13, &mut counter);
+        let (small, _) = sum.references_line(&run(7), 13, &mut counter);
         assert!(small.contains("src/beta.py") && !small.contains("printed_once_name"), "{small}");
         // The summary of a longer run starts with the shorter run's head and first terms.
-        let a = sum.summarize(&run(3), 200, &mut counter)?.map(Summary::into_text).unwrap_or_default();
-        let b = sum.summarize(&run(4), 200, &mut counter)?.map(Summary::into_text).unwrap_or_default();
+        let a = sum.summarize(&run(5), 200, &mut counter)?.map(Summary::into_text).unwrap_or_default();
+        let b = sum.summarize(&run(7), 200, &mut counter)?.map(Summary::into_text).unwrap_or_default();
         let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
         assert!(common > crate::markers::SUMMARY_HEAD.len() + 20, "{a}\n---\n{b}");
         Ok(())
