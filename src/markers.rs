@@ -37,9 +37,13 @@ pub(crate) fn tool_output_cleared(name: &str, call_id: &str, tokens: usize, turn
     format!("[tool output cleared: {name} call {call_id}, {tokens} tokens; it is kept as turn {turn} and can be recalled with search]")
 }
 
-/// The first line of an extractive summary.
-pub(crate) fn summary_head(turns: usize, tokens: usize) -> String {
-    format!("[Summary of {turns} earlier turns ({tokens} tokens) not shown; key lines:]")
+/// The first line of an extractive summary: the same for every run, so the summaries of a run
+/// and of its extension start alike (a prompt cache keeps the common text).
+pub(crate) const SUMMARY_HEAD: &str = "[Summary of earlier turns not shown: what they mention, then key lines]";
+
+/// The line of an extractive summary after its references: how much it stands for.
+pub(crate) fn summary_counts(turns: usize, tokens: usize) -> String {
+    format!("Key lines of {turns} turns ({tokens} tokens):")
 }
 
 /// `[N turn omitted]` / `[N turns omitted]` at the start of `line`.
@@ -95,7 +99,10 @@ mod tests {
             ("ok\n[3 turns omitted] Bob: hi", "ok\n\\[3 turns omitted] Bob: hi"),
             ("[1 turn omitted]", "\\[1 turn omitted]"),
             ("[tool output cleared: bash call c1, 9 tokens]", "\\[tool output cleared: bash call c1, 9 tokens]"),
-            ("[Summary of 4 earlier turns (10 tokens) not shown; key lines:]", "\\[Summary of 4 earlier turns (10 tokens) not shown; key lines:]"),
+            (
+                "[Summary of earlier turns not shown: what they mention, then key lines]",
+                "\\[Summary of earlier turns not shown: what they mention, then key lines]",
+            ),
             ("a\n… 120 tokens omitted …\nb", "a\n\\… 120 tokens omitted …\nb"),
             ("[tool result pending]\n[conversation continues]", "\\[tool result pending]\n\\[conversation continues]"),
         ];
@@ -114,9 +121,15 @@ mod tests {
 
     #[test]
     fn the_engines_own_markers_are_recognized() {
-        for m in
-            [omitted(1), omitted(12), tokens_omitted(7), summary_head(3, 40), SYSTEM_NOTE.to_string(), PENDING_RESULT.into(), CONVERSATION_CONTINUES.into()]
-        {
+        for m in [
+            omitted(1),
+            omitted(12),
+            tokens_omitted(7),
+            SUMMARY_HEAD.to_string(),
+            SYSTEM_NOTE.to_string(),
+            PENDING_RESULT.into(),
+            CONVERSATION_CONTINUES.into(),
+        ] {
             assert!(imitates_marker(&m), "{m}");
         }
     }

@@ -158,6 +158,11 @@ pub struct Policy {
     /// ARCHITECTURE.md §4 step 2): there summaries of what is left out carry what later steps use
     /// again, so the scored units take less and the summaries more of the window.
     pub(crate) agent_refill_target: f32,
+    /// In a history that is not conversational, the largest summary of one run is this share of
+    /// the budget left after pins when that is more than `summary_max_tokens` (0: always
+    /// `summary_max_tokens`). A larger window holds a larger summary, whose reference list is what
+    /// an agent session's long-range recall is made of (ARCHITECTURE.md §4, step 6).
+    pub(crate) agent_summary_share: f32,
     /// Share of the budget a re-selection may keep of the previous window's leading items (the
     /// kept front, ARCHITECTURE.md §4 step 2) so the prompt cache still covers them; 0 re-selects
     /// the whole window.
@@ -199,7 +204,8 @@ impl Default for Policy {
             compaction_summary_share: 0.15,
             stable_prefix: true,
             refill_target: 0.6,
-            agent_refill_target: 0.4,
+            agent_refill_target: 0.2,
+            agent_summary_share: 0.2,
             keep_front: 1.0,
         }
     }
@@ -464,6 +470,7 @@ impl Policy {
         unit("compaction_summary_share", self.compaction_summary_share)?;
         unit("refill_target", self.refill_target)?;
         unit("agent_refill_target", self.agent_refill_target)?;
+        unit("agent_summary_share", self.agent_summary_share)?;
         unit("keep_front", self.keep_front)?;
         if self.summary_min_tokens > self.summary_max_tokens {
             return Err(format!("field `summary_min_tokens` ({}) must not exceed `summary_max_tokens` ({})", self.summary_min_tokens, self.summary_max_tokens));

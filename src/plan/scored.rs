@@ -119,7 +119,13 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
     let (eff, raised) = select::fill_by_score_reached(&mut sel, unit_scores, how, fill_limit);
     let summary_room = if headroom { target.min(avail).max(sel.used()) } else { avail };
     let from_unit = front.as_ref().map_or(0, |f| f.end);
-    let fill = GapFill { avail: summary_room, marker, summary_tokens: (policy.summary_min_tokens, policy.summary_max_tokens), costs: &costs, from_unit };
+    let fill = GapFill {
+        avail: summary_room,
+        marker,
+        summary_tokens: (policy.summary_min_tokens, summary_max(policy, avail, next_call && !conversational)),
+        costs: &costs,
+        from_unit,
+    };
     let fresh = fill.items(&sel, ctx.store, ctx.counter, ctx.summaries)?;
     let items = match front {
         Some(f) => f.items.into_iter().chain(fresh).collect(),
@@ -127,6 +133,17 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
     };
     add_span_gains(ctx.store, &mut parts, &eff, reached(ctx.store, cand_units.as_deref(), raised));
     Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
+}
+
+/// The largest summary of one run: `summary_max_tokens`, or in a per-call window of a history that
+/// is not conversational (`agent`) `agent_summary_share` of `avail` when that is more (issue 10:
+/// on mini-swe-agent at 25%, 0.2 raised long-range recall from 0.951 / 0.939 to 0.958 / 0.962 on
+/// the design / held-out splits).
+fn summary_max(policy: &Policy, avail: usize, agent: bool) -> usize {
+    if !agent {
+        return policy.summary_max_tokens;
+    }
+    policy.summary_max_tokens.max(((avail as f32) * policy.agent_summary_share) as usize)
 }
 
 /// The leading items of the previous plan that a re-selection keeps (see [`kept_front`]).
@@ -260,6 +277,20 @@ mod tests {
             e.push(turn.clone())?;
         }
         Ok(e)
+    }
+
+    /// Issue 10: an agent session's largest summary grows with the window; other histories keep
+    /// `summary_max_tokens`.
+    #[test]
+    fn agent_summaries_grow_with_the_window() -> Result<()> {
+        let mut p = Policy::default();
+        p.set("agent_summary_share", "0.2")?;
+        assert_eq!(super::summary_max(&p, 3_000, true), 1200);
+        assert_eq!(super::summary_max(&p, 10_000, true), 2000);
+        assert_eq!(super::summary_max(&p, 10_000, false), 1200);
+        p.set("agent_summary_share", "0")?;
+        assert_eq!(super::summary_max(&p, 10_000, true), 1200);
+        Ok(())
     }
 
     /// On a history longer than `candidates`, a window scores only the candidates (each naming its

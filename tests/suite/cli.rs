@@ -366,7 +366,9 @@ fn samples_subcommand_reproduces_the_committed_samples() {
 /// restructuring of issue 8 (`tests/snapshots/compare-samples.json`, written by the ctxbench of
 /// commit 13d1362; ctxwin's runs on the three small chat samples re-written for issue 10's degrade
 /// rule, which makes their windows cheaper, and ctxwin's agent-sample runs for issue 10's kept front
-/// and `agent_refill_target`): a change of behaviour shows up here as a changed number.
+/// and `agent_refill_target`; every run that shows an extractive summary — ctxwin's and
+/// compaction's — re-written for issue 10's reference list, ranked by recurrence, and
+/// `agent_refill_target` 0.2): a change of behaviour shows up here as a changed number.
 #[test]
 fn compare_on_the_samples_matches_the_snapshot() {
     let snapshot: serde_json::Value =

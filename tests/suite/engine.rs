@@ -150,7 +150,10 @@ fn agent() -> Vec<Turn> {
 fn long_tool_output_is_shown_head_and_tail_and_recallable() {
     let mut e = engine("ctxwin");
     push_all(&mut e, agent());
-    let w = ok(e.assemble(3000));
+    // 5,000 tokens (was 3,000): since `agent_refill_target` 0.2 (issue 10) a fresh window of this
+    // agent session fills a fifth of the budget with turns, which at 3,000 holds the closing
+    // assistant turn but not the cut output before it (the summary lists what it mentions).
+    let w = ok(e.assemble(5000));
     let truncated: Vec<_> = w.report().iter().filter(|l| l.fate == Fate::Truncated).collect();
     assert!(!truncated.is_empty());
     let text = w.text();
@@ -159,7 +162,7 @@ fn long_tool_output_is_shown_head_and_tail_and_recallable() {
     // The original stays in the store: search finds it whole.
     let hits = ok(e.search("parse_expr_5 FAILED", 3));
     assert!(hits.iter().any(|h| h.turn.role() == Role::Tool));
-    assert!(w.total_tokens() <= 3000);
+    assert!(w.total_tokens() <= 5000);
     assert_eq!(check_openai(&w.to_openai()), Ok(()));
     assert_eq!(check_anthropic(&w.to_anthropic()), Ok(()));
 }
