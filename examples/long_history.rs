@@ -98,7 +98,11 @@ fn agent(n: usize, q: usize) -> ctxwin::Result<()> {
     times.sort_by(f64::total_cmp);
     let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
     let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
-    println!("agent session of {n} turns ({} bytes of text), {} calls, assemble(8000) p50 {p50:.0} us, mean {mean:.0} us", text_bytes(&turns[..next]), times.len());
+    println!(
+        "agent session of {n} turns ({} bytes of text), {} calls, assemble(8000) p50 {p50:.0} us, mean {mean:.0} us",
+        text_bytes(&turns[..next]),
+        times.len()
+    );
     Ok(())
 }
 

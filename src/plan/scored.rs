@@ -97,12 +97,13 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
     let (tail_turns, tail_share) = if next_call { (policy.tail_turns, policy.tail_share) } else { (policy.query_tail_turns, policy.query_tail_share) };
     let tail_limit = share(tail_share);
     select::take_tail(&mut sel, tail_turns, tail_limit.min(target));
-    // The latest unit goes in when it fits the refill target (after a kept front, the whole
-    // budget: the front was cut to leave it room). A latest unit larger than that is left to the
-    // summaries (issue 10 report: letting it fill the whole budget raised tau-bench's cost at 10%
-    // from 434 to 454).
+    // The latest unit goes in when it fits the refill target; after a kept front, and in an agent
+    // session (where it is the observation the model must act on), when it fits the budget (the
+    // front was cut to leave it room). In a conversation a latest unit larger than the refill
+    // target is left to the summaries (issue 10 report: letting it fill the whole budget raised
+    // tau-bench's cost at 10% from 434 to 454).
     if tail_turns > 0 && !costs.is_empty() {
-        sel.try_add(costs.len() - 1, if front.is_some() { avail } else { target.min(avail) });
+        sel.try_add(costs.len() - 1, if front.is_some() || !conversational { avail } else { target.min(avail) });
     }
     let query = ctx.query().into_owned();
     let units = ctx.store.units();

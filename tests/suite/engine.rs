@@ -152,7 +152,9 @@ fn long_tool_output_is_shown_head_and_tail_and_recallable() {
     push_all(&mut e, agent());
     // 5,000 tokens (was 3,000): since `agent_refill_target` 0.2 (issue 10) a fresh window of this
     // agent session fills a fifth of the budget with turns, which at 3,000 holds the closing
-    // assistant turn but not the cut output before it (the summary lists what it mentions).
+    // assistant turn (the latest unit, always shown) but not the cut output before it (the summary
+    // lists what it mentions). When the output is the latest unit it is shown: see
+    // `the_latest_tool_result_is_shown_at_a_small_budget`.
     let w = ok(e.assemble(5000));
     let truncated: Vec<_> = w.report().iter().filter(|l| l.fate == Fate::Truncated).collect();
     assert!(!truncated.is_empty());
@@ -405,4 +407,20 @@ fn gap_markers_ride_on_the_next_turn_and_stand_alone_only_at_the_end() {
     assert_eq!(ok(recount_openai(&w.to_openai(), w.encoding())), w.total_tokens());
     assert_eq!(check_openai(&w.to_openai()), Ok(()));
     assert_eq!(check_anthropic(&w.to_anthropic()), Ok(()));
+}
+
+/// When the agent calls the model right after a tool result, the window shows that result (cut to
+/// fit), even at a small budget where everything before it is summarized.
+#[test]
+fn the_latest_tool_result_is_shown_at_a_small_budget() {
+    for budget in [2000, 3000, 4000] {
+        let mut e = engine("ctxwin");
+        let mut turns = agent();
+        turns.pop();
+        push_all(&mut e, turns);
+        let w = ok(e.assemble(budget));
+        let last = w.report().last().map(|l| l.fate.clone());
+        assert!(matches!(last, Some(Fate::Truncated | Fate::Kept)), "budget {budget}: latest tool result {last:?}");
+        assert!(w.text().contains("parse_expr_5"), "budget {budget}");
+    }
 }
