@@ -513,22 +513,16 @@ impl LexicalIndex {
 
     /// Hands every pending document to bulk mode's writer (made at the first call).
     fn send_pending(&mut self) -> Result<()> {
-        let committed = match self.committed.take() {
-            Some(c) => c,
-            None => self.create_index()?,
+        if self.committed.is_none() {
+            self.committed = Some(self.create_index()?);
+        }
+        let (Some(committed), Some(Bulk { writer, uncommitted })) = (&self.committed, self.bulk.as_mut()) else { return Ok(()) };
+        let writer = match writer {
+            Some(w) => w,
+            None => writer.insert(committed.index.writer_with_num_threads(1, WRITER_MEMORY)?),
         };
-        let made = match self.bulk.as_mut() {
-            Some(Bulk { writer: w @ None, .. }) => committed.index.writer_with_num_threads(1, WRITER_MEMORY).map(|x| *w = Some(x)),
-            _ => Ok(()),
-        };
-        self.committed = Some(committed);
-        made?;
-        let Some(Bulk { writer: Some(writer), uncommitted }) = self.bulk.as_mut() else { return Ok(()) };
         for d in self.pending.drain(..) {
-            let mut doc = TantivyDocument::default();
-            doc.add_u64(self.id_field, d.id as u64);
-            doc.add_text(self.text_field, &d.text);
-            writer.add_document(doc)?;
+            writer.add_document(tantivy_doc(self.id_field, self.text_field, &d))?;
         }
         *uncommitted = true;
         self.pending_postings.clear();
@@ -604,10 +598,7 @@ impl LexicalIndex {
         // A writer for this commit only: its threads and arena go when it is done.
         let mut writer: IndexWriter<TantivyDocument> = committed.index.writer_with_num_threads(1, WRITER_MEMORY)?;
         for d in &self.pending {
-            let mut doc = TantivyDocument::default();
-            doc.add_u64(self.id_field, d.id as u64);
-            doc.add_text(self.text_field, &d.text);
-            writer.add_document(doc)?;
+            writer.add_document(tantivy_doc(self.id_field, self.text_field, d))?;
         }
         writer.commit()?;
         writer.wait_merging_threads()?;
@@ -749,6 +740,14 @@ impl LexicalIndex {
     pub(crate) fn num_committed(&self) -> u64 {
         self.committed.as_ref().map_or(0, |c| c.reader.searcher().num_docs())
     }
+}
+
+/// The Tantivy document of a pending turn: its id and its text.
+fn tantivy_doc(id_field: Field, text_field: Field, d: &PendingDoc) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_u64(id_field, d.id as u64);
+    doc.add_text(text_field, &d.text);
+    doc
 }
 
 fn idf(df: u64, n: u64) -> f32 {

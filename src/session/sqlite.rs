@@ -595,15 +595,21 @@ mod tests {
     use super::*;
     use crate::turn::Turn;
 
+    /// An empty directory of this test process named after `name`, and the session file to make in it.
+    fn fresh_db(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ctxwin-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        (dir, path)
+    }
+
     /// A file written by schema version 1 (plan states in `plan_state`, token counts in their own
     /// table) opens migrated: every record, the plan state and the counts are read back, and new
     /// appends store their counts with their record.
     #[test]
     fn a_version_1_file_is_migrated_on_open_and_loses_nothing() {
-        let dir = std::env::temp_dir().join(format!("ctxwin-v1-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.db");
+        let (dir, path) = fresh_db("v1");
         let turn = Record::Push { turn: Turn::user("hello from version 1") };
         {
             let conn = Connection::open(&path).unwrap();
@@ -651,10 +657,7 @@ mod tests {
     /// restart it. Without it the WAL reached 145 MB in this test.
     #[test]
     fn the_wal_stays_bounded_under_a_steady_stream_of_appends() {
-        let dir = std::env::temp_dir().join(format!("ctxwin-wal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.db");
+        let (dir, path) = fresh_db("wal");
         let store = SqliteStore::open(&path).unwrap();
         store.create("w").unwrap();
         let body = "lorem ipsum dolor sit amet ".repeat(150);
@@ -679,10 +682,7 @@ mod tests {
     /// store, as another process would be — is still seen, in both directions, many times over.
     #[test]
     fn the_header_peek_skips_the_read_only_when_nothing_else_committed() {
-        let dir = std::env::temp_dir().join(format!("ctxwin-peek-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.db");
+        let (dir, path) = fresh_db("peek");
         let (a, b) = (SqliteStore::open(&path).unwrap(), SqliteStore::open(&path).unwrap());
         assert!(a.db.lock().unwrap().peek.is_some(), "the -shm header is mapped");
         a.create("s").unwrap();
