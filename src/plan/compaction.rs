@@ -61,7 +61,7 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, state: &mut Option<Compacted>, pol
     if next_call {
         *state = current;
     }
-    Ok(Plan { items, clear_before: 0, unit_scores: (0..n).map(|u| u as f32).collect() })
+    Ok(Plan { items, clear_before: 0, unit_scores: (0..n).map(|u| u as f32).collect(), cuts: Vec::new() })
 }
 
 /// Compacts now: the latest user messages up to the user share, everything else one summary.

@@ -72,8 +72,10 @@ pub(crate) fn clear_boundary(store: &Store, policy: &Policy) -> TurnId {
     }
 }
 
-/// The form turn `id` takes under `policy`, given where clearing starts.
-pub(crate) fn form_of(store: &Store, id: TurnId, policy: &Policy, clear_before: TurnId) -> Form {
+/// The form turn `id` takes under `policy`, given where clearing starts, with its tool outputs cut
+/// to at most `cut` tokens when given (a plan's tighter cut of one unit,
+/// [`crate::plan::Plan::cuts`]); a cleared output stays cleared.
+pub(crate) fn form_cut(store: &Store, id: TurnId, policy: &Policy, clear_before: TurnId, cut: Option<usize>) -> Form {
     let t = match store.get(id) {
         Some(t) if t.tool_output_tokens() > 0 => t,
         _ => return Form::Verbatim,
@@ -85,6 +87,11 @@ pub(crate) fn form_of(store: &Store, id: TurnId, policy: &Policy, clear_before: 
         }
     } else {
         policy.tool_output_max_tokens
+    };
+    let max = match (max, cut) {
+        (0, Some(c)) => c,
+        (m, Some(c)) => m.min(c),
+        (m, None) => m,
     };
     // Cheap pre-check by bytes (a token is at least one byte); the exact check is made when cutting.
     if max > 0 && t.messages.iter().any(|m| m.tool_call_id.is_some() && m.content.len() > max) {
@@ -200,12 +207,26 @@ impl Forms {
     }
 
     fn unit_cost(&mut self, store: &Store, counter: &mut TokenCounter, policy: &Policy, clear_before: TurnId, u: usize) -> UnitCost {
+        self.unit_cost_cut(store, counter, policy, clear_before, u, None)
+    }
+
+    /// The cost of unit `u` with its tool outputs cut to at most `cut` tokens when given (see
+    /// [`form_cut`]); not cached here (the forms it renders are).
+    pub(crate) fn unit_cost_cut(
+        &mut self,
+        store: &Store,
+        counter: &mut TokenCounter,
+        policy: &Policy,
+        clear_before: TurnId,
+        u: usize,
+        cut: Option<usize>,
+    ) -> UnitCost {
         let r = store.units().get(u).cloned().unwrap_or(0..0);
         let mut cost = 0;
         let mut prev_ts: Option<u32> = None;
         let mut first_header = 0;
         for id in r.clone() {
-            let form = form_of(store, id, policy, clear_before);
+            let form = form_cut(store, id, policy, clear_before, cut);
             cost += if form == Form::Verbatim { store.get(id).map_or(0, |t| t.tokens()) } else { self.messages(store, counter, id, form).1 };
             let ts = store.date(id);
             let extra = store.get(id).map_or(0, |t| t.header_extra());

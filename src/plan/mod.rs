@@ -88,6 +88,11 @@ pub(crate) struct Plan {
     pub(crate) clear_before: TurnId,
     /// Effective score per unit (for the report and for the fix-up).
     pub(crate) unit_scores: Vec<f32>,
+    /// Units shown with their tool outputs cut tighter than the policy's form, as `(unit, max
+    /// tokens per tool output)`, in unit order: an agent's latest observation that is larger than
+    /// what a re-selection leaves it (`scored::plan`). A plan extended on the next call keeps them,
+    /// so the unit renders as it did.
+    pub(crate) cuts: Vec<(usize, usize)>,
 }
 
 impl Plan {
@@ -97,6 +102,11 @@ impl Plan {
     fn keep_shown_scores(&mut self) {
         let own: Vec<f32> = self.items.iter().filter_map(Item::unit).map(|u| self.unit_scores.get(u).copied().unwrap_or(0.0)).collect();
         self.unit_scores = shown_unit_scores(&self.items, own);
+    }
+
+    /// The tighter cut unit `u` is shown with, if any (see [`Plan::cuts`]).
+    pub(crate) fn cut_of(&self, u: usize) -> Option<usize> {
+        self.cuts.iter().find(|(c, _)| *c == u).map(|&(_, max)| max)
     }
 }
 
@@ -113,6 +123,9 @@ struct StoredPlan {
     /// Scores of the units in `items`, in item order.
     #[serde(default)]
     shown_scores: Vec<f32>,
+    /// [`Plan::cuts`] (absent in earlier versions: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cuts: Vec<(usize, usize)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -140,7 +153,7 @@ impl From<Plan> for StoredPlan {
                 Item::Marker { first_unit, last_unit } => items.push(StoredItem::Marker { first_unit, last_unit }),
             }
         }
-        StoredPlan { items, clear_before: p.clear_before, unit_scores: Vec::new(), shown_scores }
+        StoredPlan { items, clear_before: p.clear_before, unit_scores: Vec::new(), shown_scores, cuts: p.cuts }
     }
 }
 
@@ -167,7 +180,10 @@ impl TryFrom<StoredPlan> for Plan {
             return Err(format!("unit {u} is past the {STORED_PLAN_MAX_UNITS} a plan may show"));
         }
         let unit_scores = if s.unit_scores.is_empty() { shown_unit_scores(&items, s.shown_scores) } else { s.unit_scores };
-        Ok(Plan { items, clear_before: s.clear_before, unit_scores })
+        if s.cuts.len() > items.len() {
+            return Err(format!("{} cuts for a plan of {} items", s.cuts.len(), items.len()));
+        }
+        Ok(Plan { items, clear_before: s.clear_before, unit_scores, cuts: s.cuts })
     }
 }
 
@@ -427,12 +443,13 @@ mod tests {
             ],
             clear_before: 4,
             unit_scores: (0..12).map(|u| u as f32 / 4.0).collect(),
+            cuts: vec![(9, 200)],
         };
         let json = serde_json::to_string(&plan).unwrap();
         assert!(json.contains(r#"{"Units":[0,2]}"#) && json.contains(r#"{"Units":[8,9]}"#), "{json}");
         let back: Plan = serde_json::from_str(&json).unwrap();
         assert_eq!(back.items, plan.items);
-        assert_eq!(back.clear_before, 4);
+        assert_eq!((back.clear_before, back.cuts.clone()), (4, vec![(9, 200)]));
         for u in 0..12 {
             let shown = plan.items.contains(&Item::Unit(u));
             let want = if shown { plan.unit_scores[u] } else { 0.0 };
@@ -440,6 +457,7 @@ mod tests {
         }
         let earlier = r#"{"items":[{"Unit":0},{"Unit":2}],"clear_before":0,"unit_scores":[0.5,0.25,0.125]}"#;
         let old: Plan = serde_json::from_str(earlier).unwrap();
+        assert!(old.cuts.is_empty());
         assert_eq!((old.items, old.unit_scores), (vec![Item::Unit(0), Item::Unit(2)], vec![0.5, 0.25, 0.125]));
         for damaged in [
             r#"{"items":[{"Units":[5,2]}],"clear_before":0}"#,
@@ -451,7 +469,7 @@ mod tests {
     }
 
     fn plan(items: Vec<Item>) -> Plan {
-        Plan { items, clear_before: 0, unit_scores: Vec::new() }
+        Plan { items, clear_before: 0, unit_scores: Vec::new(), cuts: Vec::new() }
     }
 
     /// Issue 15: a fix-up that drops the unit between two gaps must leave one marker for the

@@ -28,5 +28,5 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Result<(Plan, 
     let (eff, raised) = select::fill_by_score_reached(&mut sel, bm25, how, limit);
     let items = sel.selected().map(Item::Unit).collect();
     scored::add_span_gains(ctx.store, &mut parts, &eff, scored::reached(ctx.store, cand_units.as_deref(), raised));
-    Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
+    Ok((Plan { items, clear_before, unit_scores: eff, cuts: Vec::new() }, Some(parts)))
 }

@@ -15,5 +15,5 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy) -> Plan {
     let mut sel = Selection::new(&costs, marker_bound(ctx.counter, ctx.store.len()));
     select::take_tail(&mut sel, usize::MAX, ctx.avail);
     let items = sel.selected().map(Item::Unit).collect();
-    Plan { items, clear_before, unit_scores: (0..costs.len()).map(|u| u as f32).collect() }
+    Plan { items, clear_before, unit_scores: (0..costs.len()).map(|u| u as f32).collect(), cuts: Vec::new() }
 }

@@ -5,7 +5,9 @@
 //! instead of shifting the prefix every call.
 
 use crate::error::Result;
-use crate::plan::costs::form_of;
+use std::borrow::Cow;
+
+use crate::plan::costs::form_cut;
 use crate::plan::gaps::{GapFill, marker_bound};
 use crate::plan::select::{self, Fill, Selection, UnitCost};
 use crate::plan::{Item, Plan, PlanContext, PlanState, Prefix};
@@ -62,46 +64,50 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
     let avail = ctx.avail;
     let next_call = ctx.next_call();
     let clear_before = ctx.forms.clear_boundary(ctx.store, policy);
-    let costs = ctx.forms.unit_costs(ctx.store, ctx.counter, policy, clear_before);
+    let base_costs = ctx.forms.unit_costs(ctx.store, ctx.counter, policy, clear_before);
     let marker = marker_bound(ctx.counter, ctx.store.len());
-    let mut sel = Selection::new(&costs, marker);
-    // A gap after the last turn shown has no turn to ride on: its marker is a message.
-    sel.reserve(MESSAGE_OVERHEAD);
     let front = match prev {
         Some(p) if next_call && policy.stable_prefix && policy.keep_front > 0.0 => {
             // The units pushed since the previous plan (the ones that did not fit after it) go in
             // after the front, with the marker of the gap before them.
-            let new_units: usize = costs.get(p.units.saturating_sub(1)..).unwrap_or_default().iter().map(|c| c.cost + c.first_header).sum();
+            let new_units: usize = base_costs.get(p.units.saturating_sub(1)..).unwrap_or_default().iter().map(|c| c.cost + c.first_header).sum();
             let need = new_units + marker + MESSAGE_OVERHEAD;
             let limit = (((avail as f32) * policy.keep_front) as usize).min(avail.saturating_sub(need));
-            kept_front(ctx, p, policy, clear_before, &costs, marker, limit)
+            kept_front(ctx, p, policy, clear_before, &base_costs, marker, limit)
         }
         _ => None,
     };
-    // With a kept front, the shares below are of what the front leaves.
-    let base = match &front {
-        Some(f) => {
-            for &u in &f.units {
-                sel.try_add(u, usize::MAX);
-            }
-            sel.reserve(f.extra);
-            sel.freeze_below(f.end);
-            sel.used()
-        }
-        None => 0,
-    };
-    let rest = avail.saturating_sub(base);
-    let share = |x: f32| base + ((rest as f32) * x) as usize;
+    let mut cuts = front.as_ref().map_or_else(Vec::new, |f| f.cuts.clone());
     let refill = if conversational { policy.refill_target } else { policy.agent_refill_target };
-    let target = if next_call && policy.stable_prefix { share(refill) } else { avail };
-    let (tail_turns, tail_share) = if next_call { (policy.tail_turns, policy.tail_share) } else { (policy.query_tail_turns, policy.query_tail_share) };
+    // The shares below are of what the front leaves (`base`: the front's tokens, 0 without one).
+    let shares = |sel: &Selection<'_>| {
+        let base = if front.is_some() { sel.used() } else { 0 };
+        let rest = avail.saturating_sub(base);
+        let target = if next_call && policy.stable_prefix { base + ((rest as f32) * refill) as usize } else { avail };
+        (base, rest, target)
+    };
+    let tail_turns = if next_call { policy.tail_turns } else { policy.query_tail_turns };
+    // An agent's latest observation larger than the refill target leaves it is cut to fit it.
+    if next_call && policy.stable_prefix && !conversational && tail_turns > 0 {
+        let costs = with_cuts(ctx, policy, clear_before, &base_costs, &cuts);
+        let sel = started(&costs, marker, front.as_ref());
+        let (_, _, target) = shares(&sel);
+        if let Some(cut) = base_costs.len().checked_sub(1).and_then(|u| latest_cut(ctx, policy, clear_before, &sel, u, target.min(avail))) {
+            cuts.push(cut);
+        }
+    }
+    let costs = with_cuts(ctx, policy, clear_before, &base_costs, &cuts);
+    let mut sel = started(&costs, marker, front.as_ref());
+    let (base, rest, target) = shares(&sel);
+    let share = |x: f32| base + ((rest as f32) * x) as usize;
+    let tail_share = if next_call { policy.tail_share } else { policy.query_tail_share };
     let tail_limit = share(tail_share);
     select::take_tail(&mut sel, tail_turns, tail_limit.min(target));
     // The latest unit goes in when it fits the refill target; after a kept front, and in an agent
-    // session (where it is the observation the model must act on), when it fits the budget (the
-    // front was cut to leave it room). In a conversation a latest unit larger than the refill
-    // target is left to the summaries (issue 10 report: letting it fill the whole budget raised
-    // tau-bench's cost at 10% from 434 to 454).
+    // session (where it is the observation the model must act on, cut above to fit the target),
+    // when it fits the budget (the front was cut to leave it room). In a conversation a latest
+    // unit larger than the refill target is left to the summaries (issue 10 report: letting it
+    // fill the whole budget raised tau-bench's cost at 10% from 434 to 454).
     if tail_turns > 0 && !costs.is_empty() {
         sel.try_add(costs.len() - 1, if front.is_some() || !conversational { avail } else { target.min(avail) });
     }
@@ -132,8 +138,78 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
         Some(f) => f.items.into_iter().chain(fresh).collect(),
         None => fresh,
     };
+    cuts.retain(|&(u, _)| sel.contains(u));
     add_span_gains(ctx.store, &mut parts, &eff, reached(ctx.store, cand_units.as_deref(), raised));
-    Ok((Plan { items, clear_before, unit_scores: eff }, Some(parts)))
+    Ok((Plan { items, clear_before, unit_scores: eff, cuts }, Some(parts)))
+}
+
+/// A selection of `costs` with the gap marker after the last unit reserved and, with a kept
+/// `front`, its units selected, its summaries' extra reserved and the units before its end closed.
+fn started<'c>(costs: &'c [UnitCost], marker: usize, front: Option<&Front>) -> Selection<'c> {
+    let mut sel = Selection::new(costs, marker);
+    // A gap after the last turn shown has no turn to ride on: its marker is a message.
+    sel.reserve(MESSAGE_OVERHEAD);
+    if let Some(f) = front {
+        for &u in &f.units {
+            sel.try_add(u, usize::MAX);
+        }
+        sel.reserve(f.extra);
+        sel.freeze_below(f.end);
+    }
+    sel
+}
+
+/// `costs` with the cut units' costs in their cut form (borrowed when there is no cut).
+fn with_cuts<'c>(ctx: &mut PlanContext<'_>, policy: &Policy, clear_before: TurnId, costs: &'c [UnitCost], cuts: &[(usize, usize)]) -> Cow<'c, [UnitCost]> {
+    if cuts.is_empty() {
+        return Cow::Borrowed(costs);
+    }
+    let mut out = costs.to_vec();
+    for &(u, max) in cuts {
+        if let Some(c) = out.get_mut(u) {
+            *c = ctx.forms.unit_cost_cut(ctx.store, ctx.counter, policy, clear_before, u, Some(max));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The smallest cut of an agent's latest observation: below it a tool output says too little to
+/// act on, and the unit is shown at this cut when it fits the budget.
+const MIN_LATEST_CUT: usize = 128;
+
+/// Cuts are multiples of this many tokens, so that close targets share one rendered form.
+const CUT_STEP: usize = 32;
+
+/// For an agent's latest unit `u` whose tool outputs would take it past `limit` in `sel`: the cut
+/// `(u, max tokens per tool output)` that makes it fit (the largest multiple of [`CUT_STEP`]
+/// found in a few exact steps), at least [`MIN_LATEST_CUT`]. `None` when it fits as it is, has no
+/// tool output, or its outputs are already shorter than the cut. Issue 10: shown whole up to the
+/// budget, the observation filled the window and the next call had to select afresh.
+fn latest_cut(ctx: &mut PlanContext<'_>, policy: &Policy, clear_before: TurnId, sel: &Selection<'_>, u: usize, limit: usize) -> Option<(usize, usize)> {
+    let room = limit as isize - sel.used() as isize;
+    let full = sel.marginal(u);
+    if full <= room {
+        return None;
+    }
+    let store = ctx.store;
+    let range = store.units().get(u)?.clone();
+    let outputs = range.filter_map(|id| store.get(id)).flat_map(|t| t.messages.iter()).filter(|m| m.tool_call_id.is_some()).count();
+    if outputs == 0 {
+        return None;
+    }
+    let full_cost = sel.cost(u) as isize;
+    let policy_max = if policy.tool_output_max_tokens == 0 { usize::MAX } else { policy.tool_output_max_tokens };
+    let (mut cap, mut excess, mut cut) = (policy_max.min(full_cost.max(0) as usize), full - room, full_cost);
+    for _ in 0..6 {
+        cap = (cap.saturating_sub((excess.max(0) as usize).div_ceil(outputs)) / CUT_STEP * CUT_STEP).max(MIN_LATEST_CUT);
+        cut = ctx.forms.unit_cost_cut(store, ctx.counter, policy, clear_before, u, Some(cap)).cost as isize;
+        excess = full - full_cost + cut - room;
+        if excess <= 0 || cap == MIN_LATEST_CUT {
+            break;
+        }
+    }
+    // Outputs within the cut already: cutting changes nothing.
+    (cut < full_cost).then_some((u, cap))
 }
 
 /// The largest summary of one run: `summary_max_tokens`, or in a per-call window of a history that
@@ -157,25 +233,45 @@ struct Front {
     end: usize,
     /// Tokens their summaries take beyond the marker bound the selection counts for each gap.
     extra: usize,
+    /// The previous plan's cuts of these units ([`Plan::cuts`]), kept so they render as they did.
+    cuts: Vec<(usize, usize)>,
 }
 
 /// The longest run of the previous plan's leading items, ending with a unit, that costs at most
 /// `limit` tokens and renders as it did: every unit existed unchanged then and takes the same form
 /// under the new clear boundary (a tool output that has since been cleared ends the front). Those
 /// messages are the next call's cached prefix; `None` when no unit qualifies.
-fn kept_front(ctx: &PlanContext<'_>, prev: &Prefix, policy: &Policy, clear_before: TurnId, costs: &[UnitCost], marker: usize, limit: usize) -> Option<Front> {
+fn kept_front(
+    ctx: &mut PlanContext<'_>,
+    prev: &Prefix,
+    policy: &Policy,
+    clear_before: TurnId,
+    costs: &[UnitCost],
+    marker: usize,
+    limit: usize,
+) -> Option<Front> {
     let store = ctx.store;
     let units = store.units();
     // Units the history held unchanged when the previous plan was made.
     let last_same = units.get(prev.units.saturating_sub(1)).is_some_and(|u| u.end == prev.last_end);
     let stable = if last_same { prev.units } else { prev.units.saturating_sub(1) };
     let same_form = |u: usize| {
-        units.get(u).is_some_and(|r| r.clone().all(|id| form_of(store, id, policy, prev.plan.clear_before) == form_of(store, id, policy, clear_before)))
+        let cut = prev.plan.cut_of(u);
+        units
+            .get(u)
+            .is_some_and(|r| r.clone().all(|id| form_cut(store, id, policy, prev.plan.clear_before, cut) == form_cut(store, id, policy, clear_before, cut)))
+    };
+    let mut cost_of = |u: usize| match prev.plan.cut_of(u) {
+        None => costs.get(u).map_or(usize::MAX / 2, |c| c.cost + c.first_header),
+        Some(max) => {
+            let c = ctx.forms.unit_cost_cut(store, ctx.counter, policy, clear_before, u, Some(max));
+            c.cost + c.first_header
+        }
     };
     let (mut used, mut extra, mut cut) = (0usize, 0usize, None);
     for (i, it) in prev.plan.items.iter().enumerate() {
         used += match it {
-            Item::Unit(u) if *u < stable && same_form(*u) => costs.get(*u).map_or(usize::MAX / 2, |c| c.cost + c.first_header),
+            Item::Unit(u) if *u < stable && same_form(*u) => cost_of(*u),
             Item::Unit(_) => break,
             Item::Summary { tokens, .. } => {
                 extra += tokens.saturating_sub(marker);
@@ -197,7 +293,8 @@ fn kept_front(ctx: &PlanContext<'_>, prev: &Prefix, policy: &Policy, clear_befor
     let (n, end, extra) = cut?;
     let items: Vec<Item> = prev.plan.items.get(..n)?.to_vec();
     let units = items.iter().filter_map(Item::unit).collect();
-    Some(Front { items, units, end, extra })
+    let cuts = prev.plan.cuts.iter().copied().filter(|&(u, _)| u < end).collect();
+    Some(Front { items, units, end, extra, cuts })
 }
 
 /// The units holding the candidate turns `ids` (sorted), each once, in order (each turn's unit is

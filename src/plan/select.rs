@@ -52,6 +52,11 @@ impl<'a> Selection<'a> {
         self.used += n;
     }
 
+    /// Unit `u`'s own cost (without headers and markers).
+    pub(crate) fn cost(&self, u: usize) -> usize {
+        self.units.get(u).map_or(0, |c| c.cost)
+    }
+
     pub(crate) fn used(&self) -> usize {
         self.used
     }

@@ -3,7 +3,7 @@
 //! last turn shown), exact counts per message and in total, and one report line per turn.
 
 use crate::message::{Message, Origin};
-use crate::plan::costs::{Form, form_of};
+use crate::plan::costs::{Form, form_cut};
 use crate::plan::gaps::marker_text;
 use crate::plan::{Item, Plan, PlanContext};
 use crate::policy::Policy;
@@ -138,8 +138,9 @@ pub(crate) fn build(ctx: &mut PlanContext<'_>, plan: &Plan, policy: &Policy, sco
         match item {
             Item::Unit(u) => {
                 let Some(r) = units.get(*u).cloned() else { continue };
+                let cut = plan.cut_of(*u);
                 for id in r.clone() {
-                    let form = form_of(ctx.store, id, policy, plan.clear_before);
+                    let form = form_cut(ctx.store, id, policy, plan.clear_before, cut);
                     b.turn(ctx, id, form);
                 }
                 if r.end == n_turns {

@@ -424,3 +424,34 @@ fn the_latest_tool_result_is_shown_at_a_small_budget() {
         assert!(w.text().contains("parse_expr_5"), "budget {budget}");
     }
 }
+
+/// Issue 10: an agent's latest tool result larger than what a re-selection leaves it (a fifth of
+/// the budget after the pins) is cut tighter than `tool_output_max_tokens` (600) to fit it, with
+/// its visible marker and its tail, instead of filling the window; the next call, which appends,
+/// renders it exactly as before (the cut is part of the plan, so the prefix stays stable).
+#[test]
+fn a_large_latest_tool_result_is_cut_to_the_refill_target() {
+    let budget = 2000;
+    let mut e = engine("ctxwin");
+    let mut turns = agent();
+    turns.pop();
+    push_all(&mut e, turns);
+    let w = ok(e.assemble(budget));
+    let last = w.report().last().cloned();
+    let Some(last) = last else { panic!("no report") };
+    assert_eq!(last.fate, Fate::Truncated);
+    assert!(last.shown_tokens < 450, "latest result shown in {} tokens", last.shown_tokens);
+    let text = w.text();
+    assert!(text.contains("tokens omitted …") && text.contains("parse_expr_5"), "marker and tail kept");
+    assert!(w.total_tokens() <= budget);
+    assert_eq!(ok(recount_openai(&w.to_openai(), w.encoding())), w.total_tokens());
+    assert_eq!(check_openai(&w.to_openai()), Ok(()));
+    // A short step appended: the window extends the previous one, the cut result unchanged.
+    ok(e.push(Turn::assistant("Looking at parse_expr_5.")));
+    let w2 = ok(e.assemble(budget));
+    let (a, b) = (w.to_openai(), w2.to_openai());
+    let n = a.as_array().map_or(0, Vec::len);
+    assert!(n > 0 && b.as_array().is_some_and(|m| m.len() > n && m[..n] == a.as_array().unwrap()[..]), "the second window starts with the first");
+    let cut = w2.report().iter().find(|l| l.turn == last.turn).map(|l| (l.fate.clone(), l.shown_tokens));
+    assert_eq!(cut, Some((Fate::Truncated, last.shown_tokens)));
+}
