@@ -163,6 +163,11 @@ pub struct Policy {
     /// `summary_max_tokens`). A larger window holds a larger summary, whose reference list is what
     /// an agent session's long-range recall is made of (ARCHITECTURE.md §4, step 6).
     pub(crate) agent_summary_share: f32,
+    /// In a history that is not conversational, the share of what a re-selection's refill target
+    /// leaves that the latest unit (the observation the model acts on) may take: a larger one is
+    /// shown cut (its tool outputs, or the text of a turn without any, head + tail) to fit it
+    /// (ARCHITECTURE.md §4, step 2). The rest of the target is the recent tail's.
+    pub(crate) agent_latest_share: f32,
     /// Share of the budget a re-selection may keep of the previous window's leading items (the
     /// kept front, ARCHITECTURE.md §4 step 2) so the prompt cache still covers them; 0 re-selects
     /// the whole window.
@@ -204,8 +209,9 @@ impl Default for Policy {
             compaction_summary_share: 0.15,
             stable_prefix: true,
             refill_target: 0.6,
-            agent_refill_target: 0.2,
+            agent_refill_target: 0.175,
             agent_summary_share: 0.2,
+            agent_latest_share: 0.5,
             keep_front: 1.0,
         }
     }
@@ -471,6 +477,7 @@ impl Policy {
         unit("refill_target", self.refill_target)?;
         unit("agent_refill_target", self.agent_refill_target)?;
         unit("agent_summary_share", self.agent_summary_share)?;
+        unit("agent_latest_share", self.agent_latest_share)?;
         unit("keep_front", self.keep_front)?;
         if self.summary_min_tokens > self.summary_max_tokens {
             return Err(format!("field `summary_min_tokens` ({}) must not exceed `summary_max_tokens` ({})", self.summary_min_tokens, self.summary_max_tokens));

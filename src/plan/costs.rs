@@ -22,6 +22,9 @@ pub(crate) enum Form {
     Truncated(usize),
     /// Tool outputs replaced by a placeholder.
     Cleared,
+    /// A turn without tool output whose text messages over this many tokens are shown head +
+    /// tail: the text of an agent's latest unit under a plan's cut ([`crate::plan::Plan::cuts`]).
+    Cut(usize),
 }
 
 /// What unit costs depend on besides the history and the clear boundary: the tool output caps
@@ -72,12 +75,14 @@ pub(crate) fn clear_boundary(store: &Store, policy: &Policy) -> TurnId {
     }
 }
 
-/// The form turn `id` takes under `policy`, given where clearing starts, with its tool outputs cut
-/// to at most `cut` tokens when given (a plan's tighter cut of one unit,
-/// [`crate::plan::Plan::cuts`]); a cleared output stays cleared.
+/// The form turn `id` takes under `policy`, given where clearing starts, with its tool outputs (or,
+/// in a turn without any, its text) cut to at most `cut` tokens when given (a plan's tighter cut
+/// of one unit, [`crate::plan::Plan::cuts`]); a cleared output stays cleared.
 pub(crate) fn form_cut(store: &Store, id: TurnId, policy: &Policy, clear_before: TurnId, cut: Option<usize>) -> Form {
-    let t = match store.get(id) {
-        Some(t) if t.tool_output_tokens() > 0 => t,
+    let t = match (store.get(id), cut) {
+        (Some(t), _) if t.tool_output_tokens() > 0 => t,
+        // Pre-checked by bytes (a token is at least one byte), as below.
+        (Some(t), Some(c)) if t.messages.iter().any(|m| m.tool_call_id.is_none() && m.content.len() > c) => return Form::Cut(c),
         _ => return Form::Verbatim,
     };
     let max = if id < clear_before {
@@ -154,7 +159,14 @@ impl Forms {
                     let name = store.call_name(&cid).unwrap_or("tool");
                     m.content = crate::markers::tool_output_cleared(name, &cid, tokens, id);
                 }
-                Form::Truncated(_) | Form::Verbatim => {}
+                Form::Truncated(_) | Form::Cut(_) | Form::Verbatim => {}
+            }
+        }
+        if let Form::Cut(max) = form {
+            for m in msgs.iter_mut().filter(|m| m.tool_call_id.is_none()) {
+                if counter.count(&m.content) > max {
+                    m.content = head_tail(counter, &m.content, max);
+                }
             }
         }
         let total: usize = msgs.iter_mut().map(|m| m.counted(counter)).sum();

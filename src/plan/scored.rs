@@ -87,12 +87,13 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
         (base, rest, target)
     };
     let tail_turns = if next_call { policy.tail_turns } else { policy.query_tail_turns };
-    // An agent's latest observation larger than the refill target leaves it is cut to fit it.
+    // An agent's latest observation larger than its share of the refill target is cut to fit it.
     if next_call && policy.stable_prefix && !conversational && tail_turns > 0 {
         let costs = with_cuts(ctx, policy, clear_before, &base_costs, &cuts);
         let sel = started(&costs, marker, front.as_ref());
         let (_, _, target) = shares(&sel);
-        if let Some(cut) = base_costs.len().checked_sub(1).and_then(|u| latest_cut(ctx, policy, clear_before, &sel, u, target.min(avail))) {
+        let limit = sel.used() + ((target.min(avail).saturating_sub(sel.used()) as f32) * policy.agent_latest_share) as usize;
+        if let Some(cut) = base_costs.len().checked_sub(1).and_then(|u| latest_cut(ctx, policy, clear_before, &sel, u, limit)) {
             cuts.push(cut);
         }
     }
@@ -180,11 +181,12 @@ const MIN_LATEST_CUT: usize = 128;
 /// Cuts are multiples of this many tokens, so that close targets share one rendered form.
 const CUT_STEP: usize = 32;
 
-/// For an agent's latest unit `u` whose tool outputs would take it past `limit` in `sel`: the cut
-/// `(u, max tokens per tool output)` that makes it fit (the largest multiple of [`CUT_STEP`]
-/// found in a few exact steps), at least [`MIN_LATEST_CUT`]. `None` when it fits as it is, has no
-/// tool output, or its outputs are already shorter than the cut. Issue 10: shown whole up to the
-/// budget, the observation filled the window and the next call had to select afresh.
+/// For an agent's latest unit `u` that would take `sel` past `limit`: the cut `(u, max tokens per
+/// message)` of its tool outputs, or of its text in a turn without any ([`form_cut`]), that makes
+/// it fit (the largest multiple of [`CUT_STEP`] found in a few exact steps), at least
+/// [`MIN_LATEST_CUT`]. `None` when it fits as it is or a cut would not shorten it. Issue 10: shown
+/// whole up to the budget, the observation filled the window and the next call had to select
+/// afresh.
 fn latest_cut(ctx: &mut PlanContext<'_>, policy: &Policy, clear_before: TurnId, sel: &Selection<'_>, u: usize, limit: usize) -> Option<(usize, usize)> {
     let room = limit as isize - sel.used() as isize;
     let full = sel.marginal(u);
@@ -193,7 +195,8 @@ fn latest_cut(ctx: &mut PlanContext<'_>, policy: &Policy, clear_before: TurnId, 
     }
     let store = ctx.store;
     let range = store.units().get(u)?.clone();
-    let outputs = range.filter_map(|id| store.get(id)).flat_map(|t| t.messages.iter()).filter(|m| m.tool_call_id.is_some()).count();
+    // The messages a cut shortens: tool outputs, and the text of a turn without any (`form_cut`).
+    let outputs = range.filter_map(|id| store.get(id)).flat_map(|t| t.messages.iter()).filter(|m| !m.content.is_empty()).count();
     if outputs == 0 {
         return None;
     }

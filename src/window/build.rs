@@ -74,6 +74,8 @@ impl Builder {
                     // date header alone was priced at push; a marker's price is cached per gap.
                     let extra = match (marker, ctx.store.get(id)) {
                         _ if m.content.is_empty() => ctx.counter.count(&prefix),
+                        // Cut text: its price was not taken at push, nor cached for this form.
+                        _ if matches!(form, Form::Cut(_)) => header_extra(ctx.counter, &prefix, &m.content),
                         (None, Some(t)) => t.header_extra(),
                         (Some((first, last)), _) => ctx.forms.marker_extra(ctx.counter, (id, last - first + 1, dated), &prefix, &m.content),
                         (None, None) => header_extra(ctx.counter, &prefix, &m.content),
@@ -95,7 +97,7 @@ impl Builder {
         }
         let fate = match form {
             Form::Verbatim => Fate::Kept,
-            Form::Truncated(_) => Fate::Truncated,
+            Form::Truncated(_) | Form::Cut(_) => Fate::Truncated,
             Form::Cleared => Fate::Cleared,
         };
         self.events.push(Event::Shown(id, fate, cost));

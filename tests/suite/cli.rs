@@ -370,8 +370,9 @@ fn samples_subcommand_reproduces_the_committed_samples() {
 /// compaction's — re-written for issue 10's reference list, ranked by recurrence, and
 /// `agent_refill_target` 0.2; ctxwin's 10% runs of the two small tool-using chats for the latest
 /// unit being shown whenever it fits in a history that is not conversational; ctxwin's 10% and
-/// 25% runs of the Claude Code and synthetic agent samples for that latest unit's tool output cut
-/// to the refill target when it is larger): a change of behaviour shows up here as a changed number.
+/// 25% runs of the Claude Code and synthetic agent samples for that latest unit cut to fit
+/// `agent_latest_share` of the refill target, and `agent_refill_target` 0.175): a change of
+/// behaviour shows up here as a changed number.
 #[test]
 fn compare_on_the_samples_matches_the_snapshot() {
     let snapshot: serde_json::Value =

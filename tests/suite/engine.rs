@@ -150,7 +150,7 @@ fn agent() -> Vec<Turn> {
 fn long_tool_output_is_shown_head_and_tail_and_recallable() {
     let mut e = engine("ctxwin");
     push_all(&mut e, agent());
-    // 5,000 tokens (was 3,000): since `agent_refill_target` 0.2 (issue 10) a fresh window of this
+    // 5,000 tokens (was 3,000): since `agent_refill_target` 0.2 (issue 10; now 0.175) a fresh window of this
     // agent session fills a fifth of the budget with turns, which at 3,000 holds the closing
     // assistant turn (the latest unit, always shown) but not the cut output before it (the summary
     // lists what it mentions). When the output is the latest unit it is shown: see
@@ -423,6 +423,34 @@ fn the_latest_tool_result_is_shown_at_a_small_budget() {
         assert!(matches!(last, Some(Fate::Truncated | Fate::Kept)), "budget {budget}: latest tool result {last:?}");
         assert!(w.text().contains("parse_expr_5"), "budget {budget}");
     }
+}
+
+/// Issue 10: when the latest unit is large for the agent's own message (a long THOUGHT before a
+/// short command), its text is cut head + tail to fit, the call's arguments stay whole, and the
+/// window stays exact and well-formed in both request shapes.
+#[test]
+fn a_long_latest_thought_is_cut_and_its_call_kept_whole() {
+    let budget = 2000;
+    let mut e = engine("ctxwin");
+    let mut turns = agent();
+    turns.pop();
+    push_all(&mut e, turns);
+    let thought = format!("THOUGHT: {}I will now run parse_expr_7 alone.", "Considering the borrow of the moved value once more. ".repeat(150));
+    ok(e.push(Turn::tool_call(Some(thought), "call_7".to_string(), "bash", json!({"command": "cargo test parse_expr_7 -- --exact"}))));
+    ok(e.push(Turn::tool_result("call_7".to_string(), "test result: ok. 1 passed".to_string(), false)));
+    let w = ok(e.assemble(budget));
+    let call = w.report().iter().rev().nth(1).cloned();
+    let Some(call) = call else { panic!("no report") };
+    assert_eq!(call.fate, Fate::Truncated, "the long thought is cut");
+    assert!(call.shown_tokens < call.tokens / 2, "{} of {} tokens shown", call.shown_tokens, call.tokens);
+    let openai = w.to_openai();
+    let text = openai.to_string();
+    assert!(text.contains("tokens omitted …") && text.contains("THOUGHT: Considering") && text.contains("parse_expr_7 alone."), "head, marker and tail");
+    assert!(text.contains("cargo test parse_expr_7 -- --exact"), "arguments whole");
+    assert!(w.total_tokens() <= budget);
+    assert_eq!(ok(recount_openai(&openai, w.encoding())), w.total_tokens());
+    assert_eq!(check_openai(&openai), Ok(()));
+    assert_eq!(check_anthropic(&w.to_anthropic()), Ok(()));
 }
 
 /// Issue 10: an agent's latest tool result larger than what a re-selection leaves it (a fifth of
