@@ -300,11 +300,18 @@ impl TokenCounter {
     /// header's and the first one or two of the content. The splitting is lazy, so a 19k-token
     /// turn costs a copy, not an encoding.
     pub(crate) fn prefix_extra(&mut self, header: &str, content: &str) -> usize {
+        usize::try_from(self.prefix_delta(header, content)).unwrap_or(0)
+    }
+
+    /// `count(header + content) - count(content)`, signed (a header ending in a space can make the
+    /// content's first piece cheaper), counted as [`TokenCounter::prefix_extra`] counts.
+    pub(crate) fn prefix_delta(&mut self, header: &str, content: &str) -> isize {
+        let signed = |n: usize| isize::try_from(n).unwrap_or(isize::MAX);
         if header.is_empty() {
             return 0;
         }
         if content.is_empty() {
-            return self.count(header);
+            return signed(self.count(header));
         }
         let joined = [header, content].concat();
         let h = header.len();
@@ -314,7 +321,7 @@ impl TokenCounter {
         let (mut end_with, mut end_without, mut with_tokens, mut without_tokens) = (0usize, 0usize, 0usize, 0usize);
         loop {
             if end_with > 0 && end_with == end_without + h {
-                return with_tokens.saturating_sub(without_tokens);
+                return signed(with_tokens) - signed(without_tokens);
             }
             // Advance whichever split is behind.
             let (split, end, tokens) =
@@ -324,7 +331,7 @@ impl TokenCounter {
             *tokens += with_piece_memo(self.encoding, |memo| piece_count(memo, self.bpe, piece));
         }
         // Unreachable (both splits end at the end of `content`), counted whole if it ever is.
-        self.count(&joined).saturating_sub(self.count(content))
+        signed(self.count(&joined)) - signed(self.count(content))
     }
 
     /// Exact count of `text`, not cached.

@@ -50,10 +50,13 @@ pub(crate) struct Forms {
     /// The turns holding tool results among the first `results_seen` turns, in order.
     results: Vec<TurnId>,
     results_seen: usize,
-    /// Tokens a gap marker of `n` turns (with the date header when `dated`) adds in front of turn
-    /// `id`'s first message that is not a tool result, by `(id, n, dated)`: that message is the
-    /// same in every form, and a gap usually stays the same from one window to the next.
-    marker_extras: FxHashMap<(TurnId, usize, bool), usize>,
+    /// Tokens the space after a gap marker (and the date header when `dated`) adds in front of
+    /// turn `id`'s first message that is not a tool result, by `(id, dated)`: that message is the
+    /// same in every form but `Form::Cut` (priced apart), and the marker itself is priced alone
+    /// (see [`Forms::marker_extra`]), so one entry serves every gap before the turn.
+    marker_extras: FxHashMap<(TurnId, bool), isize>,
+    /// Tokens of the marker of a gap of `n` turns, by `n`.
+    marker_tokens: FxHashMap<usize, usize>,
 }
 
 /// Entries of [`Forms::marker_extras`] past which it is emptied (a few MB at most).
@@ -106,18 +109,44 @@ pub(crate) fn form_cut(store: &Store, id: TurnId, policy: &Policy, clear_before:
 }
 
 impl Forms {
-    /// [`header_extra`] of `prefix` (a gap marker of `gap` turns, then the date header when
-    /// `dated`) in front of `content`, the first message of turn `id` that is not a tool result.
+    /// [`header_extra`] of `prefix` (a gap marker of `gap` turns, then a space and the date header
+    /// when `dated`) in front of `content`, the first message of turn `id` that is not a tool
+    /// result. The marker ends with `]`, and the tokenizer's pre-split always ends a piece there
+    /// when a space follows (`]` can neither start a word piece nor take the space into its
+    /// punctuation piece), so the price is exactly the marker's own tokens plus what the rest of
+    /// the prefix adds to the content, which depends on the turn alone and is cached per turn: one
+    /// entry serves every gap (a query window's gaps differ from one query to the next). A prefix
+    /// not of that shape is counted as a whole.
     pub(crate) fn marker_extra(&mut self, counter: &mut TokenCounter, (id, gap, dated): (TurnId, usize, bool), prefix: &str, content: &str) -> usize {
-        if let Some(&n) = self.marker_extras.get(&(id, gap, dated)) {
-            return n;
-        }
+        let marker = crate::markers::omitted(gap);
+        let Some(rest) = prefix.strip_prefix(marker.as_str()).filter(|r| r.starts_with(' ') && marker.ends_with(']')) else {
+            return header_extra(counter, prefix, content);
+        };
         if self.marker_extras.len() >= MARKER_EXTRAS_MAX {
             self.marker_extras.clear();
         }
-        let n = header_extra(counter, prefix, content);
-        self.marker_extras.insert((id, gap, dated), n);
-        n
+        // Signed: a space before the content usually merges into its first token for free, and
+        // can make it one token shorter (`" Caroline"` is one token, `"Caroline"` two).
+        let joint = match self.marker_extras.get(&(id, dated)) {
+            Some(&n) => n,
+            None => {
+                let n = counter.prefix_delta(rest, content);
+                self.marker_extras.insert((id, dated), n);
+                n
+            }
+        };
+        let own = match self.marker_tokens.get(&gap) {
+            Some(&n) => n,
+            None => {
+                if self.marker_tokens.len() >= MARKER_EXTRAS_MAX {
+                    self.marker_tokens.clear();
+                }
+                let n = counter.count(&marker);
+                self.marker_tokens.insert(gap, n);
+                n
+            }
+        };
+        own.saturating_add_signed(joint)
     }
 
     /// [`clear_boundary`] from an index of the result turns, extended by the turns pushed since
@@ -377,6 +406,57 @@ mod tests {
             String::new()
         };
         format!("{}\n{}\n{}", decode(0, head_n), crate::markers::tokens_omitted(omitted), decode(toks.len() - tail_n, toks.len()))
+    }
+
+    /// A gap marker's price, the marker's own tokens plus the turn's cached joint, is what counting
+    /// marker, space, date header and content together gives: every gap size (1 turn, 2–9, 10 to
+    /// 100,000) before contents that start with letters, capitals, digits, spaces, newlines,
+    /// punctuation, brackets, slashes, apostrophes, emoji and CJK, dated or not.
+    #[test]
+    fn marker_prices_split_after_the_marker() {
+        let mut counter = TokenCounter::new(Encoding::O200kBase, 1024);
+        let mut forms = Forms::default();
+        let starts = [
+            "Caroline: hi",
+            "hello",
+            "Hello there",
+            "42 apples",
+            " leading space",
+            "  two spaces",
+            "\nnewline first",
+            "\n\nx",
+            "(paren)",
+            "]bracket",
+            "[bracket",
+            "/path/to",
+            "'s quoted",
+            "’curly",
+            "😀 emoji",
+            "日本語のテキスト",
+            "-dash",
+            "...",
+            "\tTab",
+            "x",
+            "A",
+            "é accent",
+            "$5",
+            "#tag",
+            "://",
+            "] ",
+            " ",
+            "a]b",
+        ];
+        for (id, start) in starts.iter().enumerate() {
+            let content = start.replace("\\n", "\n").replace("\\t", "\t");
+            for dated in [false, true] {
+                for gap in [1, 2, 9, 10, 99, 100, 1000, 12_345, 100_000] {
+                    let date = if dated { crate::store::header("2023-05-08 13:56") } else { String::new() };
+                    let prefix = format!("{} {date}", crate::markers::omitted(gap));
+                    let want = header_extra(&mut counter, &prefix, &content);
+                    assert_eq!(forms.marker_extra(&mut counter, (id, gap, dated), &prefix, &content), want, "{content:?} gap {gap} dated {dated}");
+                }
+            }
+        }
     }
 
     /// Encoding only the edges gives what encoding the whole output gives (naive oracle), on tool

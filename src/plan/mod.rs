@@ -406,19 +406,27 @@ pub(crate) fn cover(plan: &mut Plan, n_units: usize) {
     if next < n_units {
         runs.push((next, n_units - 1));
     }
-    for (start, last) in runs {
-        let marker = Item::Marker { first_unit: start, last_unit: last };
-        // Before the first item that comes after the run in the window's order.
-        let at = plan
-            .items
-            .iter()
-            .position(|it| match it {
-                Item::Unit(x) => *x > start,
-                Item::Summary { first_unit, .. } | Item::Marker { first_unit, .. } => *first_unit > start,
-            })
-            .unwrap_or(plan.items.len());
-        plan.items.insert(at, marker);
+    if runs.is_empty() {
+        return;
     }
+    // Each run's marker goes before the first item whose first unit comes after the run's start.
+    // That position only moves forward as the starts grow (and a marker put in never comes after a
+    // later start), so one merge pass places them all.
+    let first = |it: &Item| match it {
+        Item::Unit(x) => *x,
+        Item::Summary { first_unit, .. } | Item::Marker { first_unit, .. } => *first_unit,
+    };
+    let old = std::mem::take(&mut plan.items);
+    let mut items = Vec::with_capacity(old.len() + runs.len());
+    let mut runs = runs.into_iter().peekable();
+    for it in old {
+        while let Some((start, last)) = runs.next_if(|&(start, _)| first(&it) > start) {
+            items.push(Item::Marker { first_unit: start, last_unit: last });
+        }
+        items.push(it);
+    }
+    items.extend(runs.map(|(start, last)| Item::Marker { first_unit: start, last_unit: last }));
+    plan.items = items;
 }
 
 #[cfg(test)]
