@@ -195,21 +195,34 @@ fn latest_cut(ctx: &mut PlanContext<'_>, policy: &Policy, clear_before: TurnId, 
     }
     let store = ctx.store;
     let range = store.units().get(u)?.clone();
-    // The messages a cut shortens: tool outputs, and the text of a turn without any (`form_cut`).
-    let outputs = range.filter_map(|id| store.get(id)).flat_map(|t| t.messages.iter()).filter(|m| !m.content.is_empty()).count();
-    if outputs == 0 {
-        return None;
-    }
     let full_cost = sel.cost(u) as isize;
     let policy_max = if policy.tool_output_max_tokens == 0 { usize::MAX } else { policy.tool_output_max_tokens };
-    let (mut cap, mut excess, mut cut) = (policy_max.min(full_cost.max(0) as usize), full - room, full_cost);
-    for _ in 0..6 {
-        cap = (cap.saturating_sub((excess.max(0) as usize).div_ceil(outputs)) / CUT_STEP * CUT_STEP).max(MIN_LATEST_CUT);
+    // The tokens each message a cut shortens takes now: tool outputs (within the policy's cut), and
+    // the text of a turn without any (`form_cut`).
+    let mut sizes: Vec<usize> = Vec::new();
+    for t in range.filter_map(|id| store.get(id)) {
+        let tool = t.tool_output_tokens() > 0;
+        for m in t.messages.iter().filter(|m| m.tool_call_id.is_some() == tool && !m.content.is_empty()) {
+            let n = ctx.counter.count(&m.content);
+            sizes.push(if tool { n.min(policy_max) } else { n });
+        }
+    }
+    let largest = sizes.iter().copied().max()?;
+    // A cut message takes about its cap: the largest cap whose estimate fits, then exact steps
+    // (each cut is a salient cut of a long output: the estimate spares most of them).
+    let estimate = |cap: usize| full_cost - sizes.iter().map(|&n| n.saturating_sub(cap) as isize).sum::<isize>();
+    let mut cap = (largest / CUT_STEP * CUT_STEP).max(MIN_LATEST_CUT);
+    while cap > MIN_LATEST_CUT && full - full_cost + estimate(cap) > room {
+        cap = cap.saturating_sub(CUT_STEP).max(MIN_LATEST_CUT);
+    }
+    let mut cut = full_cost;
+    for _ in 0..3 {
         cut = ctx.forms.unit_cost_cut(store, ctx.counter, policy, clear_before, u, Some(cap)).cost as isize;
-        excess = full - full_cost + cut - room;
+        let excess = full - full_cost + cut - room;
         if excess <= 0 || cap == MIN_LATEST_CUT {
             break;
         }
+        cap = (cap.saturating_sub((excess as usize).div_ceil(sizes.len())) / CUT_STEP * CUT_STEP).max(MIN_LATEST_CUT);
     }
     // Outputs within the cut already: cutting changes nothing.
     (cut < full_cost).then_some((u, cap))
