@@ -281,7 +281,15 @@ impl Store {
         self.check_pairs(&turn, &results)?;
         let id = self.turns.len();
         let (mut messages, text) = render_turn(id, &turn);
-        let tokens: usize = messages.iter_mut().map(|m| m.counted(counter)).sum();
+        // Each message counted once: a tool result's content count is also its output's tokens.
+        let (mut tokens, mut tool_output_tokens) = (0, 0);
+        for m in messages.iter_mut() {
+            let (n, content) = m.counted_parts(counter);
+            tokens += n;
+            if m.tool_call_id.is_some() {
+                tool_output_tokens += content;
+            }
+        }
         let header_extra = match (turn.timestamp(), messages.last()) {
             (Some(ts), Some(first)) => {
                 let first = messages.iter().find(|m| m.tool_call_id.is_none()).unwrap_or(first);
@@ -289,7 +297,6 @@ impl Store {
             }
             _ => 0,
         };
-        let tool_output_tokens: usize = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
         let salient_lines = std::sync::OnceLock::new();
         if !self.rebuilding {
             let _ = salient_lines.set(self.salient_lines(&messages, id));
