@@ -20,7 +20,7 @@ use rustc_hash::FxHashSet;
 
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
-pub use record::{Derived, Entry, Record, Snapshot, SummaryRow, validate_id};
+pub use record::{Derived, EncodedRecords, Entry, Record, Snapshot, SummaryRow, validate_id};
 #[cfg(feature = "replay")]
 pub use replay::{DurableCost, DurableReplay, compare_durable, replay_durable};
 pub use sessions::{Sessions, SessionsConfig};
@@ -51,7 +51,7 @@ pub trait SessionStore: Send + Sync {
     /// reaches them (so the lexical index's thread starts on the first turns while the rest are
     /// still being decoded, and the store's connection is not held while they are). `Ok(None)`
     /// when the store does not offer it (the default): the reopen then calls `load`.
-    fn load_encoded(&self, session: &str) -> Result<Option<(Snapshot, Vec<(u64, String)>)>> {
+    fn load_encoded(&self, session: &str) -> Result<Option<(Snapshot, EncodedRecords)>> {
         let _ = session;
         Ok(None)
     }

@@ -109,6 +109,9 @@ impl FlatRecord {
     }
 }
 
+/// Records as stored, `(sequence number, JSON)`, in order: what [`Record::decode`] reads.
+pub type EncodedRecords = Vec<(u64, String)>;
+
 /// A stored record and its per-session sequence number (1, 2, 3, … without gaps).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {

@@ -13,7 +13,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use rustc_hash::FxHashMap;
 
 use super::SessionStore;
-use super::record::{Derived, Entry, Record, Snapshot, SummaryRow};
+use super::record::{Derived, EncodedRecords, Entry, Record, Snapshot, SummaryRow};
 use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of a ctxwin session file ("ctxw").
@@ -380,7 +380,7 @@ fn read_entries(conn: &Connection, name: &str, session: &str, after: u64, counts
 
 /// The records after `after`, in order, as stored: `(seq, JSON)`; with `counts`, the token counts
 /// stored with them are added to it.
-fn read_encoded(conn: &Connection, session: &str, after: u64, mut counts: Option<&mut Vec<Vec<u8>>>) -> rusqlite::Result<Vec<(u64, String)>> {
+fn read_encoded(conn: &Connection, session: &str, after: u64, mut counts: Option<&mut Vec<Vec<u8>>>) -> rusqlite::Result<EncodedRecords> {
     let mut st = conn.prepare_cached("SELECT seq, body, counts FROM records WHERE session = ?1 AND seq > ?2 ORDER BY seq")?;
     let mut rows = st.query(params![session, after as i64])?;
     let mut out = Vec::new();
@@ -425,7 +425,7 @@ fn exists(conn: &Connection, session: &str) -> rusqlite::Result<bool> {
 impl SqliteStore {
     /// Everything stored for the session, its records still encoded (`(seq, JSON)`, in order):
     /// read in one read transaction, and decoded by the caller after the connection is released.
-    fn load_parts(&self, session: &str) -> Result<(Snapshot, Vec<(u64, String)>)> {
+    fn load_parts(&self, session: &str) -> Result<(Snapshot, EncodedRecords)> {
         let mut db = self.lock()?;
         let fail = self.err(session);
         let Db { conn, seen, .. } = &mut *db;
@@ -478,7 +478,7 @@ impl SessionStore for SqliteStore {
         Ok(snap)
     }
 
-    fn load_encoded(&self, session: &str) -> Result<Option<(Snapshot, Vec<(u64, String)>)>> {
+    fn load_encoded(&self, session: &str) -> Result<Option<(Snapshot, EncodedRecords)>> {
         self.load_parts(session).map(Some)
     }
 
