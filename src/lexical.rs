@@ -88,10 +88,13 @@ enum WordTerm {
 }
 
 /// Each word's [`WordTerm`], bounded by [`WORD_MEMO_WORDS`] (cleared when full), and the analyzer
-/// that computes a word not in it (made at the first such word).
+/// that computes a word not in it (made at the first such word). Words of up to 16 bytes (nearly
+/// all) are keyed by [`short_key`]: a lookup hashes and compares two integers instead of hashing
+/// the bytes and calling `memcmp` on a key behind a pointer.
 #[derive(Default)]
 struct WordMemo {
-    terms: FxHashMap<Box<str>, WordTerm>,
+    short: FxHashMap<(u128, u8), WordTerm>,
+    long: FxHashMap<Box<str>, WordTerm>,
     word: Option<TextAnalyzer>,
 }
 
@@ -101,11 +104,34 @@ impl Clone for WordMemo {
     }
 }
 
+/// A word of at most 16 bytes as an integer key: its length, and its bytes read as two
+/// little-endian integers from its start and from its end (overlapping when shorter than their
+/// sum). The two reads cover every byte, so two words have the same key only when they are equal.
+fn short_key(word: &str) -> Option<(u128, u8)> {
+    let b = word.as_bytes();
+    let n = b.len();
+    let u32_at = |at: usize| b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes);
+    let u64_at = |at: usize| b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes);
+    let byte = |at: usize| b.get(at).copied().map_or(0, u128::from);
+    let key = match n {
+        0..=3 => byte(0) | byte(n / 2) << 8 | byte(n.saturating_sub(1)) << 16,
+        4..=8 => u128::from(u32_at(0)) | u128::from(u32_at(n - 4)) << 32,
+        9..=16 => u128::from(u64_at(0)) | u128::from(u64_at(n - 8)) << 64,
+        _ => return None,
+    };
+    Some((key, n as u8))
+}
+
 impl WordMemo {
     /// Writes `word`'s term into `out`; `false` for a stop word (dropped). A word seen before
     /// costs one lookup.
     fn write(&mut self, word: &str, out: &mut String) -> bool {
-        if let Some(term) = self.terms.get(word) {
+        let key = short_key(word);
+        let seen = match key {
+            Some(k) => self.short.get(&k),
+            None => self.long.get(word),
+        };
+        if let Some(term) = seen {
             return put(term, word, out);
         }
         let term = {
@@ -117,10 +143,14 @@ impl WordMemo {
             }
         };
         let keep = put(&term, word, out);
-        if self.terms.len() >= WORD_MEMO_WORDS {
-            self.terms.clear();
+        if self.short.len() + self.long.len() >= WORD_MEMO_WORDS {
+            self.short.clear();
+            self.long.clear();
         }
-        self.terms.insert(Box::from(word), term);
+        match key {
+            Some(k) => self.short.insert(k, term),
+            None => self.long.insert(Box::from(word), term),
+        };
         keep
     }
 }
@@ -951,6 +981,17 @@ mod tests {
         fn the_memoized_analysis_agrees_on_any_text(text in "\\PC{0,120}") {
             let mut want = tantivy_chain();
             proptest::prop_assert_eq!(tokens(&mut analyzer(), &text), tokens(&mut want, &text));
+        }
+    }
+
+    proptest::proptest! {
+        /// Two words of up to 16 bytes have the same memo key exactly when they are equal.
+        #[test]
+        fn short_keys_are_equal_only_for_equal_words(a in "[a-c1é]{0,17}", b in "[a-c1é]{0,17}") {
+            match (short_key(&a), short_key(&b)) {
+                (Some(x), Some(y)) => proptest::prop_assert_eq!(x == y, a == b),
+                (x, y) => proptest::prop_assert_eq!(x.is_none(), a.len() > 16, "{:?} {:?}", x, y),
+            }
         }
     }
 
