@@ -23,9 +23,7 @@ use tantivy::columnar::Column;
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
-use tantivy::tokenizer::{
-    Language, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
-};
+use tantivy::tokenizer::{Language, LowerCaser, RawTokenizer, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer};
 use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
@@ -41,10 +39,12 @@ const WAND_MAX_TERMS: usize = 12;
 /// Indexing memory per engine (Tantivy's minimum arena for one thread).
 const WRITER_MEMORY: usize = 15_000_000;
 
-/// The analyzer: simple tokenizer, drop tokens over 40 bytes, lower-case, English stop words,
-/// English (Porter/Snowball) stemming; the last three memoized per word ([`MemoWords`]).
+/// The analyzer: Tantivy's `SimpleTokenizer` words (runs of alphanumeric characters), those of 40
+/// bytes or more dropped (`RemoveLongFilter::limit(40)`), lower-cased, English stop words dropped,
+/// English (Porter/Snowball) stemming; one pass over the text, the last three memoized per word
+/// ([`MemoWords`]).
 fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(MemoWords).build()
+    TextAnalyzer::from(MemoWords::default())
 }
 
 /// What [`MemoWords`] does to one word: Tantivy's own lower-caser, English stop-word filter and
@@ -60,29 +60,41 @@ fn word_analyzer() -> TextAnalyzer {
 /// Distinct words a [`MemoWords`] remembers before it starts over (~0.5 MB at most).
 const WORD_MEMO_WORDS: usize = 8192;
 
-/// Lower-casing, stop words and stemming of each word, memoized: what Tantivy's `LowerCaser`,
-/// `StopWordFilter` and `Stemmer` give a word (computed by running exactly those filters on it, so
-/// the terms are the same by construction) is remembered by the word as written. Stemming was half
-/// of the CPU of indexing a turn and lower-casing another seventh, and a history repeats its words
-/// (a reopened 10,000-turn agent session: 47% of Tantivy's indexing thread in `frostem`). Each copy
-/// of the analyzer keeps its own memo; a copy starts empty, so the analyzer Tantivy hands each
-/// segment writer and query costs nothing to clone.
-#[derive(Clone, Copy, Debug, Default)]
-struct MemoWords;
+/// Words longer than this many bytes minus one are dropped (Tantivy's `RemoveLongFilter::limit`).
+const LONGEST_WORD: usize = 40;
 
-impl TokenFilter for MemoWords {
-    type Tokenizer<T: Tokenizer> = MemoWordsFilter<T>;
-
-    fn transform<T: Tokenizer>(self, tokenizer: T) -> MemoWordsFilter<T> {
-        MemoWordsFilter { inner: tokenizer, memo: WordMemo::default() }
-    }
+/// The whole analysis as one tokenizer: it splits words exactly as Tantivy's `SimpleTokenizer`
+/// does (same positions and offsets), drops the long ones as `RemoveLongFilter` does, and gives
+/// each remaining word the term Tantivy's `LowerCaser`, `StopWordFilter` and `Stemmer` give it
+/// (computed by running exactly those filters on the word, so the terms are the same by
+/// construction), remembered by the word as written. Stemming was half of the CPU of indexing a
+/// turn and lower-casing another seventh, and a history repeats its words (a reopened 10,000-turn
+/// agent session: 47% of Tantivy's indexing thread in `frostem`); splitting and looking up in one
+/// pass over the bytes copies each word once, where the chain of filters copied it twice and
+/// decoded every character. Each copy of the analyzer keeps its own memo; a copy starts empty, so
+/// the analyzer Tantivy hands each segment writer and query costs nothing to clone.
+#[derive(Clone, Default)]
+struct MemoWords {
+    token: Token,
+    memo: WordMemo,
 }
 
-/// Each word's term (`None`: a stop word, dropped), bounded by [`WORD_MEMO_WORDS`] (cleared when
-/// full), and the analyzer that computes a word not in it (made at the first such word).
+/// A word's term, as remembered: the word unchanged (already lower-case and a stem: most words of
+/// a history, kept without a copy), another text, or a stop word (dropped).
+enum WordTerm {
+    Same,
+    Other(Box<str>),
+    Stop,
+}
+
+/// Each word's [`WordTerm`], bounded by [`WORD_MEMO_WORDS`] (cleared when full), and the analyzer
+/// that computes a word not in it (made at the first such word). Words of up to 16 bytes (nearly
+/// all) are keyed by [`short_key`]: a lookup hashes and compares two integers instead of hashing
+/// the bytes and calling `memcmp` on a key behind a pointer.
 #[derive(Default)]
 struct WordMemo {
-    terms: FxHashMap<Box<str>, Option<Box<str>>>,
+    short: FxHashMap<(u128, u8), WordTerm>,
+    long: FxHashMap<Box<str>, WordTerm>,
     word: Option<TextAnalyzer>,
 }
 
@@ -92,73 +104,161 @@ impl Clone for WordMemo {
     }
 }
 
+/// A word of at most 16 bytes as an integer key: its length, and its bytes read as two
+/// little-endian integers from its start and from its end (overlapping when shorter than their
+/// sum). The two reads cover every byte, so two words have the same key only when they are equal.
+fn short_key(word: &str) -> Option<(u128, u8)> {
+    let b = word.as_bytes();
+    let n = b.len();
+    let u32_at = |at: usize| b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes);
+    let u64_at = |at: usize| b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes);
+    let byte = |at: usize| b.get(at).copied().map_or(0, u128::from);
+    let key = match n {
+        0..=3 => byte(0) | byte(n / 2) << 8 | byte(n.saturating_sub(1)) << 16,
+        4..=8 => u128::from(u32_at(0)) | u128::from(u32_at(n - 4)) << 32,
+        9..=16 => u128::from(u64_at(0)) | u128::from(u64_at(n - 8)) << 64,
+        _ => return None,
+    };
+    Some((key, n as u8))
+}
+
 impl WordMemo {
-    /// Replaces `word` by its term; `false` for a stop word (dropped). A word seen before costs one
-    /// lookup.
-    fn apply(&mut self, word: &mut String) -> bool {
-        if let Some(term) = self.terms.get(word.as_str()) {
-            return match term {
-                Some(t) => {
-                    word.clear();
-                    word.push_str(t);
-                    true
-                }
-                None => false,
-            };
+    /// Writes `word`'s term into `out`; `false` for a stop word (dropped). A word seen before
+    /// costs one lookup.
+    fn write(&mut self, word: &str, out: &mut String) -> bool {
+        let key = short_key(word);
+        let seen = match key {
+            Some(k) => self.short.get(&k),
+            None => self.long.get(word),
+        };
+        if let Some(term) = seen {
+            return put(term, word, out);
         }
         let term = {
             let mut stream = self.word.get_or_insert_with(word_analyzer).token_stream(word);
-            stream.advance().then(|| Box::<str>::from(stream.token().text.as_str()))
+            match stream.advance() {
+                true if stream.token().text == word => WordTerm::Same,
+                true => WordTerm::Other(Box::from(stream.token().text.as_str())),
+                false => WordTerm::Stop,
+            }
         };
-        if self.terms.len() >= WORD_MEMO_WORDS {
-            self.terms.clear();
+        let keep = put(&term, word, out);
+        if self.short.len() + self.long.len() >= WORD_MEMO_WORDS {
+            self.short.clear();
+            self.long.clear();
         }
-        let keep = term.is_some();
-        let written = std::mem::take(word);
-        if let Some(t) = &term {
-            word.push_str(t);
-        }
-        self.terms.insert(written.into_boxed_str(), term);
+        match key {
+            Some(k) => self.short.insert(k, term),
+            None => self.long.insert(Box::from(word), term),
+        };
         keep
     }
 }
 
-#[derive(Clone)]
-struct MemoWordsFilter<T> {
-    inner: T,
-    memo: WordMemo,
+/// Writes `term` (of `word`) into `out`; `false` for a stop word.
+fn put(term: &WordTerm, word: &str, out: &mut String) -> bool {
+    out.clear();
+    match term {
+        WordTerm::Same => out.push_str(word),
+        WordTerm::Other(t) => out.push_str(t),
+        WordTerm::Stop => return false,
+    }
+    true
 }
 
-impl<T: Tokenizer> Tokenizer for MemoWordsFilter<T> {
-    type TokenStream<'a> = MemoWordsStream<'a, T::TokenStream<'a>>;
+impl Tokenizer for MemoWords {
+    type TokenStream<'a> = MemoWordsStream<'a>;
 
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
-        MemoWordsStream { tail: self.inner.token_stream(text), memo: &mut self.memo }
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> MemoWordsStream<'a> {
+        self.token.reset();
+        MemoWordsStream { text, at: 0, token: &mut self.token, memo: &mut self.memo }
     }
 }
 
-struct MemoWordsStream<'a, T> {
-    tail: T,
+struct MemoWordsStream<'a> {
+    text: &'a str,
+    /// Where the scan goes on (a character boundary).
+    at: usize,
+    token: &'a mut Token,
     memo: &'a mut WordMemo,
 }
 
-impl<T: TokenStream> TokenStream for MemoWordsStream<'_, T> {
-    fn advance(&mut self) -> bool {
-        // Stop words are skipped; the next word keeps its own position (as Tantivy's filter does).
-        while self.tail.advance() {
-            if self.memo.apply(&mut self.tail.token_mut().text) {
-                return true;
+/// Each byte's class for the word scan: 0 an ASCII separator, 1 an ASCII letter or digit, 2 a
+/// byte of a non-ASCII character (decoded to decide).
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [2u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = (b as u8).is_ascii_alphanumeric() as u8;
+        b += 1;
+    }
+    t
+};
+
+/// The length of the (non-ASCII) character at byte `i` of `text` and whether it is alphanumeric.
+fn char_at(text: &str, i: usize) -> (usize, bool) {
+    match text.get(i..).and_then(|s| s.chars().next()) {
+        Some(c) => (c.len_utf8(), c.is_alphanumeric()),
+        None => (1, false),
+    }
+}
+
+impl MemoWordsStream<'_> {
+    /// The next word's byte range (a run of alphanumeric characters), as `SimpleTokenizer` finds
+    /// it: ASCII bytes by table, other characters decoded.
+    fn next_word(&mut self) -> Option<(usize, usize)> {
+        let (text, bytes) = (self.text, self.text.as_bytes());
+        let mut i = self.at;
+        let start = loop {
+            i += bytes.get(i..)?.iter().position(|&b| BYTE_CLASS[b as usize] != 0)?;
+            if bytes[i] < 0x80 {
+                break i;
+            }
+            match char_at(text, i) {
+                (_, true) => break i,
+                (len, false) => i += len,
+            }
+        };
+        let mut end = start;
+        loop {
+            let rest = bytes.get(end..).unwrap_or_default();
+            end += rest.iter().position(|&b| BYTE_CLASS[b as usize] != 1).unwrap_or(rest.len());
+            match bytes.get(end) {
+                Some(&b) if b >= 0x80 => match char_at(text, end) {
+                    (len, true) => end += len,
+                    (_, false) => break,
+                },
+                _ => break,
             }
         }
+        self.at = end;
+        Some((start, end))
+    }
+}
+
+impl TokenStream for MemoWordsStream<'_> {
+    fn advance(&mut self) -> bool {
+        // Every word takes a position, the dropped ones too (as in Tantivy's chain of filters).
+        while let Some((from, to)) = self.next_word() {
+            self.token.position = self.token.position.wrapping_add(1);
+            let word = &self.text[from..to];
+            if word.len() >= LONGEST_WORD || !self.memo.write(word, &mut self.token.text) {
+                continue;
+            }
+            self.token.offset_from = from;
+            self.token.offset_to = to;
+            return true;
+        }
+        self.at = self.text.len();
         false
     }
 
     fn token(&self) -> &Token {
-        self.tail.token()
+        self.token
     }
 
     fn token_mut(&mut self) -> &mut Token {
-        self.tail.token_mut()
+        self.token
     }
 }
 
@@ -759,6 +859,7 @@ fn idf(df: u64, n: u64) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tantivy::tokenizer::{RemoveLongFilter, SimpleTokenizer};
 
     fn texts() -> Vec<&'static str> {
         vec![
@@ -771,28 +872,34 @@ mod tests {
         ]
     }
 
-    /// Every token Tantivy's own filters (`LowerCaser`, `StopWordFilter`, `Stemmer`) give, the
-    /// memoized analyzer gives, positions and offsets included: on real words, upper-case, stop
-    /// words and non-ASCII ones, in texts of more distinct words than the memo holds (so it starts
-    /// over mid-text), with a warm memo and with a fresh clone.
+    /// Tantivy's own chain: `SimpleTokenizer`, `RemoveLongFilter::limit(40)`, `LowerCaser`,
+    /// `StopWordFilter`, `Stemmer` (English).
+    fn tantivy_chain() -> TextAnalyzer {
+        let b = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser);
+        match StopWordFilter::new(Language::English) {
+            Some(stop) => b.filter(stop).filter(Stemmer::new(Language::English)).build(),
+            None => b.filter(Stemmer::new(Language::English)).build(),
+        }
+    }
+
+    /// Each token's term, position and offsets.
+    fn tokens(a: &mut TextAnalyzer, text: &str) -> Vec<(String, usize, usize, usize)> {
+        let mut out = Vec::new();
+        let mut st = a.token_stream(text);
+        while st.advance() {
+            let t = st.token();
+            out.push((t.text.clone(), t.position, t.offset_from, t.offset_to));
+        }
+        out
+    }
+
+    /// Every token Tantivy's own chain of tokenizer and filters gives, the one-pass memoized
+    /// analyzer gives, positions and offsets included: on real words, upper-case, stop words,
+    /// non-ASCII ones and words of 39–41 bytes, in texts of more distinct words than the memo
+    /// holds (so it starts over mid-text), with a warm memo and with a fresh clone.
     #[test]
     fn the_memoized_analysis_gives_the_terms_of_tantivys_filters() {
-        let plain = || {
-            let b = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser);
-            match StopWordFilter::new(Language::English) {
-                Some(stop) => b.filter(stop).filter(Stemmer::new(Language::English)).build(),
-                None => b.filter(Stemmer::new(Language::English)).build(),
-            }
-        };
-        let tokens = |a: &mut TextAnalyzer, text: &str| {
-            let mut out = Vec::new();
-            let mut st = a.token_stream(text);
-            while st.advance() {
-                let t = st.token();
-                out.push((t.text.clone(), t.position, t.offset_from, t.offset_to));
-            }
-            out
-        };
+        let plain = tantivy_chain;
         let words = [
             "running",
             "runs",
@@ -810,6 +917,14 @@ mod tests {
             "X11",
             "the",
             "a",
+            "abcdefghijklmnopqrstuvwxyzabcdefghijklm",
+            "abcdefghijklmnopqrstuvwxyzabcdefghijklmn",
+            "Abcdefghijklmnopqrstuvwxyzabcdefghijklmno",
+            "ééééééééééééééééééééé",
+            "日本語の文章",
+            "Ⅻ١٢٣",
+            "straße",
+            "İstanbul",
         ];
         let mut rng = 12345u64;
         let mut big = String::new();
@@ -832,6 +947,50 @@ mod tests {
             for t in &texts {
                 assert_eq!(tokens(&mut memo, t), tokens(&mut want, t), "round {round}");
                 assert_eq!(tokens(&mut memo.clone(), t), tokens(&mut want, t), "a fresh clone, round {round}");
+            }
+        }
+    }
+
+    /// And on every file of the transcripts the repo ships (conversations, agent trajectories,
+    /// tool outputs), in chunks, through one memo.
+    #[test]
+    fn the_memoized_analysis_agrees_on_the_shipped_transcripts() {
+        let mut files = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/samples"))];
+        let (mut want, mut memo) = (tantivy_chain(), analyzer());
+        let mut chunks = 0;
+        while let Some(p) = files.pop() {
+            if p.is_dir() {
+                files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&p) else { continue };
+            let text = text.replace("\\n", "\n").replace("\\\"", "\"");
+            for chunk in text.split_inclusive('\n').collect::<Vec<_>>().chunks(50) {
+                let chunk = chunk.concat();
+                assert_eq!(tokens(&mut memo, &chunk), tokens(&mut want, &chunk), "{}", p.display());
+                chunks += 1;
+            }
+        }
+        assert!(chunks > 100, "read {chunks} chunks");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// And on arbitrary strings, through one memo and a fresh one.
+        #[test]
+        fn the_memoized_analysis_agrees_on_any_text(text in "\\PC{0,120}") {
+            let mut want = tantivy_chain();
+            proptest::prop_assert_eq!(tokens(&mut analyzer(), &text), tokens(&mut want, &text));
+        }
+    }
+
+    proptest::proptest! {
+        /// Two words of up to 16 bytes have the same memo key exactly when they are equal.
+        #[test]
+        fn short_keys_are_equal_only_for_equal_words(a in "[a-c1é]{0,17}", b in "[a-c1é]{0,17}") {
+            match (short_key(&a), short_key(&b)) {
+                (Some(x), Some(y)) => proptest::prop_assert_eq!(x == y, a == b),
+                (x, y) => proptest::prop_assert_eq!(x.is_none(), a.len() > 16, "{:?} {:?}", x, y),
             }
         }
     }

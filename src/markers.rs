@@ -70,10 +70,15 @@ fn imitates_marker(line: &str) -> bool {
 }
 
 /// `text` with a backslash in front of every line that starts like an engine marker. Borrowed when
-/// nothing needs escaping (the common case: one pass over the line starts).
+/// nothing needs escaping (the common case). Only a line starting with `[` or `…` (whose first
+/// byte is 0xE2) can imitate one, so those two bytes are searched for (`memchr2`) and kept where
+/// they start a line, instead of looking at every line start: every turn is escaped when it is
+/// stored, tool outputs of thousands of lines included.
 pub(crate) fn escape_lookalikes(text: &str) -> Cow<'_, str> {
-    let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1));
-    let hits: Vec<usize> = starts.filter(|&i| imitates_marker(&text[i..])).collect();
+    let bytes = text.as_bytes();
+    let line_start = |i: usize| i == 0 || bytes.get(i - 1) == Some(&b'\n');
+    // Both bytes start a character (`[` is ASCII, 0xE2 a lead byte): `i` is a char boundary.
+    let hits: Vec<usize> = memchr::memchr2_iter(b'[', 0xE2, bytes).filter(|&i| line_start(i) && text.get(i..).is_some_and(imitates_marker)).collect();
     if hits.is_empty() {
         return Cow::Borrowed(text);
     }
@@ -91,6 +96,37 @@ pub(crate) fn escape_lookalikes(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The definition as first written: every line start looked at.
+    fn escape_oracle(text: &str) -> Cow<'_, str> {
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1));
+        let hits: Vec<usize> = starts.filter(|&i| imitates_marker(&text[i..])).collect();
+        if hits.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::new();
+        let mut last = 0;
+        for i in hits {
+            out.push_str(&text[last..i]);
+            out.push('\\');
+            last = i;
+        }
+        out.push_str(&text[last..]);
+        Cow::Owned(out)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The search for `[` and `…` escapes what looking at every line start escapes.
+        #[test]
+        fn the_byte_search_agrees_with_every_line_start(parts in proptest::collection::vec(proptest::sample::select(vec![
+            "[", "]", "\n", "x", "…", " ", "1", "12", "[system note] ", "[Summary of ", "[tool output cleared", "[tool result pending]",
+            "[conversation continues]", "[3 turns omitted]", "[1 turn omitted]", "… 12 tokens omitted …", "… ", "é", "\u{2028}",
+        ]), 0..30)) {
+            let text: String = parts.concat();
+            proptest::prop_assert_eq!(escape_lookalikes(&text), escape_oracle(&text));
+        }
+    }
 
     #[test]
     fn lines_that_start_like_a_marker_are_escaped() {

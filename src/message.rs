@@ -128,19 +128,32 @@ impl Message {
 
     /// Exact tokens of this message as billed in the OpenAI chat format (see [`crate::tokens`]).
     pub(crate) fn count_tokens(&self, counter: &mut TokenCounter) -> usize {
-        let mut n = MESSAGE_OVERHEAD + counter.count(&self.content);
+        self.count_parts(counter).0
+    }
+
+    /// Its tokens, framing included, and those of its content alone.
+    fn count_parts(&self, counter: &mut TokenCounter) -> (usize, usize) {
+        let content = counter.count(&self.content);
+        let mut n = MESSAGE_OVERHEAD + content;
         for c in &self.tool_calls {
             n += TOOL_CALL_OVERHEAD + counter.count(&c.id) + counter.count(&c.name) + counter.count(&c.arguments);
         }
         if let Some(id) = &self.tool_call_id {
             n += counter.count(id);
         }
-        n
+        (n, content)
     }
 
     /// Counts the message and keeps the count in it; returns the count.
     pub(crate) fn counted(&mut self, counter: &mut TokenCounter) -> usize {
-        self.tokens = self.count_tokens(counter);
-        self.tokens
+        self.counted_parts(counter).0
+    }
+
+    /// Counts the message and keeps the count in it; returns the count and that of its content
+    /// alone (a long tool output is then looked up once, not twice).
+    pub(crate) fn counted_parts(&mut self, counter: &mut TokenCounter) -> (usize, usize) {
+        let (n, content) = self.count_parts(counter);
+        self.tokens = n;
+        (n, content)
     }
 }

@@ -24,13 +24,14 @@ fn words(text: &str) -> Words<'_> {
     Words { text, at: 0 }
 }
 
-/// ASCII bytes that belong to a word: letters, digits and `_ . / : - '`.
-const WORD_BYTE: [bool; 128] = {
-    let mut t = [false; 128];
+/// Each byte's class for the word scan: 0 an ASCII separator, 1 an ASCII byte of a word (letters,
+/// digits and `_ . / : - '`), 2 a byte of a non-ASCII character (decoded to decide).
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [2u8; 256];
     let mut b = 0;
     while b < 128 {
         let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b':' | b'-' | b'\'');
+        t[b] = (c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b':' | b'-' | b'\'')) as u8;
         b += 1;
     }
     t
@@ -43,26 +44,43 @@ struct Words<'a> {
 }
 
 impl<'a> Words<'a> {
-    /// Length of the word character at `i` (0 when it is not one).
-    fn word_char(&self, i: usize) -> usize {
-        let b = self.text.as_bytes()[i];
-        if b < 0x80 {
-            return usize::from(WORD_BYTE[b as usize]);
-        }
-        match self.text[i..].chars().next() {
-            Some(c) if c.is_alphanumeric() => c.len_utf8(),
-            _ => 0,
+    /// The length of the (non-ASCII) character at byte `i` and whether it belongs to a word.
+    fn char_at(&self, i: usize) -> (usize, bool) {
+        match self.text.get(i..).and_then(|s| s.chars().next()) {
+            Some(c) => (c.len_utf8(), c.is_alphanumeric()),
+            None => (1, false),
         }
     }
 
-    /// Length of the character at `i` (a UTF-8 lead byte).
-    fn char_len(&self, i: usize) -> usize {
-        match self.text.as_bytes()[i] {
-            b if b < 0x80 => 1,
-            b if b >= 0xF0 => 4,
-            b if b >= 0xE0 => 3,
-            _ => 2,
+    /// The next run of word characters, untrimmed: ASCII bytes by table (a search over the slice),
+    /// other characters decoded.
+    fn next_run(&mut self) -> Option<(usize, usize)> {
+        let bytes = self.text.as_bytes();
+        let mut i = self.at;
+        let start = loop {
+            i += bytes.get(i..)?.iter().position(|&b| BYTE_CLASS[b as usize] != 0)?;
+            if bytes[i] < 0x80 {
+                break i;
+            }
+            match self.char_at(i) {
+                (_, true) => break i,
+                (len, false) => i += len,
+            }
+        };
+        let mut end = start;
+        loop {
+            let rest = bytes.get(end..).unwrap_or_default();
+            end += rest.iter().position(|&b| BYTE_CLASS[b as usize] != 1).unwrap_or(rest.len());
+            match bytes.get(end) {
+                Some(&b) if b >= 0x80 => match self.char_at(end) {
+                    (len, true) => end += len,
+                    (_, false) => break,
+                },
+                _ => break,
+            }
         }
+        self.at = end;
+        Some((start, end))
     }
 }
 
@@ -70,29 +88,17 @@ impl<'a> Iterator for Words<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        let n = self.text.len();
-        while self.at < n {
-            // Skip separators, then take the run of word characters.
-            let k = self.word_char(self.at);
-            if k == 0 {
-                self.at += self.char_len(self.at);
-                continue;
-            }
-            let start = self.at;
-            let mut end = start + k;
-            while end < n {
-                let k = self.word_char(end);
-                if k == 0 {
-                    break;
-                }
-                end += k;
-            }
-            self.at = end;
-            let w = self.text[start..end].trim_matches(|c: char| matches!(c, '.' | ':' | '-' | '\'' | '/'));
-            if !w.is_empty() {
+        let trimmed = |b: &u8| matches!(b, b'.' | b':' | b'-' | b'\'' | b'/');
+        while let Some((start, end)) = self.next_run() {
+            // Trimmed by bytes: the punctuation is ASCII, so the cuts are character boundaries.
+            let run = self.text.as_bytes().get(start..end).unwrap_or_default();
+            let from = start + run.iter().position(|b| !trimmed(b)).unwrap_or(run.len());
+            let to = start + run.iter().rposition(|b| !trimmed(b)).map_or(0, |k| k + 1);
+            if let Some(w) = self.text.get(from..to).filter(|w| !w.is_empty()) {
                 return Some(w);
             }
         }
+        self.at = self.text.len();
         None
     }
 }

@@ -96,6 +96,16 @@ impl StoredTurn {
     }
 }
 
+/// The text of a turn of one text or tool-result block: its plain text ([`Turn::plain_text`]),
+/// without a copy.
+fn sole_text(turn: &Turn) -> Option<&str> {
+    match turn.blocks() {
+        [Block::Text { text }] => Some(text),
+        [Block::ToolResult { content, .. }] => Some(content),
+        _ => None,
+    }
+}
+
 /// `m` without spare capacity in its strings (they are kept for the whole history).
 fn shrunk(mut m: Message) -> Message {
     m.content.shrink_to_fit();
@@ -139,6 +149,11 @@ pub(crate) struct Store {
     /// Rebuilding from a log (a session's reopen): tool outputs' lines are scored when first cut,
     /// not at push, and the summarizer analyzes a turn when first summarizing it.
     rebuilding: bool,
+    /// While rebuilding: the references of each distinct one-block text seen, by a hash of the
+    /// text, with the turn that had it (compared exactly on a hit). An agent history repeats its
+    /// tool outputs (the same file read, the same test run: 35% of a synthetic 10,000-turn
+    /// session's bytes), and a reopen scans every turn. Emptied when the rebuild ends.
+    refs_memo: FxHashMap<u64, (TurnId, Box<[u64]>)>,
 }
 
 /// What the scorer reads of a turn, by id, in a compact array.
@@ -266,7 +281,15 @@ impl Store {
         self.check_pairs(&turn, &results)?;
         let id = self.turns.len();
         let (mut messages, text) = render_turn(id, &turn);
-        let tokens: usize = messages.iter_mut().map(|m| m.counted(counter)).sum();
+        // Each message counted once: a tool result's content count is also its output's tokens.
+        let (mut tokens, mut tool_output_tokens) = (0, 0);
+        for m in messages.iter_mut() {
+            let (n, content) = m.counted_parts(counter);
+            tokens += n;
+            if m.tool_call_id.is_some() {
+                tool_output_tokens += content;
+            }
+        }
         let header_extra = match (turn.timestamp(), messages.last()) {
             (Some(ts), Some(first)) => {
                 let first = messages.iter().find(|m| m.tool_call_id.is_none()).unwrap_or(first);
@@ -274,7 +297,6 @@ impl Store {
             }
             _ => 0,
         };
-        let tool_output_tokens: usize = messages.iter().filter(|m| m.tool_call_id.is_some()).map(|m| counter.count(&m.content)).sum();
         let salient_lines = std::sync::OnceLock::new();
         if !self.rebuilding {
             let _ = salient_lines.set(self.salient_lines(&messages, id));
@@ -289,8 +311,10 @@ impl Store {
                 (self.speakers.len() - 1) as u32
             }
         });
-        let mut refs = references(&turn.plain_text());
-        refs.retain(|r| !self.speaker_refs.contains(r));
+        let mut refs = self.turn_references(&turn, id);
+        if !self.speaker_refs.is_empty() {
+            refs.retain(|r| !self.speaker_refs.contains(r));
+        }
         let ref_count = refs.len() as u32;
         for r in refs {
             self.ref_turns.entry(r).or_default().push(id);
@@ -381,6 +405,32 @@ impl Store {
     /// Starts or ends a rebuild from a log: what only windows read is analyzed on first use.
     pub(crate) fn set_rebuilding(&mut self, on: bool) {
         self.rebuilding = on;
+        if !on {
+            self.refs_memo = FxHashMap::default();
+        }
+    }
+
+    /// The references of `turn` (to be turn `id`): of its plain text, read in place when it is one
+    /// block of text; while rebuilding, a one-block text seen before takes the references found
+    /// for it then (the same text, so the same references).
+    fn turn_references(&mut self, turn: &Turn, id: TurnId) -> Vec<u64> {
+        let Some(text) = sole_text(turn) else { return references(&turn.plain_text()) };
+        if !self.rebuilding {
+            return references(text);
+        }
+        let key = {
+            let mut h = rustc_hash::FxHasher::default();
+            std::hash::Hash::hash(text, &mut h);
+            std::hash::Hasher::finish(&h)
+        };
+        if let Some((at, refs)) = self.refs_memo.get(&key)
+            && self.turns.get(*at).and_then(|t| sole_text(&t.turn)) == Some(text)
+        {
+            return refs.to_vec();
+        }
+        let refs = references(text);
+        self.refs_memo.insert(key, (id, refs.clone().into_boxed_slice()));
+        refs
     }
 
     /// Whether a rebuild from a log is under way.

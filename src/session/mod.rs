@@ -20,7 +20,7 @@ use rustc_hash::FxHashSet;
 
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
-pub use record::{Derived, Entry, Record, Snapshot, SummaryRow, validate_id};
+pub use record::{Derived, EncodedRecords, Entry, Record, Snapshot, SummaryRow, validate_id};
 #[cfg(feature = "replay")]
 pub use replay::{DurableCost, DurableReplay, compare_durable, replay_durable};
 pub use sessions::{Sessions, SessionsConfig};
@@ -46,6 +46,15 @@ pub trait SessionStore: Send + Sync {
     fn create(&self, session: &str) -> Result<bool>;
     /// Everything stored for the session ([`Error::UnknownSession`] when it does not exist).
     fn load(&self, session: &str) -> Result<Snapshot>;
+    /// [`SessionStore::load`] with the records left encoded: everything but the records, and the
+    /// records as `(seq, JSON)` in order, which [`Session::open`] decodes one by one as its replay
+    /// reaches them (so the lexical index's thread starts on the first turns while the rest are
+    /// still being decoded, and the store's connection is not held while they are). `Ok(None)`
+    /// when the store does not offer it (the default): the reopen then calls `load`.
+    fn load_encoded(&self, session: &str) -> Result<Option<(Snapshot, EncodedRecords)>> {
+        let _ = session;
+        Ok(None)
+    }
     /// The records after `after`, in order (to catch up with other writers).
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>>;
     /// In one transaction holding the session's write lock: reads the records after `after`,
@@ -127,7 +136,10 @@ impl Session {
     /// (the stored policy replaces the config's), restores the plan state and the summaries.
     pub fn open(store: Arc<dyn SessionStore>, id: &str, config: EngineConfig) -> Result<Session> {
         validate_id(id)?;
-        let snap = store.load(id)?;
+        let (snap, encoded) = match store.load_encoded(id)? {
+            Some(loaded) => loaded,
+            None => (store.load(id)?, Vec::new()),
+        };
         let mut s = Session {
             id: id.to_string(),
             engine: Engine::new(config)?,
@@ -157,7 +169,12 @@ impl Session {
             s.engine.set_plan_state(p);
         }
         s.engine.begin_rebuild();
-        for e in snap.entries {
+        // Records the store decoded, or (one or the other) records decoded here as the replay
+        // reaches them: the index's thread gets the first batch of turns sooner.
+        let store_name = s.store.name().to_string();
+        let decoded = encoded.into_iter().map(|(seq, body)| -> Result<Entry> { Ok(Entry { seq, record: Record::decode(&store_name, id, seq, &body)? }) });
+        for e in snap.entries.into_iter().map(Ok).chain(decoded) {
+            let e = e?;
             let seq = e.seq;
             s.apply_owned(e)?;
             if plan.as_ref().is_some_and(|(at, _)| *at == seq)

@@ -15,7 +15,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
 
 use super::SessionStore;
-use super::record::{Derived, Entry, Record, Snapshot, SummaryRow};
+use super::record::{Derived, EncodedRecords, Entry, Record, Snapshot, SummaryRow};
 use crate::error::{Error, Result};
 
 const SCHEMA: &str = "
@@ -147,17 +147,10 @@ impl PostgresStore {
     }
 }
 
-impl SessionStore for PostgresStore {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn create(&self, session: &str) -> Result<bool> {
-        let n = self.with(Some(session), |c| c.execute("INSERT INTO ctxwin_sessions (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&session]))?;
-        Ok(n == 1)
-    }
-
-    fn load(&self, session: &str) -> Result<Snapshot> {
+impl PostgresStore {
+    /// Everything stored for the session, its records still encoded (`(seq, JSON)`, in order),
+    /// read in one repeatable-read transaction.
+    fn load_parts(&self, session: &str) -> Result<(Snapshot, EncodedRecords)> {
         type Raw = (bool, Vec<(u64, String)>, Option<(u64, String)>, Vec<SummaryRow>, Vec<Vec<u8>>);
         let (exists, rows, plan, summaries, counts): Raw = self.with(Some(session), |c| {
             let mut tx = c.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?;
@@ -176,7 +169,28 @@ impl SessionStore for PostgresStore {
         if !exists {
             return Err(self.unknown(session));
         }
-        Ok(Snapshot { entries: self.decode(session, rows)?, plan, summaries, counts })
+        Ok((Snapshot { entries: Vec::new(), plan, summaries, counts }, rows))
+    }
+}
+
+impl SessionStore for PostgresStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn create(&self, session: &str) -> Result<bool> {
+        let n = self.with(Some(session), |c| c.execute("INSERT INTO ctxwin_sessions (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&session]))?;
+        Ok(n == 1)
+    }
+
+    fn load(&self, session: &str) -> Result<Snapshot> {
+        let (mut snap, rows) = self.load_parts(session)?;
+        snap.entries = self.decode(session, rows)?;
+        Ok(snap)
+    }
+
+    fn load_encoded(&self, session: &str) -> Result<Option<(Snapshot, EncodedRecords)>> {
+        self.load_parts(session).map(Some)
     }
 
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>> {

@@ -58,13 +58,59 @@ impl Record {
 
     /// Parses a stored record; a record that does not parse means the store is damaged.
     pub fn decode(store: &str, session: &str, seq: u64, body: &str) -> Result<Record> {
-        serde_json::from_str(body).map_err(|e| Error::StoreDamaged {
+        let damaged = |e: String| Error::StoreDamaged {
             store: store.to_string(),
             session: Some(session.to_string()),
             message: format!("record {seq} does not parse: {e}"),
+        };
+        let flat: FlatRecord = serde_json::from_str(body).map_err(|e| damaged(e.to_string()))?;
+        flat.record().map_err(|field| damaged(format!("missing field `{field}`")))
+    }
+}
+
+/// A record's JSON read as one flat struct, its `kind` one field among the others: what the
+/// internally tagged [`Record`] reads, without serde first buffering the whole record (its turn's
+/// every string) into an intermediate tree to find the tag. A reopen decodes every record.
+#[derive(Deserialize)]
+struct FlatRecord {
+    kind: Kind,
+    turn: Option<Turn>,
+    id: Option<u64>,
+    layer: Option<PinLayer>,
+    priority: Option<i32>,
+    text: Option<String>,
+    policy: Option<Policy>,
+}
+
+/// [`Record`]'s kinds, as its `kind` field names them.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Push,
+    Pin,
+    Unpin,
+    Policy,
+}
+
+impl FlatRecord {
+    /// The record its kind and fields make, or the name of a field its kind needs and it lacks.
+    fn record(self) -> std::result::Result<Record, &'static str> {
+        Ok(match self.kind {
+            Kind::Push => Record::Push { turn: self.turn.ok_or("turn")? },
+            Kind::Pin => Record::Pin {
+                id: self.id.ok_or("id")?,
+                layer: self.layer.ok_or("layer")?,
+                priority: self.priority.ok_or("priority")?,
+                text: self.text.ok_or("text")?,
+            },
+            Kind::Unpin => Record::Unpin { id: self.id.ok_or("id")? },
+            Kind::Policy => Record::Policy { policy: self.policy.ok_or("policy")? },
         })
     }
 }
+
+/// Records as stored, `(sequence number, JSON)`, in order: what [`Record::decode`] reads.
+pub type EncodedRecords = Vec<(u64, String)>;
 
 /// A stored record and its per-session sequence number (1, 2, 3, … without gaps).
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +198,48 @@ mod tests {
         assert!(validate_id(&"a".repeat(128)).is_ok());
         assert!(matches!(validate_id("a/b"), Err(Error::InvalidSessionId { .. })));
         assert!(matches!(validate_id("é"), Err(Error::InvalidSessionId { .. })));
+    }
+
+    /// Every kind of record decodes (through the flat struct) to what the derived, internally
+    /// tagged decoding gives, fields in any order, unknown fields ignored; a record lacking a
+    /// field its kind needs, or of an unknown kind, is refused by both.
+    #[test]
+    fn the_flat_decoding_agrees_with_the_tagged_one() {
+        let records = vec![
+            Record::Push { turn: Turn::user("hello").with_priority(0.5).with_timestamp("2024-01-01") },
+            Record::Push {
+                turn: Turn::new(
+                    crate::turn::Role::Assistant,
+                    vec![crate::turn::Block::ToolCall {
+                        call_id: "c1".into(),
+                        name: "bash".into(),
+                        arguments: serde_json::json!({"cmd": "ls -la", "n": [1, 2]}),
+                    }],
+                ),
+            },
+            Record::Push { turn: Turn::tool_result("c1", "a\n\"quoted\"\ttab \u{e9}", true) },
+            Record::Pin { id: 3, layer: PinLayer::Task, priority: -2, text: "fix it".into() },
+            Record::Unpin { id: 3 },
+            Record::Policy { policy: Policy::default() },
+        ];
+        for r in records {
+            let body = r.encode().unwrap();
+            assert_eq!(Record::decode("s", "x", 1, &body).unwrap(), r);
+            let tagged: Record = serde_json::from_str(&body).unwrap();
+            assert_eq!(tagged, r);
+            // The kind last, and an unknown field.
+            let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let kind = v.as_object_mut().unwrap().remove("kind").unwrap();
+            v.as_object_mut().unwrap().insert("extra".into(), serde_json::json!(1));
+            v.as_object_mut().unwrap().insert("kind".into(), kind);
+            let moved = serde_json::to_string(&v).unwrap();
+            assert_eq!(Record::decode("s", "x", 1, &moved).unwrap(), r);
+            assert_eq!(serde_json::from_str::<Record>(&moved).unwrap(), r);
+        }
+        for bad in [r#"{"kind":"push"}"#, r#"{"kind":"pin","id":1,"layer":"task","text":"t"}"#, r#"{"kind":"nope"}"#, r#"{"turn":null}"#, "[]", "x"] {
+            assert!(matches!(Record::decode("s", "x", 7, bad), Err(Error::StoreDamaged { .. })), "{bad}");
+            assert!(serde_json::from_str::<Record>(bad).is_err(), "{bad}");
+        }
     }
 
     proptest! {

@@ -13,7 +13,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use rustc_hash::FxHashMap;
 
 use super::SessionStore;
-use super::record::{Derived, Entry, Record, Snapshot, SummaryRow};
+use super::record::{Derived, EncodedRecords, Entry, Record, Snapshot, SummaryRow};
 use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of a ctxwin session file ("ctxw").
@@ -373,17 +373,22 @@ fn dir_read_only(path: &Path) -> bool {
 
 /// The records after `after`, in order; with `counts`, the token counts stored with them are
 /// added to it.
-fn read_entries(conn: &Connection, name: &str, session: &str, after: u64, mut counts: Option<&mut Vec<Vec<u8>>>) -> std::result::Result<Vec<Entry>, Err2> {
-    let mut st = conn.prepare_cached("SELECT seq, body, counts FROM records WHERE session = ?1 AND seq > ?2 ORDER BY seq").map_err(Err2::Sql)?;
-    let mut rows = st.query(params![session, after as i64]).map_err(Err2::Sql)?;
+fn read_entries(conn: &Connection, name: &str, session: &str, after: u64, counts: Option<&mut Vec<Vec<u8>>>) -> std::result::Result<Vec<Entry>, Err2> {
+    let rows = read_encoded(conn, session, after, counts).map_err(Err2::Sql)?;
+    rows.into_iter().map(|(seq, body)| Ok(Entry { seq, record: Record::decode(name, session, seq, &body).map_err(Err2::Ours)? })).collect()
+}
+
+/// The records after `after`, in order, as stored: `(seq, JSON)`; with `counts`, the token counts
+/// stored with them are added to it.
+fn read_encoded(conn: &Connection, session: &str, after: u64, mut counts: Option<&mut Vec<Vec<u8>>>) -> rusqlite::Result<EncodedRecords> {
+    let mut st = conn.prepare_cached("SELECT seq, body, counts FROM records WHERE session = ?1 AND seq > ?2 ORDER BY seq")?;
+    let mut rows = st.query(params![session, after as i64])?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(Err2::Sql)? {
-        let seq: i64 = row.get(0).map_err(Err2::Sql)?;
-        let body: String = row.get(1).map_err(Err2::Sql)?;
-        let record = Record::decode(name, session, seq as u64, &body).map_err(Err2::Ours)?;
-        out.push(Entry { seq: seq as u64, record });
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        out.push((seq as u64, row.get(1)?));
         if let Some(counts) = counts.as_deref_mut()
-            && let Some(batch) = row.get::<_, Option<Vec<u8>>>(2).map_err(Err2::Sql)?
+            && let Some(batch) = row.get::<_, Option<Vec<u8>>>(2)?
         {
             counts.push(batch);
         }
@@ -417,18 +422,10 @@ fn exists(conn: &Connection, session: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?.query_row([session], |_| Ok(())).optional().map(|o| o.is_some())
 }
 
-impl SessionStore for SqliteStore {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn create(&self, session: &str) -> Result<bool> {
-        let db = self.lock()?;
-        let n = db.conn.execute("INSERT OR IGNORE INTO sessions (id) VALUES (?1)", [session]).map_err(self.err(session))?;
-        Ok(n == 1)
-    }
-
-    fn load(&self, session: &str) -> Result<Snapshot> {
+impl SqliteStore {
+    /// Everything stored for the session, its records still encoded (`(seq, JSON)`, in order):
+    /// read in one read transaction, and decoded by the caller after the connection is released.
+    fn load_parts(&self, session: &str) -> Result<(Snapshot, EncodedRecords)> {
         let mut db = self.lock()?;
         let fail = self.err(session);
         let Db { conn, seen, .. } = &mut *db;
@@ -444,10 +441,7 @@ impl SessionStore for SqliteStore {
         let mut st = tx.prepare_cached("SELECT body FROM token_counts WHERE session = ?1 ORDER BY rowid").map_err(&fail)?;
         let mut counts = st.query_map([session], |r| r.get::<_, Vec<u8>>(0)).map_err(&fail)?.collect::<rusqlite::Result<Vec<_>>>().map_err(&fail)?;
         drop(st);
-        let entries = read_entries(&tx, &self.name, session, 0, Some(&mut counts)).map_err(|e| match e {
-            Err2::Sql(e) => fail(e),
-            Err2::Ours(e) => e,
-        })?;
+        let encoded = read_encoded(&tx, session, 0, Some(&mut counts)).map_err(&fail)?;
         let plan = tx
             .query_row("SELECT seq, body FROM plans WHERE session = ?1", [session], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))
             .optional()
@@ -461,8 +455,31 @@ impl SessionStore for SqliteStore {
         let summaries = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&fail)?;
         drop(st);
         tx.commit().map_err(&fail)?;
-        seen.saw(session, entries.last().map_or(0, |e| e.seq));
-        Ok(Snapshot { entries, plan, summaries, counts })
+        seen.saw(session, encoded.last().map_or(0, |e| e.0));
+        Ok((Snapshot { entries: Vec::new(), plan, summaries, counts }, encoded))
+    }
+}
+
+impl SessionStore for SqliteStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn create(&self, session: &str) -> Result<bool> {
+        let db = self.lock()?;
+        let n = db.conn.execute("INSERT OR IGNORE INTO sessions (id) VALUES (?1)", [session]).map_err(self.err(session))?;
+        Ok(n == 1)
+    }
+
+    fn load(&self, session: &str) -> Result<Snapshot> {
+        let (mut snap, encoded) = self.load_parts(session)?;
+        snap.entries =
+            encoded.into_iter().map(|(seq, body)| Ok(Entry { seq, record: Record::decode(&self.name, session, seq, &body)? })).collect::<Result<_>>()?;
+        Ok(snap)
+    }
+
+    fn load_encoded(&self, session: &str) -> Result<Option<(Snapshot, EncodedRecords)>> {
+        self.load_parts(session).map(Some)
     }
 
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>> {
