@@ -18,8 +18,8 @@
 //! engine.push(Turn::tool_result("call_1", "test parse_expr_nested ... FAILED\n".repeat(300), true))?;
 //! engine.push(Turn::assistant("The nested case overflows the stack; I will make it iterative."))?;
 //!
-//! let window = engine.assemble(3000)?;           // never over budget, pairs intact
-//! assert!(window.total_tokens() <= 3000);
+//! let window = engine.assemble(4000)?;           // never over budget, pairs intact
+//! assert!(window.total_tokens() <= 4000);
 //! let request = window.to_openai();              // or window.to_anthropic()
 //! assert_eq!(request[0]["role"], "system");
 //! // Every turn's fate is in the report; the long tool output is shown head + tail.
