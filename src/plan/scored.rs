@@ -93,7 +93,9 @@ pub(crate) fn plan(ctx: &mut PlanContext<'_>, policy: &Policy, reselect: Reselec
         let sel = started(&costs, marker, front.as_ref());
         let (_, _, target) = shares(&sel);
         let limit = sel.used() + ((target.min(avail).saturating_sub(sel.used()) as f32) * policy.agent_latest_share) as usize;
-        if let Some(cut) = base_costs.len().checked_sub(1).and_then(|u| latest_cut(ctx, policy, clear_before, &sel, u, limit)) {
+        // A latest unit already in the kept front keeps the cut it was shown with.
+        let latest = base_costs.len().checked_sub(1).filter(|&u| !sel.contains(u));
+        if let Some(cut) = latest.and_then(|u| latest_cut(ctx, policy, clear_before, &sel, u, limit)) {
             cuts.push(cut);
         }
     }
