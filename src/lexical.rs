@@ -955,21 +955,11 @@ mod tests {
     /// tool outputs), in chunks, through one memo.
     #[test]
     fn the_memoized_analysis_agrees_on_the_shipped_transcripts() {
-        let mut files = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/samples"))];
         let (mut want, mut memo) = (tantivy_chain(), analyzer());
         let mut chunks = 0;
-        while let Some(p) = files.pop() {
-            if p.is_dir() {
-                files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&p) else { continue };
-            let text = text.replace("\\n", "\n").replace("\\\"", "\"");
-            for chunk in text.split_inclusive('\n').collect::<Vec<_>>().chunks(50) {
-                let chunk = chunk.concat();
-                assert_eq!(tokens(&mut memo, &chunk), tokens(&mut want, &chunk), "{}", p.display());
-                chunks += 1;
-            }
+        for (p, chunk) in crate::text::shipped_sample_chunks() {
+            assert_eq!(tokens(&mut memo, &chunk), tokens(&mut want, &chunk), "{}", p.display());
+            chunks += 1;
         }
         assert!(chunks > 100, "read {chunks} chunks");
     }

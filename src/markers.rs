@@ -79,12 +79,18 @@ pub(crate) fn escape_lookalikes(text: &str) -> Cow<'_, str> {
     let line_start = |i: usize| i == 0 || bytes.get(i - 1) == Some(&b'\n');
     // Both bytes start a character (`[` is ASCII, 0xE2 a lead byte): `i` is a char boundary.
     let hits: Vec<usize> = memchr::memchr2_iter(b'[', 0xE2, bytes).filter(|&i| line_start(i) && text.get(i..).is_some_and(imitates_marker)).collect();
+    escaped_at(text, &hits)
+}
+
+/// `text` with a backslash inserted at each of the byte offsets `hits` (ascending char
+/// boundaries); borrowed when there is none.
+fn escaped_at<'t>(text: &'t str, hits: &[usize]) -> Cow<'t, str> {
     if hits.is_empty() {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + hits.len());
     let mut last = 0;
-    for i in hits {
+    for &i in hits {
         out.push_str(&text[last..i]);
         out.push('\\');
         last = i;
@@ -101,18 +107,7 @@ mod tests {
     fn escape_oracle(text: &str) -> Cow<'_, str> {
         let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1));
         let hits: Vec<usize> = starts.filter(|&i| imitates_marker(&text[i..])).collect();
-        if hits.is_empty() {
-            return Cow::Borrowed(text);
-        }
-        let mut out = String::new();
-        let mut last = 0;
-        for i in hits {
-            out.push_str(&text[last..i]);
-            out.push('\\');
-            last = i;
-        }
-        out.push_str(&text[last..]);
-        Cow::Owned(out)
+        escaped_at(text, &hits)
     }
 
     proptest::proptest! {

@@ -306,22 +306,12 @@ mod tests {
     /// tool outputs).
     #[test]
     fn the_scanner_agrees_on_the_shipped_transcripts() {
-        let mut files = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/samples"))];
         let mut lines = 0;
-        while let Some(p) = files.pop() {
-            if p.is_dir() {
-                files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&p) else { continue };
-            // JSON escapes decoded roughly: the scanner sees real newlines and quotes.
-            let text = text.replace("\\n", "\n").replace("\\\"", "\"");
-            for chunk in text.split_inclusive('\n').collect::<Vec<_>>().chunks(50) {
-                let chunk = chunk.concat();
-                assert_eq!(references(&chunk), oracle::references(&chunk), "{}", p.display());
-                assert_eq!(salient_terms(&chunk), oracle::salient_terms(&chunk), "{}", p.display());
-                lines += 1;
-            }
+        // JSON escapes decoded roughly: the scanner sees real newlines and quotes.
+        for (p, chunk) in crate::text::shipped_sample_chunks() {
+            assert_eq!(references(&chunk), oracle::references(&chunk), "{}", p.display());
+            assert_eq!(salient_terms(&chunk), oracle::salient_terms(&chunk), "{}", p.display());
+            lines += 1;
         }
         assert!(lines > 100, "read {lines} chunks");
     }

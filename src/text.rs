@@ -24,6 +24,27 @@ pub(crate) fn take_last_bytes_at_char_boundary(s: &str, max: usize) -> &str {
     &s[start..]
 }
 
+/// The transcripts the repo ships (`datasets/samples`, every file), JSON escapes of newlines and
+/// quotes decoded roughly, in chunks of 50 lines, each with its file: what the tests that compare
+/// a fast scanner with its oracle on real text read.
+#[cfg(test)]
+pub(crate) fn shipped_sample_chunks() -> Vec<(std::path::PathBuf, String)> {
+    let mut files = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/samples"))];
+    let mut out = Vec::new();
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.path()));
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&p) else { continue };
+        let text = text.replace("\\n", "\n").replace("\\\"", "\"");
+        for chunk in text.split_inclusive('\n').collect::<Vec<_>>().chunks(50) {
+            out.push((p.clone(), chunk.concat()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
