@@ -6,7 +6,7 @@
 //! the clock), each on its own LoCoMo-size session: a LoCoMo conversation
 //! (`../shared/datasets/locomo/locomo10.json`, client `c` takes conversation `c % 10`; the seeded
 //! `ctxwin::replay::synth::conversation(42 + c, 600)` when the dataset is absent) whose first half is
-//! appended before the clock starts. Timed: each client in a loop appends the next turn of its
+//! appended, and its first window asked, before the clock starts. Timed: each client in a loop appends the next turn of its
 //! conversation (`POST /turns`, ctxwin format) then asks for a `--budget`-token window
 //! (`POST /window`, OpenAI format), for `--secs` seconds. Printed: windows/s, window and append
 //! latency p50/p99 as the client sees them, and the server's own assemble p50/p99 (from
@@ -20,7 +20,12 @@
 //! `--report none` asks windows without the per-turn report (the API's `"report": "none"`; by
 //! default each reply carries one report line per turn, ~35 kB on these sessions).
 //!
-//! `cargo bench --bench serve_load -- --clients 64 --secs 20 --budget 2000`
+//! `--rate R` runs an open loop instead (as wrk2 does): the clients together start `R` turns per
+//! second, client `c` on a fixed schedule (one turn every `clients / R` s, the clients' slots
+//! spread evenly), and each turn is also timed from its scheduled slot to the window's reply, so a
+//! server that falls behind shows it in that latency rather than in fewer requests.
+//!
+//! `cargo bench --bench serve_load -- --clients 64 --secs 20 --budget 2000 [--rate 2000]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -45,10 +50,13 @@ struct Args {
     rss_every: u64,
     /// The window request's `report`: `turns` (one line per turn, the API's default) or `none`.
     report: &'static str,
+    /// Open loop: the clients together start this many turns (append + window) per second, each
+    /// on its own fixed schedule, instead of each starting its next turn when the last one ends.
+    rate: Option<f64>,
 }
 
 fn args() -> Args {
-    let mut a = Args { clients: 64, secs: 20, budget: 2000, store: None, rss_every: 0, report: "turns" };
+    let mut a = Args { clients: 64, secs: 20, budget: 2000, store: None, rss_every: 0, report: "turns", rate: None };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < v.len() {
@@ -60,6 +68,7 @@ fn args() -> Args {
             "--store" => a.store = Some(next),
             "--rss-every" => a.rss_every = next.parse().unwrap(),
             "--report" => a.report = if next == "none" { "none" } else { "turns" },
+            "--rate" => a.rate = Some(next.parse().unwrap()),
             _ => {
                 i += 1;
                 continue;
@@ -118,8 +127,9 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
     (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
 }
 
-/// Creates session `id` holding the first half of `turns` (untimed).
-fn fill(agent: &ureq::Agent, base: &str, id: &str, t: &Transcript) {
+/// Creates session `id` holding the first half of `turns`, and asks its first window (the
+/// session's one full selection, which later windows extend or re-select from), untimed.
+fn fill(agent: &ureq::Agent, base: &str, id: &str, t: &Transcript, budget: usize) {
     for (layer, text) in t.pins() {
         let mut r = agent.put(&format!("{base}/v1/sessions/{id}/pins/{}", layer.as_str())).send_json(json!({"text": text})).unwrap();
         assert_eq!(r.status().as_u16(), 200, "{}", r.body_mut().read_to_string().unwrap_or_default());
@@ -129,6 +139,8 @@ fn fill(agent: &ureq::Agent, base: &str, id: &str, t: &Transcript) {
         let (s, v) = post(agent, &format!("{base}/v1/sessions/{id}/turns"), &json!({"format": "ctxwin", "messages": msgs}));
         assert_eq!(s, 200, "{v}");
     }
+    let (s, v) = post(agent, &format!("{base}/v1/sessions/{id}/window"), &json!({"budget": budget, "report": "none"}));
+    assert_eq!(s, 200, "{v}");
 }
 
 /// One HTTP/1.1 exchange on a keep-alive connection: writes the request, reads the status and a
@@ -203,40 +215,78 @@ async fn client(
     convs: Arc<Vec<Transcript>>,
     c: usize,
     (budget, report): (usize, &'static str),
+    pace: Option<Pace>,
     stop: Arc<AtomicBool>,
-) -> (Vec<f64>, Vec<f64>, usize) {
+) -> Measured {
     let t = &convs[c % convs.len()];
     let reqs = Requests::new(&id, t, budget, report);
     let mut stream = TcpStream::connect(&addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let mut buf = Vec::with_capacity(64 * 1024);
-    let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
+    let mut m = Measured::default();
     let n = reqs.turns.len();
     let mut k = n / 2;
+    let mut due = pace.map(|p| p.first);
+    let mut prev_end = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        // Open loop: wait for this turn's slot. A turn that could not start at its slot because
+        // the previous one was still running is timed from its slot (as wrk2 does), so a slow
+        // reply is not hidden by the turns it delayed; one that waited only for the timer (tokio's
+        // ticks are 1 ms) is timed from when it was sent.
+        let mut from = None;
+        if let (Some(at), Some(p)) = (due, pace) {
+            tokio::time::sleep_until(at.into()).await;
+            from = Some(if prev_end > at { at } else { Instant::now() });
+            due = Some(at + p.period);
+        }
         if k == n {
             let s = exchange(&mut stream, &mut buf, "DELETE", &format!("/v1/sessions/{id}"), b"").await.unwrap();
-            errors += usize::from(s != 204);
+            m.errors += usize::from(s != 204);
             let (base, id, convs) = (base.clone(), id.clone(), Arc::clone(&convs));
-            tokio::task::spawn_blocking(move || fill(&agent(), &base, &id, &convs[c % convs.len()])).await.unwrap();
+            tokio::task::spawn_blocking(move || fill(&agent(), &base, &id, &convs[c % convs.len()], budget)).await.unwrap();
             k = n / 2;
+            // The refill is not part of the load: the schedule starts again after it.
+            due = pace.map(|p| Instant::now() + p.period);
+            from = from.map(|_| Instant::now());
         }
         let t0 = Instant::now();
         let s = exchange(&mut stream, &mut buf, "POST", &reqs.append_path, &reqs.turns[k]).await.unwrap();
-        appends.push(t0.elapsed().as_secs_f64() * 1e6);
-        errors += usize::from(s != 200);
+        m.appends.push(t0.elapsed().as_secs_f64() * 1e6);
+        m.errors += usize::from(s != 200);
         k += 1;
         let t1 = Instant::now();
         // Like an agent that forwards the messages: the reply is read whole; only the total is
         // read from it (the reply's third top-level field, before the messages and the report).
         let s = exchange(&mut stream, &mut buf, "POST", &reqs.window_path, &reqs.window).await.unwrap();
         let total = total_tokens(&buf).unwrap_or(usize::MAX);
-        windows.push(t1.elapsed().as_secs_f64() * 1e6);
+        m.windows.push(t1.elapsed().as_secs_f64() * 1e6);
+        prev_end = Instant::now();
+        if let Some(from) = from {
+            m.turns.push((prev_end - from).as_secs_f64() * 1e6);
+        }
         if s != 200 || total > budget {
-            errors += 1;
+            m.errors += 1;
         }
     }
-    (windows, appends, errors)
+    m
+}
+
+/// A client's open-loop schedule: its first turn's slot, then one every `period`.
+#[derive(Clone, Copy)]
+struct Pace {
+    first: Instant,
+    period: Duration,
+}
+
+/// What one client measured, µs: window and append latency from sending each request, and (open
+/// loop only) each turn's latency to the window's reply, from its slot when the client was behind
+/// its schedule, else from sending its append; and its errors.
+#[derive(Default)]
+struct Measured {
+    windows: Vec<f64>,
+    appends: Vec<f64>,
+    turns: Vec<f64>,
+    errors: usize,
 }
 
 /// The `total_tokens` of a window reply: the value after the first `"total_tokens":` (a top-level
@@ -391,7 +441,7 @@ fn main() {
     let setup = agent();
     let run = std::process::id();
     for c in 0..a.clients {
-        fill(&setup, &srv.base, &format!("load-{run}-{c}"), &convs[c % convs.len()]);
+        fill(&setup, &srv.base, &format!("load-{run}-{c}"), &convs[c % convs.len()], a.budget);
     }
     eprintln!("setup: {} sessions of {} turns on average", a.clients, convs.iter().map(|t| t.turns().len() / 2).sum::<usize>() / convs.len());
     let stop = Arc::new(AtomicBool::new(false));
@@ -413,8 +463,18 @@ fn main() {
     let started = Instant::now();
     let server_cpu0 = cpu_seconds(&format!("/proc/{}/stat", srv.child.id()));
     let own_cpu0 = cpu_seconds("/proc/self/stat");
+    // Open loop: client `c` starts a turn every `clients / rate` seconds, the clients' slots
+    // spread evenly over that period.
+    let pace = |c: usize| {
+        a.rate.map(|r| {
+            let period = Duration::from_secs_f64(a.clients as f64 / r);
+            Pace { first: started + period.mul_f64(c as f64 / a.clients as f64), period }
+        })
+    };
     let tasks: Vec<_> = (0..a.clients)
-        .map(|c| rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, (a.budget, a.report), Arc::clone(&stop))))
+        .map(|c| {
+            rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, (a.budget, a.report), pace(c), Arc::clone(&stop)))
+        })
         .collect();
     let runner = std::thread::spawn(move || {
         rt.block_on(async {
@@ -428,11 +488,12 @@ fn main() {
     let rss = sample_rss(srv.child.id(), &srv.base, a.secs, a.rss_every);
     stop.store(true, Ordering::Relaxed);
     let under_load = paced.join().unwrap();
-    let (mut windows, mut appends, mut errors) = (Vec::new(), Vec::new(), 0);
-    for (w, ap, e) in runner.join().unwrap() {
-        windows.extend(w);
-        appends.extend(ap);
-        errors += e;
+    let (mut windows, mut appends, mut turns, mut errors) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for m in runner.join().unwrap() {
+        windows.extend(m.windows);
+        appends.extend(m.appends);
+        turns.extend(m.turns);
+        errors += m.errors;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(&format!("/proc/{}/stat", srv.child.id())) - server_cpu0;
@@ -441,9 +502,11 @@ fn main() {
     drop(srv);
     windows.sort_by(f64::total_cmp);
     appends.sort_by(f64::total_cmp);
+    turns.sort_by(f64::total_cmp);
     let server_p50 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.5\"}").unwrap_or(f64::NAN) * 1e6;
     let server_p99 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.99\"}").unwrap_or(f64::NAN) * 1e6;
-    println!("clients={} secs={:.1} budget={} report={} cores={cores}", a.clients, elapsed, a.budget, a.report);
+    let mode = a.rate.map_or("closed loop".to_string(), |r| format!("open loop at {r:.0} turns/s"));
+    println!("clients={} secs={:.1} budget={} report={} cores={cores} {mode}", a.clients, elapsed, a.budget, a.report);
     println!("windows: {} ({:.0}/s), errors {errors}", windows.len(), windows.len() as f64 / elapsed);
     let per_window = |cpu: f64| cpu / windows.len().max(1) as f64 * 1e6;
     println!(
@@ -453,6 +516,15 @@ fn main() {
     );
     println!("window latency (client): p50={:.2}ms p99={:.2}ms max={:.2}ms", q(&windows, 0.5) / 1e3, q(&windows, 0.99) / 1e3, q(&windows, 1.0) / 1e3);
     println!("append latency (client): p50={:.2}ms p99={:.2}ms", q(&appends, 0.5) / 1e3, q(&appends, 0.99) / 1e3);
+    if !turns.is_empty() {
+        println!(
+            "turn latency (append + window; from the slot when behind schedule): p50={:.2}ms p99={:.2}ms p99.9={:.2}ms max={:.2}ms",
+            q(&turns, 0.5) / 1e3,
+            q(&turns, 0.99) / 1e3,
+            q(&turns, 0.999) / 1e3,
+            q(&turns, 1.0) / 1e3
+        );
+    }
     println!("server assemble (Session::assemble, wall): p50={server_p50:.0}us p99={server_p99:.0}us");
     let cpu_p50 = metric(&metrics, "ctxwin_assemble_cpu_recent_seconds{quantile=\"0.5\"}").unwrap_or(f64::NAN) * 1e6;
     let cpu_p99 = metric(&metrics, "ctxwin_assemble_cpu_recent_seconds{quantile=\"0.99\"}").unwrap_or(f64::NAN) * 1e6;

@@ -7,6 +7,7 @@
 //!   cargo run --release --example history_mem -- locomo ../shared/datasets/locomo/locomo10.json
 //!   cargo run --release --example history_mem -- conversation 100000
 //!   cargo run --release --example history_mem -- agent 10000
+//!   cargo run --release --example history_mem -- haystack 100000
 //!
 //! Prints the transcript bytes (turn text, tool arguments and outputs, call ids), the process's
 //! resident memory before and after (from /proc/self/status; Linux only), and their ratio; and the
@@ -87,6 +88,8 @@ fn main() -> ctxwin::Result<()> {
     let transcripts: Vec<Transcript> = match what {
         "locomo" => load_file(&PathBuf::from(args.get(2).map_or("../shared/datasets/locomo/locomo10.json", String::as_str)), Some(Format::Locomo))?,
         "agent" => vec![synth::agent_session(42, args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10_000))],
+        // LongMemEval-shaped: sessions of 10 turns with long answers; N turns = N / 10 sessions.
+        "haystack" => vec![synth::haystack(42, args.get(2).and_then(|a| a.parse::<usize>().ok()).unwrap_or(100_000).div_ceil(10))],
         _ => vec![synth::conversation(42, args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100_000))],
     };
     let held: usize = transcripts.iter().map(bytes).sum();
