@@ -307,6 +307,18 @@ impl Engine {
         self.retrieval.lexical.commit()
     }
 
+    /// With `on`, `push` leaves the lexical index's periodic commit (every `commit_every` turns,
+    /// the slow push) to [`Engine::commit_due`]. Windows are the same either way: documents not
+    /// committed yet are scored in memory exactly as committed ones.
+    pub(crate) fn defer_commits(&mut self, on: bool) {
+        self.retrieval.lexical.defer_commits(on);
+    }
+
+    /// Makes the commit `push` deferred, if one is due (see [`Engine::defer_commits`]).
+    pub(crate) fn commit_due(&mut self) -> Result<()> {
+        self.retrieval.lexical.commit_due()
+    }
+
     /// The `k` turns that best match `query`, best first, as originally pushed — so anything left
     /// out of a window can be recalled. Lexically, by BM25 (turns sharing no term are not hits).
     /// With embeddings, by BM25 and dense similarity fused as the policy fuses them for windows,

@@ -297,6 +297,9 @@ pub(crate) struct LexicalIndex {
     /// Bulk mode (a session rebuilt from its log): `add` does not analyze, and the documents the
     /// per-`commit_every` commits would commit go to Tantivy's indexing thread as they arrive.
     bulk: Option<Bulk>,
+    /// `add` leaves a due commit to [`LexicalIndex::commit_due`] (a durable session calls it after
+    /// its append, outside the store's write lock).
+    defer_commits: bool,
 }
 
 /// Bulk mode's writer, made when the first batch is due. Its documents are indexed by Tantivy's
@@ -534,6 +537,7 @@ impl LexicalIndex {
             pending_postings: Postings::default(),
             pending_tokens: 0,
             commit_every: commit_every.max(1),
+            defer_commits: false,
             commits: 0,
             bulk: None,
         };
@@ -584,11 +588,27 @@ impl LexicalIndex {
             }
             return Ok(());
         }
-        if self.pending.len() >= self.commit_every {
+        if self.pending.len() >= self.commit_every && !self.defer_commits {
             return self.commit();
         }
         let last = self.pending.len() - 1;
         self.analyze_doc(last);
+        Ok(())
+    }
+
+    /// With `on`, `add` no longer commits when `commit_every` documents are pending: the caller
+    /// commits them with [`LexicalIndex::commit_due`] (the same documents at the same points, so
+    /// the same index), at a moment of its choosing.
+    pub(crate) fn defer_commits(&mut self, on: bool) {
+        self.defer_commits = on;
+    }
+
+    /// Commits when `commit_every` documents or more are pending (what `add` does itself unless
+    /// commits are deferred).
+    pub(crate) fn commit_due(&mut self) -> Result<()> {
+        if self.bulk.is_none() && self.pending.len() >= self.commit_every {
+            return self.commit();
+        }
         Ok(())
     }
 
@@ -1110,6 +1130,39 @@ mod tests {
             b.sort_by_key(|x| x.0);
             assert_eq!(a, b, "{text}");
             assert_eq!(one.top(&q, 5)?, bulk.top(&q, 5)?, "{text}");
+        }
+        Ok(())
+    }
+
+    /// Deferred commits: `add` leaves a due commit to `commit_due`, which commits the same
+    /// documents at the same points, so scores and top-k equal those of an index committing itself.
+    #[test]
+    fn deferred_commits_commit_the_same_documents() -> Result<()> {
+        let (mut own, mut deferred) = (LexicalIndex::new(None, 3)?, LexicalIndex::new(None, 3)?);
+        deferred.defer_commits(true);
+        for (i, t) in texts().into_iter().enumerate() {
+            own.add(i, t)?;
+            deferred.add(i, t)?;
+            if i == 2 {
+                // Due but deferred: nothing committed until the caller asks.
+                assert_eq!((own.commits(), deferred.commits()), (1, 0));
+                assert_eq!(deferred.pending.len(), 3);
+            }
+            deferred.commit_due()?;
+            assert_eq!(own.commits(), deferred.commits(), "after doc {i}");
+            assert_eq!(own.pending.len(), deferred.pending.len(), "after doc {i}");
+        }
+        deferred.add(6, "painting sunrises is relaxing")?;
+        own.add(6, "painting sunrises is relaxing")?;
+        deferred.commit_due()?;
+        assert_eq!(deferred.commits(), 2, "one pending document is not due");
+        for text in ["paints sunrise", "support group Caroline", "kids beach camping adoption"] {
+            let q = own.analyze(text);
+            let (mut a, mut b) = (own.scores(&q)?, deferred.scores(&q)?);
+            a.sort_by_key(|x| x.0);
+            b.sort_by_key(|x| x.0);
+            assert_eq!(a, b, "{text}");
+            assert_eq!(own.top(&q, 5)?, deferred.top(&q, 5)?, "{text}");
         }
         Ok(())
     }

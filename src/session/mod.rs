@@ -184,6 +184,9 @@ impl Session {
             }
         }
         s.engine.end_rebuild()?;
+        // The index's periodic commit (milliseconds, every `commit_every` turns) runs after an
+        // append has released the store's write lock, not under it (see `Session::append`).
+        s.engine.defer_commits(true);
         for r in snap.summaries {
             let key = (r.first as TurnId, r.last as TurnId, r.allowance as usize);
             s.saved_summaries.insert(key);
@@ -247,6 +250,9 @@ impl Session {
         let mut caught_up = Ok(());
         let after = self.seq;
         let derived = self.derived()?;
+        // A deferred index commit that failed after the last append is retried (and its error
+        // returned) before anything more is stored.
+        self.engine.commit_due()?;
         let r = store.append(&id, after, &derived, &mut |newer| {
             for e in newer {
                 if let Err(err) = self.apply(e) {
@@ -263,6 +269,11 @@ impl Session {
             (Ok(seq), Some(v)) => {
                 self.seq = seq;
                 self.stored(derived);
+                // The index commit `push` deferred, now that the store's write lock is released
+                // (other sessions' appends do not wait for it). The record is stored either way;
+                // if the commit fails its documents stay pending (scored in memory, so windows are
+                // unchanged) and the next append retries it first.
+                let _ = self.engine.commit_due();
                 Ok(v)
             }
             (Ok(_), None) => Err(self.damaged("append returned without applying".into())),
