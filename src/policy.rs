@@ -199,7 +199,7 @@ impl Default for Policy {
             query_summary_share: 0.02,
             summary_max_tokens: 1200,
             summary_min_tokens: 24,
-            tool_output_max_tokens: 600,
+            tool_output_max_tokens: 500,
             keep_tool_results: Some(3),
             old_tool_output_max_tokens: 80,
             rag_top_k: 0,

@@ -454,7 +454,7 @@ fn a_long_latest_thought_is_cut_and_its_call_kept_whole() {
 }
 
 /// Issue 10: an agent's latest tool result larger than what a re-selection leaves it (a fifth of
-/// the budget after the pins) is cut tighter than `tool_output_max_tokens` (600) to fit it, with
+/// the budget after the pins) is cut tighter than `tool_output_max_tokens` (500) to fit it, with
 /// its visible marker and its tail, instead of filling the window; the next call, which appends,
 /// renders it exactly as before (the cut is part of the plan, so the prefix stays stable).
 #[test]
