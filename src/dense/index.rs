@@ -75,9 +75,10 @@ impl VectorIndex {
 
     /// [`cosine_all`](Self::cosine_all) into `out` (resized to [`len`](Self::len)), so a caller
     /// scoring query after query can keep one buffer. Every score is bitwise the one [`dot`] gives
-    /// for its row: rows are scored [`ROWS_AT_ONCE`] at a time (independent sums, so the additions
-    /// of one row do not wait for each other's), each with the same eight lanes in the same order,
-    /// and with 256-bit vectors where the CPU has AVX (one register per row instead of two).
+    /// for its row. Where the CPU has AVX, rows are scored four at a time in 256-bit registers
+    /// (independent sums, so one row's additions do not wait for each other's; see
+    /// `dot_rows_avx`), each with the same eight lanes in the same order; elsewhere one row after
+    /// the other.
     ///
     /// Fails like [`cosine_all`](Self::cosine_all).
     pub fn cosine_into(&self, query: &[f32], out: &mut Vec<f32>) -> Result<()> {
