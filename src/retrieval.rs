@@ -42,6 +42,9 @@ struct Dense {
     worker: EmbedWorker,
     arrived: FxHashMap<TurnId, Arc<[f32]>>,
     index: VectorIndex,
+    /// The query's cosine with each row of `index`, kept between windows so scoring a query
+    /// allocates nothing proportional to the history for them.
+    exchange_scores: Vec<f32>,
     error: Option<String>,
 }
 
@@ -97,6 +100,7 @@ impl Retrieval {
             index: VectorIndex::new(service.dim()),
             service,
             arrived: FxHashMap::default(),
+            exchange_scores: Vec::new(),
             error: None,
         });
         Retrieval { lexical, dense, last_query_embed_us: None }
@@ -185,7 +189,8 @@ impl Retrieval {
         let t0 = Instant::now();
         let qv = d.service.embed_query(query)?;
         self.last_query_embed_us = Some(t0.elapsed().as_secs_f64() * 1e6);
-        Ok(Some(turn_similarities(&d.index.cosine_all(&qv)?)))
+        d.index.cosine_into(&qv, &mut d.exchange_scores)?;
+        Ok(Some(turn_similarities(&d.exchange_scores)))
     }
 }
 
@@ -294,16 +299,19 @@ pub(crate) fn exchange_text(context: &[&str], text: &str) -> String {
 /// [`EXCHANGE_CONTEXT_TURNS`]), so its question and its answer both count. The latest turns are in
 /// fewer exchanges so far; the ones they are not in yet count as the average exchange, so a turn
 /// is not credited with the context it was embedded after.
+///
+/// One pass over windows of the exchanges (the latest turns' shorter ones after it), each mean the
+/// same float expression for every turn.
 pub(crate) fn turn_similarities(exchanges: &[f32]) -> Vec<f32> {
     let n = exchanges.len();
     let prior = exchanges.iter().sum::<f32>() / n.max(1) as f32;
     let span = EXCHANGE_CONTEXT_TURNS + 1;
-    (0..n)
-        .map(|i| {
-            let within = &exchanges[i..n.min(i + span)];
-            (within.iter().sum::<f32>() + (span - within.len()) as f32 * prior) / span as f32
-        })
-        .collect()
+    let mean = |within: &[f32]| (within.iter().sum::<f32>() + (span - within.len()) as f32 * prior) / span as f32;
+    let mut out = Vec::with_capacity(n);
+    out.extend(exchanges.windows(span).map(mean));
+    let latest = out.len();
+    out.extend((latest..n).map(|i| mean(&exchanges[i..])));
+    out
 }
 
 #[cfg(test)]
@@ -333,5 +341,30 @@ mod tests {
             assert!((a - b).abs() < 1e-6, "{s:?}");
         }
         assert!(turn_similarities(&[]).is_empty());
+    }
+
+    /// The one-pass means are bitwise the per-turn slices' (the definition before it), at every
+    /// length around the span and with signed zeros.
+    #[test]
+    fn turn_similarities_match_the_per_turn_means_bitwise() {
+        let per_turn = |exchanges: &[f32]| -> Vec<f32> {
+            let n = exchanges.len();
+            let prior = exchanges.iter().sum::<f32>() / n.max(1) as f32;
+            let span = EXCHANGE_CONTEXT_TURNS + 1;
+            (0..n)
+                .map(|i| {
+                    let within = &exchanges[i..n.min(i + span)];
+                    (within.iter().sum::<f32>() + (span - within.len()) as f32 * prior) / span as f32
+                })
+                .collect()
+        };
+        let values = [0.31f32, -0.0, 0.0, -0.27, 0.9, 1e-8, -0.5, 0.123_456_7, 0.7];
+        for n in 0..values.len() {
+            for start in 0..values.len() - n {
+                let x = &values[start..start + n];
+                let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+                assert_eq!(bits(turn_similarities(x)), bits(per_turn(x)), "{x:?}");
+            }
+        }
     }
 }

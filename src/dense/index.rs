@@ -68,13 +68,40 @@ impl VectorIndex {
     /// Fails when `query` does not have [`dim`](Self::dim) components or is not finite.
     pub fn cosine_all(&self, query: &[f32]) -> Result<Vec<f32>> {
         self.check(query, "query")?;
-        let mut scores = Vec::with_capacity(self.rows);
-        if self.dim == 0 {
-            scores.resize(self.rows, 0.0);
-            return Ok(scores);
-        }
-        scores.extend(self.data.chunks_exact(self.dim).map(|row| dot(row, query)));
+        let mut scores = vec![0.0; self.rows];
+        self.scores_into(query, &mut scores);
         Ok(scores)
+    }
+
+    /// [`cosine_all`](Self::cosine_all) into `out` (resized to [`len`](Self::len)), so a caller
+    /// scoring query after query can keep one buffer. Every score is bitwise the one [`dot`] gives
+    /// for its row. Where the CPU has AVX, rows are scored four at a time in 256-bit registers
+    /// (independent sums, so one row's additions do not wait for each other's; see
+    /// `dot_rows_avx`), each with the same eight lanes in the same order; elsewhere one row after
+    /// the other.
+    ///
+    /// Fails like [`cosine_all`](Self::cosine_all).
+    pub fn cosine_into(&self, query: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        self.check(query, "query")?;
+        out.clear();
+        out.resize(self.rows, 0.0);
+        self.scores_into(query, out);
+        Ok(())
+    }
+
+    /// The kernel behind [`cosine_into`](Self::cosine_into); `out` has one slot per row and
+    /// `query` is checked.
+    fn scores_into(&self, query: &[f32], out: &mut [f32]) {
+        if self.dim == 0 {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX (checked just above), the only feature `dot_rows_avx` enables.
+            unsafe { dot_rows_avx(&self.data, query, out) };
+            return;
+        }
+        dot_rows(&self.data, query, out);
     }
 
     /// The `k` rows that score best against `query`, best first, as `(row, score)`.
@@ -165,11 +192,90 @@ impl PartialEq for Ranked {
 
 impl Eq for Ranked {}
 
+/// Rows scored together by [`dot_rows_avx`]: enough independent sums to hide the latency of a
+/// vector addition (a few cycles, one per chunk of 8 per row), few enough that their accumulators
+/// and the query's chunk stay in registers.
+/// (The loop of [`dot_rows_avx`] zips exactly four rows.)
+#[cfg(target_arch = "x86_64")]
+const ROWS_AT_ONCE: usize = 4;
+
+/// Rows are interleaved only while the index is at most this large: from a cache it is up to twice
+/// as fast (384 dimensions, scores of every row, best of 5: 600 rows 27.9 µs one row at a time with
+/// SSE, 19.4 with AVX, 13.8 four at a time; 5,000 rows 208 / 150 / 131 µs), but read from memory
+/// four streams are slower than one (100,000 rows: 7.4 ms one at a time, 15.6 ms four at a time).
+#[cfg(target_arch = "x86_64")]
+const INTERLEAVE_MAX_BYTES: usize = 8 << 20;
+
+/// `out[r]` = [`dot`]`(row r of data, q)` for the `out.len()` rows of `q.len()` components stored
+/// row after row in `data`: the portable kernel, one row after the other.
+fn dot_rows(data: &[f32], q: &[f32], out: &mut [f32]) {
+    for (row, s) in data.chunks_exact(q.len()).zip(out) {
+        *s = dot(row, q);
+    }
+}
+
+/// [`dot_rows`] with 256-bit AVX registers, bitwise the same: a row's eight lanes are one register
+/// (two SSE registers in [`dot`]), each lane adds `x[i] * y[i]` in the same order (a multiply,
+/// then an add: AVX alone has no fused multiply-add, and none is asked for), and the lanes are
+/// reduced by [`reduce`] as [`dot`] reduces them. [`ROWS_AT_ONCE`] rows are interleaved, so their
+/// sums proceed in parallel and the query's chunk is loaded once for them (up to
+/// [`INTERLEAVE_MAX_BYTES`] of rows; beyond, one row after the other, still in AVX). Written with
+/// intrinsics: auto-vectorized, the interleaved rows came out transposed and spilled to the stack.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn dot_rows_avx(data: &[f32], q: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::{__m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps};
+    let dim = q.len();
+    let (q8, q_tail) = q.as_chunks::<8>();
+    let whole = q8.len() * 8;
+    let load = |x: &[f32; 8]| -> __m256 {
+        // SAFETY: `x` is 8 readable f32s; the load is unaligned.
+        unsafe { _mm256_loadu_ps(x.as_ptr()) }
+    };
+    if std::mem::size_of_val(data) > INTERLEAVE_MAX_BYTES {
+        dot_rows(data, q, out);
+        return;
+    }
+    let mut blocks = data.chunks_exact(dim * ROWS_AT_ONCE).zip(out.chunks_exact_mut(ROWS_AT_ONCE));
+    for (rows, scores) in &mut blocks {
+        let row = |r: usize| &rows[r * dim..(r + 1) * dim];
+        let chunks = |r: usize| row(r).as_chunks::<8>().0.iter();
+        let mut acc = [_mm256_setzero_ps(); ROWS_AT_ONCE];
+        // Zipped, not indexed: no bounds check in the loop.
+        for ((((y, x0), x1), x2), x3) in q8.iter().zip(chunks(0)).zip(chunks(1)).zip(chunks(2)).zip(chunks(3)) {
+            let y = load(y);
+            for (a, x) in acc.iter_mut().zip([x0, x1, x2, x3]) {
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(load(x), y));
+            }
+        }
+        for (r, s) in scores.iter_mut().enumerate() {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` is 8 writable f32s; the store is unaligned.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r]) };
+            *s = reduce(&lanes, &row(r)[whole..], q_tail);
+        }
+    }
+    let done = out.len() / ROWS_AT_ONCE * ROWS_AT_ONCE;
+    dot_rows(&data[done * dim..], q, &mut out[done..]);
+}
+
+/// A row's dot product from its eight lanes and its tail (`x_tail · y_tail`, added in order at
+/// the end), as [`dot`] reduces it.
+#[inline(always)]
+fn reduce(acc: &[f32; 8], x_tail: &[f32], y_tail: &[f32]) -> f32 {
+    let mut tail = 0.0f32;
+    for (x, y) in x_tail.iter().zip(y_tail) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
 /// Dot product of two equally long slices.
 ///
 /// Eight independent accumulators over chunks of eight let the compiler keep the sum in vector
 /// registers (no reassociation of a single float sum is needed); the tail is added at the end.
-#[inline]
+/// This is the definition every score of the index follows bitwise ([`dot_rows`]).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (a8, a_tail) = a.as_chunks::<8>();
     let (b8, b_tail) = b.as_chunks::<8>();
@@ -179,11 +285,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             acc[i] += x[i] * y[i];
         }
     }
-    let mut tail = 0.0f32;
-    for (x, y) in a_tail.iter().zip(b_tail) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    reduce(&acc, a_tail, b_tail)
 }
 
 #[cfg(test)]
@@ -228,6 +330,27 @@ mod tests {
             prop_assert_eq!(fast.len(), slow.len());
             for (f, s) in fast.iter().zip(&slow) {
                 prop_assert!((f - s).abs() <= 1e-5, "fast {} vs naive {}", f, s);
+            }
+        }
+
+        /// Every score is bitwise `dot` of its row, through the dispatched kernel (AVX where the
+        /// CPU has it), the portable one, and into a reused buffer.
+        #[test]
+        fn scores_are_dot_bitwise((dim, rows, q) in rows_and_query(), stale in 0usize..5) {
+            let mut index = VectorIndex::new(dim);
+            for r in &rows {
+                index.push(r)?;
+            }
+            let want: Vec<u32> = rows.iter().map(|r| if dim == 0 { 0.0f32 } else { dot(r, &q) }.to_bits()).collect();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            prop_assert_eq!(bits(&index.cosine_all(&q)?), want.clone());
+            let mut out = vec![f32::NAN; stale];
+            index.cosine_into(&q, &mut out)?;
+            prop_assert_eq!(bits(&out), want.clone());
+            if dim > 0 {
+                let mut portable = vec![0.0; rows.len()];
+                dot_rows(&index.data, &q, &mut portable);
+                prop_assert_eq!(bits(&portable), want);
             }
         }
 
@@ -293,6 +416,33 @@ mod tests {
         assert_eq!(index.top_k(&[1.0, 0.0], 0)?, vec![]);
         assert_eq!(index.top_k(&[1.0, 0.0], 99)?.len(), 5);
         assert_eq!(VectorIndex::new(2).top_k(&[1.0, 0.0], 3)?, vec![]);
+        Ok(())
+    }
+
+    /// At the model's dimension (384, no tail) and with a tail, over row counts around the block
+    /// size and past the interleaving limit, every score is bitwise `dot` of its row.
+    #[test]
+    fn scores_at_model_dimension_are_dot_bitwise() -> Result<()> {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        // 5,500 rows of 384 are past `INTERLEAVE_MAX_BYTES`: one row at a time.
+        for (dim, rows) in [384, 387].into_iter().flat_map(|d| [0, 1, 3, 4, 5, 8, 9, 600].map(|r| (d, r))).chain([(384, 5_500)]) {
+            let mut index = VectorIndex::new(dim);
+            let data: Vec<Vec<f32>> = (0..rows).map(|_| (0..dim).map(|_| next()).collect()).collect();
+            for r in &data {
+                index.push(r)?;
+            }
+            let q: Vec<f32> = (0..dim).map(|_| next()).collect();
+            let got = index.cosine_all(&q)?;
+            for (r, g) in data.iter().zip(&got) {
+                assert_eq!(g.to_bits(), dot(r, &q).to_bits(), "dim {dim}, rows {rows}");
+            }
+        }
         Ok(())
     }
 
