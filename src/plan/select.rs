@@ -27,6 +27,9 @@ pub(crate) struct UnitCost {
 pub(crate) struct Selection<'a> {
     units: &'a [UnitCost],
     set: BTreeSet<usize>,
+    /// The same units as `set`, one bit each: membership without a tree walk (the selector asks it
+    /// for every unit and every candidate; the tree answers the ordered questions).
+    bits: Vec<u64>,
     used: usize,
     /// Upper bound of one gap marker's tokens; 0 when gaps are not marked (peer baselines).
     marker: usize,
@@ -38,7 +41,7 @@ impl<'a> Selection<'a> {
     pub(crate) fn new(units: &'a [UnitCost], marker: usize) -> Self {
         // With nothing selected, the whole history is one gap.
         let used = if units.is_empty() { 0 } else { marker };
-        Selection { units, set: BTreeSet::new(), used, marker, floor: 0 }
+        Selection { units, set: BTreeSet::new(), bits: vec![0; units.len().div_ceil(64)], used, marker, floor: 0 }
     }
 
     /// Closes the units before `unit` to selection: what is selected among them stays, nothing more
@@ -62,7 +65,7 @@ impl<'a> Selection<'a> {
     }
 
     pub(crate) fn contains(&self, u: usize) -> bool {
-        self.set.contains(&u)
+        self.bits.get(u / 64).is_some_and(|w| w & (1 << (u % 64)) != 0)
     }
 
     pub(crate) fn selected(&self) -> impl Iterator<Item = usize> + '_ {
@@ -104,7 +107,7 @@ impl<'a> Selection<'a> {
 
     /// Selects `u` if it fits in `limit`; returns whether it did.
     pub(crate) fn try_add(&mut self, u: usize, limit: usize) -> bool {
-        if self.set.contains(&u) {
+        if self.contains(u) {
             return true;
         }
         if u < self.floor {
@@ -117,6 +120,9 @@ impl<'a> Selection<'a> {
         }
         self.used = new as usize;
         self.set.insert(u);
+        if let Some(w) = self.bits.get_mut(u / 64) {
+            *w |= 1 << (u % 64);
+        }
         true
     }
 
@@ -124,6 +130,9 @@ impl<'a> Selection<'a> {
     #[cfg(test)]
     pub(crate) fn remove(&mut self, u: usize) {
         if self.set.remove(&u) {
+            if let Some(w) = self.bits.get_mut(u / 64) {
+                *w &= !(1 << (u % 64));
+            }
             let m = self.marginal(u);
             self.used = (self.used as isize - m).max(0) as usize;
         }

@@ -129,13 +129,22 @@ impl Builder {
 /// Renders `plan` into a window with exact counts and a report line per turn.
 pub(crate) fn build(ctx: &mut PlanContext<'_>, plan: &Plan, policy: &Policy, scores: Option<&TurnScores>) -> Window {
     let n_turns = ctx.store.len();
-    let mut b = Builder { messages: Vec::new(), total: REPLY_PRIMING, events: Vec::new(), summaries: Vec::new(), last_ts: None, pending_marker: None };
+    let units = ctx.store.units();
+    // Room for every message and event the plan makes, allocated once (a turn is about one message).
+    let room = 2 + plan.items.iter().map(|it| if let Item::Unit(u) = it { units.get(*u).map_or(0, |r| r.len()) } else { 1 }).sum::<usize>();
+    let mut b = Builder {
+        messages: Vec::with_capacity(room),
+        total: REPLY_PRIMING,
+        events: Vec::with_capacity(room),
+        summaries: Vec::new(),
+        last_ts: None,
+        pending_marker: None,
+    };
     if let Some(p) = ctx.pins {
         let mut m = Message::text(Role::System, p.to_string(), Origin::Pins);
         m.counted(ctx.counter);
         b.push(m);
     }
-    let units = ctx.store.units();
     for item in &plan.items {
         match item {
             Item::Unit(u) => {
