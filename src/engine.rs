@@ -43,7 +43,7 @@ impl Default for EngineConfig {
             encoding: Encoding::O200kBase,
             token_cache: 65_536,
             index_dir: None,
-            commit_every: 256,
+            commit_every: 1024,
             policy: Policy::default(),
             summary_cache: 4096,
             embeddings: None,
@@ -68,7 +68,7 @@ impl EngineConfig {
         self.index_dir = Some(dir.into());
         self
     }
-    /// Commit the lexical index every this many pushed turns (default 256); turns not yet committed
+    /// Commit the lexical index every this many pushed turns (default 1,024); turns not yet committed
     /// are searched in memory.
     pub fn commit_every(mut self, n: usize) -> Self {
         self.commit_every = n.max(1);
