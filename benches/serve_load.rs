@@ -6,8 +6,9 @@
 //! the clock), each on its own LoCoMo-size session: a LoCoMo conversation
 //! (`../shared/datasets/locomo/locomo10.json`, client `c` takes conversation `c % 10`; the seeded
 //! `ctxwin::replay::synth::conversation(42 + c, 600)` when the dataset is absent) whose first half is
-//! appended, and its first window asked, before the clock starts. Timed: each client in a loop appends the next turn of its
-//! conversation (`POST /turns`, ctxwin format) then asks for a `--budget`-token window
+//! appended, and its first window asked, before the clock starts. Timed: each client in a loop
+//! appends the next turn of its conversation (`POST /turns`, ctxwin format) then asks for a
+//! `--budget`-token window
 //! (`POST /window`, OpenAI format), for `--secs` seconds. Printed: windows/s, window and append
 //! latency p50/p99 as the client sees them, and the server's own assemble p50/p99 (from
 //! `/metrics`); then, in the same run, the library's `Engine::assemble` p50 on the same mix (as many
@@ -214,8 +215,7 @@ async fn client(
     id: String,
     convs: Arc<Vec<Transcript>>,
     c: usize,
-    (budget, report): (usize, &'static str),
-    pace: Option<Pace>,
+    (budget, report, pace): (usize, &'static str, Option<Pace>),
     stop: Arc<AtomicBool>,
 ) -> Measured {
     let t = &convs[c % convs.len()];
@@ -473,7 +473,7 @@ fn main() {
     };
     let tasks: Vec<_> = (0..a.clients)
         .map(|c| {
-            rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, (a.budget, a.report), pace(c), Arc::clone(&stop)))
+            rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, (a.budget, a.report, pace(c)), Arc::clone(&stop)))
         })
         .collect();
     let runner = std::thread::spawn(move || {
