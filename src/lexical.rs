@@ -195,42 +195,11 @@ const BYTE_CLASS: [u8; 256] = {
     t
 };
 
-/// The length of the (non-ASCII) character at byte `i` of `text` and whether it is alphanumeric.
-fn char_at(text: &str, i: usize) -> (usize, bool) {
-    match text.get(i..).and_then(|s| s.chars().next()) {
-        Some(c) => (c.len_utf8(), c.is_alphanumeric()),
-        None => (1, false),
-    }
-}
-
 impl MemoWordsStream<'_> {
     /// The next word's byte range (a run of alphanumeric characters), as `SimpleTokenizer` finds
     /// it: ASCII bytes by table, other characters decoded.
     fn next_word(&mut self) -> Option<(usize, usize)> {
-        let (text, bytes) = (self.text, self.text.as_bytes());
-        let mut i = self.at;
-        let start = loop {
-            i += bytes.get(i..)?.iter().position(|&b| BYTE_CLASS[b as usize] != 0)?;
-            if bytes[i] < 0x80 {
-                break i;
-            }
-            match char_at(text, i) {
-                (_, true) => break i,
-                (len, false) => i += len,
-            }
-        };
-        let mut end = start;
-        loop {
-            let rest = bytes.get(end..).unwrap_or_default();
-            end += rest.iter().position(|&b| BYTE_CLASS[b as usize] != 1).unwrap_or(rest.len());
-            match bytes.get(end) {
-                Some(&b) if b >= 0x80 => match char_at(text, end) {
-                    (len, true) => end += len,
-                    (_, false) => break,
-                },
-                _ => break,
-            }
-        }
+        let (start, end) = crate::text::next_word_run(self.text, self.at, &BYTE_CLASS)?;
         self.at = end;
         Some((start, end))
     }
@@ -1123,13 +1092,18 @@ mod tests {
         let ids = |x: &LexicalIndex| x.pending.iter().map(|d| d.id).collect::<Vec<_>>();
         assert_eq!(ids(&bulk), ids(&one));
         assert_eq!(bulk.num_committed(), 20);
-        for text in ["support group Caroline counseling number 3", "painted sunrise 22", "kids beach camping adoption"] {
-            let q = one.analyze(text);
-            let (mut a, mut b) = (one.scores(&q)?, bulk.scores(&q)?);
-            a.sort_by_key(|x| x.0);
-            b.sort_by_key(|x| x.0);
-            assert_eq!(a, b, "{text}");
-            assert_eq!(one.top(&q, 5)?, bulk.top(&q, 5)?, "{text}");
+        assert_same_scores(&mut one, &mut bulk, &["support group Caroline counseling number 3", "painted sunrise 22", "kids beach camping adoption"])
+    }
+
+    /// Every turn's score and the top 5 for each of `queries` are the same in both indexes.
+    fn assert_same_scores(a: &mut LexicalIndex, b: &mut LexicalIndex, queries: &[&str]) -> Result<()> {
+        for text in queries {
+            let q = a.analyze(text);
+            let (mut x, mut y) = (a.scores(&q)?, b.scores(&q)?);
+            x.sort_by_key(|s| s.0);
+            y.sort_by_key(|s| s.0);
+            assert_eq!(x, y, "{text}");
+            assert_eq!(a.top(&q, 5)?, b.top(&q, 5)?, "{text}");
         }
         Ok(())
     }
@@ -1156,15 +1130,7 @@ mod tests {
         own.add(6, "painting sunrises is relaxing")?;
         deferred.commit_due()?;
         assert_eq!(deferred.commits(), 2, "one pending document is not due");
-        for text in ["paints sunrise", "support group Caroline", "kids beach camping adoption"] {
-            let q = own.analyze(text);
-            let (mut a, mut b) = (own.scores(&q)?, deferred.scores(&q)?);
-            a.sort_by_key(|x| x.0);
-            b.sort_by_key(|x| x.0);
-            assert_eq!(a, b, "{text}");
-            assert_eq!(own.top(&q, 5)?, deferred.top(&q, 5)?, "{text}");
-        }
-        Ok(())
+        assert_same_scores(&mut own, &mut deferred, &["paints sunrise", "support group Caroline", "kids beach camping adoption"])
     }
 
     #[test]

@@ -44,41 +44,10 @@ struct Words<'a> {
 }
 
 impl<'a> Words<'a> {
-    /// The length of the (non-ASCII) character at byte `i` and whether it belongs to a word.
-    fn char_at(&self, i: usize) -> (usize, bool) {
-        match self.text.get(i..).and_then(|s| s.chars().next()) {
-            Some(c) => (c.len_utf8(), c.is_alphanumeric()),
-            None => (1, false),
-        }
-    }
-
     /// The next run of word characters, untrimmed: ASCII bytes by table (a search over the slice),
     /// other characters decoded.
     fn next_run(&mut self) -> Option<(usize, usize)> {
-        let bytes = self.text.as_bytes();
-        let mut i = self.at;
-        let start = loop {
-            i += bytes.get(i..)?.iter().position(|&b| BYTE_CLASS[b as usize] != 0)?;
-            if bytes[i] < 0x80 {
-                break i;
-            }
-            match self.char_at(i) {
-                (_, true) => break i,
-                (len, false) => i += len,
-            }
-        };
-        let mut end = start;
-        loop {
-            let rest = bytes.get(end..).unwrap_or_default();
-            end += rest.iter().position(|&b| BYTE_CLASS[b as usize] != 1).unwrap_or(rest.len());
-            match bytes.get(end) {
-                Some(&b) if b >= 0x80 => match self.char_at(end) {
-                    (len, true) => end += len,
-                    (_, false) => break,
-                },
-                _ => break,
-            }
-        }
+        let (start, end) = crate::text::next_word_run(self.text, self.at, &BYTE_CLASS)?;
         self.at = end;
         Some((start, end))
     }
