@@ -31,12 +31,31 @@ pub(crate) fn extend_prefix(ctx: &mut PlanContext<'_>, state: &mut PlanState, po
     if n_units < prev.units || !last_same {
         return None;
     }
+    let grew = n_units > prev.units;
     let mut plan = prev.plan.clone();
     plan.items.extend((prev.units..n_units).map(Item::Unit));
     plan.unit_scores.resize(n_units, 0.0);
-    let w = ctx.window(&plan, policy, None);
+    let mut w = ctx.window(&plan, policy, None);
     if w.total_tokens > ctx.budget {
-        return None;
+        // An agent's latest observation is appended cut to what the window has left rather than
+        // selecting afresh (issue 10: on SWE-agent at 25% two re-selections in a row rewrote a
+        // 1,200-token summary because the new output, whole, did not fit after the previous one).
+        let u = n_units - 1;
+        if !grew || policy.tail_turns == 0 || plan.cut_of(u).is_some() || super::conversational(ctx.store) {
+            return None;
+        }
+        let full_cost = ctx.forms.unit_cost_cut(ctx.store, ctx.counter, policy, plan.clear_before, u, None).cost as isize;
+        let share = ((ctx.avail as f32) * policy.agent_refill_target * policy.agent_latest_share) as isize;
+        let allowed = (full_cost - (w.total_tokens - ctx.budget) as isize).min(share.max(MIN_LATEST_CUT as isize));
+        let (cap, cut) = cap_to_fit(ctx, policy, plan.clear_before, u, full_cost, allowed)?;
+        if cut > allowed {
+            return None;
+        }
+        plan.cuts.push((u, cap));
+        w = ctx.window(&plan, policy, None);
+        if w.total_tokens > ctx.budget {
+            return None;
+        }
     }
     plan.keep_shown_scores();
     state.prev = Some(Prefix { plan, units: n_units, last_end: units.last().map_or(0, |u| u.end), fresh_streak: 0 });
@@ -195,9 +214,19 @@ fn latest_cut(ctx: &mut PlanContext<'_>, policy: &Policy, clear_before: TurnId, 
     if full <= room {
         return None;
     }
+    let full_cost = sel.cost(u) as isize;
+    let (cap, cut) = cap_to_fit(ctx, policy, clear_before, u, full_cost, room - (full - full_cost))?;
+    // Outputs within the cut already: cutting changes nothing.
+    (cut < full_cost).then_some((u, cap))
+}
+
+/// The cap (max tokens per message, [`form_cut`]) that brings unit `u`, costing `full_cost` in the
+/// policy's form, to at most `allowed` tokens, and its cost there: the largest multiple of
+/// [`CUT_STEP`] found in a few exact steps, at least [`MIN_LATEST_CUT`] (whose cost may still be
+/// above `allowed`). `None` for a unit with nothing to cut.
+fn cap_to_fit(ctx: &mut PlanContext<'_>, policy: &Policy, clear_before: TurnId, u: usize, full_cost: isize, allowed: isize) -> Option<(usize, isize)> {
     let store = ctx.store;
     let range = store.units().get(u)?.clone();
-    let full_cost = sel.cost(u) as isize;
     let policy_max = if policy.tool_output_max_tokens == 0 { usize::MAX } else { policy.tool_output_max_tokens };
     // The tokens each message a cut shortens takes now: tool outputs (within the policy's cut), and
     // the text of a turn without any (`form_cut`).
@@ -214,20 +243,19 @@ fn latest_cut(ctx: &mut PlanContext<'_>, policy: &Policy, clear_before: TurnId, 
     // (each cut is a salient cut of a long output: the estimate spares most of them).
     let estimate = |cap: usize| full_cost - sizes.iter().map(|&n| n.saturating_sub(cap) as isize).sum::<isize>();
     let mut cap = (largest / CUT_STEP * CUT_STEP).max(MIN_LATEST_CUT);
-    while cap > MIN_LATEST_CUT && full - full_cost + estimate(cap) > room {
+    while cap > MIN_LATEST_CUT && estimate(cap) > allowed {
         cap = cap.saturating_sub(CUT_STEP).max(MIN_LATEST_CUT);
     }
     let mut cut = full_cost;
     for _ in 0..3 {
         cut = ctx.forms.unit_cost_cut(store, ctx.counter, policy, clear_before, u, Some(cap)).cost as isize;
-        let excess = full - full_cost + cut - room;
+        let excess = cut - allowed;
         if excess <= 0 || cap == MIN_LATEST_CUT {
             break;
         }
         cap = (cap.saturating_sub((excess as usize).div_ceil(sizes.len())) / CUT_STEP * CUT_STEP).max(MIN_LATEST_CUT);
     }
-    // Outputs within the cut already: cutting changes nothing.
-    (cut < full_cost).then_some((u, cap))
+    Some((cap, cut))
 }
 
 /// The largest summary of one run: `summary_max_tokens`, or in a per-call window of a history that

@@ -483,3 +483,39 @@ fn a_large_latest_tool_result_is_cut_to_the_refill_target() {
     let cut = w2.report().iter().find(|l| l.turn == last.turn).map(|l| (l.fate.clone(), l.shown_tokens));
     assert_eq!(cut, Some((Fate::Truncated, last.shown_tokens)));
 }
+
+#[test]
+fn a_large_new_tool_result_is_appended_cut_to_the_room_left() {
+    // Issue 10: an agent's new observation that does not fit whole after the previous window is
+    // appended cut to the room the window has left (at least 128 tokens, at most the share a
+    // re-selection would give it) instead of selecting the window afresh.
+    let budget = 3000;
+    let mut e = engine("ctxwin");
+    let mut turns = agent();
+    turns.pop();
+    push_all(&mut e, turns);
+    let mut w = ok(e.assemble(budget));
+    // Short steps, each appended, until the output below (over 400 tokens whole) no longer fits.
+    let mut i = 6;
+    while w.total_tokens() + 400 < budget {
+        ok(e.push(Turn::tool_call(Some(format!("Step {i}: check")), format!("call_{i}"), "bash", json!({"command": format!("grep -n parse_expr_{i} src/parser.rs")}))));
+        ok(e.push(Turn::tool_result(format!("call_{i}"), format!("{i}: fn parse_expr_{i}() -> Expr {{"), false)));
+        let next = ok(e.assemble(budget));
+        assert!(next.to_openai().as_array().zip(w.to_openai().as_array()).is_some_and(|(b, a)| b[..a.len()] == a[..]), "short steps append");
+        w = next;
+        i += 1;
+    }
+    ok(e.push(Turn::tool_call(Some("Read the parser".into()), format!("call_{i}"), "bash", json!({"command": "cat src/parser.rs"}))));
+    ok(e.push(Turn::tool_result(format!("call_{i}"), format!("fn parse_expr() {{\n{}}}\n// end of the parser", "    let x = next_token();\n".repeat(300)), false)));
+    let w2 = ok(e.assemble(budget));
+    let (a, b) = (w.to_openai(), w2.to_openai());
+    let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else { panic!("not arrays") };
+    assert!(b.len() > a.len() && b[..a.len()] == a[..], "the new window starts with the previous one ({} then {} tokens)", w.total_tokens(), w2.total_tokens());
+    let last = w2.report().last().map(|l| (l.fate.clone(), l.shown_tokens));
+    assert!(matches!(last, Some((Fate::Truncated, n)) if (128..400).contains(&n)), "new result cut: {last:?}");
+    let text = w2.text();
+    assert!(text.contains("end of the parser") && text.contains("tokens omitted …"), "tail and marker shown");
+    assert!(w2.total_tokens() <= budget);
+    assert_eq!(ok(recount_openai(&w2.to_openai(), w2.encoding())), w2.total_tokens());
+    assert_eq!(check_openai(&w2.to_openai()), Ok(()));
+}
