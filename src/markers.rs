@@ -53,6 +53,16 @@ fn is_omitted_marker(line: &str) -> bool {
     digits > 0 && (rest[digits..].starts_with(" turn omitted]") || rest[digits..].starts_with(" turns omitted]"))
 }
 
+/// The byte length of [`omitted`]`(turns)` if `text` starts with it, without formatting it (the
+/// window's builder asks this for every gap marker it prices).
+pub(crate) fn omitted_len(text: &str, turns: usize) -> Option<usize> {
+    let rest = text.strip_prefix('[')?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let n: usize = rest.get(..digits)?.parse().ok()?;
+    let tail = if turns == 1 { " turn omitted]" } else { " turns omitted]" };
+    (n == turns && !rest[..digits].starts_with('0') && rest[digits..].starts_with(tail)).then_some(1 + digits + tail.len())
+}
+
 /// `… N tokens omitted …` at the start of `line`.
 fn is_cut_line(line: &str) -> bool {
     let Some(rest) = line.strip_prefix("… ") else { return false };
@@ -102,6 +112,19 @@ fn escaped_at<'t>(text: &'t str, hits: &[usize]) -> Cow<'t, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn omitted_len_finds_exactly_the_marker_of_that_many_turns() {
+        for n in [1, 2, 9, 10, 99, 1000, 123_456] {
+            let m = omitted(n);
+            assert_eq!(omitted_len(&format!("{m} 12 May: hi"), n), Some(m.len()));
+            assert_eq!(omitted_len(&m, n), Some(m.len()));
+            assert_eq!(omitted_len(&m, n + 1), None);
+        }
+        for bad in ["[01 turns omitted]", "[2 turn omitted]", "[1 turns omitted]", "[ 2 turns omitted]", "2 turns omitted]", "[2 turns omitted", ""] {
+            assert_eq!(omitted_len(bad, 2).or(omitted_len(bad, 1)), None, "{bad}");
+        }
+    }
 
     /// The definition as first written: every line start looked at.
     fn escape_oracle(text: &str) -> Cow<'_, str> {

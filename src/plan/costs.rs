@@ -118,8 +118,7 @@ impl Forms {
     /// entry serves every gap (a query window's gaps differ from one query to the next). A prefix
     /// not of that shape is counted as a whole.
     pub(crate) fn marker_extra(&mut self, counter: &mut TokenCounter, (id, gap, dated): (TurnId, usize, bool), prefix: &str, content: &str) -> usize {
-        let marker = crate::markers::omitted(gap);
-        let Some(rest) = prefix.strip_prefix(marker.as_str()).filter(|r| r.starts_with(' ') && marker.ends_with(']')) else {
+        let Some((marker, rest)) = crate::markers::omitted_len(prefix, gap).map(|n| prefix.split_at(n)).filter(|(_, r)| r.starts_with(' ')) else {
             return header_extra(counter, prefix, content);
         };
         if self.marker_extras.len() >= MARKER_EXTRAS_MAX {
@@ -141,7 +140,7 @@ impl Forms {
                 if self.marker_tokens.len() >= MARKER_EXTRAS_MAX {
                     self.marker_tokens.clear();
                 }
-                let n = counter.count(&marker);
+                let n = counter.count(marker);
                 self.marker_tokens.insert(gap, n);
                 n
             }

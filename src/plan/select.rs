@@ -6,7 +6,7 @@
 //! turn needs when its date differs from the unit before it in the window, plus an upper bound of
 //! the marker that stands in for each gap. The window is recounted exactly when it is built.
 
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BinaryHeap;
 
 /// Per-unit facts the selector needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,13 +23,114 @@ pub(crate) struct UnitCost {
     pub(crate) turns: usize,
 }
 
+/// A set of units, one bit each, with a second level (one bit per non-empty word): membership in
+/// one word operation, and the nearest member on either side of a unit in a few, however long the
+/// history (64 × 64 units per second-level word). The selector asks both for every candidate; a
+/// `BTreeSet` answered them with tree walks (issue 9: 5% of a LoCoMo window at 8,000 tokens).
+#[derive(Debug, Clone, Default)]
+struct UnitBits {
+    words: Vec<u64>,
+    /// Bit `w` of word `w / 64`: `words[w]` is not empty.
+    nonempty: Vec<u64>,
+}
+
+impl UnitBits {
+    fn new(n: usize) -> Self {
+        let w = n.div_ceil(64);
+        UnitBits { words: vec![0; w], nonempty: vec![0; w.div_ceil(64)] }
+    }
+
+    fn contains(&self, u: usize) -> bool {
+        self.words.get(u / 64).is_some_and(|w| w & (1 << (u % 64)) != 0)
+    }
+
+    /// Adds `u` (within the size it was made for); returns whether it was not there.
+    fn insert(&mut self, u: usize) -> bool {
+        let Some(w) = self.words.get_mut(u / 64) else { return false };
+        let was = *w & (1 << (u % 64)) != 0;
+        *w |= 1 << (u % 64);
+        if let Some(s) = self.nonempty.get_mut(u / 4096) {
+            *s |= 1 << ((u / 64) % 64);
+        }
+        !was
+    }
+
+    /// Removes `u`; returns whether it was there.
+    #[cfg(test)]
+    fn remove(&mut self, u: usize) -> bool {
+        let Some(w) = self.words.get_mut(u / 64) else { return false };
+        let was = *w & (1 << (u % 64)) != 0;
+        *w &= !(1 << (u % 64));
+        if *w == 0
+            && let Some(s) = self.nonempty.get_mut(u / 4096)
+        {
+            *s &= !(1 << ((u / 64) % 64));
+        }
+        was
+    }
+
+    /// The largest member below `u`.
+    fn pred(&self, u: usize) -> Option<usize> {
+        let (w, b) = (u / 64, u % 64);
+        if let Some(m) = self.words.get(w).map(|x| x & ((1u64 << b) - 1)).filter(|&m| m != 0) {
+            return Some(w * 64 + 63 - m.leading_zeros() as usize);
+        }
+        let w = highest_below(&self.nonempty, w)?;
+        Some(w * 64 + 63 - self.words[w].leading_zeros() as usize)
+    }
+
+    /// The smallest member above `u`.
+    fn succ(&self, u: usize) -> Option<usize> {
+        let next = u + 1;
+        let (w, b) = (next / 64, next % 64);
+        if let Some(m) = self.words.get(w).map(|x| x & (u64::MAX << b)).filter(|&m| m != 0) {
+            return Some(w * 64 + m.trailing_zeros() as usize);
+        }
+        let w = lowest_above(&self.nonempty, w)?;
+        Some(w * 64 + self.words[w].trailing_zeros() as usize)
+    }
+
+    /// The members in ascending order.
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().filter(|(_, w)| **w != 0).flat_map(|(i, &w)| {
+            let mut x = w;
+            std::iter::from_fn(move || {
+                (x != 0).then(|| {
+                    let t = x.trailing_zeros() as usize;
+                    x &= x - 1;
+                    i * 64 + t
+                })
+            })
+        })
+    }
+}
+
+/// The highest bit set in `bits` below bit `i`.
+fn highest_below(bits: &[u64], i: usize) -> Option<usize> {
+    let (w, b) = (i / 64, i % 64);
+    if let Some(m) = bits.get(w).map(|x| x & ((1u64 << b) - 1)).filter(|&m| m != 0) {
+        return Some(w * 64 + 63 - m.leading_zeros() as usize);
+    }
+    let k = bits.get(..w.min(bits.len()))?.iter().rposition(|&x| x != 0)?;
+    Some(k * 64 + 63 - bits[k].leading_zeros() as usize)
+}
+
+/// The lowest bit set in `bits` above bit `i`.
+fn lowest_above(bits: &[u64], i: usize) -> Option<usize> {
+    let next = i + 1;
+    let (w, b) = (next / 64, next % 64);
+    if let Some(m) = bits.get(w).map(|x| x & (u64::MAX << b)).filter(|&m| m != 0) {
+        return Some(w * 64 + m.trailing_zeros() as usize);
+    }
+    let from = w + 1;
+    let k = from + bits.get(from..)?.iter().position(|&x| x != 0)?;
+    Some(k * 64 + bits[k].trailing_zeros() as usize)
+}
+
 /// A set of selected units with its exact-or-upper-bound cost.
 pub(crate) struct Selection<'a> {
     units: &'a [UnitCost],
-    set: BTreeSet<usize>,
-    /// The same units as `set`, one bit each: membership without a tree walk (the selector asks it
-    /// for every unit and every candidate; the tree answers the ordered questions).
-    bits: Vec<u64>,
+    set: UnitBits,
     used: usize,
     /// Upper bound of one gap marker's tokens; 0 when gaps are not marked (peer baselines).
     marker: usize,
@@ -41,7 +142,7 @@ impl<'a> Selection<'a> {
     pub(crate) fn new(units: &'a [UnitCost], marker: usize) -> Self {
         // With nothing selected, the whole history is one gap.
         let used = if units.is_empty() { 0 } else { marker };
-        Selection { units, set: BTreeSet::new(), bits: vec![0; units.len().div_ceil(64)], used, marker, floor: 0 }
+        Selection { units, set: UnitBits::new(units.len()), used, marker, floor: 0 }
     }
 
     /// Closes the units before `unit` to selection: what is selected among them stays, nothing more
@@ -65,11 +166,12 @@ impl<'a> Selection<'a> {
     }
 
     pub(crate) fn contains(&self, u: usize) -> bool {
-        self.bits.get(u / 64).is_some_and(|w| w & (1 << (u % 64)) != 0)
+        self.set.contains(u)
     }
 
+    /// The selected units in ascending order.
     pub(crate) fn selected(&self) -> impl Iterator<Item = usize> + '_ {
-        self.set.iter().copied()
+        self.set.iter()
     }
 
     fn header(&self, u: usize, prev: Option<usize>) -> usize {
@@ -94,8 +196,8 @@ impl<'a> Selection<'a> {
 
     /// Tokens that selecting `u` adds (negative changes are possible: it can close a gap).
     pub(crate) fn marginal(&self, u: usize) -> isize {
-        let pred = self.set.range(..u).next_back().copied();
-        let succ = self.set.range(u + 1..).next().copied();
+        let pred = self.set.pred(u);
+        let succ = self.set.succ(u);
         let mut d = self.units[u].cost as isize + self.header(u, pred) as isize;
         if let Some(s) = succ {
             d += self.header(s, Some(u)) as isize - self.header(s, pred) as isize;
@@ -120,19 +222,13 @@ impl<'a> Selection<'a> {
         }
         self.used = new as usize;
         self.set.insert(u);
-        if let Some(w) = self.bits.get_mut(u / 64) {
-            *w |= 1 << (u % 64);
-        }
         true
     }
 
     /// Removes `u`.
     #[cfg(test)]
     pub(crate) fn remove(&mut self, u: usize) {
-        if self.set.remove(&u) {
-            if let Some(w) = self.bits.get_mut(u / 64) {
-                *w &= !(1 << (u % 64));
-            }
+        if self.set.remove(u) {
             let m = self.marginal(u);
             self.used = (self.used as isize - m).max(0) as usize;
         }
@@ -275,6 +371,34 @@ mod tests {
 
     fn units(costs: &[usize]) -> Vec<UnitCost> {
         costs.iter().map(|&c| UnitCost { cost: c, first_header: 0, first_ts: None, last_ts: None, turns: 1 }).collect()
+    }
+
+    proptest::proptest! {
+        /// Members, order and nearest neighbours as a `BTreeSet` has them, across word and
+        /// second-level boundaries.
+        #[test]
+        fn unit_bits_answer_as_an_ordered_set_does(
+            n in 1usize..9000,
+            ops in proptest::collection::vec((0usize..9000, proptest::bool::ANY), 0..60),
+            probes in proptest::collection::vec(0usize..9000, 0..40),
+        ) {
+            let mut bits = UnitBits::new(n);
+            let mut set = std::collections::BTreeSet::new();
+            for (u, add) in ops {
+                let u = u % n;
+                if add {
+                    proptest::prop_assert_eq!(bits.insert(u), set.insert(u));
+                } else {
+                    proptest::prop_assert_eq!(bits.remove(u), set.remove(&u));
+                }
+            }
+            proptest::prop_assert_eq!(bits.iter().collect::<Vec<_>>(), set.iter().copied().collect::<Vec<_>>());
+            for u in probes.into_iter().map(|p| p % n).chain([0, n - 1]) {
+                proptest::prop_assert_eq!(bits.contains(u), set.contains(&u));
+                proptest::prop_assert_eq!(bits.pred(u), set.range(..u).next_back().copied(), "pred {}", u);
+                proptest::prop_assert_eq!(bits.succ(u), set.range(u + 1..).next().copied(), "succ {}", u);
+            }
+        }
     }
 
     /// The incremental cost equals a from-scratch sum for every subset (naive oracle).

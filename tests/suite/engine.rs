@@ -498,7 +498,12 @@ fn a_large_new_tool_result_is_appended_cut_to_the_room_left() {
     // Short steps, each appended, until the output below (over 400 tokens whole) no longer fits.
     let mut i = 6;
     while w.total_tokens() + 400 < budget {
-        ok(e.push(Turn::tool_call(Some(format!("Step {i}: check")), format!("call_{i}"), "bash", json!({"command": format!("grep -n parse_expr_{i} src/parser.rs")}))));
+        ok(e.push(Turn::tool_call(
+            Some(format!("Step {i}: check")),
+            format!("call_{i}"),
+            "bash",
+            json!({"command": format!("grep -n parse_expr_{i} src/parser.rs")}),
+        )));
         ok(e.push(Turn::tool_result(format!("call_{i}"), format!("{i}: fn parse_expr_{i}() -> Expr {{"), false)));
         let next = ok(e.assemble(budget));
         assert!(next.to_openai().as_array().zip(w.to_openai().as_array()).is_some_and(|(b, a)| b[..a.len()] == a[..]), "short steps append");
@@ -506,7 +511,11 @@ fn a_large_new_tool_result_is_appended_cut_to_the_room_left() {
         i += 1;
     }
     ok(e.push(Turn::tool_call(Some("Read the parser".into()), format!("call_{i}"), "bash", json!({"command": "cat src/parser.rs"}))));
-    ok(e.push(Turn::tool_result(format!("call_{i}"), format!("fn parse_expr() {{\n{}}}\n// end of the parser", "    let x = next_token();\n".repeat(300)), false)));
+    ok(e.push(Turn::tool_result(
+        format!("call_{i}"),
+        format!("fn parse_expr() {{\n{}}}\n// end of the parser", "    let x = next_token();\n".repeat(300)),
+        false,
+    )));
     let w2 = ok(e.assemble(budget));
     let (a, b) = (w.to_openai(), w2.to_openai());
     let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else { panic!("not arrays") };
