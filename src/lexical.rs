@@ -15,6 +15,7 @@
 //! than `commit_every` turns never builds a Tantivy index at all (its scores are the in-memory BM25
 //! above, equal to Tantivy's).
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use rustc_hash::FxHashMap;
@@ -71,12 +72,20 @@ const LONGEST_WORD: usize = 40;
 /// turn and lower-casing another seventh, and a history repeats its words (a reopened 10,000-turn
 /// agent session: 47% of Tantivy's indexing thread in `frostem`); splitting and looking up in one
 /// pass over the bytes copies each word once, where the chain of filters copied it twice and
-/// decoded every character. Each copy of the analyzer keeps its own memo; a copy starts empty, so
-/// the analyzer Tantivy hands each segment writer and query costs nothing to clone.
+/// decoded every character. The memo is the thread's ([`WORD_MEMO`]), shared by every engine and
+/// index writer on it, so the analyzer Tantivy hands each segment writer and query costs nothing
+/// to clone.
 #[derive(Clone, Default)]
 struct MemoWords {
     token: Token,
-    memo: WordMemo,
+}
+
+thread_local! {
+    /// Each thread's [`WordMemo`]: a word's term is a pure function of the word, and histories
+    /// share most of their words, so one memo serves every engine on the thread. One per engine
+    /// (its analyzer's own) cost up to ~250 kB each: 2.5 MB of LoCoMo's ten engines' 14.7 MB of
+    /// live heap (issue 9, heaptrack), and as much per hot session of a server.
+    static WORD_MEMO: RefCell<WordMemo> = RefCell::new(WordMemo::default());
 }
 
 /// A word's term, as remembered: the word unchanged (already lower-case and a stem: most words of
@@ -96,12 +105,6 @@ struct WordMemo {
     short: FxHashMap<(u128, u8), WordTerm>,
     long: FxHashMap<Box<str>, WordTerm>,
     word: Option<TextAnalyzer>,
-}
-
-impl Clone for WordMemo {
-    fn clone(&self) -> Self {
-        WordMemo::default()
-    }
 }
 
 /// A word of at most 16 bytes as an integer key: its length, and its bytes read as two
@@ -171,7 +174,7 @@ impl Tokenizer for MemoWords {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> MemoWordsStream<'a> {
         self.token.reset();
-        MemoWordsStream { text, at: 0, token: &mut self.token, memo: &mut self.memo }
+        MemoWordsStream { text, at: 0, token: &mut self.token }
     }
 }
 
@@ -180,7 +183,6 @@ struct MemoWordsStream<'a> {
     /// Where the scan goes on (a character boundary).
     at: usize,
     token: &'a mut Token,
-    memo: &'a mut WordMemo,
 }
 
 /// Each byte's class for the word scan: 0 an ASCII separator, 1 an ASCII letter or digit, 2 a
@@ -211,7 +213,7 @@ impl TokenStream for MemoWordsStream<'_> {
         while let Some((from, to)) = self.next_word() {
             self.token.position = self.token.position.wrapping_add(1);
             let word = &self.text[from..to];
-            if word.len() >= LONGEST_WORD || !self.memo.write(word, &mut self.token.text) {
+            if word.len() >= LONGEST_WORD || !WORD_MEMO.with_borrow_mut(|memo| memo.write(word, &mut self.token.text)) {
                 continue;
             }
             self.token.offset_from = from;

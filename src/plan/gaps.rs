@@ -2,7 +2,6 @@
 //! is left of the budget) or a one-line `[N turns omitted]` marker. Summaries come from the
 //! [`Summarizer`] and are cached by run and allowance.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -36,7 +35,11 @@ impl Used {
 /// run is queued for generation (`crate::generated`).
 pub(crate) struct Summaries {
     summarizer: Box<dyn Summarizer>,
+    /// Unbounded to the `lru` crate, which would size its table for the whole capacity up front
+    /// (140 kB an engine at the default 4,096: a short session never fills it); held to `cap` by
+    /// [`Summaries::cache_put`].
     cache: LruCache<(TurnId, TurnId, usize), Option<String>>,
+    cap: usize,
     generated: Option<Arc<SummaryService>>,
     /// Content key and shared text of each turn (by id), made once: a queued run only counts
     /// references to its turns' texts.
@@ -69,10 +72,10 @@ impl Summaries {
     /// The extractive summarizer with a cache of `capacity` summaries, and generated summaries
     /// from `generated` when given.
     pub(crate) fn new(capacity: usize, generated: Option<Arc<SummaryService>>) -> Self {
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         Summaries {
             summarizer: Box::new(ExtractiveSummarizer::default()),
-            cache: LruCache::new(cap),
+            cache: LruCache::unbounded(),
+            cap: capacity.max(1),
             generated,
             turn_keys: Vec::new(),
             turn_texts: Vec::new(),
@@ -94,7 +97,16 @@ impl Summaries {
 
     /// Puts a summary saved by [`Summaries::entries`] back into the cache.
     pub(crate) fn insert(&mut self, key: (TurnId, TurnId, usize), text: String) {
-        self.cache.put(key, Some(text));
+        self.cache_put(key, Some(text));
+    }
+
+    /// Caches `value` as the most recent entry, evicting the least recent beyond `cap` (what a
+    /// bounded `LruCache` does).
+    fn cache_put(&mut self, key: (TurnId, TurnId, usize), value: Option<String>) {
+        self.cache.put(key, value);
+        while self.cache.len() > self.cap {
+            self.cache.pop_lru();
+        }
     }
 
     /// Lets the summarizer analyze turn `id` once, at push time.
@@ -178,7 +190,7 @@ impl Summaries {
         let source_tokens = store.tokens_between(first, last);
         let run = Run { first, turns, source_tokens, index: Some(store.index()) };
         let s = self.summarizer.summarize(&run, allowance, counter)?.map(|s| s.into_text()).filter(|s| !s.is_empty());
-        self.cache.put(key, s.clone());
+        self.cache_put(key, s.clone());
         Ok(s)
     }
 }
@@ -266,5 +278,26 @@ impl GapFill<'_> {
             }
         }
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cache holds its capacity and no more, evicting the least recently used entry, as a
+    /// bounded `LruCache` does (it is unbounded to the crate so its table grows with use).
+    #[test]
+    fn the_summary_cache_keeps_the_most_recent_entries_up_to_its_capacity() {
+        let mut s = Summaries::new(2, None);
+        s.insert((0, 1, 10), "a".into());
+        s.insert((2, 3, 10), "b".into());
+        assert!(s.cache.get(&(0, 1, 10)).is_some(), "touched: now the most recent");
+        s.insert((4, 5, 10), "c".into());
+        let mut keys: Vec<_> = s.entries().map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, vec![(0, 1, 10), (4, 5, 10)]);
+        s.insert((4, 5, 10), "c2".into());
+        assert_eq!(s.entries().count(), 2);
     }
 }
