@@ -363,6 +363,7 @@ impl Store {
         self.facts.push(TurnFacts { role: turn.role(), priority: turn.priority(), speaker });
         self.unit_of.push(u32::try_from(self.units.len().saturating_sub(1)).unwrap_or(u32::MAX));
         turn.share(shared_date, shared_speaker);
+        grow_by_quarter(&mut self.turns);
         self.turns.push(StoredTurn {
             tokens: small(tokens),
             header_extra: small(header_extra),
@@ -591,6 +592,16 @@ impl Store {
     /// The atomic units (a turn, or a tool call with its results), in order.
     pub(crate) fn units(&self) -> &[Range<TurnId>] {
         &self.units
+    }
+}
+
+/// Makes room for one more turn in `v`, growing it by a quarter (at least 16) rather than the
+/// doubling `push` does: the stored turns are the largest vector an engine holds (160 bytes a turn),
+/// and doubling left up to half of it spare (issue 9: ~1.1 MB of LoCoMo's ten engines, heaptrack).
+/// The copies stay amortized O(1) per push (each turn is moved about four times on average).
+fn grow_by_quarter<T>(v: &mut Vec<T>) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.capacity() / 4).max(16));
     }
 }
 
