@@ -174,7 +174,10 @@ impl Tokenizer for MemoWords {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> MemoWordsStream<'a> {
         self.token.reset();
-        MemoWordsStream { text, at: 0, token: &mut self.token }
+        // The thread's memo moves into the stream for its lifetime (a word's lookup is then a
+        // field access, not a thread-local access per word) and back when the stream is dropped.
+        let memo = WORD_MEMO.with_borrow_mut(std::mem::take);
+        MemoWordsStream { text, at: 0, token: &mut self.token, memo }
     }
 }
 
@@ -183,6 +186,21 @@ struct MemoWordsStream<'a> {
     /// Where the scan goes on (a character boundary).
     at: usize,
     token: &'a mut Token,
+    /// The thread's [`WORD_MEMO`], taken for the stream's lifetime (a stream made while another
+    /// is alive on the thread starts with an empty one).
+    memo: WordMemo,
+}
+
+impl Drop for MemoWordsStream<'_> {
+    fn drop(&mut self) {
+        let memo = std::mem::take(&mut self.memo);
+        // At thread exit the memo is simply dropped.
+        let _ = WORD_MEMO.try_with(|m| {
+            if let Ok(mut slot) = m.try_borrow_mut() {
+                *slot = memo;
+            }
+        });
+    }
 }
 
 /// Each byte's class for the word scan: 0 an ASCII separator, 1 an ASCII letter or digit, 2 a
@@ -213,7 +231,7 @@ impl TokenStream for MemoWordsStream<'_> {
         while let Some((from, to)) = self.next_word() {
             self.token.position = self.token.position.wrapping_add(1);
             let word = &self.text[from..to];
-            if word.len() >= LONGEST_WORD || !WORD_MEMO.with_borrow_mut(|memo| memo.write(word, &mut self.token.text)) {
+            if word.len() >= LONGEST_WORD || !self.memo.write(word, &mut self.token.text) {
                 continue;
             }
             self.token.offset_from = from;
@@ -882,6 +900,27 @@ mod tests {
             out.push((t.text.clone(), t.position, t.offset_from, t.offset_to));
         }
         out
+    }
+
+    /// Two streams alive at once on one thread (the second starts with an empty memo) give the
+    /// chain's tokens, and the thread's memo is usable after both are dropped.
+    #[test]
+    fn streams_alive_together_give_the_chains_tokens() {
+        let text = "Stemming stemmed stems; the quick brown foxes jumped over lazily sleeping dogs.";
+        let other = "Caroline went running to the running club's meetings in 2023.";
+        let (mut want, mut a, mut b) = (tantivy_chain(), analyzer(), analyzer());
+        let mut outer = a.token_stream(text);
+        let mut got = Vec::new();
+        while outer.advance() {
+            got.push(outer.token().text.clone());
+            if got.len() == 2 {
+                assert_eq!(tokens(&mut b, other), tokens(&mut want, other), "inner stream");
+            }
+        }
+        drop(outer);
+        let expect: Vec<String> = tokens(&mut want, text).into_iter().map(|t| t.0).collect();
+        assert_eq!(got, expect, "outer stream");
+        assert_eq!(tokens(&mut a, text), tokens(&mut want, text), "after both");
     }
 
     /// Every token Tantivy's own chain of tokenizer and filters gives, the one-pass memoized
