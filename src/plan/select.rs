@@ -69,25 +69,22 @@ impl UnitBits {
         was
     }
 
-    /// The largest member below `u`.
+    /// The largest member below `u`: in `u`'s word, else the top bit of the nearest non-empty
+    /// word below it.
     fn pred(&self, u: usize) -> Option<usize> {
-        let (w, b) = (u / 64, u % 64);
-        if let Some(m) = self.words.get(w).map(|x| x & ((1u64 << b) - 1)).filter(|&m| m != 0) {
-            return Some(w * 64 + 63 - m.leading_zeros() as usize);
-        }
-        let w = highest_below(&self.nonempty, w)?;
-        Some(w * 64 + 63 - self.words[w].leading_zeros() as usize)
+        below_in_word(&self.words, u).or_else(|| {
+            let w = highest_below(&self.nonempty, u / 64)?;
+            Some(w * 64 + 63 - self.words.get(w)?.leading_zeros() as usize)
+        })
     }
 
-    /// The smallest member above `u`.
+    /// The smallest member above `u`: in `u + 1`'s word, else the bottom bit of the nearest
+    /// non-empty word above it.
     fn succ(&self, u: usize) -> Option<usize> {
-        let next = u + 1;
-        let (w, b) = (next / 64, next % 64);
-        if let Some(m) = self.words.get(w).map(|x| x & (u64::MAX << b)).filter(|&m| m != 0) {
-            return Some(w * 64 + m.trailing_zeros() as usize);
-        }
-        let w = lowest_above(&self.nonempty, w)?;
-        Some(w * 64 + self.words[w].trailing_zeros() as usize)
+        above_in_word(&self.words, u).or_else(|| {
+            let w = lowest_above(&self.nonempty, (u + 1) / 64)?;
+            Some(w * 64 + self.words.get(w)?.trailing_zeros() as usize)
+        })
     }
 
     /// The members in ascending order.
@@ -105,26 +102,35 @@ impl UnitBits {
     }
 }
 
+/// The highest bit set in `bits` below bit `i`, within `i`'s word.
+fn below_in_word(bits: &[u64], i: usize) -> Option<usize> {
+    let (w, b) = (i / 64, i % 64);
+    let m = bits.get(w)? & ((1u64 << b) - 1);
+    (m != 0).then(|| w * 64 + 63 - m.leading_zeros() as usize)
+}
+
+/// The lowest bit set in `bits` above bit `i`, within `i + 1`'s word.
+fn above_in_word(bits: &[u64], i: usize) -> Option<usize> {
+    let (w, b) = ((i + 1) / 64, (i + 1) % 64);
+    let m = bits.get(w)? & (u64::MAX << b);
+    (m != 0).then(|| w * 64 + m.trailing_zeros() as usize)
+}
+
 /// The highest bit set in `bits` below bit `i`.
 fn highest_below(bits: &[u64], i: usize) -> Option<usize> {
-    let (w, b) = (i / 64, i % 64);
-    if let Some(m) = bits.get(w).map(|x| x & ((1u64 << b) - 1)).filter(|&m| m != 0) {
-        return Some(w * 64 + 63 - m.leading_zeros() as usize);
-    }
-    let k = bits.get(..w.min(bits.len()))?.iter().rposition(|&x| x != 0)?;
-    Some(k * 64 + 63 - bits[k].leading_zeros() as usize)
+    below_in_word(bits, i).or_else(|| {
+        let k = bits.get(..(i / 64).min(bits.len()))?.iter().rposition(|&x| x != 0)?;
+        Some(k * 64 + 63 - bits[k].leading_zeros() as usize)
+    })
 }
 
 /// The lowest bit set in `bits` above bit `i`.
 fn lowest_above(bits: &[u64], i: usize) -> Option<usize> {
-    let next = i + 1;
-    let (w, b) = (next / 64, next % 64);
-    if let Some(m) = bits.get(w).map(|x| x & (u64::MAX << b)).filter(|&m| m != 0) {
-        return Some(w * 64 + m.trailing_zeros() as usize);
-    }
-    let from = w + 1;
-    let k = from + bits.get(from..)?.iter().position(|&x| x != 0)?;
-    Some(k * 64 + bits[k].trailing_zeros() as usize)
+    above_in_word(bits, i).or_else(|| {
+        let from = (i + 1) / 64 + 1;
+        let k = from + bits.get(from..)?.iter().position(|&x| x != 0)?;
+        Some(k * 64 + bits[k].trailing_zeros() as usize)
+    })
 }
 
 /// A set of selected units with its exact-or-upper-bound cost.
