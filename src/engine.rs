@@ -304,7 +304,7 @@ impl Engine {
 
     /// Commits the lexical index now (normally automatic).
     pub fn commit(&mut self) -> Result<()> {
-        self.retrieval.lexical.commit()
+        self.retrieval.lexical.commit(&self.store)
     }
 
     /// With `on`, `push` leaves the lexical index's periodic commit (every `commit_every` turns,
@@ -316,7 +316,7 @@ impl Engine {
 
     /// Makes the commit `push` deferred, if one is due (see [`Engine::defer_commits`]).
     pub(crate) fn commit_due(&mut self) -> Result<()> {
-        self.retrieval.lexical.commit_due()
+        self.retrieval.lexical.commit_due(&self.store)
     }
 
     /// The `k` turns that best match `query`, best first, as originally pushed — so anything left

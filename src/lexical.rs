@@ -251,10 +251,17 @@ impl TokenStream for MemoWordsStream<'_> {
     }
 }
 
+/// Where the index reads a document's text: the store of pushed turns, which holds it already.
+/// The index keeps no copy of its own (issue 9: the pending documents' copies were 0.8 MB of
+/// LoCoMo's ten engines); it reads the text again to analyze a document added in bulk mode and
+/// to hand documents to Tantivy at a commit.
+pub(crate) trait DocTexts {
+    /// The text of document `id` (a turn added to the index, so present).
+    fn doc_text(&self, id: TurnId) -> &str;
+}
+
 struct PendingDoc {
     id: TurnId,
-    /// The text, given to Tantivy at the next commit.
-    text: String,
     /// Whether `len` and its postings are computed (at `add`; in bulk mode at the first query).
     analyzed: bool,
     len: u32,
@@ -262,8 +269,112 @@ struct PendingDoc {
 
 /// The pending documents' postings: for each term, the documents holding it (index into
 /// `pending`, in the order they were analyzed) and its frequency there. A query walks the postings
-/// of its terms only, not every pending document; the document frequency is the list's length.
-type Postings = FxHashMap<String, Vec<(u32, u32)>>;
+/// of its terms only, not every pending document; the document frequency is kept with the term.
+///
+/// Packed for memory (issue 9: a map of `String` to `Vec` cost ~150 bytes a term and most of a
+/// short turn's footprint, 3.6 MB of LoCoMo's ten engines): the terms' bytes in one arena, looked
+/// up through a table of term numbers, and every posting in one vector, each term's chained from
+/// its first to its last (12 bytes a posting, no allocation per term).
+#[derive(Default)]
+struct Postings {
+    /// Term numbers, hashed by their text.
+    table: hashbrown::HashTable<u32>,
+    /// The terms' bytes, one after the other.
+    bytes: String,
+    /// Per term number: where its bytes end in `bytes`, its first and last posting, its document
+    /// frequency.
+    terms: Vec<TermPostings>,
+    postings: Vec<Posting>,
+}
+
+#[derive(Clone, Copy)]
+struct TermPostings {
+    end: u32,
+    first: u32,
+    last: u32,
+    docs: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Posting {
+    doc: u32,
+    tf: u32,
+    /// The term's next posting (`NO_POSTING` after its last).
+    next: u32,
+}
+
+const NO_POSTING: u32 = u32::MAX;
+
+fn term_hash(term: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(term)
+}
+
+/// The text of term number `t`: its bytes in the arena, from where the one before it ends.
+fn term_text<'a>(bytes: &'a str, terms: &[TermPostings], t: u32) -> &'a str {
+    let i = t as usize;
+    let start = i.checked_sub(1).and_then(|j| terms.get(j)).map_or(0, |p| p.end as usize);
+    bytes.get(start..terms.get(i).map_or(start, |p| p.end as usize)).unwrap_or("")
+}
+
+impl Postings {
+    fn find(&self, term: &str) -> Option<u32> {
+        self.table.find(term_hash(term), |&t| term_text(&self.bytes, &self.terms, t) == term).copied()
+    }
+
+    /// Counts one occurrence of `term` in pending document `doc` (a document's terms are counted
+    /// one document at a time: a term's last posting is this document's when it was seen in it).
+    fn count(&mut self, term: &str, doc: u32) {
+        let at = u32::try_from(self.postings.len()).unwrap_or(NO_POSTING);
+        let t = match self.find(term) {
+            Some(t) => t,
+            None => {
+                let t = u32::try_from(self.terms.len()).unwrap_or(u32::MAX);
+                self.bytes.push_str(term);
+                let end = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
+                self.terms.push(TermPostings { end, first: at, last: at, docs: 0 });
+                let (bytes, terms) = (&self.bytes, &self.terms);
+                self.table.insert_unique(term_hash(term), t, |&u| term_hash(term_text(bytes, terms, u)));
+                t
+            }
+        };
+        let Some(entry) = self.terms.get_mut(t as usize) else { return };
+        if entry.docs > 0 {
+            if let Some(p) = self.postings.get_mut(entry.last as usize).filter(|p| p.doc == doc) {
+                p.tf += 1;
+                return;
+            }
+            if let Some(p) = self.postings.get_mut(entry.last as usize) {
+                p.next = at;
+            }
+        } else {
+            entry.first = at;
+        }
+        entry.last = at;
+        entry.docs += 1;
+        crate::store::grow_by_quarter(&mut self.postings);
+        self.postings.push(Posting { doc, tf: 1, next: NO_POSTING });
+    }
+
+    /// How many pending documents hold `term`.
+    fn doc_freq(&self, term: &str) -> u64 {
+        self.find(term).and_then(|t| self.terms.get(t as usize)).map_or(0, |p| u64::from(p.docs))
+    }
+
+    /// The postings of `term`: (document, frequency), in the order the documents were analyzed.
+    fn of<'a>(&'a self, term: &str) -> impl Iterator<Item = (u32, u32)> + 'a {
+        let mut next = self.find(term).and_then(|t| self.terms.get(t as usize)).filter(|p| p.docs > 0).map_or(NO_POSTING, |p| p.first);
+        std::iter::from_fn(move || {
+            let p = self.postings.get(next as usize)?;
+            next = p.next;
+            Some((p.doc, p.tf))
+        })
+    }
+
+    fn clear(&mut self) {
+        *self = Postings::default();
+    }
+}
 
 /// The Tantivy index and its reader, made at the first commit (or at once for a directory).
 struct Committed {
@@ -322,7 +433,7 @@ impl Bm25StatisticsProvider for CombinedStats<'_> {
         Ok(Bm25StatisticsProvider::total_num_docs(self.searcher)? + self.pending_docs)
     }
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        let extra = term.value().as_str().and_then(|s| self.pending_postings.get(s)).map_or(0, |p| p.len() as u64);
+        let extra = term.value().as_str().map_or(0, |s| self.pending_postings.doc_freq(s));
         Ok(self.searcher.doc_freq(term)? + extra)
     }
 }
@@ -567,21 +678,21 @@ impl LexicalIndex {
         out
     }
 
-    /// Adds a turn's text, analyzed for the in-memory scores at once (outside bulk mode).
-    /// Commits when `commit_every` documents are pending.
-    pub(crate) fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
-        self.pending.push(PendingDoc { id, text: text.to_string(), analyzed: false, len: 0 });
+    /// Adds document `id` (its text in `texts`), analyzed for the in-memory scores at once
+    /// (outside bulk mode). Commits when `commit_every` documents are pending.
+    pub(crate) fn add(&mut self, id: TurnId, texts: &dyn DocTexts) -> Result<()> {
+        self.pending.push(PendingDoc { id, analyzed: false, len: 0 });
         if self.bulk.is_some() {
             if self.pending.len() >= self.commit_every {
-                self.send_pending()?;
+                self.send_pending(texts)?;
             }
             return Ok(());
         }
         if self.pending.len() >= self.commit_every && !self.defer_commits {
-            return self.commit();
+            return self.commit(texts);
         }
         let last = self.pending.len() - 1;
-        self.analyze_doc(last);
+        self.analyze_doc(last, texts);
         Ok(())
     }
 
@@ -594,9 +705,9 @@ impl LexicalIndex {
 
     /// Commits when `commit_every` documents or more are pending (what `add` does itself unless
     /// commits are deferred).
-    pub(crate) fn commit_due(&mut self) -> Result<()> {
+    pub(crate) fn commit_due(&mut self, texts: &dyn DocTexts) -> Result<()> {
         if self.bulk.is_none() && self.pending.len() >= self.commit_every {
-            return self.commit();
+            return self.commit(texts);
         }
         Ok(())
     }
@@ -621,7 +732,7 @@ impl LexicalIndex {
     }
 
     /// Hands every pending document to bulk mode's writer (made at the first call).
-    fn send_pending(&mut self) -> Result<()> {
+    fn send_pending(&mut self, texts: &dyn DocTexts) -> Result<()> {
         if self.committed.is_none() {
             self.committed = Some(self.create_index()?);
         }
@@ -631,7 +742,7 @@ impl LexicalIndex {
             None => writer.insert(committed.index.writer_with_num_threads(1, WRITER_MEMORY)?),
         };
         for d in self.pending.drain(..) {
-            writer.add_document(tantivy_doc(self.id_field, self.text_field, &d))?;
+            writer.add_document(tantivy_doc(self.id_field, self.text_field, d.id, texts))?;
         }
         *uncommitted = true;
         self.pending_postings.clear();
@@ -656,44 +767,34 @@ impl LexicalIndex {
     }
 
     /// Analyzes pending document `i` (if not yet), updating the pending statistics.
-    fn analyze_doc(&mut self, i: usize) {
+    fn analyze_doc(&mut self, i: usize, texts: &dyn DocTexts) {
         let Some(d) = self.pending.get(i).filter(|d| !d.analyzed) else { return };
-        let mut tf: FxHashMap<String, u32> = FxHashMap::default();
+        let at = u32::try_from(i).unwrap_or(u32::MAX);
         let mut len: u64 = 0;
-        let mut stream = self.analyzer.token_stream(&d.text);
+        let mut stream = self.analyzer.token_stream(texts.doc_text(d.id));
         while stream.advance() {
-            let t = &stream.token().text;
             len += 1;
-            match tf.get_mut(t.as_str()) {
-                Some(n) => *n += 1,
-                None => {
-                    tf.insert(t.clone(), 1);
-                }
-            }
+            self.pending_postings.count(&stream.token().text, at);
         }
         drop(stream);
-        let at = u32::try_from(i).unwrap_or(u32::MAX);
-        for (t, n) in tf {
-            self.pending_postings.entry(t).or_default().push((at, n));
-        }
         self.pending_tokens += len;
         let d = &mut self.pending[i];
         d.analyzed = true;
         d.len = u32::try_from(len).unwrap_or(u32::MAX);
     }
 
-    fn analyze_pending_if_needed(&mut self) {
+    fn analyze_pending_if_needed(&mut self, texts: &dyn DocTexts) {
         for i in 0..self.pending.len() {
-            self.analyze_doc(i);
+            self.analyze_doc(i, texts);
         }
     }
 
     /// Commits pending documents and makes them visible to the searcher.
-    pub(crate) fn commit(&mut self) -> Result<()> {
+    pub(crate) fn commit(&mut self, texts: &dyn DocTexts) -> Result<()> {
         if self.bulk.is_some() {
             // One writer at a time: bulk mode's takes the pending documents too.
             if !self.pending.is_empty() {
-                self.send_pending()?;
+                self.send_pending(texts)?;
             }
             return self.settle_bulk();
         }
@@ -707,7 +808,7 @@ impl LexicalIndex {
         // A writer for this commit only: its threads and arena go when it is done.
         let mut writer: IndexWriter<TantivyDocument> = committed.index.writer_with_num_threads(1, WRITER_MEMORY)?;
         for d in &self.pending {
-            writer.add_document(tantivy_doc(self.id_field, self.text_field, d))?;
+            writer.add_document(tantivy_doc(self.id_field, self.text_field, d.id, texts))?;
         }
         writer.commit()?;
         writer.wait_merging_threads()?;
@@ -727,7 +828,7 @@ impl LexicalIndex {
     }
 
     /// BM25 score of every turn matching any of `terms` (analyzed, deduplicated), committed and pending.
-    pub(crate) fn scores(&mut self, terms: &[String]) -> Result<Vec<(TurnId, f32)>> {
+    pub(crate) fn scores(&mut self, terms: &[String], texts: &dyn DocTexts) -> Result<Vec<(TurnId, f32)>> {
         let mut uniq: Vec<&String> = terms.iter().collect();
         uniq.sort();
         uniq.dedup();
@@ -735,12 +836,12 @@ impl LexicalIndex {
             return Ok(Vec::new());
         }
         self.settle_bulk()?;
-        self.analyze_pending_if_needed();
+        self.analyze_pending_if_needed(texts);
         let searcher = match &self.committed {
             Some(c) => c.reader.searcher(),
             None => {
                 let (n, total, postings) = (self.pending.len() as u64, self.pending_tokens, &self.pending_postings);
-                return Ok(self.pending_scores(&uniq, n, total, &|t| postings.get(t).map_or(0, |p| p.len() as u64)));
+                return Ok(self.pending_scores(&uniq, n, total, &|t| postings.doc_freq(t)));
             }
         };
         let stats = CombinedStats {
@@ -764,7 +865,7 @@ impl LexicalIndex {
     /// committed and pending: the pending ones scored in memory, then the committed documents
     /// through one heap shared by every segment ([`BestK`]: block-max WAND skips the postings that
     /// cannot beat the k-th best so far), with the same statistics as [`LexicalIndex::scores`].
-    pub(crate) fn top(&mut self, terms: &[String], k: usize) -> Result<Vec<(TurnId, f32)>> {
+    pub(crate) fn top(&mut self, terms: &[String], k: usize, texts: &dyn DocTexts) -> Result<Vec<(TurnId, f32)>> {
         let mut uniq: Vec<&String> = terms.iter().collect();
         uniq.sort();
         uniq.dedup();
@@ -776,7 +877,7 @@ impl LexicalIndex {
         // match: every score, then the best k.
         let many = uniq.len() > WAND_MAX_TERMS;
         if many || self.committed.is_none() {
-            let mut out = self.scores(terms)?;
+            let mut out = self.scores(terms, texts)?;
             if out.len() > k {
                 out.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 out.truncate(k);
@@ -784,7 +885,7 @@ impl LexicalIndex {
             out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             return Ok(out);
         }
-        self.analyze_pending_if_needed();
+        self.analyze_pending_if_needed(texts);
         let Some(c) = &self.committed else { return Ok(Vec::new()) };
         let searcher = c.reader.searcher();
         let stats = CombinedStats {
@@ -831,9 +932,12 @@ impl LexicalIndex {
         // Each document's score sums its terms in `uniq`'s order, as a per-document loop would.
         let mut scores = vec![0.0f32; self.pending.len()];
         for t in uniq {
-            let Some(postings) = self.pending_postings.get(t.as_str()) else { continue };
+            let mut postings = self.pending_postings.of(t.as_str()).peekable();
+            if postings.peek().is_none() {
+                continue;
+            }
             let w = idf(df(t), n);
-            for &(i, tf) in postings {
+            for (i, tf) in postings {
                 let (Some(d), Some(s)) = (self.pending.get(i as usize), scores.get_mut(i as usize)) else { continue };
                 let norm = FieldNormReader::id_to_fieldnorm(FieldNormReader::fieldnorm_to_id(d.len)) as f32;
                 let denom_extra = K1 * (1.0 - B + B * norm / avg.max(f32::MIN_POSITIVE));
@@ -851,11 +955,11 @@ impl LexicalIndex {
     }
 }
 
-/// The Tantivy document of a pending turn: its id and its text.
-fn tantivy_doc(id_field: Field, text_field: Field, d: &PendingDoc) -> TantivyDocument {
+/// The Tantivy document of pending turn `id`: its id and its text.
+fn tantivy_doc(id_field: Field, text_field: Field, id: TurnId, texts: &dyn DocTexts) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
-    doc.add_u64(id_field, d.id as u64);
-    doc.add_text(text_field, &d.text);
+    doc.add_u64(id_field, id as u64);
+    doc.add_text(text_field, texts.doc_text(id));
     doc
 }
 
@@ -869,6 +973,54 @@ fn idf(df: u64, n: u64) -> f32 {
 mod tests {
     use super::*;
     use tantivy::tokenizer::{RemoveLongFilter, SimpleTokenizer};
+
+    /// An index with the texts of its documents beside it (what the store is to an engine's), with
+    /// the calls the tests make taking the text as an engine's store has it.
+    struct Docs {
+        idx: LexicalIndex,
+        texts: FxHashMap<TurnId, String>,
+    }
+
+    impl DocTexts for FxHashMap<TurnId, String> {
+        fn doc_text(&self, id: TurnId) -> &str {
+            self.get(&id).map_or("", String::as_str)
+        }
+    }
+
+    impl std::ops::Deref for Docs {
+        type Target = LexicalIndex;
+        fn deref(&self) -> &LexicalIndex {
+            &self.idx
+        }
+    }
+
+    impl std::ops::DerefMut for Docs {
+        fn deref_mut(&mut self) -> &mut LexicalIndex {
+            &mut self.idx
+        }
+    }
+
+    impl Docs {
+        fn new(dir: Option<&Path>, commit_every: usize) -> Result<Self> {
+            Ok(Docs { idx: LexicalIndex::new(dir, commit_every)?, texts: FxHashMap::default() })
+        }
+        fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
+            self.texts.insert(id, text.to_string());
+            self.idx.add(id, &self.texts)
+        }
+        fn scores(&mut self, terms: &[String]) -> Result<Vec<(TurnId, f32)>> {
+            self.idx.scores(terms, &self.texts)
+        }
+        fn top(&mut self, terms: &[String], k: usize) -> Result<Vec<(TurnId, f32)>> {
+            self.idx.top(terms, k, &self.texts)
+        }
+        fn commit(&mut self) -> Result<()> {
+            self.idx.commit(&self.texts)
+        }
+        fn commit_due(&mut self) -> Result<()> {
+            self.idx.commit_due(&self.texts)
+        }
+    }
 
     fn texts() -> Vec<&'static str> {
         vec![
@@ -1015,11 +1167,38 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The packed postings hold what a map of term to (document, frequency) list holds: the
+        /// same lists in the same order, the same document frequencies, nothing for other terms.
+        #[test]
+        fn packed_postings_equal_a_map_of_lists(docs in proptest::collection::vec(proptest::collection::vec("[a-e]{1,3}", 0..12), 0..30)) {
+            let mut packed = Postings::default();
+            let mut naive: std::collections::BTreeMap<String, Vec<(u32, u32)>> = Default::default();
+            for (d, words) in docs.iter().enumerate() {
+                let d = d as u32;
+                for w in words {
+                    packed.count(w, d);
+                    let list = naive.entry(w.clone()).or_default();
+                    match list.last_mut() {
+                        Some((doc, tf)) if *doc == d => *tf += 1,
+                        _ => list.push((d, 1)),
+                    }
+                }
+            }
+            for (term, list) in &naive {
+                proptest::prop_assert_eq!(&packed.of(term).collect::<Vec<_>>(), list);
+                proptest::prop_assert_eq!(packed.doc_freq(term), list.len() as u64);
+            }
+            proptest::prop_assert_eq!(packed.of("zz").count(), 0);
+            proptest::prop_assert_eq!(packed.doc_freq("zz"), 0);
+        }
+    }
+
     /// Pending scoring must agree with Tantivy's own scoring of the same documents once committed.
     #[test]
     fn pending_scores_match_committed_scores() -> Result<()> {
-        let mut pending = LexicalIndex::new(None, 1000)?;
-        let mut committed = LexicalIndex::new(None, 1000)?;
+        let mut pending = Docs::new(None, 1000)?;
+        let mut committed = Docs::new(None, 1000)?;
         for (i, t) in texts().into_iter().enumerate() {
             pending.add(i, t)?;
             committed.add(i, t)?;
@@ -1043,7 +1222,7 @@ mod tests {
     /// The top-k are the k best of every score, with equal scores, committed or pending.
     #[test]
     fn top_k_is_the_best_of_all_scores() -> Result<()> {
-        let mut idx = LexicalIndex::new(None, 3)?;
+        let mut idx = Docs::new(None, 3)?;
         for (i, t) in texts().into_iter().chain(["support for Caroline", "counseling group support"]).enumerate() {
             idx.add(i, t)?;
         }
@@ -1087,7 +1266,7 @@ mod tests {
     /// in: the same k as sorting every score by score, then id.
     #[test]
     fn ties_at_the_kth_place_go_to_the_lowest_ids() -> Result<()> {
-        let mut idx = LexicalIndex::new(None, 3)?;
+        let mut idx = Docs::new(None, 3)?;
         for i in 0..40 {
             let text = if i % 7 == 3 { "support group support group" } else { "the support group met" };
             idx.add(i, text)?;
@@ -1116,8 +1295,8 @@ mod tests {
 
     fn bulk_mode_case(query_at: Option<usize>, commits: [u64; 2]) -> Result<()> {
         let docs: Vec<String> = (0..23).map(|i| format!("{} number {i} {}", texts()[i % 6], texts()[(i * 5) % 6])).collect();
-        let mut one = LexicalIndex::new(None, 4)?;
-        let mut bulk = LexicalIndex::new(None, 4)?;
+        let mut one = Docs::new(None, 4)?;
+        let mut bulk = Docs::new(None, 4)?;
         bulk.begin_bulk();
         for (i, t) in docs.iter().enumerate() {
             one.add(i, t)?;
@@ -1130,14 +1309,14 @@ mod tests {
         assert_eq!(bulk.commits(), commits[0], "{query_at:?}");
         bulk.end_bulk()?;
         assert_eq!((bulk.commits(), one.commits()), (commits[1], 5), "{query_at:?}");
-        let ids = |x: &LexicalIndex| x.pending.iter().map(|d| d.id).collect::<Vec<_>>();
+        let ids = |x: &Docs| x.pending.iter().map(|d| d.id).collect::<Vec<_>>();
         assert_eq!(ids(&bulk), ids(&one));
         assert_eq!(bulk.num_committed(), 20);
         assert_same_scores(&mut one, &mut bulk, &["support group Caroline counseling number 3", "painted sunrise 22", "kids beach camping adoption"])
     }
 
     /// Every turn's score and the top 5 for each of `queries` are the same in both indexes.
-    fn assert_same_scores(a: &mut LexicalIndex, b: &mut LexicalIndex, queries: &[&str]) -> Result<()> {
+    fn assert_same_scores(a: &mut Docs, b: &mut Docs, queries: &[&str]) -> Result<()> {
         for text in queries {
             let q = a.analyze(text);
             let (mut x, mut y) = (a.scores(&q)?, b.scores(&q)?);
@@ -1153,7 +1332,7 @@ mod tests {
     /// documents at the same points, so scores and top-k equal those of an index committing itself.
     #[test]
     fn deferred_commits_commit_the_same_documents() -> Result<()> {
-        let (mut own, mut deferred) = (LexicalIndex::new(None, 3)?, LexicalIndex::new(None, 3)?);
+        let (mut own, mut deferred) = (Docs::new(None, 3)?, Docs::new(None, 3)?);
         deferred.defer_commits(true);
         for (i, t) in texts().into_iter().enumerate() {
             own.add(i, t)?;
@@ -1176,7 +1355,7 @@ mod tests {
 
     #[test]
     fn half_committed_is_consistent_and_stems() -> Result<()> {
-        let mut idx = LexicalIndex::new(None, 3)?;
+        let mut idx = Docs::new(None, 3)?;
         for (i, t) in texts().into_iter().enumerate() {
             idx.add(i, t)?;
         }

@@ -109,8 +109,8 @@ impl Retrieval {
     /// Indexes turn `id` of `store` (the latest pushed); with embeddings, queues its exchange for
     /// the background worker (push never waits for the model).
     pub(crate) fn add(&mut self, store: &Store, id: TurnId) -> Result<()> {
+        self.lexical.add(id, store)?;
         let text = store.get(id).map_or("", |t| t.text());
-        self.lexical.add(id, text)?;
         if let Some(d) = &mut self.dense {
             let context: Vec<&str> = (id.saturating_sub(EXCHANGE_CONTEXT_TURNS)..id).filter_map(|p| store.get(p)).map(|t| t.text()).collect();
             d.worker.send(id, exchange_text(&context, text))?;
@@ -150,12 +150,12 @@ impl Retrieval {
         let dense = self.dense_similarities(query, policy)?;
         let (n, k) = (store.len(), policy.candidates);
         if k == 0 || n <= k.saturating_mul(WHOLE_PER_CANDIDATE) {
-            let bm25 = self.lexical.scores(&terms)?;
+            let bm25 = self.lexical.scores(&terms, store)?;
             let q = Query { bm25: &bm25, dense: dense.as_deref(), refs: &refs, sessions: store.dates() };
             let parts = TurnScores::every(scorer::score(store, n, &q, policy));
             return Ok(Scores { bm25, dense, parts, candidates: None });
         }
-        let bm25 = self.lexical.top(&terms, k)?;
+        let bm25 = self.lexical.top(&terms, k, store)?;
         let (ids, sources) = candidates(store, &bm25, dense.as_deref(), &refs, taken, k);
         let q = Query { bm25: &bm25, dense: dense.as_deref(), refs: &refs, sessions: store.dates() };
         let parts = scorer::score_turns(store, n, Some((&ids, &sources)), &q, policy);
@@ -166,7 +166,7 @@ impl Retrieval {
     /// similarity the fused components (no session context).
     pub(crate) fn score_for_search(&mut self, store: &Store, query: &str, policy: &Policy) -> Result<Scores> {
         let terms = self.lexical.analyze(query);
-        let bm25 = self.lexical.scores(&terms)?;
+        let bm25 = self.lexical.scores(&terms, store)?;
         let dense = self.dense_similarities(query, policy)?;
         let parts = match &dense {
             None => TurnScores::default(),

@@ -595,11 +595,18 @@ impl Store {
     }
 }
 
-/// Makes room for one more turn in `v`, growing it by a quarter (at least 16) rather than the
-/// doubling `push` does: the stored turns are the largest vector an engine holds (160 bytes a turn),
-/// and doubling left up to half of it spare (issue 9: ~1.1 MB of LoCoMo's ten engines, heaptrack).
-/// The copies stay amortized O(1) per push (each turn is moved about four times on average).
-fn grow_by_quarter<T>(v: &mut Vec<T>) {
+impl crate::lexical::DocTexts for Store {
+    fn doc_text(&self, id: TurnId) -> &str {
+        self.get(id).map_or("", StoredTurn::text)
+    }
+}
+
+/// Makes room for one more element in `v`, growing it by a quarter (at least 16) rather than the
+/// doubling `push` does: for the vectors that grow with every turn (the stored turns, 160 bytes a
+/// turn; the lexical index's pending postings), doubling left up to half of them spare (issue 9:
+/// ~1.1 MB of LoCoMo's ten engines for the turns alone, heaptrack). The copies stay amortized O(1)
+/// per push (each element is moved about four times on average).
+pub(crate) fn grow_by_quarter<T>(v: &mut Vec<T>) {
     if v.len() == v.capacity() {
         v.reserve_exact((v.capacity() / 4).max(16));
     }
