@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::TurnId;
 use crate::dense::EmbeddingService;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -94,7 +95,10 @@ pub(crate) struct Partial {
     pub(crate) budget_errors: usize,
     pub(crate) tokens_sum: f64,
     pub(crate) assemble_us: Vec<f64>,
+    /// Push latencies of turns up to [`LONG_TURN_TOKENS`] (issue 9's push target is theirs).
     pub(crate) push_us: Vec<f64>,
+    /// Push latencies of longer turns, reported apart.
+    pub(crate) push_long_us: Vec<f64>,
     pub(crate) time_s: f64,
     pub(crate) ref_sum: f64,
     pub(crate) ref_n: usize,
@@ -110,6 +114,33 @@ pub(crate) struct Partial {
     pub(crate) embed_s: f64,
     pub(crate) embedded_turns: usize,
     pub(crate) summaries: SummaryAcc,
+}
+
+/// Turns longer than this many tokens have their push latency reported apart (issue 9: "push p99
+/// ≤ 1 ms, turns over 2,000 tokens excepted and reported apart").
+pub(crate) const LONG_TURN_TOKENS: usize = 2_000;
+
+/// Push latencies of one replay, split by the pushed turn's length.
+#[derive(Default)]
+struct PushTimes {
+    short: Vec<f64>,
+    long: Vec<f64>,
+}
+
+impl PushTimes {
+    /// Records the push of turn `id` of `e`, started at `t0`.
+    fn record(&mut self, e: &Engine, id: TurnId, t0: Instant) {
+        let us = t0.elapsed().as_secs_f64() * 1e6;
+        match e.turn_tokens(id) {
+            Some(n) if n > LONG_TURN_TOKENS => self.long.push(us),
+            _ => self.short.push(us),
+        }
+    }
+
+    fn copy_to(&self, p: &mut Partial) {
+        p.push_us.clone_from(&self.short);
+        p.push_long_us.clone_from(&self.long);
+    }
 }
 
 impl Partial {
@@ -134,6 +165,7 @@ impl Partial {
         self.tokens_sum += o.tokens_sum;
         self.assemble_us.extend(o.assemble_us);
         self.push_us.extend(o.push_us);
+        self.push_long_us.extend(o.push_long_us);
         self.time_s += o.time_s;
         self.ref_sum += o.ref_sum;
         self.ref_n += o.ref_n;
@@ -255,11 +287,11 @@ pub(crate) fn run_qa(
     generated: Option<&GeneratedReplay>,
 ) -> Result<Vec<Partial>> {
     let mut e = engine_for(t, encoding, dense, generated)?;
-    let mut push_us = Vec::with_capacity(t.turns().len());
+    let mut pushes = PushTimes::default();
     for turn in t.turns() {
         let t0 = Instant::now();
-        e.push(turn.clone())?;
-        push_us.push(t0.elapsed().as_secs_f64() * 1e6);
+        let id = e.push(turn.clone())?;
+        pushes.record(&e, id, t0);
     }
     // Embedding runs in the background; wait for it so results do not depend on timing.
     let t0 = Instant::now();
@@ -270,7 +302,8 @@ pub(crate) fn run_qa(
     for (_, policy) in policies {
         for b in budgets {
             let budget = b.resolve(pins, history);
-            let mut p = Partial { push_us: push_us.clone(), embed_s, embedded_turns: if dense.is_some() { t.turns().len() } else { 0 }, ..Partial::default() };
+            let mut p = Partial { embed_s, embedded_turns: if dense.is_some() { t.turns().len() } else { 0 }, ..Partial::default() };
+            pushes.copy_to(&mut p);
             for q in t.qa() {
                 let mut a = PlanState::new(policy.clone());
                 settle(&mut e, &a, budget, Some(q.question()), generated);
@@ -366,7 +399,7 @@ pub(crate) fn run_hindsight(
     let mut assemblers: Vec<PlanState> = combos.iter().map(|&(p, _)| PlanState::new(policies[p].1.clone())).collect();
     let mut prev: Vec<Option<Window>> = vec![None; combos.len()];
     let mut parts: Vec<Partial> = vec![Partial::default(); combos.len()];
-    let mut push_us = Vec::with_capacity(turns.len());
+    let mut pushes = PushTimes::default();
     let mut embed_s = 0.0;
 
     for (i, turn) in turns.iter().enumerate() {
@@ -399,14 +432,14 @@ pub(crate) fn run_hindsight(
             }
         }
         let t0 = Instant::now();
-        e.push(turn.clone())?;
-        push_us.push(t0.elapsed().as_secs_f64() * 1e6);
+        let id = e.push(turn.clone())?;
+        pushes.record(&e, id, t0);
         let t0 = Instant::now();
         e.wait_for_embeddings()?;
         embed_s += t0.elapsed().as_secs_f64();
     }
     for p in &mut parts {
-        p.push_us = push_us.clone();
+        pushes.copy_to(p);
         if dense.is_some() {
             p.embed_s = embed_s;
             p.embedded_turns = turns.len();

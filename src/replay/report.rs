@@ -52,8 +52,14 @@ pub struct RunResult {
     pub tokens_mean: Option<f64>,
     /// Assemble latency, µs.
     pub assemble_us: Percentiles,
-    /// Push latency, µs.
+    /// Push latency, µs, every turn.
     pub push_us: Percentiles,
+    /// Push latency, µs, of the turns up to 2,000 tokens (issue 9's push target is on these).
+    pub push_short_us: Percentiles,
+    /// Push latency, µs, of the turns over 2,000 tokens, when there are any, and how many.
+    pub push_long_us: Option<Percentiles>,
+    /// Turns over 2,000 tokens pushed.
+    pub long_turns: usize,
     /// Time spent pushing and assembling for this run, seconds (runs share the wall clock).
     pub wall_s: f64,
     /// Hindsight: mean reference recall.
@@ -133,7 +139,8 @@ impl RunResult {
                 (k.clone(), CategoryResult { probes: c.probes, evidence_recall: mean(c.recall_sum, c.probes), answer_presence: mean(c.answer_sum, c.answer_n) })
             })
             .collect();
-        let push_total: f64 = p.push_us.iter().sum::<f64>() / 1e6;
+        let push_total: f64 = p.push_us.iter().chain(&p.push_long_us).sum::<f64>() / 1e6;
+        let mut push_all: Vec<f64> = p.push_us.iter().chain(&p.push_long_us).copied().collect();
         RunResult {
             dataset: dataset.to_string(),
             policy: policy.to_string(),
@@ -148,7 +155,10 @@ impl RunResult {
             budget_errors: p.budget_errors,
             tokens_mean: mean(p.tokens_sum, p.windows),
             assemble_us: Percentiles::of(&mut p.assemble_us),
-            push_us: Percentiles::of(&mut p.push_us),
+            push_us: Percentiles::of(&mut push_all),
+            push_short_us: Percentiles::of(&mut p.push_us),
+            push_long_us: (!p.push_long_us.is_empty()).then(|| Percentiles::of(&mut p.push_long_us)),
+            long_turns: p.push_long_us.len(),
             wall_s: p.time_s + push_total,
             reference_recall: mean(p.ref_sum, p.ref_n),
             long_range_recall: mean(p.long_sum, p.long_n),

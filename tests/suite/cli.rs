@@ -202,7 +202,7 @@ fn compare_is_deterministic() {
             .into_iter()
             .map(|run| {
                 let mut v = serde_json::to_value(run).unwrap_or_default();
-                for k in ["assemble_us", "push_us", "wall_s", "query_embed_us", "embed_us_per_turn"] {
+                for k in ["assemble_us", "push_us", "push_short_us", "push_long_us", "wall_s", "query_embed_us", "embed_us_per_turn"] {
                     v[k] = serde_json::Value::Null;
                 }
                 v
@@ -406,7 +406,7 @@ fn compare_on_the_samples_matches_the_snapshot() {
         }
         for run in v["runs"].as_array_mut().into_iter().flatten() {
             if let Some(o) = run.as_object_mut() {
-                for k in ["assemble_us", "push_us", "wall_s", "query_embed_us", "embed_us_per_turn"] {
+                for k in ["assemble_us", "push_us", "push_short_us", "push_long_us", "wall_s", "query_embed_us", "embed_us_per_turn"] {
                     o.remove(k);
                 }
             }
