@@ -30,6 +30,10 @@ use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Segme
 use crate::error::{Error, Result};
 use crate::turn::TurnId;
 
+#[path = "lexical_snapshot.rs"]
+mod snapshot;
+use snapshot::Trail;
+
 const TOKENIZER: &str = "ctxwin_en";
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
@@ -269,6 +273,8 @@ type Postings = FxHashMap<String, Vec<(u32, u32)>>;
 struct Committed {
     index: Index,
     reader: IndexReader,
+    /// The index's files when it is in RAM, as written (a snapshot copies them).
+    ram: Option<tantivy::directory::RamDirectory>,
 }
 
 /// Tantivy index plus in-memory scoring of not-yet-committed documents.
@@ -289,6 +295,16 @@ pub(crate) struct LexicalIndex {
     /// `add` leaves a due commit to [`LexicalIndex::commit_due`] (a durable session calls it after
     /// its append, outside the store's write lock).
     defer_commits: bool,
+    /// Every text added so far: how many, and their fingerprint (`lexical_snapshot.rs`).
+    trail: Trail,
+    /// The texts the Tantivy index holds (a snapshot records this).
+    committed_trail: Trail,
+    /// The texts handed to bulk mode's writer (committed at its next commit).
+    sent_trail: Trail,
+    /// Resumed from a snapshot holding these texts: `add` skips them.
+    resumed: Option<Trail>,
+    /// The replayed texts are not the resumed snapshot's.
+    resume_failed: bool,
 }
 
 /// Bulk mode's writer, made when the first batch is due. Its documents are indexed by Tantivy's
@@ -529,6 +545,11 @@ impl LexicalIndex {
             defer_commits: false,
             commits: 0,
             bulk: None,
+            trail: Trail::default(),
+            committed_trail: Trail::default(),
+            sent_trail: Trail::default(),
+            resumed: None,
+            resume_failed: false,
         };
         if dir.is_some() {
             idx.committed = Some(idx.create_index()?);
@@ -538,23 +559,32 @@ impl LexicalIndex {
 
     /// Creates the Tantivy index (schema: the turn id and its text) and a manually reloaded reader.
     fn create_index(&self) -> Result<Committed> {
+        let schema = self.schema();
+        let (index, ram) = match &self.dir {
+            None => {
+                let ram = tantivy::directory::RamDirectory::create();
+                (Index::create(ram.clone(), schema, tantivy::IndexSettings::default())?, Some(ram))
+            }
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+                let index = Index::create_in_dir(d, schema)
+                    .map_err(|e| Error::InvalidPath { path: d.clone(), message: format!("cannot create a lexical index here: {e}") })?;
+                (index, None)
+            }
+        };
+        index.tokenizers().register(TOKENIZER, analyzer());
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Committed { index, reader, ram })
+    }
+
+    /// The Tantivy schema: the turn id and its text.
+    fn schema(&self) -> Schema {
         let mut schema = Schema::builder();
         let text_opts =
             TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs));
         schema.add_u64_field("id", FAST | INDEXED);
         schema.add_text_field("text", text_opts);
-        let schema = schema.build();
-        let index = match &self.dir {
-            None => Index::create_in_ram(schema),
-            Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-                Index::create_in_dir(d, schema)
-                    .map_err(|e| Error::InvalidPath { path: d.clone(), message: format!("cannot create a lexical index here: {e}") })?
-            }
-        };
-        index.tokenizers().register(TOKENIZER, analyzer());
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Committed { index, reader })
+        schema.build()
     }
 
     /// The analyzed terms of `text`, in order (with repeats).
@@ -570,6 +600,9 @@ impl LexicalIndex {
     /// Adds a turn's text, analyzed for the in-memory scores at once (outside bulk mode).
     /// Commits when `commit_every` documents are pending.
     pub(crate) fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
+        if self.skip_resumed(text) {
+            return Ok(());
+        }
         self.pending.push(PendingDoc { id, text: text.to_string(), analyzed: false, len: 0 });
         if self.bulk.is_some() {
             if self.pending.len() >= self.commit_every {
@@ -634,6 +667,7 @@ impl LexicalIndex {
             writer.add_document(tantivy_doc(self.id_field, self.text_field, &d))?;
         }
         *uncommitted = true;
+        self.sent_trail = self.trail;
         self.pending_postings.clear();
         self.pending_tokens = 0;
         Ok(())
@@ -648,6 +682,7 @@ impl LexicalIndex {
         }
         writer.commit()?;
         *uncommitted = false;
+        self.committed_trail = self.sent_trail;
         if let Some(c) = &self.committed {
             c.reader.reload()?;
         }
@@ -713,6 +748,7 @@ impl LexicalIndex {
         writer.wait_merging_threads()?;
         committed.reader.reload()?;
         self.committed = Some(committed);
+        self.committed_trail = self.trail;
         self.pending.clear();
         self.pending_postings.clear();
         self.pending_tokens = 0;

@@ -55,6 +55,24 @@ pub trait SessionStore: Send + Sync {
         let _ = session;
         Ok(None)
     }
+    /// Whether the store keeps snapshots of sessions' lexical indexes ([`SessionStore::save_lexical`]).
+    /// False by default (PostgreSQL: a reopen indexes every turn).
+    fn keeps_lexical(&self) -> bool {
+        false
+    }
+    /// The snapshot of the session's lexical index saved by [`SessionStore::save_lexical`], if any
+    /// (a cache: [`Session::open`] checks it against the log and ignores it when it does not
+    /// match). `Ok(None)` by default: the reopen indexes every turn.
+    fn load_lexical(&self, session: &str) -> Result<Option<Vec<u8>>> {
+        let _ = session;
+        Ok(None)
+    }
+    /// Keeps `snapshot` (the session's lexical index, committed part) for the next
+    /// [`Session::open`], replacing an older one atomically. A no-op by default.
+    fn save_lexical(&self, session: &str, snapshot: &[u8]) -> Result<()> {
+        let _ = (session, snapshot);
+        Ok(())
+    }
     /// The records after `after`, in order (to catch up with other writers).
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>>;
     /// In one transaction holding the session's write lock: reads the records after `after`,
@@ -93,6 +111,10 @@ pub struct Session {
     saved_summaries: FxHashSet<(TurnId, TurnId, usize)>,
     stale: Option<String>,
     bytes: usize,
+    /// Turns the lexical index snapshot in the store holds (loaded at open or saved since).
+    lexical_saved: usize,
+    /// Turns the open took from that snapshot.
+    lexical_resumed: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -148,6 +170,8 @@ impl Session {
             saved_summaries: FxHashSet::default(),
             stale: None,
             bytes: 0,
+            lexical_saved: 0,
+            lexical_resumed: 0,
             store,
         };
         let plan = match &snap.plan {
@@ -168,7 +192,12 @@ impl Session {
         {
             s.engine.set_plan_state(p);
         }
-        s.engine.begin_rebuild();
+        // The lexical index's committed part as an earlier handle saved it: the turns it holds are
+        // not indexed again (checked against the log as the replay goes; ignored when it differs).
+        // A snapshot that cannot be read is only a cache missed.
+        let lexical = if s.store.keeps_lexical() { s.store.load_lexical(id).ok().flatten() } else { None };
+        s.lexical_saved = s.engine.begin_rebuild(lexical.as_deref());
+        drop(lexical);
         // Records the store decoded, or (one or the other) records decoded here as the replay
         // reaches them: the index's thread gets the first batch of turns sooner.
         let store_name = s.store.name().to_string();
@@ -183,7 +212,10 @@ impl Session {
                 s.engine.set_plan_state(p);
             }
         }
-        s.engine.end_rebuild()?;
+        if !s.engine.end_rebuild()? {
+            s.lexical_saved = 0;
+        }
+        s.lexical_resumed = s.lexical_saved;
         // The index's periodic commit (milliseconds, every `commit_every` turns) runs after an
         // append has released the store's write lock, not under it (see `Session::append`).
         s.engine.defer_commits(true);
@@ -359,14 +391,30 @@ impl Session {
     /// Stores what windows derived since the last append (plan state, new summaries), so a reopened
     /// session starts from it. Called when the handle is dropped (errors ignored there); call it
     /// yourself to see them. A stale or deleted handle stores nothing.
+    ///
+    /// It also saves a snapshot of the lexical index when its committed part grew since the last
+    /// one (every 1,024 turns), so the next [`Session::open`] does not index those turns again
+    /// (SQLite; see [`SessionStore::save_lexical`]).
     pub fn flush(&mut self) -> Result<()> {
         self.check()?;
         let derived = self.derived()?;
-        if derived.is_empty() {
+        if !derived.is_empty() {
+            self.store.save_derived(&self.id, self.seq, &derived)?;
+            self.stored(derived);
+        }
+        self.save_lexical()
+    }
+
+    /// Saves the lexical index's snapshot if it holds more turns than the stored one.
+    fn save_lexical(&mut self) -> Result<()> {
+        let turns = self.engine.lexical_committed_turns();
+        if turns <= self.lexical_saved || !self.store.keeps_lexical() {
             return Ok(());
         }
-        self.store.save_derived(&self.id, self.seq, &derived)?;
-        self.stored(derived);
+        if let Some(snapshot) = self.engine.lexical_snapshot()? {
+            self.store.save_lexical(&self.id, &snapshot)?;
+        }
+        self.lexical_saved = turns;
         Ok(())
     }
 
@@ -418,6 +466,12 @@ impl Session {
     /// The sequence number of the last record applied.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// How many turns of the lexical index this handle took from the store's snapshot of it
+    /// instead of indexing them when it opened (0: there was none, or it did not match the log).
+    pub fn lexical_resumed(&self) -> usize {
+        self.lexical_resumed
     }
 
     /// The store's name.
