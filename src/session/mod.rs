@@ -125,6 +125,12 @@ impl std::fmt::Debug for Session {
 
 /// Per-session memory not proportional to its history (engine, index writer, caches), bytes.
 const SESSION_BASE_BYTES: usize = 256 * 1024;
+/// Records from which a reopen decodes on a thread of its own ([`Session::replay_encoded`]).
+const DECODE_THREAD_MIN: usize = 512;
+/// Records per batch handed from the decoding thread to the replay.
+const DECODE_BATCH: usize = 32;
+/// Batches the decoding thread may run ahead of the replay.
+const DECODE_BATCHES_AHEAD: usize = 16;
 /// Memory per stored byte of history (turn, rendered messages, index, references), estimated.
 const BYTES_PER_LOG_BYTE: usize = 4;
 
@@ -198,20 +204,12 @@ impl Session {
         let lexical = if s.store.keeps_lexical() { s.store.load_lexical(id).ok().flatten() } else { None };
         s.lexical_saved = s.engine.begin_rebuild(lexical.as_deref());
         drop(lexical);
-        // Records the store decoded, or (one or the other) records decoded here as the replay
-        // reaches them: the index's thread gets the first batch of turns sooner.
-        let store_name = s.store.name().to_string();
-        let decoded = encoded.into_iter().map(|(seq, body)| -> Result<Entry> { Ok(Entry { seq, record: Record::decode(&store_name, id, seq, &body)? }) });
-        for e in snap.entries.into_iter().map(Ok).chain(decoded) {
-            let e = e?;
-            let seq = e.seq;
-            s.apply_owned(e)?;
-            if plan.as_ref().is_some_and(|(at, _)| *at == seq)
-                && let Some((_, p)) = plan.take()
-            {
-                s.engine.set_plan_state(p);
-            }
+        // Records the store decoded, or (one or the other) records still encoded, decoded as the
+        // replay goes (on a thread of their own for a long log).
+        for e in snap.entries {
+            s.replay_one(e, &mut plan)?;
         }
+        s.replay_encoded(encoded, &mut plan)?;
         if !s.engine.end_rebuild()? {
             s.lexical_saved = 0;
         }
@@ -225,6 +223,63 @@ impl Session {
             s.engine.insert_summary(key, r.text);
         }
         Ok(s)
+    }
+
+    /// Applies one replayed record, then the saved plan state if it follows that record.
+    fn replay_one(&mut self, e: Entry, plan: &mut Option<(u64, PlanState)>) -> Result<()> {
+        let seq = e.seq;
+        self.apply_owned(e)?;
+        if plan.as_ref().is_some_and(|(at, _)| *at == seq)
+            && let Some((_, p)) = plan.take()
+        {
+            self.engine.set_plan_state(p);
+        }
+        Ok(())
+    }
+
+    /// Decodes and replays `encoded`. A long log is decoded on a second thread while this one
+    /// replays (the two halves of a reopen's CPU once the lexical index is resumed from its
+    /// snapshot: JSON decoding ~a third, the replay — references, token counts — the rest), handed
+    /// over in batches; a short one here (a thread costs more than it saves).
+    fn replay_encoded(&mut self, encoded: EncodedRecords, plan: &mut Option<(u64, PlanState)>) -> Result<()> {
+        let store_name = self.store.name().to_string();
+        let id = self.id.clone();
+        let decode = |(seq, body): (u64, String)| -> Result<Entry> { Ok(Entry { seq, record: Record::decode(&store_name, &id, seq, &body)? }) };
+        if encoded.len() < DECODE_THREAD_MIN {
+            for e in encoded {
+                self.replay_one(decode(e)?, plan)?;
+            }
+            return Ok(());
+        }
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Entry>>>(DECODE_BATCHES_AHEAD);
+            let decode = &decode;
+            let decoder = std::thread::Builder::new().name("ctxwin-decode".into()).spawn_scoped(scope, move || {
+                let mut batch = Vec::with_capacity(DECODE_BATCH);
+                for e in encoded {
+                    let failed = {
+                        let r = decode(e);
+                        let failed = r.is_err();
+                        batch.push(r);
+                        failed
+                    };
+                    if (batch.len() == DECODE_BATCH || failed) && (tx.send(std::mem::replace(&mut batch, Vec::with_capacity(DECODE_BATCH))).is_err() || failed) {
+                        return;
+                    }
+                }
+                let _ = tx.send(batch);
+            });
+            if let Err(e) = decoder {
+                return Err(Error::ThreadPool(format!("reopening {}: {e}", self.id)));
+            }
+            // Dropping `rx` on an error stops the decoder at its next batch.
+            for batch in rx {
+                for e in batch {
+                    self.replay_one(e?, plan)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn damaged(&self, message: String) -> Error {
