@@ -267,3 +267,86 @@ impl LexicalIndex {
         LexicalIndex::new(None, self.commit_every)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::turn::TurnId;
+
+    fn docs() -> Vec<String> {
+        let words = ["support group counseling", "painted a sunrise by the lake", "kids camping trip", "adoption agency papers", "the runners were running"];
+        (0..23).map(|i| format!("{} number {i} {}", words[i % 5], words[(i * 3) % 5])).collect()
+    }
+
+    /// Every score and top-k of `a` and `b`, bit for bit.
+    fn assert_same(a: &mut LexicalIndex, b: &mut LexicalIndex) -> Result<()> {
+        for q in ["support group number 3", "painted sunrise 22", "kids camping adoption run", "number"] {
+            let q = a.analyze(q);
+            let sorted = |mut v: Vec<(TurnId, f32)>| {
+                v.sort_by(|x, y| x.0.cmp(&y.0));
+                v.into_iter().map(|(id, s)| (id, s.to_bits())).collect::<Vec<_>>()
+            };
+            assert_eq!(sorted(a.scores(&q)?), sorted(b.scores(&q)?), "{q:?}");
+            for k in [1, 3, 10] {
+                assert_eq!(a.top(&q, k)?, b.top(&q, k)?, "{q:?} top {k}");
+            }
+        }
+        Ok(())
+    }
+
+    /// An index resumed from a snapshot of 8 committed documents, given the 23 texts as a reopen
+    /// gives them, scores exactly as the index that added them one by one, with the same split
+    /// between committed and pending documents; a snapshot of other texts, or of more than are
+    /// given, is detected; a damaged one is refused.
+    #[test]
+    fn a_resumed_index_scores_exactly_as_the_uninterrupted_one() -> Result<()> {
+        let docs = docs();
+        let mut first = LexicalIndex::new(None, 4)?;
+        for (i, t) in docs.iter().take(10).enumerate() {
+            first.add(i, t)?;
+        }
+        assert_eq!(first.committed_turns(), 8);
+        let Some(snap) = first.snapshot()? else { panic!("no snapshot") };
+
+        let mut one = LexicalIndex::new(None, 4)?;
+        let mut resumed = LexicalIndex::new(None, 4)?;
+        assert_eq!(resumed.resume(&snap), 8);
+        resumed.begin_bulk();
+        for (i, t) in docs.iter().enumerate() {
+            one.add(i, t)?;
+            resumed.add(i, t)?;
+        }
+        resumed.end_bulk()?;
+        assert!(resumed.resume_ok());
+        assert_eq!((resumed.committed_turns(), one.committed_turns()), (20, 20));
+        assert_eq!((resumed.pending.len(), resumed.num_committed()), (3, 20));
+        assert_same(&mut one, &mut resumed)?;
+
+        // Other texts (one word changed in the 6th) or fewer than the snapshot holds.
+        let mut other = LexicalIndex::new(None, 4)?;
+        assert_eq!(other.resume(&snap), 8);
+        for (i, t) in docs.iter().enumerate() {
+            other.add(i, &if i == 5 { t.replace("number", "numbers") } else { t.clone() })?;
+        }
+        assert!(!other.resume_ok());
+        let mut fewer = LexicalIndex::new(None, 4)?;
+        assert_eq!(fewer.resume(&snap), 8);
+        for (i, t) in docs.iter().take(7).enumerate() {
+            fewer.add(i, t)?;
+        }
+        assert!(!fewer.resume_ok());
+
+        // Damaged anywhere, truncated, or for another commit interval: refused, nothing changed.
+        for at in [0, 9, snap.len() / 2, snap.len() - 1] {
+            let mut bad = snap.clone();
+            bad[at] ^= 1;
+            assert_eq!(LexicalIndex::new(None, 4)?.resume(&bad), 0, "byte {at}");
+        }
+        assert_eq!(LexicalIndex::new(None, 4)?.resume(&snap[..snap.len() - 9]), 0);
+        assert_eq!(LexicalIndex::new(None, 4)?.resume(&[]), 0);
+        let mut three = LexicalIndex::new(None, 3)?;
+        assert_eq!(three.resume(&snap), 0);
+        assert!(three.committed.is_none());
+        Ok(())
+    }
+}

@@ -663,3 +663,33 @@ fn lexical_snapshots_live_beside_the_database_under_the_session_id() {
     let names: Vec<String> = std::fs::read_dir(dir.join("sessions.db.lexical")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 3, "{names:?}: no temporary file left behind");
 }
+
+/// On real agent transcripts (mini-swe-agent, SWE-agent), a session reopened halfway from its
+/// lexical snapshot (a commit every 16 turns, so there is one) gives every window an
+/// uninterrupted session gives.
+#[test]
+fn a_reopen_from_the_lexical_snapshot_keeps_the_windows_of_real_agent_transcripts() {
+    let dir = tmp("lexsnap-real");
+    let store = sqlite(&dir);
+    let mut compared = 0;
+    for name in ["mini-swe-agent", "swe-agent"] {
+        let Some(p) = shared(name) else { continue };
+        let ts = loaders::load_path(&p, None).unwrap();
+        for (k, t) in ts.iter().take(4).enumerate() {
+            let turns = t.turns();
+            let half = turns.len() / 2;
+            if half < 16 {
+                continue;
+            }
+            let id = format!("{name}-{k}");
+            let (want, _) = snap_run(&store, &format!("{id}-u"), true, turns, false);
+            let (mut got, _) = snap_run(&store, &id, true, &turns[..half], false);
+            let (rest, resumed) = snap_run(&store, &id, false, &turns[half..], false);
+            assert_eq!(resumed, half / 16 * 16, "{id}");
+            got.extend(rest);
+            assert_same_windows(&got, &want, &id);
+            compared += 1;
+        }
+    }
+    eprintln!("{compared} transcripts compared window by window");
+}
