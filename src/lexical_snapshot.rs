@@ -283,7 +283,7 @@ mod tests {
         for q in ["support group number 3", "painted sunrise 22", "kids camping adoption run", "number"] {
             let q = a.analyze(q);
             let sorted = |mut v: Vec<(TurnId, f32)>| {
-                v.sort_by(|x, y| x.0.cmp(&y.0));
+                v.sort_by_key(|x| x.0);
                 v.into_iter().map(|(id, s)| (id, s.to_bits())).collect::<Vec<_>>()
             };
             assert_eq!(sorted(a.scores(&q)?), sorted(b.scores(&q)?), "{q:?}");

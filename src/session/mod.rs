@@ -257,14 +257,15 @@ impl Session {
             let decoder = std::thread::Builder::new().name("ctxwin-decode".into()).spawn_scoped(scope, move || {
                 let mut batch = Vec::with_capacity(DECODE_BATCH);
                 for e in encoded {
-                    let failed = {
-                        let r = decode(e);
-                        let failed = r.is_err();
-                        batch.push(r);
-                        failed
-                    };
-                    if (batch.len() == DECODE_BATCH || failed) && (tx.send(std::mem::replace(&mut batch, Vec::with_capacity(DECODE_BATCH))).is_err() || failed) {
-                        return;
+                    let r = decode(e);
+                    let failed = r.is_err();
+                    batch.push(r);
+                    if batch.len() == DECODE_BATCH || failed {
+                        // A failed record ends the batch and the decoding; so does a replay that stopped.
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(DECODE_BATCH));
+                        if tx.send(full).is_err() || failed {
+                            return;
+                        }
                     }
                 }
                 let _ = tx.send(batch);

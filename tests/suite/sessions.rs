@@ -545,6 +545,9 @@ fn assert_same_windows(got: &[Window], want: &[Window], what: &str) {
     }
 }
 
+/// Something done to a snapshot file.
+type Damage = Box<dyn Fn(&Path)>;
+
 /// A reopen takes the turns the stored lexical snapshot holds instead of indexing them, and gives
 /// the windows of an uninterrupted session whether the snapshot is current, behind the log (a
 /// crash after later commits), missing, damaged, truncated, another session's, or ahead of the log.
@@ -604,7 +607,7 @@ fn a_reopen_from_the_lexical_snapshot_gives_the_windows_of_an_uninterrupted_one(
     let other = ctxwin::replay::synth::agent_session(6, 150);
     let (_, _) = snap_run(&store, "other", true, &other.turns()[..50], false);
     let (_, _) = snap_run(&store, "longer", true, &turns[..120], false);
-    let damages: [(&str, Box<dyn Fn(&Path)>); 5] = [
+    let damages: [(&str, Damage); 5] = [
         ("missing", Box::new(|p| std::fs::remove_file(p).unwrap())),
         (
             "damaged",
@@ -660,7 +663,8 @@ fn lexical_snapshots_live_beside_the_database_under_the_session_id() {
         snap_run(&store, id, true, t.turns(), false);
         assert!(snap_file(&dir, id).is_file(), "{id}");
     }
-    let names: Vec<String> = std::fs::read_dir(dir.join("sessions.db.lexical")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.join("sessions.db.lexical")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 3, "{names:?}: no temporary file left behind");
 }
 
