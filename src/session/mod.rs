@@ -125,8 +125,9 @@ impl std::fmt::Debug for Session {
 
 /// Per-session memory not proportional to its history (engine, index writer, caches), bytes.
 const SESSION_BASE_BYTES: usize = 256 * 1024;
-/// Records from which a reopen decodes on a thread of its own ([`Session::replay_encoded`]).
-const DECODE_THREAD_MIN: usize = 512;
+/// Encoded bytes from which a reopen decodes on a thread of its own ([`Session::replay_encoded`]):
+/// ~5 ms of JSON, well above the cost of a thread and its first scheduling on a busy machine.
+const DECODE_THREAD_MIN_BYTES: usize = 1 << 20;
 /// Records per batch handed from the decoding thread to the replay.
 const DECODE_BATCH: usize = 32;
 /// Batches the decoding thread may run ahead of the replay.
@@ -240,12 +241,12 @@ impl Session {
     /// Decodes and replays `encoded`. A long log is decoded on a second thread while this one
     /// replays (the two halves of a reopen's CPU once the lexical index is resumed from its
     /// snapshot: JSON decoding ~a third, the replay — references, token counts — the rest), handed
-    /// over in batches; a short one here (a thread costs more than it saves).
+    /// over in batches; a short one (under [`DECODE_THREAD_MIN_BYTES`]) here: a thread costs more than it saves.
     fn replay_encoded(&mut self, encoded: EncodedRecords, plan: &mut Option<(u64, PlanState)>) -> Result<()> {
         let store_name = self.store.name().to_string();
         let id = self.id.clone();
         let decode = |(seq, body): (u64, String)| -> Result<Entry> { Ok(Entry { seq, record: Record::decode(&store_name, &id, seq, &body)? }) };
-        if encoded.len() < DECODE_THREAD_MIN {
+        if encoded.iter().map(|(_, body)| body.len()).sum::<usize>() < DECODE_THREAD_MIN_BYTES {
             for e in encoded {
                 self.replay_one(decode(e)?, plan)?;
             }
