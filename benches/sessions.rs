@@ -14,7 +14,9 @@
 //!   (not timed) then `assemble(2000)` (timed), over the second half of the 600-turn conversation.
 //! - `reopen/conversation_600` and `reopen/agent_10000`: `Session::open` of a 600-turn conversation
 //!   and a 10,000-turn agent session pushed through `Session::push` (so their token counts are
-//!   stored, as a host's are): the log read and replayed (index, references, sentences).
+//!   stored, as a host's are): the log read and replayed (references, token counts), the lexical
+//!   index resumed from the snapshot the filling handle saved when it was dropped (every turn
+//!   committed by then; the agent session's last 784 stay pending, as in any reopen).
 //! - `cold_window/10000x100`: 10,000 sessions of 100 turns in one file (built once, cached in
 //!   the temp dir), served by `Sessions` with at most 200 hot: a window (open when cold +
 //!   `assemble(2000)`) for a random session. p50/p99 and the process's resident memory are printed.

@@ -4,6 +4,9 @@
 //!
 //! Fills `PATH` with a generated session (`agent N` or `conversation N` turns, through
 //! `Session::push` as a host would) when it does not hold one yet, then times `Session::open`.
+//! A handle dropped after 1,024 turns or more saves its lexical index's snapshot beside the file
+//! (`PATH.lexical/`), which the next opens resume from: delete that folder before a run to time a
+//! reopen without one.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -291,15 +291,45 @@ impl Engine {
     /// [`Engine::end_rebuild`] without analyzing them or committing per batch, the summarizer
     /// analyzes a turn only when a window first summarizes it, and a tool output's lines are
     /// scored when a window first cuts it.
-    pub(crate) fn begin_rebuild(&mut self) {
+    ///
+    /// With `lexical`, a snapshot of the index's committed part (`Engine::lexical_snapshot`, saved
+    /// by an earlier handle), the index starts from it and the turns it holds are not indexed
+    /// again; returns how many (0 when it cannot be used).
+    pub(crate) fn begin_rebuild(&mut self, lexical: Option<&[u8]>) -> usize {
+        let resumed = lexical.map_or(0, |s| self.retrieval.lexical.resume(s));
         self.retrieval.lexical.begin_bulk();
         self.store.set_rebuilding(true);
+        resumed
     }
 
-    /// Ends a rebuild: commits in one batch what the per-batch commits would have committed.
-    pub(crate) fn end_rebuild(&mut self) -> Result<()> {
+    /// Ends a rebuild: commits in one batch what the per-batch commits would have committed. When
+    /// the snapshot it began from turned out not to hold these turns, indexes them all again
+    /// (returns false then).
+    pub(crate) fn end_rebuild(&mut self) -> Result<bool> {
         self.store.set_rebuilding(false);
-        self.retrieval.lexical.end_bulk()
+        self.retrieval.lexical.end_bulk()?;
+        if self.retrieval.lexical.resume_ok() {
+            return Ok(true);
+        }
+        let mut lexical = self.retrieval.lexical.fresh()?;
+        lexical.begin_bulk();
+        for id in 0..self.store.len() {
+            lexical.add(id, &self.store)?;
+        }
+        lexical.end_bulk()?;
+        self.retrieval.lexical = lexical;
+        Ok(false)
+    }
+
+    /// Turns the lexical index holds committed (what [`Engine::lexical_snapshot`] would save).
+    pub(crate) fn lexical_committed_turns(&self) -> usize {
+        self.retrieval.lexical.committed_turns()
+    }
+
+    /// A snapshot of the lexical index's committed part, for [`Engine::begin_rebuild`] after a
+    /// restart; `None` when nothing is committed (or the index is kept in a directory).
+    pub(crate) fn lexical_snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        self.retrieval.lexical.snapshot()
     }
 
     /// Commits the lexical index now (normally automatic).

@@ -30,6 +30,10 @@ use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Segme
 use crate::error::{Error, Result};
 use crate::turn::TurnId;
 
+#[path = "lexical_snapshot.rs"]
+mod snapshot;
+use snapshot::Trail;
+
 const TOKENIZER: &str = "ctxwin_en";
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
@@ -380,6 +384,8 @@ impl Postings {
 struct Committed {
     index: Index,
     reader: IndexReader,
+    /// The index's files when it is in RAM, as written (a snapshot copies them).
+    ram: Option<tantivy::directory::RamDirectory>,
 }
 
 /// Tantivy index plus in-memory scoring of not-yet-committed documents.
@@ -400,6 +406,16 @@ pub(crate) struct LexicalIndex {
     /// `add` leaves a due commit to [`LexicalIndex::commit_due`] (a durable session calls it after
     /// its append, outside the store's write lock).
     defer_commits: bool,
+    /// Every text added so far: how many, and their fingerprint (`lexical_snapshot.rs`).
+    trail: Trail,
+    /// The texts the Tantivy index holds (a snapshot records this).
+    committed_trail: Trail,
+    /// The texts handed to bulk mode's writer (committed at its next commit).
+    sent_trail: Trail,
+    /// Resumed from a snapshot holding these texts: `add` skips them.
+    resumed: Option<Trail>,
+    /// The replayed texts are not the resumed snapshot's.
+    resume_failed: bool,
 }
 
 /// Bulk mode's writer, made when the first batch is due. Its documents are indexed by Tantivy's
@@ -640,6 +656,11 @@ impl LexicalIndex {
             defer_commits: false,
             commits: 0,
             bulk: None,
+            trail: Trail::default(),
+            committed_trail: Trail::default(),
+            sent_trail: Trail::default(),
+            resumed: None,
+            resume_failed: false,
         };
         if dir.is_some() {
             idx.committed = Some(idx.create_index()?);
@@ -649,23 +670,32 @@ impl LexicalIndex {
 
     /// Creates the Tantivy index (schema: the turn id and its text) and a manually reloaded reader.
     fn create_index(&self) -> Result<Committed> {
+        let schema = self.schema();
+        let (index, ram) = match &self.dir {
+            None => {
+                let ram = tantivy::directory::RamDirectory::create();
+                (Index::create(ram.clone(), schema, tantivy::IndexSettings::default())?, Some(ram))
+            }
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+                let index = Index::create_in_dir(d, schema)
+                    .map_err(|e| Error::InvalidPath { path: d.clone(), message: format!("cannot create a lexical index here: {e}") })?;
+                (index, None)
+            }
+        };
+        index.tokenizers().register(TOKENIZER, analyzer());
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Committed { index, reader, ram })
+    }
+
+    /// The Tantivy schema: the turn id and its text.
+    fn schema(&self) -> Schema {
         let mut schema = Schema::builder();
         let text_opts =
             TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs));
         schema.add_u64_field("id", FAST | INDEXED);
         schema.add_text_field("text", text_opts);
-        let schema = schema.build();
-        let index = match &self.dir {
-            None => Index::create_in_ram(schema),
-            Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-                Index::create_in_dir(d, schema)
-                    .map_err(|e| Error::InvalidPath { path: d.clone(), message: format!("cannot create a lexical index here: {e}") })?
-            }
-        };
-        index.tokenizers().register(TOKENIZER, analyzer());
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Committed { index, reader })
+        schema.build()
     }
 
     /// The analyzed terms of `text`, in order (with repeats).
@@ -681,6 +711,9 @@ impl LexicalIndex {
     /// Adds document `id` (its text in `texts`), analyzed for the in-memory scores at once
     /// (outside bulk mode). Commits when `commit_every` documents are pending.
     pub(crate) fn add(&mut self, id: TurnId, texts: &dyn DocTexts) -> Result<()> {
+        if self.skip_resumed(texts.doc_text(id)) {
+            return Ok(());
+        }
         self.pending.push(PendingDoc { id, analyzed: false, len: 0 });
         if self.bulk.is_some() {
             if self.pending.len() >= self.commit_every {
@@ -745,6 +778,7 @@ impl LexicalIndex {
             writer.add_document(tantivy_doc(self.id_field, self.text_field, d.id, texts))?;
         }
         *uncommitted = true;
+        self.sent_trail = self.trail;
         self.pending_postings.clear();
         self.pending_tokens = 0;
         Ok(())
@@ -759,6 +793,7 @@ impl LexicalIndex {
         }
         writer.commit()?;
         *uncommitted = false;
+        self.committed_trail = self.sent_trail;
         if let Some(c) = &self.committed {
             c.reader.reload()?;
         }
@@ -814,6 +849,7 @@ impl LexicalIndex {
         writer.wait_merging_threads()?;
         committed.reader.reload()?;
         self.committed = Some(committed);
+        self.committed_trail = self.trail;
         self.pending.clear();
         self.pending_postings.clear();
         self.pending_tokens = 0;
@@ -976,7 +1012,7 @@ mod tests {
 
     /// An index with the texts of its documents beside it (what the store is to an engine's), with
     /// the calls the tests make taking the text as an engine's store has it.
-    struct Docs {
+    pub(super) struct Docs {
         idx: LexicalIndex,
         texts: FxHashMap<TurnId, String>,
     }
@@ -1001,23 +1037,23 @@ mod tests {
     }
 
     impl Docs {
-        fn new(dir: Option<&Path>, commit_every: usize) -> Result<Self> {
+        pub(super) fn new(dir: Option<&Path>, commit_every: usize) -> Result<Self> {
             Ok(Docs { idx: LexicalIndex::new(dir, commit_every)?, texts: FxHashMap::default() })
         }
-        fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
+        pub(super) fn add(&mut self, id: TurnId, text: &str) -> Result<()> {
             self.texts.insert(id, text.to_string());
             self.idx.add(id, &self.texts)
         }
-        fn scores(&mut self, terms: &[String]) -> Result<Vec<(TurnId, f32)>> {
+        pub(super) fn scores(&mut self, terms: &[String]) -> Result<Vec<(TurnId, f32)>> {
             self.idx.scores(terms, &self.texts)
         }
-        fn top(&mut self, terms: &[String], k: usize) -> Result<Vec<(TurnId, f32)>> {
+        pub(super) fn top(&mut self, terms: &[String], k: usize) -> Result<Vec<(TurnId, f32)>> {
             self.idx.top(terms, k, &self.texts)
         }
-        fn commit(&mut self) -> Result<()> {
+        pub(super) fn commit(&mut self) -> Result<()> {
             self.idx.commit(&self.texts)
         }
-        fn commit_due(&mut self) -> Result<()> {
+        pub(super) fn commit_due(&mut self) -> Result<()> {
             self.idx.commit_due(&self.texts)
         }
     }

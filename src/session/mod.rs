@@ -55,6 +55,24 @@ pub trait SessionStore: Send + Sync {
         let _ = session;
         Ok(None)
     }
+    /// Whether the store keeps snapshots of sessions' lexical indexes ([`SessionStore::save_lexical`]).
+    /// False by default (PostgreSQL: a reopen indexes every turn).
+    fn keeps_lexical(&self) -> bool {
+        false
+    }
+    /// The snapshot of the session's lexical index saved by [`SessionStore::save_lexical`], if any
+    /// (a cache: [`Session::open`] checks it against the log and ignores it when it does not
+    /// match). `Ok(None)` by default: the reopen indexes every turn.
+    fn load_lexical(&self, session: &str) -> Result<Option<Vec<u8>>> {
+        let _ = session;
+        Ok(None)
+    }
+    /// Keeps `snapshot` (the session's lexical index, committed part) for the next
+    /// [`Session::open`], replacing an older one atomically. A no-op by default.
+    fn save_lexical(&self, session: &str, snapshot: &[u8]) -> Result<()> {
+        let _ = (session, snapshot);
+        Ok(())
+    }
     /// The records after `after`, in order (to catch up with other writers).
     fn load_since(&self, session: &str, after: u64) -> Result<Vec<Entry>>;
     /// In one transaction holding the session's write lock: reads the records after `after`,
@@ -93,6 +111,10 @@ pub struct Session {
     saved_summaries: FxHashSet<(TurnId, TurnId, usize)>,
     stale: Option<String>,
     bytes: usize,
+    /// Turns the lexical index snapshot in the store holds (loaded at open or saved since).
+    lexical_saved: usize,
+    /// Turns the open took from that snapshot.
+    lexical_resumed: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -103,6 +125,13 @@ impl std::fmt::Debug for Session {
 
 /// Per-session memory not proportional to its history (engine, index writer, caches), bytes.
 const SESSION_BASE_BYTES: usize = 256 * 1024;
+/// Encoded bytes from which a reopen decodes on a thread of its own ([`Session::replay_encoded`]):
+/// ~5 ms of JSON, well above the cost of a thread and its first scheduling on a busy machine.
+const DECODE_THREAD_MIN_BYTES: usize = 1 << 20;
+/// Records per batch handed from the decoding thread to the replay.
+const DECODE_BATCH: usize = 32;
+/// Batches the decoding thread may run ahead of the replay.
+const DECODE_BATCHES_AHEAD: usize = 16;
 /// Memory per stored byte of history (turn, rendered messages, index, references), estimated.
 const BYTES_PER_LOG_BYTE: usize = 4;
 
@@ -148,6 +177,8 @@ impl Session {
             saved_summaries: FxHashSet::default(),
             stale: None,
             bytes: 0,
+            lexical_saved: 0,
+            lexical_resumed: 0,
             store,
         };
         let plan = match &snap.plan {
@@ -168,22 +199,22 @@ impl Session {
         {
             s.engine.set_plan_state(p);
         }
-        s.engine.begin_rebuild();
-        // Records the store decoded, or (one or the other) records decoded here as the replay
-        // reaches them: the index's thread gets the first batch of turns sooner.
-        let store_name = s.store.name().to_string();
-        let decoded = encoded.into_iter().map(|(seq, body)| -> Result<Entry> { Ok(Entry { seq, record: Record::decode(&store_name, id, seq, &body)? }) });
-        for e in snap.entries.into_iter().map(Ok).chain(decoded) {
-            let e = e?;
-            let seq = e.seq;
-            s.apply_owned(e)?;
-            if plan.as_ref().is_some_and(|(at, _)| *at == seq)
-                && let Some((_, p)) = plan.take()
-            {
-                s.engine.set_plan_state(p);
-            }
+        // The lexical index's committed part as an earlier handle saved it: the turns it holds are
+        // not indexed again (checked against the log as the replay goes; ignored when it differs).
+        // A snapshot that cannot be read is only a cache missed.
+        let lexical = if s.store.keeps_lexical() { s.store.load_lexical(id).ok().flatten() } else { None };
+        s.lexical_saved = s.engine.begin_rebuild(lexical.as_deref());
+        drop(lexical);
+        // Records the store decoded, or (one or the other) records still encoded, decoded as the
+        // replay goes (on a thread of their own for a long log).
+        for e in snap.entries {
+            s.replay_one(e, &mut plan)?;
         }
-        s.engine.end_rebuild()?;
+        s.replay_encoded(encoded, &mut plan)?;
+        if !s.engine.end_rebuild()? {
+            s.lexical_saved = 0;
+        }
+        s.lexical_resumed = s.lexical_saved;
         // The index's periodic commit (milliseconds, every `commit_every` turns) runs after an
         // append has released the store's write lock, not under it (see `Session::append`).
         s.engine.defer_commits(true);
@@ -193,6 +224,64 @@ impl Session {
             s.engine.insert_summary(key, r.text);
         }
         Ok(s)
+    }
+
+    /// Applies one replayed record, then the saved plan state if it follows that record.
+    fn replay_one(&mut self, e: Entry, plan: &mut Option<(u64, PlanState)>) -> Result<()> {
+        let seq = e.seq;
+        self.apply_owned(e)?;
+        if plan.as_ref().is_some_and(|(at, _)| *at == seq)
+            && let Some((_, p)) = plan.take()
+        {
+            self.engine.set_plan_state(p);
+        }
+        Ok(())
+    }
+
+    /// Decodes and replays `encoded`. A long log is decoded on a second thread while this one
+    /// replays (the two halves of a reopen's CPU once the lexical index is resumed from its
+    /// snapshot: JSON decoding ~a third, the replay — references, token counts — the rest), handed
+    /// over in batches; a short one (under [`DECODE_THREAD_MIN_BYTES`]) here: a thread costs more than it saves.
+    fn replay_encoded(&mut self, encoded: EncodedRecords, plan: &mut Option<(u64, PlanState)>) -> Result<()> {
+        let store_name = self.store.name().to_string();
+        let id = self.id.clone();
+        let decode = |(seq, body): (u64, String)| -> Result<Entry> { Ok(Entry { seq, record: Record::decode(&store_name, &id, seq, &body)? }) };
+        if encoded.iter().map(|(_, body)| body.len()).sum::<usize>() < DECODE_THREAD_MIN_BYTES {
+            for e in encoded {
+                self.replay_one(decode(e)?, plan)?;
+            }
+            return Ok(());
+        }
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Entry>>>(DECODE_BATCHES_AHEAD);
+            let decode = &decode;
+            let decoder = std::thread::Builder::new().name("ctxwin-decode".into()).spawn_scoped(scope, move || {
+                let mut batch = Vec::with_capacity(DECODE_BATCH);
+                for e in encoded {
+                    let r = decode(e);
+                    let failed = r.is_err();
+                    batch.push(r);
+                    if batch.len() == DECODE_BATCH || failed {
+                        // A failed record ends the batch and the decoding; so does a replay that stopped.
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(DECODE_BATCH));
+                        if tx.send(full).is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(batch);
+            });
+            if let Err(e) = decoder {
+                return Err(Error::ThreadPool(format!("reopening {}: {e}", self.id)));
+            }
+            // Dropping `rx` on an error stops the decoder at its next batch.
+            for batch in rx {
+                for e in batch {
+                    self.replay_one(e?, plan)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn damaged(&self, message: String) -> Error {
@@ -359,14 +448,30 @@ impl Session {
     /// Stores what windows derived since the last append (plan state, new summaries), so a reopened
     /// session starts from it. Called when the handle is dropped (errors ignored there); call it
     /// yourself to see them. A stale or deleted handle stores nothing.
+    ///
+    /// It also saves a snapshot of the lexical index when its committed part grew since the last
+    /// one (every 1,024 turns), so the next [`Session::open`] does not index those turns again
+    /// (SQLite; see [`SessionStore::save_lexical`]).
     pub fn flush(&mut self) -> Result<()> {
         self.check()?;
         let derived = self.derived()?;
-        if derived.is_empty() {
+        if !derived.is_empty() {
+            self.store.save_derived(&self.id, self.seq, &derived)?;
+            self.stored(derived);
+        }
+        self.save_lexical()
+    }
+
+    /// Saves the lexical index's snapshot if it holds more turns than the stored one.
+    fn save_lexical(&mut self) -> Result<()> {
+        let turns = self.engine.lexical_committed_turns();
+        if turns <= self.lexical_saved || !self.store.keeps_lexical() {
             return Ok(());
         }
-        self.store.save_derived(&self.id, self.seq, &derived)?;
-        self.stored(derived);
+        if let Some(snapshot) = self.engine.lexical_snapshot()? {
+            self.store.save_lexical(&self.id, &snapshot)?;
+        }
+        self.lexical_saved = turns;
         Ok(())
     }
 
@@ -418,6 +523,12 @@ impl Session {
     /// The sequence number of the last record applied.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// How many turns of the lexical index this handle took from the store's snapshot of it
+    /// instead of indexing them when it opened (0: there was none, or it did not match the log).
+    pub fn lexical_resumed(&self) -> usize {
+        self.lexical_resumed
     }
 
     /// The store's name.

@@ -13,7 +13,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use rustc_hash::FxHashMap;
 
 use super::SessionStore;
-use super::record::{Derived, EncodedRecords, Entry, Record, Snapshot, SummaryRow};
+use super::record::{Derived, EncodedRecords, Entry, Record, Snapshot, SummaryRow, validate_id};
 use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of a ctxwin session file ("ctxw").
@@ -289,6 +289,20 @@ impl SqliteStore {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where session `session`'s lexical index snapshot is kept: `<file>.lexical/<session>.idx`
+    /// beside the database (a valid session id is a file name: `[A-Za-z0-9._-]`, and the suffix
+    /// keeps `.` and `..` from naming directories). `None` for an in-memory database or a URI.
+    fn lexical_path(&self, session: &str) -> Option<PathBuf> {
+        validate_id(session).ok()?;
+        let raw = self.path.as_os_str();
+        if raw.is_empty() || raw == ":memory:" || raw.to_string_lossy().starts_with("file:") || self.path.file_name().is_none() {
+            return None;
+        }
+        let mut dir = raw.to_owned();
+        dir.push(".lexical");
+        Some(PathBuf::from(dir).join(format!("{session}.idx")))
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Db>> {
@@ -590,7 +604,47 @@ impl SessionStore for SqliteStore {
         let n = tx.execute("DELETE FROM sessions WHERE id = ?1", [session]).map_err(&fail)?;
         tx.commit().map_err(&fail)?;
         db.seen.last.remove(session);
+        // The index snapshot is a cache checked against the log at every reopen: one left behind
+        // (this fails, or a handle elsewhere saves one later) is ignored by a session re-created
+        // under this id unless it holds exactly that session's turns.
+        if let Some(p) = self.lexical_path(session) {
+            let _ = std::fs::remove_file(p);
+        }
         Ok(n == 1)
+    }
+
+    fn keeps_lexical(&self) -> bool {
+        self.lexical_path("s").is_some()
+    }
+
+    fn load_lexical(&self, session: &str) -> Result<Option<Vec<u8>>> {
+        let Some(path) = self.lexical_path(session) else { return Ok(None) };
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Written to a file of its own, then renamed over the old one: a reader sees one or the
+    /// other whole (a crash can leave a temporary file, or after a power loss a damaged snapshot,
+    /// which the reopen detects and ignores). Not synced: it is a cache.
+    fn save_lexical(&self, session: &str, snapshot: &[u8]) -> Result<()> {
+        static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let Some(path) = self.lexical_path(session) else { return Ok(()) };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let n = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(format!(".tmp-{}-{n}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let written = std::fs::write(&tmp, snapshot).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(path, e));
+        }
+        Ok(())
     }
 
     /// Local file I/O under a mutex, no runtime of its own.

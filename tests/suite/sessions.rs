@@ -508,3 +508,192 @@ fn handles_on_one_connection_and_on_two_see_each_others_turns_in_their_windows()
         }
     }
 }
+
+/// The engine config of the lexical snapshot tests: a commit every 16 turns, so a short session
+/// has a committed index to snapshot.
+fn snap_config() -> EngineConfig {
+    EngineConfig::default().commit_every(16)
+}
+
+/// Where a SQLite store at `dir/sessions.db` keeps session `id`'s lexical index snapshot.
+fn snap_file(dir: &Path, id: &str) -> PathBuf {
+    dir.join("sessions.db.lexical").join(format!("{id}.idx"))
+}
+
+/// Pushes `turns` into session `id` (created when `create`), a window after each; closes the
+/// handle by dropping it (flushed: the snapshot is saved) or, with `crash`, by leaking it.
+fn snap_run(store: &Arc<dyn SessionStore>, id: &str, create: bool, turns: &[Turn], crash: bool) -> (Vec<Window>, usize) {
+    let mut s = match create {
+        true => Session::create(Arc::clone(store), id, snap_config()).unwrap(),
+        false => Session::open(Arc::clone(store), id, snap_config()).unwrap(),
+    };
+    let resumed = s.lexical_resumed();
+    let w = push_and_assemble(&mut s, turns, 1500);
+    match crash {
+        true => std::mem::forget(s),
+        false => drop(s),
+    }
+    (w, resumed)
+}
+
+fn assert_same_windows(got: &[Window], want: &[Window], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (k, (a, b)) in got.iter().zip(want).enumerate() {
+        assert_eq!(a.messages(), b.messages(), "{what}: window {k}");
+        assert_eq!(a.total_tokens(), b.total_tokens(), "{what}: window {k}");
+        assert_eq!(a.report(), b.report(), "{what}: window {k}");
+    }
+}
+
+/// Something done to a snapshot file.
+type Damage = Box<dyn Fn(&Path)>;
+
+/// A reopen takes the turns the stored lexical snapshot holds instead of indexing them, and gives
+/// the windows of an uninterrupted session whether the snapshot is current, behind the log (a
+/// crash after later commits), missing, damaged, truncated, another session's, or ahead of the log.
+#[test]
+fn a_reopen_from_the_lexical_snapshot_gives_the_windows_of_an_uninterrupted_one() {
+    let dir = tmp("lexsnap");
+    let store = sqlite(&dir);
+    let t = ctxwin::replay::synth::agent_session(5, 150);
+    let turns = t.turns();
+    let (want, _) = snap_run(&store, "uninterrupted", true, turns, false);
+    assert!(snap_file(&dir, "uninterrupted").exists(), "the dropped handle saved a snapshot");
+
+    // Current: 50 turns pushed, dropped (snapshot of 48), reopened.
+    let (mut got, _) = snap_run(&store, "current", true, &turns[..50], false);
+    let (rest, resumed) = snap_run(&store, "current", false, &turns[50..], false);
+    assert_eq!(resumed, 48);
+    got.extend(rest);
+    assert_same_windows(&got, &want, "current");
+
+    // Behind: the snapshot holds 48 turns, the log 100 (a handle committed up to 96 and its
+    // snapshot was not saved).
+    let (mut got, _) = snap_run(&store, "behind", true, &turns[..50], false);
+    let old = std::fs::read(snap_file(&dir, "behind")).unwrap();
+    let (more, resumed) = snap_run(&store, "behind", false, &turns[50..100], false);
+    assert_eq!(resumed, 48);
+    got.extend(more);
+    std::fs::write(snap_file(&dir, "behind"), &old).unwrap();
+    let (rest, resumed) = snap_run(&store, "behind", false, &turns[100..], false);
+    assert_eq!(resumed, 48);
+    got.extend(rest);
+    assert_same_windows(&got, &want, "behind");
+
+    // Crashed: a handle reopened from the snapshot of 48 turns commits up to 96 and is never
+    // dropped; the next reopen resumes from the same snapshot, and its first window is the last
+    // one before the crash (what windows derived since the last append is derived again).
+    let (mut got, _) = snap_run(&store, "crashed", true, &turns[..50], false);
+    let (more, _) = snap_run(&store, "crashed", false, &turns[50..100], true);
+    got.extend(more);
+    let mut s = Session::open(Arc::clone(&store), "crashed", snap_config()).unwrap();
+    assert_eq!(s.lexical_resumed(), 48, "the crashed handle saved no snapshot");
+    let first = s.assemble(1500).unwrap();
+    assert_eq!(first.messages(), got[99].messages(), "the first window after the crash is the last one before it");
+    drop(s);
+
+    // Chained: reopened from a snapshot, committed more, saved a larger one, reopened from it.
+    let (mut got, _) = snap_run(&store, "chained", true, &turns[..40], false);
+    let (more, resumed) = snap_run(&store, "chained", false, &turns[40..90], false);
+    assert_eq!(resumed, 32);
+    got.extend(more);
+    let (rest, resumed) = snap_run(&store, "chained", false, &turns[90..], false);
+    assert_eq!(resumed, 80);
+    got.extend(rest);
+    assert_same_windows(&got, &want, "chained");
+
+    // Missing, damaged, truncated, another session's (same length, other turns), ahead of the
+    // log: ignored (every turn indexed again), windows unchanged, and a valid one saved at drop.
+    let other = ctxwin::replay::synth::agent_session(6, 150);
+    let (_, _) = snap_run(&store, "other", true, &other.turns()[..50], false);
+    let (_, _) = snap_run(&store, "longer", true, &turns[..120], false);
+    let damages: [(&str, Damage); 5] = [
+        ("missing", Box::new(|p| std::fs::remove_file(p).unwrap())),
+        (
+            "damaged",
+            Box::new(|p| {
+                let mut b = std::fs::read(p).unwrap();
+                let at = b.len() / 2;
+                b[at] ^= 0x5a;
+                std::fs::write(p, b).unwrap();
+            }),
+        ),
+        (
+            "truncated",
+            Box::new(|p| {
+                let b = std::fs::read(p).unwrap();
+                std::fs::write(p, &b[..b.len() - 100]).unwrap();
+            }),
+        ),
+        ("foreign", Box::new(|p| std::fs::copy(snap_file(p.parent().unwrap().parent().unwrap(), "other"), p).map(|_| ()).unwrap())),
+        ("ahead", Box::new(|p| std::fs::copy(snap_file(p.parent().unwrap().parent().unwrap(), "longer"), p).map(|_| ()).unwrap())),
+    ];
+    for (what, damage) in &damages {
+        let (mut got, _) = snap_run(&store, what, true, &turns[..50], false);
+        let file = snap_file(&dir, what);
+        damage(&file);
+        let (rest, resumed) = snap_run(&store, what, false, &turns[50..], false);
+        assert_eq!(resumed, 0, "{what}");
+        got.extend(rest);
+        assert_same_windows(&got, &want, what);
+        let s = Session::open(Arc::clone(&store), what, snap_config()).unwrap();
+        assert_eq!(s.lexical_resumed(), 144, "{what}: a valid snapshot was saved again");
+    }
+
+    // Deleting the session removes its snapshot; one put back is not used by a session re-created
+    // under that id with other turns.
+    let saved = std::fs::read(snap_file(&dir, "current")).unwrap();
+    assert!(store.delete("current").unwrap());
+    assert!(!snap_file(&dir, "current").exists());
+    std::fs::write(snap_file(&dir, "current"), &saved).unwrap();
+    let (_, resumed) = snap_run(&store, "current", true, &other.turns()[..20], false);
+    assert_eq!(resumed, 0);
+    let s = Session::open(Arc::clone(&store), "current", snap_config()).unwrap();
+    assert_eq!(s.lexical_resumed(), 16, "the re-created session saved its own");
+}
+
+/// Snapshot files are named from validated session ids only (`.` and `..` included: the suffix
+/// keeps them file names).
+#[test]
+fn lexical_snapshots_live_beside_the_database_under_the_session_id() {
+    let dir = tmp("lexsnap-names");
+    let store = sqlite(&dir);
+    let t = ctxwin::replay::synth::agent_session(3, 40);
+    for id in ["..", ".", "a.b-c_d"] {
+        snap_run(&store, id, true, t.turns(), false);
+        assert!(snap_file(&dir, id).is_file(), "{id}");
+    }
+    let names: Vec<String> =
+        std::fs::read_dir(dir.join("sessions.db.lexical")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 3, "{names:?}: no temporary file left behind");
+}
+
+/// On real agent transcripts (mini-swe-agent, SWE-agent), a session reopened halfway from its
+/// lexical snapshot (a commit every 16 turns, so there is one) gives every window an
+/// uninterrupted session gives.
+#[test]
+fn a_reopen_from_the_lexical_snapshot_keeps_the_windows_of_real_agent_transcripts() {
+    let dir = tmp("lexsnap-real");
+    let store = sqlite(&dir);
+    let mut compared = 0;
+    for name in ["mini-swe-agent", "swe-agent"] {
+        let Some(p) = shared(name) else { continue };
+        let ts = loaders::load_path(&p, None).unwrap();
+        for (k, t) in ts.iter().take(4).enumerate() {
+            let turns = t.turns();
+            let half = turns.len() / 2;
+            if half < 16 {
+                continue;
+            }
+            let id = format!("{name}-{k}");
+            let (want, _) = snap_run(&store, &format!("{id}-u"), true, turns, false);
+            let (mut got, _) = snap_run(&store, &id, true, &turns[..half], false);
+            let (rest, resumed) = snap_run(&store, &id, false, &turns[half..], false);
+            assert_eq!(resumed, half / 16 * 16, "{id}");
+            got.extend(rest);
+            assert_same_windows(&got, &want, &id);
+            compared += 1;
+        }
+    }
+    eprintln!("{compared} transcripts compared window by window");
+}
