@@ -8,9 +8,11 @@
 //! `ctxwin::replay::synth::conversation(42 + c, 600)` when the dataset is absent) whose first half is
 //! appended, and its first window asked, before the clock starts. Timed: each client in a loop
 //! appends the next turn of its conversation (`POST /turns`, ctxwin format) then asks for a
-//! `--budget`-token window
-//! (`POST /window`, OpenAI format), for `--secs` seconds. Printed: windows/s, window and append
-//! latency p50/p99 as the client sees them, and the server's own assemble p50/p99 (from
+//! `--budget`-token window (`POST /window`, OpenAI format), for `--secs` seconds; when the
+//! conversation runs out the session goes on with the next one, and past 1,000 turns it starts
+//! again from an empty session (see [`client`]). Printed: windows/s, window and append latency
+//! p50/p99 as the client sees them and as the server's own latency histograms have them (over the
+//! timed phase), and the server's own assemble p50/p99 (from
 //! `/metrics`); then, in the same run, the library's `Engine::assemble` p50 on the same mix (as many
 //! engines as clients, same conversations and history lengths, interleaved: each in turn takes one
 //! push then one assemble), measured twice: during the load (one engine step every 2 ms on a thread
@@ -54,10 +56,12 @@ struct Args {
     /// Open loop: the clients together start this many turns (append + window) per second, each
     /// on its own fixed schedule, instead of each starting its next turn when the last one ends.
     rate: Option<f64>,
+    /// `--refill bulk`: the earlier rounds' refill (see [`client`]).
+    bulk: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { clients: 64, secs: 20, budget: 2000, store: None, rss_every: 0, report: "turns", rate: None };
+    let mut a = Args { clients: 64, secs: 20, budget: 2000, store: None, rss_every: 0, report: "turns", rate: None, bulk: false };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < v.len() {
@@ -70,6 +74,7 @@ fn args() -> Args {
             "--rss-every" => a.rss_every = next.parse().unwrap(),
             "--report" => a.report = if next == "none" { "none" } else { "turns" },
             "--rate" => a.rate = Some(next.parse().unwrap()),
+            "--refill" => a.bulk = next == "bulk",
             _ => {
                 i += 1;
                 continue;
@@ -187,15 +192,14 @@ async fn exchange(stream: &mut TcpStream, buf: &mut Vec<u8>, method: &str, path:
 /// A client's requests, serialized once before the clock (like an agent that already holds its
 /// messages as JSON): the append body of every turn, the window body and the paths.
 struct Requests {
-    turns: Vec<Vec<u8>>,
+    turns: Arc<Vec<Vec<u8>>>,
     window: Vec<u8>,
     append_path: String,
     window_path: String,
 }
 
 impl Requests {
-    fn new(id: &str, t: &Transcript, budget: usize, report: &str) -> Requests {
-        let turns = t.turns().iter().map(|t| serde_json::to_vec(&json!({"format": "ctxwin", "messages": [t]})).unwrap()).collect();
+    fn new(id: &str, turns: Arc<Vec<Vec<u8>>>, budget: usize, report: &str) -> Requests {
         Requests {
             turns,
             window: serde_json::to_vec(&json!({"budget": budget, "report": report})).unwrap(),
@@ -205,27 +209,39 @@ impl Requests {
     }
 }
 
+/// The append body of every turn of every conversation (no session id in them, so the clients
+/// share them), serialized once before the clock.
+fn bodies(convs: &[Transcript]) -> Vec<Arc<Vec<Vec<u8>>>> {
+    convs.iter().map(|t| Arc::new(t.turns().iter().map(|t| serde_json::to_vec(&json!({"format": "ctxwin", "messages": [t]})).unwrap()).collect())).collect()
+}
+
 /// One client's measured loop on its own keep-alive connection: (window latencies µs, append
-/// latencies µs, errors). When the whole conversation has been appended, the session is deleted
-/// and filled again (untimed, on a blocking thread through `fill`), so sessions stay LoCoMo-size
-/// however long the run.
+/// latencies µs, errors). When its conversation runs out, the session goes on with the next one
+/// (client `c` then takes conversation `c + 1`, …) while it holds fewer than `MAX_TURNS` turns;
+/// past that it is deleted and started again from the next conversation's first turn (its pins set
+/// again, untimed), so every turn the server takes during the clock is one of the mix's and the
+/// sessions stay LoCoMo-size (0 to ~1,000 turns) however long the run. `--refill bulk` instead
+/// deletes the session at the end of its conversation and appends the first half again in
+/// 200-turn requests (untimed on the client, but the server does that work beside the mix: the
+/// earlier rounds' bench).
 async fn client(
     addr: String,
     base: String,
     id: String,
     convs: Arc<Vec<Transcript>>,
+    bodies: Arc<Vec<Arc<Vec<Vec<u8>>>>>,
     c: usize,
-    (budget, report, pace): (usize, &'static str, Option<Pace>),
+    (budget, report, pace, bulk): (usize, &'static str, Option<Pace>, bool),
     stop: Arc<AtomicBool>,
 ) -> Measured {
-    let t = &convs[c % convs.len()];
-    let reqs = Requests::new(&id, t, budget, report);
+    let mut conv = c;
+    let mut reqs = Requests::new(&id, Arc::clone(&bodies[conv % convs.len()]), budget, report);
     let mut stream = TcpStream::connect(&addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut m = Measured::default();
-    let n = reqs.turns.len();
-    let mut k = n / 2;
+    let mut k = reqs.turns.len() / 2;
+    let mut held = k;
     let mut due = pace.map(|p| p.first);
     let mut prev_end = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -239,13 +255,30 @@ async fn client(
             from = Some(if prev_end > at { at } else { Instant::now() });
             due = Some(at + p.period);
         }
-        if k == n {
-            let s = exchange(&mut stream, &mut buf, "DELETE", &format!("/v1/sessions/{id}"), b"").await.unwrap();
-            m.errors += usize::from(s != 204);
-            let (base, id, convs) = (base.clone(), id.clone(), Arc::clone(&convs));
-            tokio::task::spawn_blocking(move || fill(&agent(), &base, &id, &convs[c % convs.len()], budget)).await.unwrap();
-            k = n / 2;
-            // The refill is not part of the load: the schedule starts again after it.
+        if k == reqs.turns.len() {
+            if bulk {
+                let s = exchange(&mut stream, &mut buf, "DELETE", &format!("/v1/sessions/{id}"), b"").await.unwrap();
+                m.errors += usize::from(s != 204);
+                let (base, id, convs) = (base.clone(), id.clone(), Arc::clone(&convs));
+                tokio::task::spawn_blocking(move || fill(&agent(), &base, &id, &convs[c % convs.len()], budget)).await.unwrap();
+                k = reqs.turns.len() / 2;
+            } else {
+                conv += 1;
+                let next = &convs[conv % convs.len()];
+                reqs = Requests::new(&id, Arc::clone(&bodies[conv % convs.len()]), budget, report);
+                k = 0;
+                if held >= MAX_TURNS {
+                    let s = exchange(&mut stream, &mut buf, "DELETE", &format!("/v1/sessions/{id}"), b"").await.unwrap();
+                    m.errors += usize::from(s != 204);
+                    for (layer, text) in next.pins() {
+                        let body = serde_json::to_vec(&json!({"text": text})).unwrap();
+                        let s = exchange(&mut stream, &mut buf, "PUT", &format!("/v1/sessions/{id}/pins/{}", layer.as_str()), &body).await.unwrap();
+                        m.errors += usize::from(s != 200);
+                    }
+                    held = 0;
+                }
+            }
+            // The switch is not part of the load: the schedule starts again after it.
             due = pace.map(|p| Instant::now() + p.period);
             from = from.map(|_| Instant::now());
         }
@@ -254,6 +287,7 @@ async fn client(
         m.appends.push(t0.elapsed().as_secs_f64() * 1e6);
         m.errors += usize::from(s != 200);
         k += 1;
+        held += 1;
         let t1 = Instant::now();
         // Like an agent that forwards the messages: the reply is read whole; only the total is
         // read from it (the reply's third top-level field, before the messages and the report).
@@ -270,6 +304,10 @@ async fn client(
     }
     m
 }
+
+/// Turns past which a session is started again rather than continued with the next conversation
+/// (under the engine's `commit_every`, as a LoCoMo conversation is).
+const MAX_TURNS: usize = 1000;
 
 /// A client's open-loop schedule: its first turn's slot, then one every `period`.
 #[derive(Clone, Copy)]
@@ -304,6 +342,19 @@ fn q(v: &[f64], p: f64) -> f64 {
 
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+/// The cumulative buckets `(le, count)` of the histogram lines starting with `prefix` (`le` in
+/// seconds, `+Inf` last).
+fn buckets(text: &str, prefix: &str) -> Vec<(f64, f64)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|rest| {
+            let (le, n) = rest.split_once("\"} ")?;
+            let le = le.trim_start_matches('"');
+            Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, n.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// `clients` engines as the server's sessions (client `c` on conversation `c % len`), each holding
@@ -460,6 +511,8 @@ fn main() {
     // The clients: one OS thread running every client as a task (an event loop, as wrk and oha
     // do), so the load generator takes as little of the two cores as it can.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let bodies = Arc::new(bodies(&convs));
+    let metrics0 = setup.get(&format!("{}/metrics", srv.base)).call().unwrap().body_mut().read_to_string().unwrap();
     let started = Instant::now();
     let server_cpu0 = cpu_seconds(&format!("/proc/{}/stat", srv.child.id()));
     let own_cpu0 = cpu_seconds("/proc/self/stat");
@@ -473,7 +526,16 @@ fn main() {
     };
     let tasks: Vec<_> = (0..a.clients)
         .map(|c| {
-            rt.spawn(client(addr.clone(), srv.base.clone(), format!("load-{run}-{c}"), Arc::clone(&convs), c, (a.budget, a.report, pace(c)), Arc::clone(&stop)))
+            rt.spawn(client(
+                addr.clone(),
+                srv.base.clone(),
+                format!("load-{run}-{c}"),
+                Arc::clone(&convs),
+                Arc::clone(&bodies),
+                c,
+                (a.budget, a.report, pace(c), a.bulk),
+                Arc::clone(&stop),
+            ))
         })
         .collect();
     let runner = std::thread::spawn(move || {
@@ -503,10 +565,20 @@ fn main() {
     windows.sort_by(f64::total_cmp);
     appends.sort_by(f64::total_cmp);
     turns.sort_by(f64::total_cmp);
+    let server_side = |route: &str| {
+        let name = format!("ctxwin_http_request_duration_seconds_bucket{{route=\"/v1/sessions/{{id}}/{route}\",le=");
+        let (after, before) = (buckets(&metrics, &name), buckets(&metrics0, &name));
+        let diff: Vec<(f64, f64)> = after.iter().map(|&(le, n)| (le, n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1))).collect();
+        let total = diff.last().map_or(0.0, |d| d.1).max(1.0);
+        let share = |le: f64| diff.iter().find(|d| d.0 == le).map_or(f64::NAN, |d| d.1 / total * 100.0);
+        let bound = |p: f64| diff.iter().find(|d| d.1 >= p * total).map_or(f64::INFINITY, |d| d.0 * 1e3);
+        format!("p50<={}ms p99<={}ms, {:.2}% <=5ms, {:.2}% <=10ms", bound(0.5), bound(0.99), share(0.005), share(0.01))
+    };
     let server_p50 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.5\"}").unwrap_or(f64::NAN) * 1e6;
     let server_p99 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.99\"}").unwrap_or(f64::NAN) * 1e6;
     let mode = a.rate.map_or("closed loop".to_string(), |r| format!("open loop at {r:.0} turns/s"));
-    println!("clients={} secs={:.1} budget={} report={} cores={cores} {mode}", a.clients, elapsed, a.budget, a.report);
+    let refill = if a.bulk { "bulk" } else { "continue" };
+    println!("clients={} secs={:.1} budget={} report={} refill={refill} cores={cores} {mode}", a.clients, elapsed, a.budget, a.report);
     println!("windows: {} ({:.0}/s), errors {errors}", windows.len(), windows.len() as f64 / elapsed);
     let per_window = |cpu: f64| cpu / windows.len().max(1) as f64 * 1e6;
     println!(
@@ -516,6 +588,11 @@ fn main() {
     );
     println!("window latency (client): p50={:.2}ms p99={:.2}ms max={:.2}ms", q(&windows, 0.5) / 1e3, q(&windows, 0.99) / 1e3, q(&windows, 1.0) / 1e3);
     println!("append latency (client): p50={:.2}ms p99={:.2}ms", q(&appends, 0.5) / 1e3, q(&appends, 0.99) / 1e3);
+    // The server's own time per request (its latency histogram over the timed phase, so bucket
+    // bounds): from the request's arrival in the router to its reply, without the kernel's loopback
+    // and the client's scheduling.
+    println!("window latency (server, histogram): {}", server_side("window"));
+    println!("append latency (server, histogram): {}", server_side("turns"));
     if !turns.is_empty() {
         println!(
             "turn latency (append + window; from the slot when behind schedule): p50={:.2}ms p99={:.2}ms p99.9={:.2}ms max={:.2}ms",

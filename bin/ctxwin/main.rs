@@ -44,7 +44,7 @@ struct ServeArgs {
     /// Seconds a request may take before it is answered 408.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
-    /// Engine and store calls running at once (default: 4 per core).
+    /// Engine and store calls running at once on the blocking pool (default: 4 per core).
     #[arg(long)]
     workers: Option<usize>,
     /// Sessions kept open in memory at most.
