@@ -191,15 +191,18 @@ async fn exchange(stream: &mut TcpStream, buf: &mut Vec<u8>, method: &str, path:
 
 /// A client's requests, serialized once before the clock (like an agent that already holds its
 /// messages as JSON): the append body of every turn, the window body and the paths.
+/// The append bodies of one conversation's turns.
+type Bodies = Arc<Vec<Vec<u8>>>;
+
 struct Requests {
-    turns: Arc<Vec<Vec<u8>>>,
+    turns: Bodies,
     window: Vec<u8>,
     append_path: String,
     window_path: String,
 }
 
 impl Requests {
-    fn new(id: &str, turns: Arc<Vec<Vec<u8>>>, budget: usize, report: &str) -> Requests {
+    fn new(id: &str, turns: Bodies, budget: usize, report: &str) -> Requests {
         Requests {
             turns,
             window: serde_json::to_vec(&json!({"budget": budget, "report": report})).unwrap(),
@@ -211,7 +214,7 @@ impl Requests {
 
 /// The append body of every turn of every conversation (no session id in them, so the clients
 /// share them), serialized once before the clock.
-fn bodies(convs: &[Transcript]) -> Vec<Arc<Vec<Vec<u8>>>> {
+fn bodies(convs: &[Transcript]) -> Vec<Bodies> {
     convs.iter().map(|t| Arc::new(t.turns().iter().map(|t| serde_json::to_vec(&json!({"format": "ctxwin", "messages": [t]})).unwrap()).collect())).collect()
 }
 
@@ -228,8 +231,7 @@ async fn client(
     addr: String,
     base: String,
     id: String,
-    convs: Arc<Vec<Transcript>>,
-    bodies: Arc<Vec<Arc<Vec<Vec<u8>>>>>,
+    (convs, bodies): (Arc<Vec<Transcript>>, Arc<Vec<Bodies>>),
     c: usize,
     (budget, report, pace, bulk): (usize, &'static str, Option<Pace>, bool),
     stop: Arc<AtomicBool>,
@@ -530,8 +532,7 @@ fn main() {
                 addr.clone(),
                 srv.base.clone(),
                 format!("load-{run}-{c}"),
-                Arc::clone(&convs),
-                Arc::clone(&bodies),
+                (Arc::clone(&convs), Arc::clone(&bodies)),
                 c,
                 (a.budget, a.report, pace(c), a.bulk),
                 Arc::clone(&stop),

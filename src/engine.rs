@@ -24,6 +24,9 @@ use crate::tokens::{Encoding, MESSAGE_OVERHEAD, TokenCounter};
 use crate::turn::{Turn, TurnId};
 use crate::window::Window;
 
+/// A cached summary: `((first turn, last turn, token allowance), text)`.
+pub(crate) type CachedSummary<'a> = ((TurnId, TurnId, usize), &'a str);
+
 /// Engine settings. Every field has a default; change them with the builder-style methods.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -264,6 +267,25 @@ impl Engine {
     /// The cached summaries: `((first turn, last turn, token allowance), text)`, most recent first.
     pub fn summary_entries(&self) -> impl Iterator<Item = ((TurnId, TurnId, usize), &str)> + '_ {
         self.summaries.entries()
+    }
+
+    /// The summaries cached since [`Engine::summaries_seen`], most recent first, each key once
+    /// (those still cached), or `None` when more were cached than the cache holds (read
+    /// [`Engine::summary_entries`]); and the count of keys this covers, for `summaries_seen`.
+    pub(crate) fn fresh_summaries(&self) -> (Option<Vec<CachedSummary<'_>>>, usize) {
+        let (keys, overflow) = self.summaries.fresh();
+        if overflow {
+            return (None, keys.len());
+        }
+        let mut once = rustc_hash::FxHashSet::default();
+        let out = keys.iter().rev().filter(|k| once.insert(**k)).filter_map(|k| self.summaries.peek(k).map(|t| (*k, t))).collect();
+        (Some(out), keys.len())
+    }
+
+    /// Marks the first `n` fresh summaries as read ([`Engine::fresh_summaries`]), and all of
+    /// them when `all` (every entry was read after an overflow).
+    pub(crate) fn summaries_seen(&mut self, n: usize, all: bool) {
+        self.summaries.seen(n, all);
     }
 
     /// Puts a summary into the cache (as [`Engine::summary_entries`] gave it), so it is not

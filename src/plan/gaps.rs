@@ -47,6 +47,11 @@ pub(crate) struct Summaries {
     turn_texts: Vec<Arc<str>>,
     /// What wrote the latest summary of each run `(first, last)`, with its text's hash.
     used: FxHashMap<(TurnId, TurnId), (u64, Used)>,
+    /// Keys cached with a text since [`Summaries::seen`] last cleared them, oldest first, so a
+    /// durable session finds what to store without walking the whole cache on every append. Held
+    /// to `cap`: past it the list is dropped and `fresh_overflow` set (read every entry instead).
+    fresh: Vec<(TurnId, TurnId, usize)>,
+    fresh_overflow: bool,
 }
 
 impl std::fmt::Debug for Summaries {
@@ -80,6 +85,8 @@ impl Summaries {
             turn_keys: Vec::new(),
             turn_texts: Vec::new(),
             used: FxHashMap::default(),
+            fresh: Vec::new(),
+            fresh_overflow: false,
         }
     }
 
@@ -87,12 +94,35 @@ impl Summaries {
     pub(crate) fn set(&mut self, s: Box<dyn Summarizer>) {
         self.summarizer = s;
         self.cache.clear();
+        self.fresh.clear();
+        self.fresh_overflow = false;
     }
 
     /// The cached summaries, `((first turn, last turn, allowance), text)`, most recent first (runs
     /// whose summary did not fit are left out). Durable sessions save these.
     pub(crate) fn entries(&self) -> impl Iterator<Item = ((TurnId, TurnId, usize), &str)> + '_ {
         self.cache.iter().filter_map(|(k, v)| v.as_deref().map(|t| (*k, t)))
+    }
+
+    /// The keys cached with a text since [`Summaries::seen`], oldest first (some may have been
+    /// evicted or cached twice since), and whether more than the cache holds were (then the list
+    /// is only the latest, and [`Summaries::entries`] has them all).
+    pub(crate) fn fresh(&self) -> (&[(TurnId, TurnId, usize)], bool) {
+        (&self.fresh, self.fresh_overflow)
+    }
+
+    /// The cached text of `key`, without touching its recency.
+    pub(crate) fn peek(&self, key: &(TurnId, TurnId, usize)) -> Option<&str> {
+        self.cache.peek(key).and_then(|v| v.as_deref())
+    }
+
+    /// Forgets the first `n` fresh keys (read and stored by the caller), and the overflow when
+    /// `all` (every entry was read).
+    pub(crate) fn seen(&mut self, n: usize, all: bool) {
+        self.fresh.drain(..n.min(self.fresh.len()));
+        if all {
+            self.fresh_overflow = false;
+        }
     }
 
     /// Puts a summary saved by [`Summaries::entries`] back into the cache.
@@ -103,6 +133,13 @@ impl Summaries {
     /// Caches `value` as the most recent entry, evicting the least recent beyond `cap` (what a
     /// bounded `LruCache` does).
     fn cache_put(&mut self, key: (TurnId, TurnId, usize), value: Option<String>) {
+        if value.is_some() {
+            if self.fresh.len() >= self.cap {
+                self.fresh.clear();
+                self.fresh_overflow = true;
+            }
+            self.fresh.push(key);
+        }
         self.cache.put(key, value);
         while self.cache.len() > self.cap {
             self.cache.pop_lru();
@@ -299,5 +336,33 @@ mod tests {
         assert_eq!(keys, vec![(0, 1, 10), (4, 5, 10)]);
         s.insert((4, 5, 10), "c2".into());
         assert_eq!(s.entries().count(), 2);
+    }
+
+    /// The fresh keys are what was cached since they were last seen; past the capacity they
+    /// overflow (only the latest kept) until every entry is read.
+    #[test]
+    fn fresh_summary_keys_list_what_was_cached_since_they_were_seen() {
+        let mut s = Summaries::new(3, None);
+        s.insert((0, 1, 10), "a".into());
+        s.cache_put((2, 3, 10), None);
+        s.insert((4, 5, 10), "b".into());
+        assert_eq!(s.fresh(), (&[(0, 1, 10), (4, 5, 10)][..], false), "a run without a summary is not fresh");
+        s.seen(1, false);
+        s.insert((6, 7, 10), "c".into());
+        assert_eq!(s.fresh(), (&[(4, 5, 10), (6, 7, 10)][..], false));
+        assert_eq!(s.peek(&(4, 5, 10)), Some("b"));
+        s.seen(2, false);
+        for k in 0..5 {
+            s.insert((10 + k, 10 + k, 10), format!("t{k}"));
+        }
+        let (keys, overflow) = s.fresh();
+        assert!(overflow, "five keys in a cache of three");
+        assert!(keys.len() <= 3);
+        let n = keys.len();
+        s.insert((20, 20, 10), "after".into());
+        s.seen(n, true);
+        assert_eq!(s.fresh(), (&[(20, 20, 10)][..], false), "a key cached after the read stays fresh");
+        s.set(Box::new(ExtractiveSummarizer::default()));
+        assert_eq!(s.fresh(), (&[][..], false));
     }
 }

@@ -109,6 +109,8 @@ pub struct Session {
     /// A window changed the plan state since it was last stored.
     plan_dirty: bool,
     saved_summaries: FxHashSet<(TurnId, TurnId, usize)>,
+    /// Fresh summary keys the last `derived` read, and whether it read every cached entry.
+    summaries_read: (usize, bool),
     stale: Option<String>,
     bytes: usize,
     /// Turns the lexical index snapshot in the store holds (loaded at open or saved since).
@@ -175,6 +177,7 @@ impl Session {
             seq: 0,
             plan_dirty: false,
             saved_summaries: FxHashSet::default(),
+            summaries_read: (0, false),
             stale: None,
             bytes: 0,
             lexical_saved: 0,
@@ -457,8 +460,8 @@ impl Session {
         let derived = self.derived()?;
         if !derived.is_empty() {
             self.store.save_derived(&self.id, self.seq, &derived)?;
-            self.stored(derived);
         }
+        self.stored(derived);
         self.save_lexical()
     }
 
@@ -482,12 +485,20 @@ impl Session {
             true => Some(serde_json::to_string(self.engine.plan_state()).map_err(|e| self.damaged(format!("cannot serialize plan state: {e}")))?),
             false => None,
         };
-        let summaries = self
-            .engine
-            .summary_entries()
-            .filter(|(k, _)| !self.saved_summaries.contains(k))
-            .map(|((first, last, allowance), text)| SummaryRow { first: first as u64, last: last as u64, allowance: allowance as u64, text: text.to_string() })
-            .collect();
+        let row = |((first, last, allowance), text): ((TurnId, TurnId, usize), &str)| SummaryRow {
+            first: first as u64,
+            last: last as u64,
+            allowance: allowance as u64,
+            text: text.to_string(),
+        };
+        // The summaries cached since the last append (walking the whole cache, up to 4,096
+        // entries, on every append was ~4% of a server's CPU), or all of them after an overflow.
+        let (fresh, n) = self.engine.fresh_summaries();
+        self.summaries_read = (n, fresh.is_none());
+        let summaries = match fresh {
+            Some(fresh) => fresh.into_iter().filter(|(k, _)| !self.saved_summaries.contains(k)).map(row).collect(),
+            None => self.engine.summary_entries().filter(|(k, _)| !self.saved_summaries.contains(k)).map(row).collect(),
+        };
         Ok(Derived { plan, summaries, counts: self.engine.take_token_counts() })
     }
 
@@ -496,6 +507,7 @@ impl Session {
         if derived.plan.is_some() {
             self.plan_dirty = false;
         }
+        self.engine.summaries_seen(self.summaries_read.0, self.summaries_read.1);
         self.saved_summaries.extend(derived.summaries.iter().map(|r| (r.first as TurnId, r.last as TurnId, r.allowance as usize)));
     }
 

@@ -112,6 +112,59 @@ fn postgres() -> Option<Arc<dyn SessionStore>> {
     None
 }
 
+/// Every summary a session's windows cached is stored with the next append (or when the handle is
+/// dropped) exactly as cached, each once: with a cache large enough to keep them all, the store
+/// and a reopen hold every one; with a cache of one, what the store holds was cached, and a reopen
+/// (which refills the cache from the store, overflowing its list of fresh summaries) keeps them.
+#[test]
+fn every_cached_summary_is_stored_once_and_restored() {
+    type Rows = std::collections::BTreeMap<(usize, usize, usize), String>;
+    for cache in [4096, 1] {
+        let dir = tmp(&format!("summaries-{cache}"));
+        let store = sqlite(&dir);
+        let config = || EngineConfig::default().summary_cache(cache);
+        let mut s = Session::create(Arc::clone(&store), "chat-1", config()).unwrap();
+        let mut cached = Rows::new();
+        let turn = |k: usize| Turn::user(format!("question {k} about the parser and lexer {}", "detail ".repeat(k % 7 * 5)));
+        for k in 0..80 {
+            s.push(turn(k)).unwrap();
+            s.push(Turn::assistant(format!("answer {k}: tokens and spans {}", "more ".repeat(k % 5 * 6)))).unwrap();
+            for budget in [300, 700] {
+                s.assemble(budget).unwrap();
+                s.assemble_for(budget, &format!("question {}", k * 7 % 11)).unwrap();
+                cached.extend(s.engine().summary_entries().map(|(key, t)| (key, t.to_string())));
+            }
+        }
+        assert!(cached.len() > 20, "{cache}: the windows summarized ({} summaries)", cached.len());
+        drop(s);
+        let rows = |dir: &Path| -> Vec<((usize, usize, usize), String)> {
+            let db = rusqlite::Connection::open(dir.join("sessions.db")).unwrap();
+            let mut st = db.prepare("SELECT first, last, allowance, body FROM summaries").unwrap();
+            st.query_map([], |r| Ok(((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize), r.get::<_, String>(3)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let stored = rows(&dir);
+        for (key, text) in &stored {
+            assert_eq!(cached.get(key), Some(text), "{cache}: {key:?} stored as cached");
+        }
+        let mut s = Session::open(Arc::clone(&store), "chat-1", config()).unwrap();
+        let restored: Rows = s.engine().summary_entries().map(|(key, t)| (key, t.to_string())).collect();
+        if cache == 4096 {
+            assert_eq!(stored.len(), cached.len(), "every summary stored once");
+            assert_eq!(restored, cached, "every summary restored as it was cached");
+        } else {
+            assert_eq!(restored.len(), 1, "the cache refilled from the store");
+        }
+        s.push(turn(80)).unwrap();
+        s.assemble(300).unwrap();
+        drop(s);
+        let again: Rows = rows(&dir).into_iter().collect();
+        assert!(stored.iter().all(|(k, t)| again.get(k) == Some(t)), "{cache}: the stored summaries kept after a reopen");
+    }
+}
+
 #[test]
 fn pins_unpins_policy_and_summaries_survive_a_reopen() {
     let dir = tmp("pins");
