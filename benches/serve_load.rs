@@ -220,10 +220,10 @@ fn bodies(convs: &[Transcript]) -> Vec<Bodies> {
 
 /// One client's measured loop on its own keep-alive connection: (window latencies µs, append
 /// latencies µs, errors). When its conversation runs out, the session goes on with the next one
-/// (client `c` then takes conversation `c + 1`, …) while it holds fewer than `MAX_TURNS` turns;
-/// past that it is deleted and started again from the next conversation's first turn (its pins set
-/// again, untimed), so every turn the server takes during the clock is one of the mix's and the
-/// sessions stay LoCoMo-size (0 to ~1,000 turns) however long the run. `--refill bulk` instead
+/// (client `c` then takes conversation `c + 1`, …) if it still holds at most `MAX_TURNS` turns
+/// with it, else it is deleted and started again from the next conversation's first turn (its pins
+/// set again, untimed), so every turn the server takes during the clock is one of the mix's and
+/// the sessions stay LoCoMo-size (0 to 1,000 turns) however long the run. `--refill bulk` instead
 /// deletes the session at the end of its conversation and appends the first half again in
 /// 200-turn requests (untimed on the client, but the server does that work beside the mix: the
 /// earlier rounds' bench).
@@ -264,12 +264,13 @@ async fn client(
                 let (base, id, convs) = (base.clone(), id.clone(), Arc::clone(&convs));
                 tokio::task::spawn_blocking(move || fill(&agent(), &base, &id, &convs[c % convs.len()], budget)).await.unwrap();
                 k = reqs.turns.len() / 2;
+                held = k;
             } else {
                 conv += 1;
                 let next = &convs[conv % convs.len()];
                 reqs = Requests::new(&id, Arc::clone(&bodies[conv % convs.len()]), budget, report);
                 k = 0;
-                if held >= MAX_TURNS {
+                if held + next.turns().len() > MAX_TURNS {
                     let s = exchange(&mut stream, &mut buf, "DELETE", &format!("/v1/sessions/{id}"), b"").await.unwrap();
                     m.errors += usize::from(s != 204);
                     for (layer, text) in next.pins() {
@@ -296,6 +297,7 @@ async fn client(
         let s = exchange(&mut stream, &mut buf, "POST", &reqs.window_path, &reqs.window).await.unwrap();
         let total = total_tokens(&buf).unwrap_or(usize::MAX);
         m.windows.push(t1.elapsed().as_secs_f64() * 1e6);
+        m.held.push(held);
         prev_end = Instant::now();
         if let Some(from) = from {
             m.turns.push((prev_end - from).as_secs_f64() * 1e6);
@@ -307,8 +309,9 @@ async fn client(
     m
 }
 
-/// Turns past which a session is started again rather than continued with the next conversation
-/// (under the engine's `commit_every`, as a LoCoMo conversation is).
+/// Turns a session may reach by going on with the next conversation; one that would pass it starts
+/// again instead (under the engine's `commit_every`, 1,024, as every LoCoMo conversation is: a
+/// longer session would start a Tantivy writer, which no LoCoMo-size session does).
 const MAX_TURNS: usize = 1000;
 
 /// A client's open-loop schedule: its first turn's slot, then one every `period`.
@@ -324,6 +327,8 @@ struct Pace {
 #[derive(Default)]
 struct Measured {
     windows: Vec<f64>,
+    /// The turns the session held at each window.
+    held: Vec<usize>,
     appends: Vec<f64>,
     turns: Vec<f64>,
     errors: usize,
@@ -552,8 +557,10 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     let under_load = paced.join().unwrap();
     let (mut windows, mut appends, mut turns, mut errors) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let mut held = Vec::new();
     for m in runner.join().unwrap() {
         windows.extend(m.windows);
+        held.extend(m.held);
         appends.extend(m.appends);
         turns.extend(m.turns);
         errors += m.errors;
@@ -581,6 +588,10 @@ fn main() {
     let refill = if a.bulk { "bulk" } else { "continue" };
     println!("clients={} secs={:.1} budget={} report={} refill={refill} cores={cores} {mode}", a.clients, elapsed, a.budget, a.report);
     println!("windows: {} ({:.0}/s), errors {errors}", windows.len(), windows.len() as f64 / elapsed);
+    held.sort_unstable();
+    let mean = held.iter().sum::<usize>() as f64 / held.len().max(1) as f64;
+    let at = |p: f64| held.get(((held.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0);
+    println!("session size at each window: mean {mean:.0} turns, p50 {}, max {}", at(0.5), at(1.0));
     let per_window = |cpu: f64| cpu / windows.len().max(1) as f64 * 1e6;
     println!(
         "CPU per window (append + window): server {:.0}us, load process {:.0}us (clients and the paced library thread)",
