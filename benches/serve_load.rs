@@ -364,34 +364,58 @@ fn buckets(text: &str, prefix: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// `clients` engines as the server's sessions (client `c` on conversation `c % len`), each holding
-/// the first half of its conversation: (engine, conversation, next turn).
-fn engines(convs: &[Transcript], clients: usize) -> Vec<(Engine, &Transcript, usize)> {
+/// One of the library's engines, on the same mix as a server session: client `c`'s conversation
+/// from its half, then the next conversations under the clients' rule (see [`client`]).
+struct Lib<'a> {
+    engine: Engine,
+    convs: &'a [Transcript],
+    conv: usize,
+    k: usize,
+    held: usize,
+}
+
+/// A new engine holding `t`'s pins and its first `turns` turns.
+fn engine(t: &Transcript, turns: usize) -> Engine {
+    let mut e = Engine::new(EngineConfig::default()).unwrap();
+    for (layer, text) in t.pins() {
+        e.pin(*layer, text.clone(), 0);
+    }
+    for turn in &t.turns()[..turns] {
+        e.push(turn.clone()).unwrap();
+    }
+    e
+}
+
+/// The library's engines, one per client, each filled like the client's session.
+fn engines(convs: &[Transcript], clients: usize) -> Vec<Lib<'_>> {
     (0..clients)
         .map(|c| {
             let t = &convs[c % convs.len()];
-            let mut e = Engine::new(EngineConfig::default()).unwrap();
-            for (layer, text) in t.pins() {
-                e.pin(*layer, text.clone(), 0);
-            }
             let half = t.turns().len() / 2;
-            for turn in &t.turns()[..half] {
-                e.push(turn.clone()).unwrap();
-            }
-            (e, t, half)
+            Lib { engine: engine(t, half), convs, conv: c, k: half, held: half }
         })
         .collect()
 }
 
 /// One step of the library's mix for engine `e`: push its next turn, then `assemble(budget)`;
-/// returns the assemble time, µs.
-fn library_step(e: &mut (Engine, &Transcript, usize), budget: usize) -> f64 {
-    let (e, t, k) = e;
-    let turns = t.turns();
-    e.push(turns[*k % turns.len()].clone()).unwrap();
-    *k += 1;
+/// returns the assemble time, µs. When its conversation runs out it goes on with the next one, or
+/// starts a new engine, as the clients' sessions do (untimed), so its sizes match the server's.
+fn library_step(e: &mut Lib<'_>, budget: usize) -> f64 {
+    if e.k == e.convs[e.conv % e.convs.len()].turns().len() {
+        e.conv += 1;
+        e.k = 0;
+        let next = &e.convs[e.conv % e.convs.len()];
+        if e.held + next.turns().len() > MAX_TURNS {
+            e.engine = engine(next, 0);
+            e.held = 0;
+        }
+    }
+    let turn = e.convs[e.conv % e.convs.len()].turns()[e.k].clone();
+    e.engine.push(turn).unwrap();
+    e.k += 1;
+    e.held += 1;
     let t0 = Instant::now();
-    let w = e.assemble(budget).unwrap();
+    let w = e.engine.assemble(budget).unwrap();
     let us = t0.elapsed().as_secs_f64() * 1e6;
     assert!(w.total_tokens() <= budget);
     us
@@ -416,7 +440,7 @@ fn library(convs: &[Transcript], clients: usize, steps: usize, budget: usize) ->
 /// engines (built before the clock) take turns, one push and one `assemble(budget)` every 2 ms
 /// (about 2% of a core, so the load is barely changed), until `stop`. The server's assemble and
 /// this one then run under the same contention for cores and caches; sorted, µs.
-fn library_under_load(engines: &mut [(Engine, &Transcript, usize)], budget: usize, stop: &AtomicBool) -> Vec<f64> {
+fn library_under_load(engines: &mut [Lib<'_>], budget: usize, stop: &AtomicBool) -> Vec<f64> {
     let mut out = Vec::new();
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
