@@ -270,7 +270,7 @@ async fn client(
                 let next = &convs[conv % convs.len()];
                 reqs = Requests::new(&id, Arc::clone(&bodies[conv % convs.len()]), budget, report);
                 k = 0;
-                if held + next.turns().len() > MAX_TURNS {
+                if starts_again(held, next) {
                     let s = exchange(&mut stream, &mut buf, "DELETE", &format!("/v1/sessions/{id}"), b"").await.unwrap();
                     m.errors += usize::from(s != 204);
                     for (layer, text) in next.pins() {
@@ -297,7 +297,7 @@ async fn client(
         let s = exchange(&mut stream, &mut buf, "POST", &reqs.window_path, &reqs.window).await.unwrap();
         let total = total_tokens(&buf).unwrap_or(usize::MAX);
         m.windows.push(t1.elapsed().as_secs_f64() * 1e6);
-        m.held.push(held);
+        m.held.push(held as f64);
         prev_end = Instant::now();
         if let Some(from) = from {
             m.turns.push((prev_end - from).as_secs_f64() * 1e6);
@@ -314,6 +314,11 @@ async fn client(
 /// longer session would start a Tantivy writer, which no LoCoMo-size session does).
 const MAX_TURNS: usize = 1000;
 
+/// Whether a session holding `held` turns starts again rather than going on with `next`.
+fn starts_again(held: usize, next: &Transcript) -> bool {
+    held + next.turns().len() > MAX_TURNS
+}
+
 /// A client's open-loop schedule: its first turn's slot, then one every `period`.
 #[derive(Clone, Copy)]
 struct Pace {
@@ -328,7 +333,7 @@ struct Pace {
 struct Measured {
     windows: Vec<f64>,
     /// The turns the session held at each window.
-    held: Vec<usize>,
+    held: Vec<f64>,
     appends: Vec<f64>,
     turns: Vec<f64>,
     errors: usize,
@@ -405,7 +410,7 @@ fn library_step(e: &mut Lib<'_>, budget: usize) -> f64 {
         e.conv += 1;
         e.k = 0;
         let next = &e.convs[e.conv % e.convs.len()];
-        if e.held + next.turns().len() > MAX_TURNS {
+        if starts_again(e.held, next) {
             e.engine = engine(next, 0);
             e.held = 0;
         }
@@ -612,10 +617,9 @@ fn main() {
     let refill = if a.bulk { "bulk" } else { "continue" };
     println!("clients={} secs={:.1} budget={} report={} refill={refill} cores={cores} {mode}", a.clients, elapsed, a.budget, a.report);
     println!("windows: {} ({:.0}/s), errors {errors}", windows.len(), windows.len() as f64 / elapsed);
-    held.sort_unstable();
-    let mean = held.iter().sum::<usize>() as f64 / held.len().max(1) as f64;
-    let at = |p: f64| held.get(((held.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0);
-    println!("session size at each window: mean {mean:.0} turns, p50 {}, max {}", at(0.5), at(1.0));
+    held.sort_by(f64::total_cmp);
+    let mean = held.iter().sum::<f64>() / held.len() as f64;
+    println!("session size at each window: mean {mean:.0} turns, p50 {}, max {}", q(&held, 0.5), q(&held, 1.0));
     let per_window = |cpu: f64| cpu / windows.len().max(1) as f64 * 1e6;
     println!(
         "CPU per window (append + window): server {:.0}us, load process {:.0}us (clients and the paced library thread)",

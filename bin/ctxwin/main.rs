@@ -99,7 +99,6 @@ fn serve(args: ServeArgs) -> Result<()> {
     })
 }
 
-/// Completes on ctrl-c or SIGTERM.
 /// Caps glibc's malloc at one arena per core (its default is up to 8 per core) unless
 /// `MALLOC_ARENA_MAX` says otherwise. Each arena keeps the high-water mark of the threads that
 /// used it, and the server's blocking pool moves work across many threads: in a 12-minute run of
@@ -118,6 +117,7 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Completes on ctrl-c or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
