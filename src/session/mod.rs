@@ -301,15 +301,14 @@ impl Session {
         if e.seq != self.seq + 1 {
             return Err(self.damaged(format!("record {} follows record {} (a gap)", e.seq, self.seq)));
         }
+        self.bytes += record_bytes(&e.record);
         match e.record {
             Record::Push { turn } => {
-                self.bytes += turn.blocks().iter().map(block_bytes).sum::<usize>();
                 if let Err(err) = self.engine.push(turn) {
                     return Err(self.damaged(format!("record {} does not replay: {err}", e.seq)));
                 }
             }
             Record::Pin { id, layer, priority, text } => {
-                self.bytes += text.len();
                 let got = self.engine.pin(layer, text, priority);
                 if got.0 != id {
                     return Err(self.damaged(format!("record {} pins id {id} but replay gave {}", e.seq, got.0)));
@@ -338,6 +337,7 @@ impl Session {
         let store = Arc::clone(&self.store);
         let id = self.id.clone();
         let mut took = false;
+        let mut made = 0;
         let mut out = None;
         let mut caught_up = Ok(());
         let after = self.seq;
@@ -354,12 +354,14 @@ impl Session {
             }
             let (rec, v) = make(&mut self.engine)?;
             took = rec.is_some();
+            made = rec.as_ref().map_or(0, record_bytes);
             out = Some(v);
             Ok(rec)
         });
         match (r, out) {
             (Ok(seq), Some(v)) => {
                 self.seq = seq;
+                self.bytes += made;
                 self.stored(derived);
                 // The index commit `push` deferred, now that the store's write lock is released
                 // (other sessions' appends do not wait for it). The record is stored either way;
@@ -561,6 +563,15 @@ impl Drop for Session {
         if self.stale.is_none() {
             let _ = self.flush();
         }
+    }
+}
+
+/// The history bytes a record adds (text of its turn or pin), for [`Session::memory_estimate`].
+fn record_bytes(r: &Record) -> usize {
+    match r {
+        Record::Push { turn } => turn.blocks().iter().map(block_bytes).sum(),
+        Record::Pin { text, .. } => text.len(),
+        _ => 0,
     }
 }
 

@@ -350,6 +350,26 @@ fn sessions_serve_threads_in_parallel_and_evict_cold_ones() {
     assert_eq!(tight.hot(), 0);
 }
 
+#[test]
+fn a_sessions_memory_estimate_grows_with_its_pushes_and_survives_a_reopen() {
+    let dir = tmp("estimate");
+    let store = sqlite(&dir);
+    let mut s = Session::create(Arc::clone(&store), "est", EngineConfig::default()).unwrap();
+    let empty = s.memory_estimate();
+    s.pin(PinLayer::System, "You are terse.", 0).unwrap();
+    let text = "a turn of forty bytes, give or take a few";
+    for _ in 0..100 {
+        s.push(Turn::user(text)).unwrap();
+    }
+    let live = s.memory_estimate();
+    // Turns pushed through this handle count as much as turns replayed by a reopen: a server's
+    // session table bounds its memory by this estimate.
+    assert!(live >= empty + 100 * text.len(), "{empty} -> {live}");
+    drop(s);
+    let reopened = Session::open(store, "est", EngineConfig::default()).unwrap();
+    assert_eq!(reopened.memory_estimate(), live);
+}
+
 /// A tmpfs mounted for a test, unmounted on drop; `None` (with a message) when mounting is not
 /// allowed here.
 struct Mount(PathBuf);
