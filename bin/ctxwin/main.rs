@@ -70,7 +70,10 @@ fn run() -> Result<()> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    limit_malloc_arenas();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = args.workers.map_or_else(|| ServeConfig::default().workers, |w| w.max(1));
+    // Before the store starts its checkpoint thread.
+    limit_malloc_arenas(cores + workers + 1);
     let spec = StoreSpec::parse(&args.store)?;
     let Some(store) = spec.open()? else {
         bail!("--store memory keeps nothing; use sqlite:PATH or postgres://…");
@@ -82,11 +85,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         timeout: Duration::from_secs(args.timeout_secs.max(1)),
         ..ServeConfig::default()
     };
-    if let Some(w) = args.workers {
-        config.workers = w.max(1);
-    }
+    config.workers = workers;
     config.sessions.max_hot = args.max_hot.max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    // The blocking pool runs at most `workers` engine and store calls at once (a semaphore), so
+    // `workers` threads and one spare (the flush at shutdown) serve it. Left to tokio's default
+    // (up to 512, a new thread whenever none is idle at the instant of the hand-off) it grew to 16
+    // threads for 4 permits, each filling its own token and word memos.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .max_blocking_threads(config.workers + 1)
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let name = store.name().to_string();
         let server = Server::bind(args.addr, store, config).await?;
@@ -99,22 +109,25 @@ fn serve(args: ServeArgs) -> Result<()> {
     })
 }
 
-/// Caps glibc's malloc at one arena per core (its default is up to 8 per core) unless
-/// `MALLOC_ARENA_MAX` says otherwise. Each arena keeps the high-water mark of the threads that
-/// used it, and the server's blocking pool moves work across many threads: in a 12-minute run of
-/// `serve_load` (64 clients, 2 cores) the resident memory with the default grew 255 → 285 MB from
-/// minute 4 to minute 12 and settled only after ~17 minutes, with one arena per core it stayed at
-/// 216–224 MB from minute 4 on (server CPU per turn within the noise of alternating runs).
-fn limit_malloc_arenas() {
+/// Caps glibc's malloc at one arena per thread that allocates (`threads`: the async workers and
+/// the blocking pool), unless `MALLOC_ARENA_MAX` says otherwise. Each arena keeps the high-water
+/// mark of the threads that used it: with glibc's default (up to 8 per core) and tokio's unbounded
+/// blocking pool (21 threads) the resident memory of a 12-minute `serve_load` run (64 clients,
+/// 2 cores) grew 255 → 285 MB from minute 4 on. One arena per core held it flat, but 8 threads
+/// then shared 2 arenas: with the pool bounded (see `serve`), one arena per thread cost 10% less
+/// server CPU per turn than one per core (843–877 µs against 943–966 µs, 1,696–1,756 windows/s
+/// against 1,530–1,562, alternating 40-s runs).
+fn limit_malloc_arenas(threads: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).min(64);
-        // SAFETY: mallopt sets one of the allocator's parameters; it is called before the runtime
+        // SAFETY: mallopt sets one of the allocator's parameters; it is called before the server
         // starts any thread, and an arena cap only changes where later allocations are served.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, cores as libc::c_int);
+            libc::mallopt(libc::M_ARENA_MAX, threads.clamp(1, 256) as libc::c_int);
         }
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = threads;
 }
 
 /// Completes on ctrl-c or SIGTERM.
