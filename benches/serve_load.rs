@@ -17,7 +17,9 @@
 //! engines as clients, same conversations and history lengths, interleaved: each in turn takes one
 //! push then one assemble), measured twice: during the load (one engine step every 2 ms on a thread
 //! of this process, so it runs under the same contention for the two cores and their caches as the
-//! server) and after it (the machine otherwise idle). `CTXWIN_BIN=path` serves with another build. Every window is checked:
+//! server, each engine first taking the turns its client appended since, so it holds what the
+//! client's session holds; compared with the server's quantiles over the same span, and with
+//! `--rss-every` at every sample) and after it (the machine otherwise idle). `CTXWIN_BIN=path` serves with another build. Every window is checked:
 //! status 200, `total_tokens <= budget`.
 //!
 //! `--report none` asks windows without the per-turn report (the API's `"report": "none"`; by
@@ -35,7 +37,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -234,7 +236,7 @@ async fn client(
     (convs, bodies): (Arc<Vec<Transcript>>, Arc<Vec<Bodies>>),
     c: usize,
     (budget, report, pace, bulk): (usize, &'static str, Option<Pace>, bool),
-    stop: Arc<AtomicBool>,
+    (stop, progress): (Arc<AtomicBool>, Arc<AtomicUsize>),
 ) -> Measured {
     let mut conv = c;
     let mut reqs = Requests::new(&id, Arc::clone(&bodies[conv % convs.len()]), budget, report);
@@ -291,6 +293,7 @@ async fn client(
         m.errors += usize::from(s != 200);
         k += 1;
         held += 1;
+        progress.fetch_add(1, Ordering::Relaxed);
         let t1 = Instant::now();
         // Like an agent that forwards the messages: the reply is read whole; only the total is
         // read from it (the reply's third top-level field, before the messages and the report).
@@ -377,6 +380,8 @@ struct Lib<'a> {
     conv: usize,
     k: usize,
     held: usize,
+    /// Turns pushed since it was filled (a client's count of appends, for the same engine).
+    steps: usize,
 }
 
 /// A new engine holding `t`'s pins and its first `turns` turns.
@@ -397,7 +402,7 @@ fn engines(convs: &[Transcript], clients: usize) -> Vec<Lib<'_>> {
         .map(|c| {
             let t = &convs[c % convs.len()];
             let half = t.turns().len() / 2;
-            Lib { engine: engine(t, half), convs, conv: c, k: half, held: half }
+            Lib { engine: engine(t, half), convs, conv: c, k: half, held: half, steps: 0 }
         })
         .collect()
 }
@@ -406,6 +411,17 @@ fn engines(convs: &[Transcript], clients: usize) -> Vec<Lib<'_>> {
 /// returns the assemble time, µs. When its conversation runs out it goes on with the next one, or
 /// starts a new engine, as the clients' sessions do (untimed), so its sizes match the server's.
 fn library_step(e: &mut Lib<'_>, budget: usize) -> f64 {
+    advance(e);
+    let t0 = Instant::now();
+    let w = e.engine.assemble(budget).unwrap();
+    let us = t0.elapsed().as_secs_f64() * 1e6;
+    assert!(w.total_tokens() <= budget);
+    us
+}
+
+/// Pushes engine `e`'s next turn (untimed), going on with the next conversation or starting a new
+/// engine as the clients' sessions do.
+fn advance(e: &mut Lib<'_>) {
     if e.k == e.convs[e.conv % e.convs.len()].turns().len() {
         e.conv += 1;
         e.k = 0;
@@ -419,11 +435,7 @@ fn library_step(e: &mut Lib<'_>, budget: usize) -> f64 {
     e.engine.push(turn).unwrap();
     e.k += 1;
     e.held += 1;
-    let t0 = Instant::now();
-    let w = e.engine.assemble(budget).unwrap();
-    let us = t0.elapsed().as_secs_f64() * 1e6;
-    assert!(w.total_tokens() <= budget);
-    us
+    e.steps += 1;
 }
 
 /// The library's assemble time on the same mix, after the load (the machine otherwise idle):
@@ -441,27 +453,70 @@ fn library(convs: &[Transcript], clients: usize, steps: usize, budget: usize) ->
     out
 }
 
+/// One timed library assemble during the load: when it ended, its time (µs) and the turns its
+/// engine held.
+struct LibSample {
+    at: Instant,
+    us: f64,
+    held: usize,
+}
+
 /// The library's assemble time on the same mix *during* the load, on the same two cores: the
-/// engines (built before the clock) take turns, one push and one `assemble(budget)` every 2 ms
-/// (about 2% of a core, so the load is barely changed), until `stop`. The server's assemble and
-/// this one then run under the same contention for cores and caches; sorted, µs.
-fn library_under_load(engines: &mut [Lib<'_>], budget: usize, stop: &AtomicBool) -> Vec<f64> {
+/// engines (built before the clock) take turns, one timed push and `assemble(budget)` every 2 ms,
+/// until `stop`. The server's assemble and this one then run under the same contention for cores
+/// and caches. With `progress` (each client's count of appends), the engines follow the clients'
+/// sessions: half a round (~64 ms) before engine `i`'s timed step, it takes the turns client `i`
+/// appended since its last step, untimed (pushes, then one assemble, as the server's session had
+/// a window one turn before), so at its timed step it holds what the client's session holds, and
+/// its data has been out of use as long as a session's between two of its client's turns (an
+/// assemble right after the catch-up ran on warm caches: 26–38 µs against the server's ~110).
+/// That costs one push per turn of the load beside the server (~5% of a core at 2,000 turns/s).
+fn library_under_load(engines: &mut [Lib<'_>], progress: Option<&[Arc<AtomicUsize>]>, budget: usize, stop: &AtomicBool) -> Vec<LibSample> {
     let mut out = Vec::new();
+    let n = engines.len();
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
-        let n = engines.len();
-        out.push(library_step(&mut engines[i % n], budget));
+        let ahead = (i + n / 2) % n;
+        if let Some(done) = progress.and_then(|p| p.get(ahead)).map(|p| p.load(Ordering::Relaxed)) {
+            let e = &mut engines[ahead];
+            let behind = e.steps + 1 < done;
+            while e.steps + 1 < done {
+                advance(e);
+            }
+            if behind {
+                e.engine.assemble(budget).unwrap();
+            }
+        }
+        let e = &mut engines[i % n];
+        let us = library_step(e, budget);
+        out.push(LibSample { at: Instant::now(), us, held: e.held });
         i += 1;
         std::thread::sleep(Duration::from_millis(2));
     }
-    out.sort_by(f64::total_cmp);
     out
 }
 
-/// The server's resident memory (kB) and its own estimate of the open sessions' memory (kB, the
-/// `ctxwin_sessions_open_bytes` gauge) every `every` seconds for `secs` seconds (just sleeps when
-/// `every` is 0).
-fn sample_rss(pid: u32, base: &str, secs: u64, every: u64) -> Vec<(u64, u64, u64)> {
+/// Assembles the server's `ctxwin_assemble_recent_seconds` quantiles are of (its `RECENT`).
+const RECENT: usize = 1 << 16;
+
+/// What [`sample_rss`] reads at one moment.
+struct Sample {
+    at: Instant,
+    /// Seconds since the clock started.
+    t: u64,
+    /// The server's resident memory, kB.
+    rss: u64,
+    /// Its estimate of the open sessions' memory (`ctxwin_sessions_open_bytes`), kB.
+    held: u64,
+    /// Its assemble p50 over its last [`RECENT`] assembles, µs.
+    assemble_p50: f64,
+    /// Assembles it has timed so far (`ctxwin_assemble_seconds_count`).
+    assembles: f64,
+}
+
+/// The server's memory and assemble p50 (see [`Sample`]) every `every` seconds for `secs` seconds
+/// (just sleeps when `every` is 0).
+fn sample_rss(pid: u32, base: &str, secs: u64, every: u64) -> Vec<Sample> {
     let start = Instant::now();
     let mut out = Vec::new();
     let agent = agent();
@@ -474,7 +529,9 @@ fn sample_rss(pid: u32, base: &str, secs: u64, every: u64) -> Vec<(u64, u64, u64
         let kb = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
         let metrics = agent.get(&format!("{base}/metrics")).call().ok().and_then(|mut r| r.body_mut().read_to_string().ok()).unwrap_or_default();
         let held = metric(&metrics, "ctxwin_sessions_open_bytes").map_or(0, |b| (b / 1024.0) as u64);
-        out.push((start.elapsed().as_secs(), kb, held));
+        let assemble_p50 = metric(&metrics, "ctxwin_assemble_recent_seconds{quantile=\"0.5\"}").unwrap_or(f64::NAN) * 1e6;
+        let assembles = metric(&metrics, "ctxwin_assemble_seconds_count").unwrap_or(f64::NAN);
+        out.push(Sample { at: Instant::now(), t: start.elapsed().as_secs(), rss: kb, held, assemble_p50, assembles });
         eprintln!("rss t={}s {} kB sessions {} kB", start.elapsed().as_secs(), kb, held);
         std::thread::sleep(Duration::from_secs(every).min(Duration::from_secs(secs.saturating_sub(start.elapsed().as_secs()).max(1))));
     }
@@ -492,27 +549,67 @@ fn spread(v: &[f64]) -> (f64, f64, f64, f64) {
 /// The sessions themselves grow and shrink as they are recycled, so it also prints the server's
 /// estimate of what they hold and the RSS beside it (RSS minus that estimate: the server's own
 /// memory, which a leak would make grow), with the same statistics.
-fn report_rss(rss: &[(u64, u64, u64)]) {
-    let total = rss.last().map_or(0, |r| r.0);
-    let warm = rss.iter().position(|r| r.0 >= (total / 10).max(60)).unwrap_or(rss.len());
-    let after = &rss[warm..];
+/// The samples after warm-up: the first 60 s or the first 10% of the run, whichever is longer.
+fn after_warm_up(rss: &[Sample]) -> &[Sample] {
+    let total = rss.last().map_or(0, |r| r.t);
+    let warm = rss.iter().position(|r| r.t >= (total / 10).max(60)).unwrap_or(rss.len());
+    &rss[warm..]
+}
+
+/// The server/library assemble p50 ratio at every sample after warm-up: the server's p50 over its
+/// last [`RECENT`] assembles then, against the library's p50 over the same span (from the
+/// server's assembles since the previous sample), so a long run is compared period by period
+/// rather than the server's last half-minute against the library's whole run.
+fn report_ratio_over_time(rss: &[Sample], lib: &[LibSample]) {
+    if rss.len() < 2 {
+        return;
+    }
+    let warm = rss.len() - after_warm_up(rss).len();
+    let mut ratios = Vec::new();
+    for w in rss[warm.max(1)..].iter().zip(&rss[warm.max(1) - 1..]) {
+        let (now, prev) = w;
+        let per_sec = (now.assembles - prev.assembles) / now.at.duration_since(prev.at).as_secs_f64();
+        let span = RECENT as f64 / per_sec.max(1.0);
+        let mut us: Vec<f64> = lib.iter().filter(|s| s.at <= now.at && now.at.duration_since(s.at).as_secs_f64() <= span).map(|s| s.us).collect();
+        if us.len() < 100 {
+            continue;
+        }
+        us.sort_by(f64::total_cmp);
+        ratios.push(now.assemble_p50 / q(&us, 0.5));
+    }
+    if ratios.len() < 3 {
+        return;
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "server/library assemble p50 under the same load at each sample after warm-up ({} samples): min {:.2}x, median {:.2}x, p90 {:.2}x, max {:.2}x",
+        ratios.len(),
+        ratios[0],
+        q(&ratios, 0.5),
+        q(&ratios, 0.9),
+        ratios[ratios.len() - 1]
+    );
+}
+
+fn report_rss(rss: &[Sample]) {
+    let after = after_warm_up(rss);
     if after.len() < 3 {
         return;
     }
     let mb = |kb: u64| kb as f64 / 1024.0;
-    let (lo, hi, trend, width) = spread(&after.iter().map(|r| mb(r.1)).collect::<Vec<_>>());
+    let (lo, hi, trend, width) = spread(&after.iter().map(|r| mb(r.rss)).collect::<Vec<_>>());
     println!(
         "server RSS after warm-up (t>={}s, {} samples): first {:.1} MB, min {lo:.1} MB, max {hi:.1} MB, last {:.1} MB, last/first {:+.1}%, (max-min)/min {:.1}%",
-        after[0].0,
+        after[0].t,
         after.len(),
-        mb(after[0].1),
-        mb(after[after.len() - 1].1),
+        mb(after[0].rss),
+        mb(after[after.len() - 1].rss),
         trend * 100.0,
         width * 100.0
     );
-    let (lo, hi, trend, width) = spread(&after.iter().map(|r| mb(r.2)).collect::<Vec<_>>());
+    let (lo, hi, trend, width) = spread(&after.iter().map(|r| mb(r.held)).collect::<Vec<_>>());
     println!("sessions held (server's estimate): min {lo:.1} MB, max {hi:.1} MB, last/first {:+.1}%, (max-min)/min {:.1}%", trend * 100.0, width * 100.0);
-    let (lo, hi, trend, width) = spread(&after.iter().map(|r| mb(r.1.saturating_sub(r.2))).collect::<Vec<_>>());
+    let (lo, hi, trend, width) = spread(&after.iter().map(|r| mb(r.rss.saturating_sub(r.held))).collect::<Vec<_>>());
     println!("RSS minus sessions held: min {lo:.1} MB, max {hi:.1} MB, last/first {:+.1}%, (max-min)/min {:.1}%", trend * 100.0, width * 100.0);
 }
 
@@ -532,14 +629,17 @@ fn main() {
     }
     eprintln!("setup: {} sessions of {} turns on average", a.clients, convs.iter().map(|t| t.turns().len() / 2).sum::<usize>() / convs.len());
     let stop = Arc::new(AtomicBool::new(false));
-    // The library's engines for the in-run comparison, built before the clock starts.
+    let progress: Vec<Arc<AtomicUsize>> = (0..a.clients).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    // The library's engines for the in-run comparison, built before the clock starts; they follow
+    // the clients' sessions (not with `--refill bulk`, whose refills they do not replay).
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let paced = {
         let (convs, stop, clients, budget) = (Arc::clone(&convs), Arc::clone(&stop), a.clients, a.budget);
+        let follow = (!a.bulk).then(|| progress.clone());
         std::thread::spawn(move || {
             let mut e = engines(&convs, clients);
             ready_tx.send(()).unwrap();
-            library_under_load(&mut e, budget, &stop)
+            library_under_load(&mut e, follow.as_deref(), budget, &stop)
         })
     };
     ready_rx.recv().unwrap();
@@ -569,7 +669,7 @@ fn main() {
                 (Arc::clone(&convs), Arc::clone(&bodies)),
                 c,
                 (a.budget, a.report, pace(c), a.bulk),
-                Arc::clone(&stop),
+                (Arc::clone(&stop), Arc::clone(&progress[c])),
             ))
         })
         .collect();
@@ -598,6 +698,7 @@ fn main() {
     let server_cpu = cpu_seconds(&format!("/proc/{}/stat", srv.child.id())) - server_cpu0;
     let own_cpu = cpu_seconds("/proc/self/stat") - own_cpu0;
     let metrics = setup.get(&format!("{}/metrics", srv.base)).call().unwrap().body_mut().read_to_string().unwrap();
+    let scraped = Instant::now();
     drop(srv);
     windows.sort_by(f64::total_cmp);
     appends.sort_by(f64::total_cmp);
@@ -651,9 +752,20 @@ fn main() {
     println!("library assemble (Engine::assemble, same mix, {} samples): p50={:.0}us p99={:.0}us", lib.len(), q(&lib, 0.5), q(&lib, 0.99));
     println!("server/library assemble p50: wall {:.2}x, CPU {:.2}x", server_p50 / q(&lib, 0.5), cpu_p50 / q(&lib, 0.5));
     if !under_load.is_empty() {
-        let (p50, p99) = (q(&under_load, 0.5), q(&under_load, 0.99));
-        println!("library assemble during the load (same run, one engine step every 2 ms, {} samples): p50={p50:.0}us p99={p99:.0}us", under_load.len());
+        // The server's quantiles are of its last RECENT assembles: the library's samples of the
+        // same span are compared with them (the whole run when it had fewer).
+        let span = elapsed * (RECENT as f64 / windows.len().max(1) as f64).min(1.0);
+        let same: Vec<&LibSample> = under_load.iter().filter(|s| scraped.duration_since(s.at).as_secs_f64() <= span).collect();
+        let mut us: Vec<f64> = same.iter().map(|s| s.us).collect();
+        us.sort_by(f64::total_cmp);
+        let (p50, p99) = (q(&us, 0.5), q(&us, 0.99));
+        let mean_held = same.iter().map(|s| s.held as f64).sum::<f64>() / same.len().max(1) as f64;
+        println!(
+            "library assemble during the load (same run, one engine step every 2 ms, the last {span:.0} s as the server's quantiles, {} samples, sessions of {mean_held:.0} turns on average): p50={p50:.0}us p99={p99:.0}us",
+            us.len()
+        );
         println!("server/library assemble p50 under the same load: wall {:.2}x, CPU {:.2}x", server_p50 / p50, cpu_p50 / p50);
+        report_ratio_over_time(&rss, &under_load);
     }
     report_rss(&rss);
     let _ = std::fs::remove_dir_all(&dir);
